@@ -1,0 +1,184 @@
+// Command tposagent is the till agent: it reads the fiscal identity of the
+// cash register, registers the till with the TPOS licence server, keeps the
+// licence state, and delivers kasa card updates and special codes to the
+// Ödüyo ERP API through a durable outbox.
+//
+// main is thin: it parses the command line, builds a context and calls run;
+// every subcommand lives in its own file and writes to injected writers.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes, as DESIGN.md fixes them.
+const (
+	exitOK      = 0
+	exitError   = 1
+	exitUsage   = 2
+	exitExpired = 3 // licence expired, inactive or mismatched
+	exitUnknown = 4 // licence state unknown
+)
+
+// env is what every subcommand gets: its streams and the global flags.
+type env struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	// configPath is the --config flag; empty means the OS default.
+	configPath string
+	// stdinIsTerminal reports whether prompts may be shown.
+	stdinIsTerminal bool
+}
+
+// command is one subcommand of the CLI.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, e *env, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"run", "run the agent in the foreground (what the service executes)", cmdRun},
+		{"demo", "the whole job on this machine with simulated device and servers", cmdDemo},
+		{"install", "install and start the service (writes config and data dir)", cmdInstall},
+		{"uninstall", "stop and remove the service (keeps data unless --purge)", cmdUninstall},
+		{"start", "start the installed service", cmdStart},
+		{"stop", "stop the installed service", cmdStop},
+		{"restart", "restart the installed service", cmdRestart},
+		{"status", "registration, licence, device, outbox, connectivity", cmdStatus},
+		{"license", "the licence state (exit 0 licensed/demo, 3 expired/inactive/mismatch, 4 unknown)", cmdLicense},
+		{"device", "serial ports and the fiscal identity: device ports | device probe", cmdDevice},
+		{"kasa", "enqueue a kasa card update: kasa update", cmdKasa},
+		{"special-code", "enqueue a special code: special-code create", cmdSpecialCode},
+		{"outbox", "inspect and act on the queue: list | dead | retry ID | drop ID", cmdOutbox},
+		{"doctor", "check config, port, servers, clock and disk; say what to fix", cmdDoctor},
+		{"version", "version, commit, build date", cmdVersion},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, stdinIsTerminal: isTerminal(os.Stdin)}
+	err := run(ctx, e, os.Args[1:])
+	stop()
+	os.Exit(report(e.stderr, err))
+}
+
+// run parses the global flags and dispatches to a subcommand.
+func run(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("tposagent", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&e.configPath, "config", "", "path of the config file")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage(e.stdout)
+			return nil
+		}
+		return usageErrorf("%v", err)
+	}
+	args = fs.Args()
+	if len(args) == 0 {
+		usage(e.stderr)
+		return usageErrorf("no command given")
+	}
+	name := args[0]
+	if name == "help" || name == "-h" || name == "--help" {
+		usage(e.stdout)
+		return nil
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			return c.run(ctx, e, args[1:])
+		}
+	}
+	return usageErrorf("unknown command %q (see tposagent --help)", name)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: tposagent [--config FILE] COMMAND [flags]\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun 'tposagent COMMAND --help' for a command's flags and examples.\n")
+}
+
+// exitErr carries an exit code other than 1 through the error chain.
+type exitErr struct {
+	code int
+	err  error // nil: exit silently with code
+}
+
+func (e *exitErr) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e *exitErr) Unwrap() error { return e.err }
+
+func usageErrorf(format string, a ...any) error {
+	return &exitErr{code: exitUsage, err: fmt.Errorf(format, a...)}
+}
+
+// withCode returns an error that exits with code and prints nothing.
+func withCode(code int) error { return &exitErr{code: code} }
+
+// report prints err as one line and maps it to an exit code.
+func report(stderr io.Writer, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitErr
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(stderr, "tposagent: %v\n", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintf(stderr, "tposagent: %v\n", err)
+	return exitError
+}
+
+// newFlagSet returns a flag set for a subcommand whose --help prints the
+// summary, the flags and examples to stdout.
+func newFlagSet(e *env, name, synopsis, examples string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(e.stdout)
+	fs.Usage = func() {
+		fmt.Fprintf(e.stdout, "Usage: tposagent %s\n\n", synopsis)
+		fs.SetOutput(e.stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+		if examples != "" {
+			fmt.Fprintf(e.stdout, "\nExamples:\n%s", examples)
+		}
+	}
+	return fs
+}
+
+// parseFlags parses args, turning --help into a clean exit and any other
+// problem into a usage error.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.Usage()
+		return errHelpShown
+	}
+	if err != nil {
+		return usageErrorf("%s: %v", fs.Name(), err)
+	}
+	return nil
+}
+
+// errHelpShown ends a command after --help with exit code 0.
+var errHelpShown = &exitErr{code: exitOK}
