@@ -1,0 +1,514 @@
+// Package config reads, validates and writes the agent's TOML configuration
+// file (DESIGN.md, "Configuration").
+//
+// The file is decoded strictly: an unknown key is an error naming the key
+// and its line, so that a typo never silently disables a feature. A UTF-8
+// byte-order mark (Notepad adds one) is ignored. Every secret can come from
+// the environment instead of the file (see EnvOverrides). Relative paths are
+// resolved against the directory of the config file, never the working
+// directory: a Windows service starts in System32.
+//
+// Load distinguishes "no config file" (ErrNotFound) from "a config file that
+// is wrong" (*Error, with the line when the parser knows it).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Config is the whole file. The TOML keys are a contract (DESIGN.md).
+type Config struct {
+	DataDir string `toml:"data_dir"`
+	Store   Store  `toml:"store"`
+	TPOSL   TPOSL  `toml:"tposl"`
+	Oduyo   Oduyo  `toml:"oduyo"`
+	Device  Device `toml:"device"`
+	API     API    `toml:"api"`
+	Outbox  Outbox `toml:"outbox"`
+	Log     Log    `toml:"log"`
+
+	// Path is the file this config was read from ("" for Default()).
+	Path string `toml:"-"`
+}
+
+// Store is the static till profile that fills ParamsTPOSKasaBilgisi.
+type Store struct {
+	TaxNumber    string `toml:"tax_number"`    // VERGI_NUMARASI (0..35)
+	TaxOffice    string `toml:"tax_office"`    // VERGI_DAIRESI (0..50)
+	CompanyName  string `toml:"company_name"`  // FIRMA_ADI (0..200)
+	PosNo        int    `toml:"pos_no"`        // POS_NO
+	PosType      int    `toml:"pos_type"`      // POS_TIPI
+	POSSerial    string `toml:"pos_serial"`    // POS_SERI_NO; default: the device's ECR serial
+	ReceiptLimit string `toml:"receipt_limit"` // FIS_LIMITI
+
+	EInvoiceActive            int    `toml:"einvoice_active"`              // E_FAT_AKTIF
+	EInvoicePrefix            string `toml:"einvoice_prefix"`              // E_FAT_NO_BAS_KOD (0..15)
+	EArchiveActive            int    `toml:"earchive_active"`              // E_ARV_AKTIF
+	EArchivePrefix            string `toml:"earchive_prefix"`              // E_ARV_NO_BAS_KOD (0..15)
+	EArchiveNameRequiredLimit string `toml:"earchive_name_required_limit"` // E_ARV_MUSTERI_AD_ZORUNLU_LIMIT
+	EArchiveEmailRequired     int    `toml:"earchive_email_required"`      // E_ARV_EMAIL_ZORUNLU
+
+	PeriodYear     int    `toml:"period_year"`      // DONEM_YILI; 0 = the current year
+	BackupDir      string `toml:"backup_dir"`       // newest file's mtime → SON_YEDEK_ZAMANI
+	TPOSDir        string `toml:"tpos_dir"`         // TPOS install dir, for its version file
+	TPOSVersion    string `toml:"tpos_version"`     // TPOS_VERSIYON; overrides the version file
+	TPOSVersionSeq string `toml:"tpos_version_seq"` // TPOS_VERSIYON_SIRA
+}
+
+// TPOSL is the licence server.
+type TPOSL struct {
+	URL      string   `toml:"url"`      // full endpoint URL
+	Username string   `toml:"username"` // WebErisimKullanici
+	Password Secret   `toml:"password"` // WebErisimSifre
+	Interval Duration `toml:"interval"` // re-registration period
+	Timeout  Duration `toml:"timeout"`
+	Grace    Duration `toml:"grace"`   // a cached licence older than this decays to unknown
+	CAFile   string   `toml:"ca_file"` // extra CA for a private server (added to the system pool)
+}
+
+// Oduyo is the ERP API.
+type Oduyo struct {
+	BaseURL  string   `toml:"base_url"`
+	APIKey   Secret   `toml:"api_key"`
+	Username string   `toml:"username"`
+	Password Secret   `toml:"password"`
+	Timeout  Duration `toml:"timeout"`
+	CAFile   string   `toml:"ca_file"`
+}
+
+// Device is the fiscal cash register on a serial port.
+type Device struct {
+	Port         string   `toml:"port"` // "auto", "none", or a port name
+	Baud         int      `toml:"baud"`
+	FiscalSerial string   `toml:"fiscal_serial"`
+	Exclude      []string `toml:"exclude"` // ports auto-detection never probes
+	Timeout      Duration `toml:"timeout"` // answer timeout per try
+}
+
+// API is the local HTTP API for the POS application.
+type API struct {
+	Listen string `toml:"listen"`
+	Token  Secret `toml:"token"`
+}
+
+// Outbox is the durable queue.
+type Outbox struct {
+	MaxSize         Size     `toml:"max_size"`
+	RetryMax        Duration `toml:"retry_max"`
+	ReconnectJitter Duration `toml:"reconnect_jitter"`
+	Concurrency     int      `toml:"concurrency"`
+}
+
+// Log is the agent's log output.
+type Log struct {
+	Level      string `toml:"level"`       // debug, info, warn, error
+	File       string `toml:"file"`        // default <data_dir>/tposagent.log; "-" for none
+	MaxSize    Size   `toml:"max_size"`    // rotate beyond this
+	MaxBackups int    `toml:"max_backups"` // rotated files kept
+}
+
+// Default returns the configuration with every default filled in.
+func Default() Config {
+	return Config{
+		DataDir: DefaultDataDir(),
+		Store:   Store{PosNo: 1, PosType: 1},
+		TPOSL: TPOSL{
+			Interval: Duration{6 * time.Hour},
+			Timeout:  Duration{30 * time.Second},
+			Grace:    Duration{7 * 24 * time.Hour},
+		},
+		Oduyo:  Oduyo{Timeout: Duration{20 * time.Second}},
+		Device: Device{Port: "auto", Baud: 115200, Timeout: Duration{time.Second}},
+		API:    API{Listen: "127.0.0.1:8787"},
+		Outbox: Outbox{
+			MaxSize:         256 << 20,
+			RetryMax:        Duration{5 * time.Minute},
+			ReconnectJitter: Duration{30 * time.Second},
+			Concurrency:     4,
+		},
+		Log: Log{Level: "info", MaxSize: 10 << 20, MaxBackups: 3},
+	}
+}
+
+// ErrNotFound is returned (wrapped) by Load when there is no config file.
+var ErrNotFound = errors.New("no config file")
+
+// Error is a config file that cannot be used: it names the file, and the
+// key and line when known.
+type Error struct {
+	Path string
+	Line int    // 0 when unknown
+	Key  string // dotted key, "" when not about one key
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("config ")
+	b.WriteString(e.Path)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Load reads the file at path (DefaultPath() when empty), applies the
+// environment overrides, resolves relative paths and validates.
+func Load(path string) (*Config, error) {
+	if path == "" {
+		path = DefaultPath()
+	}
+	abs, err := filepath.Abs(path)
+	if err == nil {
+		path = abs
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w at %s: run 'tposagent install' to create one, or pass --config FILE", ErrNotFound, path)
+	}
+	if err != nil {
+		return nil, &Error{Path: path, Msg: fmt.Sprintf("cannot read: %v", errors.Unwrap(err))}
+	}
+	c, err := Parse(data, path)
+	if err != nil {
+		return nil, err
+	}
+	c.ApplyEnv(os.LookupEnv)
+	c.Resolve()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Parse decodes data strictly over Default(). path is used in messages and
+// kept in Config.Path; relative paths are not resolved yet.
+func Parse(data []byte, path string) (*Config, error) {
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	if !utf8.Valid(data) {
+		return nil, &Error{Path: path, Msg: "not valid UTF-8 (save the file as UTF-8)"}
+	}
+	c := Default()
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, decodeError(path, err)
+	}
+	c.Path = path
+	return &c, nil
+}
+
+func decodeError(path string, err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) && len(strict.Errors) > 0 {
+		d := strict.Errors[0]
+		line, _ := d.Position()
+		msg := "unknown key (check its spelling; see README's config reference)"
+		if n := len(strict.Errors); n > 1 {
+			msg += fmt.Sprintf("; %d unknown keys in all", n)
+		}
+		return &Error{Path: path, Line: line, Key: strings.Join(d.Key(), "."), Msg: msg}
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		line, _ := de.Position()
+		return &Error{Path: path, Line: line, Key: strings.Join(de.Key(), "."), Msg: de.Error()}
+	}
+	// Errors from our own UnmarshalText (durations, sizes) arrive here.
+	return &Error{Path: path, Msg: err.Error()}
+}
+
+// EnvOverrides lists the environment variables that override keys. Every
+// secret has one, so that a fleet roll-out need not write it into a file.
+var EnvOverrides = []struct {
+	Name string
+	Key  string
+	set  func(c *Config, v string)
+}{
+	{"TPOSAGENT_TPOSL_URL", "tposl.url", func(c *Config, v string) { c.TPOSL.URL = v }},
+	{"TPOSAGENT_TPOSL_USERNAME", "tposl.username", func(c *Config, v string) { c.TPOSL.Username = v }},
+	{"TPOSAGENT_TPOSL_PASSWORD", "tposl.password", func(c *Config, v string) { c.TPOSL.Password = Secret(v) }},
+	{"TPOSAGENT_ODUYO_BASE_URL", "oduyo.base_url", func(c *Config, v string) { c.Oduyo.BaseURL = v }},
+	{"TPOSAGENT_ODUYO_API_KEY", "oduyo.api_key", func(c *Config, v string) { c.Oduyo.APIKey = Secret(v) }},
+	{"TPOSAGENT_ODUYO_USERNAME", "oduyo.username", func(c *Config, v string) { c.Oduyo.Username = v }},
+	{"TPOSAGENT_ODUYO_PASSWORD", "oduyo.password", func(c *Config, v string) { c.Oduyo.Password = Secret(v) }},
+	{"TPOSAGENT_API_TOKEN", "api.token", func(c *Config, v string) { c.API.Token = Secret(v) }},
+	{"TPOSAGENT_DATA_DIR", "data_dir", func(c *Config, v string) { c.DataDir = v }},
+	{"TPOSAGENT_LOG_LEVEL", "log.level", func(c *Config, v string) { c.Log.Level = v }},
+}
+
+// ApplyEnv overrides keys from the environment (non-empty values only).
+func (c *Config) ApplyEnv(lookup func(string) (string, bool)) {
+	for _, o := range EnvOverrides {
+		if v, ok := lookup(o.Name); ok && v != "" {
+			o.set(c, v)
+		}
+	}
+}
+
+// Resolve makes relative paths relative to the config file's directory.
+func (c *Config) Resolve() {
+	if c.Path == "" {
+		return
+	}
+	base := filepath.Dir(c.Path)
+	for _, p := range []*string{&c.DataDir, &c.Store.BackupDir, &c.Store.TPOSDir, &c.TPOSL.CAFile, &c.Oduyo.CAFile, &c.Log.File} {
+		if *p != "" && *p != "-" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+}
+
+// LogFile is the log file path, "" when file logging is off.
+func (c *Config) LogFile() string {
+	switch c.Log.File {
+	case "-":
+		return ""
+	case "":
+		return filepath.Join(c.DataDir, "tposagent.log")
+	}
+	return c.Log.File
+}
+
+// Validate checks every key and returns the first problem as *Error.
+func (c *Config) Validate() error {
+	bad := func(key, format string, a ...any) error {
+		return &Error{Path: c.Path, Key: key, Msg: fmt.Sprintf(format, a...)}
+	}
+	if c.DataDir == "" {
+		return bad("data_dir", "must not be empty")
+	}
+	if c.TPOSL.URL == "" {
+		return bad("tposl.url", "is required (the full TPOSL endpoint URL, e.g. https://lisans.example.com/api/TPOSL)")
+	}
+	if err := checkURL(c.TPOSL.URL); err != nil {
+		return bad("tposl.url", "%v", err)
+	}
+	if c.TPOSL.Interval.Duration < 10*time.Second {
+		return bad("tposl.interval", "must be at least 10s (got %s)", c.TPOSL.Interval)
+	}
+	if c.TPOSL.Timeout.Duration <= 0 {
+		return bad("tposl.timeout", "must be positive")
+	}
+	if c.TPOSL.Grace.Duration <= 0 {
+		return bad("tposl.grace", "must be positive")
+	}
+	if c.Oduyo.BaseURL == "" {
+		return bad("oduyo.base_url", "is required (e.g. https://www.siteadi.com)")
+	}
+	if err := checkURL(c.Oduyo.BaseURL); err != nil {
+		return bad("oduyo.base_url", "%v", err)
+	}
+	if c.Oduyo.Timeout.Duration <= 0 {
+		return bad("oduyo.timeout", "must be positive")
+	}
+	switch strings.ToLower(c.Device.Port) {
+	case "":
+		return bad("device.port", `must be "auto", "none" or a port name such as COM3 or /dev/ttyUSB0`)
+	case "none":
+		if c.Device.FiscalSerial == "" {
+			return bad("device.fiscal_serial", `is required when device.port = "none"`)
+		}
+	}
+	if c.Device.Baud <= 0 {
+		return bad("device.baud", "must be positive (the ÖKC default is 115200)")
+	}
+	if c.Device.Timeout.Duration <= 0 {
+		return bad("device.timeout", "must be positive")
+	}
+	if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
+		return bad("api.listen", "must be host:port, e.g. 127.0.0.1:8787 (%v)", err)
+	}
+	if len(c.API.Token) < 16 {
+		return bad("api.token", "must be at least 16 characters (run 'tposagent install' to generate one)")
+	}
+	if c.Outbox.MaxSize < 1<<20 {
+		return bad("outbox.max_size", "must be at least 1MiB (got %s)", c.Outbox.MaxSize)
+	}
+	if c.Outbox.RetryMax.Duration < time.Second {
+		return bad("outbox.retry_max", "must be at least 1s")
+	}
+	if c.Outbox.ReconnectJitter.Duration < 0 {
+		return bad("outbox.reconnect_jitter", "must not be negative")
+	}
+	if c.Outbox.Concurrency < 1 || c.Outbox.Concurrency > 64 {
+		return bad("outbox.concurrency", "must be between 1 and 64")
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "warning", "error":
+	default:
+		return bad("log.level", "must be debug, info, warn or error (got %q)", c.Log.Level)
+	}
+	if c.Log.MaxSize < 64<<10 {
+		return bad("log.max_size", "must be at least 64KiB")
+	}
+	if c.Log.MaxBackups < 0 {
+		return bad("log.max_backups", "must not be negative")
+	}
+	return nil
+}
+
+// Warnings are things that work but that a person should know about.
+func (c *Config) Warnings() []string {
+	var w []string
+	if host, _, err := net.SplitHostPort(c.API.Listen); err == nil && !isLoopbackHost(host) {
+		w = append(w, fmt.Sprintf("api.listen %s is not loopback: the local API is reachable from the network (token required on every call)", c.API.Listen))
+	}
+	for _, u := range []struct{ key, url string }{{"tposl.url", c.TPOSL.URL}, {"oduyo.base_url", c.Oduyo.BaseURL}} {
+		if strings.HasPrefix(strings.ToLower(u.url), "http://") {
+			w = append(w, fmt.Sprintf("%s uses plain http: credentials cross the network in the clear", u.key))
+		}
+	}
+	return w
+}
+
+// checkURL accepts https anywhere and plain http only for hosts on
+// loopback or a private network.
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("not a URL: %v", err)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q has no host (write the full URL, with https://)", raw)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return nil
+	case "http":
+		if isPrivateHost(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("plain http is only allowed for loopback or private-network servers; use https for %s", u.Hostname())
+	default:
+		return fmt.Errorf("scheme %q: use https://", u.Scheme)
+	}
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func isPrivateHost(host string) bool {
+	if isLoopbackHost(host) {
+		return true
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsPrivate() || ip.IsLinkLocalUnicast()
+	}
+	// Single-label names and .local/.lan are on the store's own network.
+	h := strings.ToLower(host)
+	return !strings.Contains(h, ".") || strings.HasSuffix(h, ".local") || strings.HasSuffix(h, ".lan") || strings.HasSuffix(h, ".internal")
+}
+
+// Secret is a string that never prints: fmt, slog and JSON all show
+// "[redacted]" (or "" when empty). Use Reveal for the value.
+type Secret string
+
+// Reveal returns the secret's value.
+func (s Secret) Reveal() string { return string(s) }
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString keeps %#v from printing the value.
+func (s Secret) GoString() string { return strconv.Quote(s.String()) }
+
+// MarshalText is used by encoding/json and the TOML encoder: secrets are
+// redacted there too. Encode writes the real values on purpose.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads the value.
+func (s *Secret) UnmarshalText(b []byte) error { *s = Secret(b); return nil }
+
+// Duration is a time.Duration written as "6h", "30s", "5m".
+type Duration struct{ time.Duration }
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	if err != nil {
+		return fmt.Errorf("duration %q: write it like 30s, 5m or 6h", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// Size is a byte count written as "256MiB", "10MB", "64KiB" or a number.
+type Size int64
+
+func (s Size) String() string {
+	switch {
+	case s != 0 && s%(1<<30) == 0:
+		return fmt.Sprintf("%dGiB", s>>30)
+	case s != 0 && s%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", s>>20)
+	case s != 0 && s%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", s>>10)
+	}
+	return strconv.FormatInt(int64(s), 10)
+}
+
+func (s Size) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+func (s *Size) UnmarshalText(b []byte) error {
+	v, err := ParseSize(string(b))
+	if err != nil {
+		return err
+	}
+	*s = Size(v)
+	return nil
+}
+
+// ParseSize parses "256MiB", "256MB", "1GiB", "512KiB", "1048576".
+func ParseSize(str string) (int64, error) {
+	t := strings.TrimSpace(str)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{
+		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30},
+		{"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000},
+		{"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1},
+	}
+	mult := int64(1)
+	for _, u := range units {
+		if len(t) > len(u.suffix) && strings.EqualFold(t[len(t)-len(u.suffix):], u.suffix) {
+			mult, t = u.mult, strings.TrimSpace(t[:len(t)-len(u.suffix)])
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("size %q: write it like 256MiB or 10MB", str)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,201 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+const validFile = `
+data_dir = "data"
+[store]
+tax_number = "1234567890"
+tax_office = "Kadıköy"
+company_name = "Örnek Gıda A.Ş."
+[tposl]
+url = "https://lisans.example.com/api/TPOSL"
+username = "kasa1"
+password = "tposl-secret-pw"
+interval = "1h"
+[oduyo]
+base_url = "http://127.0.0.1:9999"
+api_key = "oduyo-secret-key"
+username = "erp"
+password = "oduyo-secret-pw"
+[device]
+port = "/dev/ttyUSB0"
+[api]
+token = "0123456789abcdef0123"
+[outbox]
+max_size = "64MiB"
+`
+
+func write(t *testing.T, dir, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadValid(t *testing.T) {
+	dir := t.TempDir()
+	c, err := Load(write(t, dir, "\xef\xbb\xbf"+validFile)) // Notepad's BOM
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "data"); c.DataDir != want {
+		t.Errorf("data_dir = %q, want %q (relative to the config file)", c.DataDir, want)
+	}
+	if c.Store.CompanyName != "Örnek Gıda A.Ş." || c.Store.TaxOffice != "Kadıköy" {
+		t.Errorf("Turkish text not intact: %q %q", c.Store.CompanyName, c.Store.TaxOffice)
+	}
+	if c.TPOSL.Interval.Duration != time.Hour || c.Outbox.MaxSize != 64<<20 {
+		t.Errorf("interval %v max_size %v", c.TPOSL.Interval, c.Outbox.MaxSize)
+	}
+	if c.Outbox.RetryMax.Duration != 5*time.Minute || c.Device.Baud != 115200 || c.API.Listen != "127.0.0.1:8787" {
+		t.Errorf("defaults not kept: %+v %+v %+v", c.Outbox, c.Device, c.API)
+	}
+	if c.Oduyo.Password.Reveal() != "oduyo-secret-pw" {
+		t.Errorf("password not read")
+	}
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "oduyo.base_url") {
+		t.Errorf("warnings = %q, want one about plain http", w)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name, body string
+		key        string
+		line       int
+		want       string
+	}{
+		{"unknown key", strings.Replace(validFile, `interval = "1h"`, `intervall = "1h"`, 1), "tposl.intervall", 11, "unknown key"},
+		{"unknown section", validFile + "[outbx]\nmax_size = \"1MiB\"\n", "outbx", 23, "unknown key"},
+		{"bad duration", strings.Replace(validFile, `"1h"`, `"an hour"`, 1), "", 0, "duration"},
+		{"bad size", strings.Replace(validFile, `"64MiB"`, `"lots"`, 1), "", 0, "size"},
+		{"wrong type", strings.Replace(validFile, `[store]`, "[store]\npos_no = \"one\"", 1), "store.pos_no", 0, ""},
+		{"public http", strings.Replace(validFile, "https://lisans.example.com", "http://lisans.example.com", 1), "tposl.url", 0, "https"},
+		{"none needs serial", strings.Replace(validFile, `"/dev/ttyUSB0"`, `"none"`, 1), "device.fiscal_serial", 0, "required"},
+		{"short token", strings.Replace(validFile, `"0123456789abcdef0123"`, `"x"`, 1), "api.token", 0, "16"},
+		{"syntax", validFile + "[[[", "", 23, ""},
+		{"not utf-8", validFile + "# \xff\n", "", 0, "UTF-8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(write(t, t.TempDir(), tt.body))
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("err = %v, want *Error", err)
+			}
+			if tt.key != "" && ce.Key != tt.key {
+				t.Errorf("key = %q, want %q (%v)", ce.Key, tt.key, err)
+			}
+			if tt.line != 0 && ce.Line != tt.line {
+				t.Errorf("line = %d, want %d (%v)", ce.Line, tt.line, err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %q, want it to mention %q", err, tt.want)
+			}
+			if errors.Is(err, ErrNotFound) {
+				t.Errorf("an invalid file must not look like a missing one")
+			}
+			for _, s := range []string{"tposl-secret-pw", "oduyo-secret-key", "oduyo-secret-pw"} {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("error leaks a secret: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadMissing(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
+	if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "tposagent install") {
+		t.Fatalf("err = %v, want ErrNotFound with advice", err)
+	}
+}
+
+func TestEnvOverridesSecrets(t *testing.T) {
+	t.Setenv("TPOSAGENT_ODUYO_PASSWORD", "from-env")
+	t.Setenv("TPOSAGENT_API_TOKEN", "token-from-env-0123456789")
+	c, err := Load(write(t, t.TempDir(), validFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Oduyo.Password.Reveal() != "from-env" || c.API.Token.Reveal() != "token-from-env-0123456789" {
+		t.Errorf("env not applied: %q", c.Oduyo.Password.Reveal())
+	}
+}
+
+func TestSecretsNeverPrint(t *testing.T) {
+	c, err := Parse([]byte(validFile), "x.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "cfg", c, "tposl", c.TPOSL)
+	js, _ := json.Marshal(c)
+	outputs := []string{fmt.Sprintf("%v %+v %#v %s", c, c, c, c.TPOSL.Password), string(js), logged.String()}
+	for _, out := range outputs {
+		for _, s := range []string{"tposl-secret-pw", "oduyo-secret-key", "oduyo-secret-pw", "0123456789abcdef0123"} {
+			if strings.Contains(out, s) {
+				t.Errorf("secret %q printed in %q", s, out)
+			}
+		}
+	}
+}
+
+func TestEncodeRoundTrip(t *testing.T) {
+	c, err := Parse([]byte(validFile), "x.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Device.Exclude = []string{"COM1", "/dev/ttyS0"}
+	back, err := Parse(Encode(c), "x.toml")
+	if err != nil {
+		t.Fatalf("re-parse: %v\n%s", err, Encode(c))
+	}
+	if !reflect.DeepEqual(c, back) {
+		t.Errorf("round trip differs:\n%+v\n%+v", c, back)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"256MiB": 256 << 20, "10MB": 10e6, "1GiB": 1 << 30, "4096": 4096, " 64 KiB ": 64 << 10} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1MiB", "1.5GiB", "99999999999999GiB"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(validFile))
+	f.Add([]byte("\xef\xbb\xbf[store]\npos_no = 1\n"))
+	f.Add([]byte("[tposl]\ninterval = \"-5s\"\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data, "fuzz.toml")
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		_ = c.Validate()
+		_ = c.Warnings()
+	})
+}

@@ -1,0 +1,9 @@
+//go:build !windows
+
+package config
+
+// DefaultPath is where the config file lives when --config is not given.
+func DefaultPath() string { return "/etc/tposagent/config.toml" }
+
+// DefaultDataDir holds the bbolt file, caches and the log.
+func DefaultDataDir() string { return "/var/lib/tposagent" }
