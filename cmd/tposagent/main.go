@@ -165,6 +165,12 @@ func newFlagSet(e *env, name, synopsis, examples string) *flag.FlagSet {
 	return fs
 }
 
+// addConfigFlag lets a subcommand take --config after its name too
+// ("tposagent run --config F", as the service is registered).
+func addConfigFlag(fs *flag.FlagSet, e *env) {
+	fs.StringVar(&e.configPath, "config", e.configPath, "path of the config file (default: the OS location)")
+}
+
 // parseFlags parses args, turning --help into a clean exit and any other
 // problem into a usage error.
 func parseFlags(fs *flag.FlagSet, args []string) error {
