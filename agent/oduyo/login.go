@@ -1,0 +1,168 @@
+package oduyo
+
+import (
+	"bytes"
+	"encoding/json"
+	"sort"
+	"strings"
+)
+
+// Token limits: a session id must fit in a header unchanged.
+const (
+	minTokenLen = 8
+	maxTokenLen = 4096
+)
+
+// sessionKeys are looked up (case-insensitively) in this order; "data" is
+// last because it often carries a message instead.
+var sessionKeys = []string{"session_id", "sessionid", "token", "access_token", "data"}
+
+// parseLogin extracts the session id from a login response body. The
+// format is undocumented, so it accepts a JSON object with the id under
+// one of sessionKeys (also nested in "data"), a JSON string, or a bare
+// token. The returned error never quotes the body: it may hold the id.
+func parseLogin(body []byte) (string, *Error) {
+	fail := func(class Class, msg string) (string, *Error) {
+		return "", &Error{Op: "login", Class: class, Msg: msg}
+	}
+	b := bytes.TrimSpace(bytes.TrimPrefix(body, utf8BOM))
+	if len(b) == 0 {
+		return fail(Auth, "empty login response")
+	}
+	switch b[0] {
+	case '<':
+		return fail(Transient, "login answered with an html page instead of a session id (proxy or error page?)")
+	case '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return fail(Transient, "login response is malformed json")
+		}
+		if !validToken(s) {
+			return fail(Auth, "login response is a json string that is not a session id")
+		}
+		return s, nil
+	case '{':
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(b, &obj); err != nil {
+			return fail(Transient, "login response is malformed json")
+		}
+		if st, ok := jsonStatus(obj); ok && !st {
+			msg := "login refused by the server"
+			if m := serverMessage(obj); m != "" {
+				msg += ": " + m
+			}
+			return fail(Auth, msg)
+		}
+		if tok, ok := findToken(obj, 0); ok {
+			return tok, nil
+		}
+		return fail(Auth, "login response carries no session id (keys: "+keyList(obj)+")")
+	case '[':
+		return fail(Auth, "login response is a json array, not a session id")
+	}
+	if s := string(b); validToken(s) {
+		return s, nil
+	}
+	return fail(Auth, "login response is neither json nor a bare session id")
+}
+
+func findToken(obj map[string]json.RawMessage, depth int) (string, bool) {
+	lower := make(map[string]json.RawMessage, len(obj))
+	for k, v := range obj {
+		lower[strings.ToLower(k)] = v
+	}
+	for _, k := range sessionKeys {
+		v, ok := lower[k]
+		if !ok {
+			continue
+		}
+		var s string
+		if json.Unmarshal(v, &s) == nil {
+			if validToken(s) {
+				return s, true
+			}
+			continue
+		}
+		var inner map[string]json.RawMessage
+		if depth < 3 && json.Unmarshal(v, &inner) == nil {
+			if tok, ok := findToken(inner, depth+1); ok {
+				return tok, true
+			}
+		}
+	}
+	return "", false
+}
+
+// validToken accepts visible ASCII without spaces, so that the id goes
+// into the Authorization header unchanged.
+func validToken(s string) bool {
+	if len(s) < minTokenLen || len(s) > maxTokenLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= 0x20 || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// jsonStatus reads a "status" member: true/false, "true"/"false", 1/0.
+func jsonStatus(obj map[string]json.RawMessage) (value, present bool) {
+	raw, ok := obj["status"]
+	if !ok {
+		return false, false
+	}
+	switch strings.ToLower(strings.Trim(string(bytes.TrimSpace(raw)), `"`)) {
+	case "true", "1":
+		return true, true
+	case "false", "0":
+		return false, true
+	}
+	return false, false
+}
+
+// serverMessage picks a human message out of an answer, cut short and
+// stripped of control characters. Callers redact secrets from it.
+func serverMessage(obj map[string]json.RawMessage) string {
+	for _, k := range []string{"message", "msg", "error", "error_message", "data"} {
+		var s string
+		if raw, ok := obj[k]; ok && json.Unmarshal(raw, &s) == nil && s != "" {
+			return cleanMessage(s)
+		}
+	}
+	return ""
+}
+
+func cleanMessage(s string) string {
+	const max = 200
+	var b strings.Builder
+	n := 0
+	for _, r := range s {
+		if n == max {
+			b.WriteString("…")
+			break
+		}
+		if r < 0x20 || r == 0x7f {
+			r = ' '
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
+}
+
+func keyList(obj map[string]json.RawMessage) string {
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
+		keys = append(keys, fieldName(k))
+	}
+	sort.Strings(keys)
+	if len(keys) > 10 {
+		keys = append(keys[:10], "…")
+	}
+	if len(keys) == 0 {
+		return "none"
+	}
+	return strings.Join(keys, ", ")
+}
