@@ -1,0 +1,428 @@
+package tposl
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// DefaultTimeout bounds one registration call when Config.Timeout is zero.
+const DefaultTimeout = 30 * time.Second
+
+// maxBody is the most of an answer that is read; an ITPOSReturn is tiny.
+const maxBody = 1 << 20
+
+// Config configures a Client.
+type Config struct {
+	URL        string        // full endpoint URL, e.g. https://host/api/TPOSL
+	HTTPClient *http.Client  // nil: a client with the default transport (proxy from environment)
+	Timeout    time.Duration // per call; 0: DefaultTimeout
+	Logger     *slog.Logger  // nil: discard
+	UserAgent  string        // "": "tposagent"
+}
+
+// Client registers the till with the TPOSL licence server. It is safe for
+// concurrent use.
+type Client struct {
+	url     string
+	host    string
+	hc      *http.Client
+	timeout time.Duration
+	log     *slog.Logger
+	ua      string
+}
+
+// ErrConfig is wrapped by New for an unusable configuration.
+var ErrConfig = errors.New("invalid tposl client config")
+
+// New checks the configuration and returns a client. A plain http:// URL
+// to a host that is not loopback or private is accepted with a warning in
+// the log: the password would cross the network in the clear. Redirects
+// from https to http are never followed.
+func New(cfg Config) (*Client, error) {
+	u, err := url.Parse(strings.TrimSpace(cfg.URL))
+	if err != nil {
+		return nil, fmt.Errorf("new tposl client: parse url: %w", ErrConfig)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("new tposl client: url scheme %q, want https or http: %w", u.Scheme, ErrConfig)
+	}
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("new tposl client: url has no host: %w", ErrConfig)
+	}
+	c := &Client{
+		url:     u.String(),
+		host:    u.Host,
+		timeout: cfg.Timeout,
+		log:     cfg.Logger,
+		ua:      cfg.UserAgent,
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.ua == "" {
+		c.ua = "tposagent"
+	}
+	if cfg.HTTPClient != nil {
+		hc := *cfg.HTTPClient
+		if hc.CheckRedirect == nil {
+			hc.CheckRedirect = noDowngrade
+		}
+		c.hc = &hc
+	} else {
+		c.hc = &http.Client{
+			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
+			CheckRedirect: noDowngrade,
+		}
+	}
+	if u.Scheme == "http" && !privateHost(u.Hostname()) {
+		c.log.Warn("tposl url is plain http to a public host; the web access password crosses the network in the clear", "host", u.Host)
+	}
+	return c, nil
+}
+
+// noDowngrade follows at most 5 redirects and never from https to http:
+// the body carries the password.
+func noDowngrade(req *http.Request, via []*http.Request) error {
+	if len(via) >= 5 {
+		return http.ErrUseLastResponse
+	}
+	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
+		return http.ErrUseLastResponse
+	}
+	return nil
+}
+
+func privateHost(h string) bool {
+	if strings.EqualFold(h, "localhost") || strings.HasSuffix(strings.ToLower(h), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast())
+}
+
+// Kind classifies a failed call.
+type Kind string
+
+// The kinds of Error.
+const (
+	Network    Kind = "network"     // no answer: refused, reset, DNS, TLS, timeout, cancelled
+	HTTPStatus Kind = "http_status" // an answer with a status other than 2xx
+	NotJSON    Kind = "not_json"    // 2xx, but the body is neither JSON nor XML (or empty)
+	HTML       Kind = "html"        // 2xx, but an HTML page: a proxy or captive portal
+	Decode     Kind = "decode"      // 2xx JSON/XML that is malformed or not an ITPOSReturn
+)
+
+// Error is a failed Register call. Its text is one line that names the
+// operation and never contains the web access password.
+type Error struct {
+	Kind        Kind
+	StatusCode  int           // HTTP status, 0 if none
+	ContentType string        // of the answer, if any
+	RetryAfter  time.Duration // from a Retry-After header, 0 if none
+	Detail      string        // short, secret-free: server message, page title or body snippet
+	Err         error         // the cause, if any
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("tposl register: ")
+	switch e.Kind {
+	case Network:
+		b.WriteString("network error")
+	case HTTPStatus:
+		fmt.Fprintf(&b, "http status %d", e.StatusCode)
+		if t := http.StatusText(e.StatusCode); t != "" {
+			b.WriteString(" " + t)
+		}
+	case NotJSON:
+		fmt.Fprintf(&b, "answer is not json (content type %q)", e.ContentType)
+	case HTML:
+		b.WriteString("answer is an html page (a proxy or captive portal?)")
+	case Decode:
+		b.WriteString("cannot decode the answer")
+	default:
+		b.WriteString(string(e.Kind))
+	}
+	if e.Detail != "" {
+		b.WriteString(": " + e.Detail)
+	}
+	if e.Err != nil {
+		b.WriteString(": " + e.Err.Error())
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Temporary reports whether trying again later may help: network errors,
+// 408, 429, 5xx and HTML pages of proxies.
+func (e *Error) Temporary() bool {
+	switch e.Kind {
+	case Network, HTML:
+		return true
+	case HTTPStatus:
+		return e.StatusCode == 408 || e.StatusCode == 429 || e.StatusCode >= 500
+	}
+	return false
+}
+
+// Register posts the params and returns the server's answer. A decoded
+// answer is returned with a nil error even when its Status is false; the
+// licence state is for Evaluate to say. Params over a limit of the spec are
+// not sent (a *FieldError). Any other failure is an *Error; the caller's
+// context cancellation is an *Error of kind Network wrapping ctx.Err().
+func (c *Client) Register(ctx context.Context, p Params) (Return, error) {
+	sc := scrubber{p.WebErisimSifre}
+	if err := p.Validate(); err != nil {
+		return Return{}, fmt.Errorf("tposl register: %w", err)
+	}
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(p); err != nil {
+		return Return{}, fmt.Errorf("tposl register: encode params: %w", err)
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, &body)
+	if err != nil {
+		return Return{}, sc.error(&Error{Kind: Network, Err: err})
+	}
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	req.Header.Set("Accept", "application/json, text/json, application/xml;q=0.9, text/xml;q=0.9")
+	req.Header.Set("User-Agent", c.ua)
+
+	start := time.Now()
+	c.log.Debug("tposl register", "host", c.host, "params", p)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		e := sc.error(&Error{Kind: Network, Err: err})
+		c.log.Debug("tposl register failed", "host", c.host, "kind", Network, "err", e, "elapsed", time.Since(start))
+		return Return{}, e
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		e := sc.error(&Error{Kind: Network, StatusCode: resp.StatusCode, Err: fmt.Errorf("read answer: %w", err)})
+		c.log.Debug("tposl register failed", "host", c.host, "kind", Network, "err", e)
+		return Return{}, e
+	}
+	r, cerr := classify(resp, raw)
+	if cerr != nil {
+		e := sc.error(cerr)
+		c.log.Debug("tposl register failed", "host", c.host, "kind", cerr.Kind, "status", resp.StatusCode, "err", e, "elapsed", time.Since(start))
+		return Return{}, e
+	}
+	c.log.Debug("tposl register answered", "host", c.host, "status", r.Status, "aktif", r.Aktif,
+		"lisans_status", r.LisansStatus, "error_code", r.ErrorMessageCode, "elapsed", time.Since(start))
+	return r, nil
+}
+
+// classify turns an HTTP answer into a Return or an *Error.
+func classify(resp *http.Response, raw []byte) (Return, *Error) {
+	ct := resp.Header.Get("Content-Type")
+	mt, _, _ := mime.ParseMediaType(ct)
+	b := trimBody(raw)
+	html := strings.Contains(mt, "html") || looksHTML(b)
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		e := &Error{Kind: HTTPStatus, StatusCode: resp.StatusCode, ContentType: ct,
+			RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
+		switch {
+		case html:
+			e.Detail = htmlDetail(b)
+		case len(b) > 0 && b[0] == '{':
+			e.Detail = serverMessage(b)
+		default:
+			e.Detail = snippet(b)
+		}
+		if loc := resp.Header.Get("Location"); resp.StatusCode/100 == 3 && loc != "" {
+			e.Detail = "redirect not followed"
+		}
+		return Return{}, e
+	}
+	if len(raw) > maxBody {
+		return Return{}, &Error{Kind: Decode, StatusCode: resp.StatusCode, ContentType: ct, Detail: "answer larger than 1 MiB"}
+	}
+	if html {
+		return Return{}, &Error{Kind: HTML, StatusCode: resp.StatusCode, ContentType: ct, Detail: htmlDetail(b)}
+	}
+	if len(b) == 0 {
+		return Return{}, &Error{Kind: NotJSON, StatusCode: resp.StatusCode, ContentType: ct, Detail: "empty body"}
+	}
+	switch b[0] {
+	case '{', '"', '<':
+	case '[':
+		return Return{}, &Error{Kind: Decode, StatusCode: resp.StatusCode, ContentType: ct, Detail: "a json array, not an ITPOSReturn object"}
+	default:
+		return Return{}, &Error{Kind: NotJSON, StatusCode: resp.StatusCode, ContentType: ct, Detail: snippet(b)}
+	}
+	r, err := DecodeReturn(b)
+	if err != nil {
+		return Return{}, &Error{Kind: Decode, StatusCode: resp.StatusCode, ContentType: ct, Err: err}
+	}
+	return r, nil
+}
+
+func looksHTML(b []byte) bool {
+	head := b
+	if len(head) > 512 {
+		head = head[:512]
+	}
+	h := strings.ToLower(string(head))
+	return strings.HasPrefix(h, "<!doctype html") || strings.Contains(h, "<html") ||
+		strings.Contains(h, "<head") || strings.Contains(h, "<body")
+}
+
+var titleRE = regexp.MustCompile(`(?is)<title[^>]*>(.*?)</title>`)
+
+func htmlDetail(b []byte) string {
+	if len(b) > 64<<10 {
+		b = b[:64<<10]
+	}
+	if m := titleRE.FindSubmatch(b); m != nil {
+		if t := clean(string(m[1]), 80); t != "" {
+			return "page title " + strconv.Quote(t)
+		}
+	}
+	return "html page"
+}
+
+// serverMessage takes "Message" (ASP.NET's error shape) or "ErrorMessage"
+// from a JSON error body.
+func serverMessage(b []byte) string {
+	var m struct {
+		Message      string `json:"Message"`
+		ErrorMessage string `json:"ErrorMessage"`
+	}
+	if json.Unmarshal(b, &m) == nil {
+		if s := clean(first(m.Message, m.ErrorMessage), 160); s != "" {
+			return "server says " + strconv.Quote(s)
+		}
+	}
+	return snippet(b)
+}
+
+func snippet(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if len(b) > 4096 {
+		b = b[:4096]
+	}
+	s := clean(string(b), 80)
+	if s == "" {
+		return fmt.Sprintf("%d bytes of binary data", len(b))
+	}
+	return "body " + strconv.Quote(s)
+}
+
+// clean keeps printable runes on one line, at most max of them.
+func clean(s string, max int) string {
+	var b strings.Builder
+	n := 0
+	space := false
+	for _, r := range s {
+		if r == utf8.RuneError || (!unicode.IsPrint(r) && !unicode.IsSpace(r)) {
+			continue
+		}
+		if unicode.IsSpace(r) {
+			space = b.Len() > 0
+			continue
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+			n++
+		}
+		if n >= max {
+			b.WriteString("…")
+			break
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
+}
+
+// retryAfter reads seconds or an HTTP date; 0 if absent or unreadable.
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		if n < 0 {
+			return 0
+		}
+		return time.Duration(min(n, 86400)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return min(t.Sub(now), 24*time.Hour)
+	}
+	return 0
+}
+
+// minSecretLen is the shortest secret that is scrubbed from error text;
+// shorter ones would garble every message and protect nothing.
+const minSecretLen = 3
+
+// scrubber removes secrets from error text.
+type scrubber struct{ secret string }
+
+func (s scrubber) clean(text string) string {
+	if len(s.secret) < minSecretLen {
+		return text
+	}
+	out := strings.ReplaceAll(text, s.secret, redacted)
+	// The secret may appear escaped as JSON or URL text.
+	if q, err := json.Marshal(s.secret); err == nil {
+		if qs := string(q[1 : len(q)-1]); qs != s.secret {
+			out = strings.ReplaceAll(out, qs, redacted)
+		}
+	}
+	if qe := url.QueryEscape(s.secret); qe != s.secret {
+		out = strings.ReplaceAll(out, qe, redacted)
+	}
+	if pe := url.PathEscape(s.secret); pe != s.secret {
+		out = strings.ReplaceAll(out, pe, redacted)
+	}
+	return out
+}
+
+func (s scrubber) error(e *Error) *Error {
+	e.Detail = s.clean(e.Detail)
+	if e.Err != nil && len(s.secret) >= minSecretLen {
+		e.Err = scrubbedError{err: e.Err, s: s}
+	}
+	return e
+}
+
+// scrubbedError hides the secret from its cause's text; errors.Is/As still
+// reach the cause.
+type scrubbedError struct {
+	err error
+	s   scrubber
+}
+
+func (e scrubbedError) Error() string { return e.s.clean(e.err.Error()) }
+func (e scrubbedError) Unwrap() error { return e.err }
