@@ -1,0 +1,273 @@
+package installer
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/tposagent/tposagent/agent/config"
+)
+
+// ErrMissing is returned (wrapped) by Bootstrap when required values are
+// missing and no Ask function may supply them (--unattended, no terminal).
+var ErrMissing = errors.New("missing required values")
+
+// TokenBytes is the size of a generated local API token (hex: twice as many
+// characters).
+const TokenBytes = 32
+
+// BootstrapOptions are the inputs of Bootstrap.
+type BootstrapOptions struct {
+	// ConfigPath is the config file; default config.DefaultPath(). Made
+	// absolute.
+	ConfigPath string
+	// Set holds the values given explicitly (flags, environment), by
+	// dotted key (see Fields). Only these change an existing config.
+	Set map[string]string
+	// Ask, when non-nil, is called for each required field that is still
+	// empty and returns its value. Nil means never ask: missing values are
+	// an ErrMissing error naming the flag and variable.
+	Ask func(f Field) (string, error)
+	// DryRun computes the result but writes nothing.
+	DryRun bool
+	// Rand is the token's randomness; default crypto/rand.
+	Rand io.Reader
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// BootstrapResult says what Bootstrap found and did.
+type BootstrapResult struct {
+	ConfigPath     string
+	DataDir        string         // absolute
+	Config         *config.Config // as written (relative paths resolved)
+	Created        bool           // there was no config file before
+	TokenGenerated bool
+	Changed        []string // keys whose value changed in an existing file (no values: some are secrets)
+	Wrote          bool     // the file was (re)written
+}
+
+// Bootstrap prepares everything the service needs before the service
+// manager is involved: it reads the existing config (a re-install keeps it,
+// merging only the values in Set), asks for missing required values,
+// generates the local API token when there is none, validates, writes the
+// config atomically readable only by its owner (0600; on Windows
+// Administrators and SYSTEM), and creates the data directory (0700). The
+// data directory's contents are never touched.
+func Bootstrap(opts BootstrapOptions) (*BootstrapResult, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
+	}
+	path := opts.ConfigPath
+	if path == "" {
+		path = config.DefaultPath()
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: config path %s: %w", path, err)
+	}
+	path = abs
+	res := &BootstrapResult{ConfigPath: path}
+
+	var c *config.Config
+	old, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		d := config.Default()
+		d.Path = path
+		c = &d
+		res.Created = true
+	case err != nil:
+		return nil, fmt.Errorf("bootstrap: read config: %w", err)
+	default:
+		c, err = config.Parse(old, path)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap: existing config (fix or move it, then re-run install): %w", err)
+		}
+	}
+	before := snapshot(c)
+
+	fields := Fields()
+	for _, f := range fields {
+		v, ok := opts.Set[f.Key]
+		if !ok {
+			continue
+		}
+		if err := f.Set(c, v); err != nil {
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+	}
+	for k := range opts.Set {
+		if _, ok := FieldByKey(k); !ok {
+			return nil, fmt.Errorf("bootstrap: unknown key %q", k)
+		}
+	}
+
+	var missing []Field
+	for _, f := range fields {
+		if f.Required && strings.TrimSpace(f.Get(c)) == "" {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) > 0 && opts.Ask == nil {
+		var names []string
+		for _, f := range missing {
+			names = append(names, fmt.Sprintf("--%s (or %s)", f.Flag, f.Env))
+		}
+		return nil, fmt.Errorf("%w: %s", ErrMissing, strings.Join(names, ", "))
+	}
+	for _, f := range missing {
+		v, err := opts.Ask(f)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap: ask for %s: %w", f.Key, err)
+		}
+		if strings.TrimSpace(v) == "" {
+			return nil, fmt.Errorf("%w: --%s (or %s) is required", ErrMissing, f.Flag, f.Env)
+		}
+		if err := f.Set(c, v); err != nil {
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+	}
+
+	if c.API.Token == "" {
+		tok, err := NewToken(opts.Rand)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+		c.API.Token = config.Secret(tok)
+		res.TokenGenerated = true
+	}
+
+	// Validate what the agent will see: relative paths resolved against
+	// the config file's directory.
+	check := *c
+	check.Path = path
+	check.Resolve()
+	if err := check.Validate(); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	res.Config = &check
+	res.DataDir = check.DataDir
+
+	after := snapshot(c)
+	for k, v := range after {
+		if !res.Created && before[k] != v {
+			res.Changed = append(res.Changed, k)
+		}
+	}
+	sort.Strings(res.Changed)
+
+	data := config.Encode(c)
+	if _, err := config.Parse(data, path); err != nil {
+		return nil, fmt.Errorf("bootstrap: encoded config does not parse back: %w", err)
+	}
+	if opts.DryRun {
+		return res, nil
+	}
+
+	if err := ensureDir(filepath.Dir(path), false); err != nil {
+		return nil, fmt.Errorf("bootstrap: config dir: %w", err)
+	}
+	if res.Created || !bytes.Equal(old, data) {
+		if err := WriteFileAtomic(path, data); err != nil {
+			return nil, fmt.Errorf("bootstrap: %w", err)
+		}
+		res.Wrote = true
+	} else if err := securePath(path, false); err != nil {
+		return nil, fmt.Errorf("bootstrap: secure config: %w", err)
+	}
+	if err := ensureDir(res.DataDir, true); err != nil {
+		return nil, fmt.Errorf("bootstrap: data dir: %w", err)
+	}
+	log.Info("bootstrap done", "config", path, "data_dir", res.DataDir, "created", res.Created,
+		"token_generated", res.TokenGenerated, "changed", strings.Join(res.Changed, ","))
+	return res, nil
+}
+
+// snapshot maps every installer field to its value (for change detection).
+func snapshot(c *config.Config) map[string]string {
+	m := map[string]string{}
+	for _, f := range Fields() {
+		m[f.Key] = f.Get(c)
+	}
+	return m
+}
+
+// NewToken returns TokenBytes random bytes from r as lower-case hex.
+func NewToken(r io.Reader) (string, error) {
+	b := make([]byte, TokenBytes)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return "", fmt.Errorf("generate api token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// ensureDir creates dir (0700). A data dir is always made private; a
+// config dir only when this call created it (it may be a shared /etc).
+func ensureDir(dir string, always bool) error {
+	_, err := os.Stat(dir)
+	created := errors.Is(err, fs.ErrNotExist)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if created || always {
+		if err := securePath(dir, true); err != nil {
+			return fmt.Errorf("secure %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// WriteFileAtomic writes data to path readable only by its owner (0600; on
+// Windows by Administrators and SYSTEM): a temp file in the same directory,
+// fsync, rename, fsync of the directory. A crash leaves the old file or the
+// new one, never half of one.
+func WriteFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil && !isWindows {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := securePath(tmp, false); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("write %s: sync: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	ok = true
+	syncDir(dir)
+	return nil
+}

@@ -1,0 +1,160 @@
+package installer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// DefaultName is the service name on every platform.
+const DefaultName = "tposagent"
+
+// RunOptions configures Run.
+type RunOptions struct {
+	// Name is the service name (default "tposagent"); on Windows it is also
+	// the Event Log source.
+	Name string
+	// Main runs the agent until ctx is done; it must return within ~5s of
+	// cancellation. sysLog, when non-nil, receives warnings and errors for
+	// the platform's system log (Windows Event Log); nil in the foreground.
+	Main func(ctx context.Context, sysLog slog.Handler) error
+	// StopTimeout bounds the wait for Main after a stop request under the
+	// service manager (default 10s); the service then reports stopped anyway.
+	StopTimeout time.Duration
+	// Logger receives the service wrapper's own messages; nil discards.
+	Logger *slog.Logger
+}
+
+// ErrStopTimeout is returned by Run under the service manager when Main did
+// not return within StopTimeout after a stop request.
+var ErrStopTimeout = errors.New("agent did not stop in time")
+
+// Run runs Main in the foreground (ctx is cancelled by SIGINT/SIGTERM, which
+// the caller wires) or, when the process was started by the Windows service
+// control manager, as a service: the start is reported at once with Main in
+// a goroutine, Stop and Shutdown are both accepted, StopPending is reported
+// before ctx is cancelled, and Run waits for Main to return. Under systemd
+// the foreground path is the service path (systemd sends SIGTERM).
+func Run(ctx context.Context, opts RunOptions) error {
+	if opts.Main == nil {
+		return errors.New("run service: no Main function")
+	}
+	if opts.Name == "" {
+		opts.Name = DefaultName
+	}
+	if opts.StopTimeout <= 0 {
+		opts.StopTimeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	handled, err := runService(ctx, opts)
+	if handled {
+		return err
+	}
+	if err := opts.Main(ctx, nil); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// ctrl is a request from the service manager, independent of the platform.
+type ctrl int
+
+const (
+	ctrlInterrogate ctrl = iota
+	ctrlStop
+	ctrlShutdown
+	ctrlOther
+)
+
+// state is what the service reports to the service manager.
+type state int
+
+const (
+	stateStartPending state = iota
+	stateRunning
+	stateStopPending
+	stateStopped
+)
+
+func (s state) String() string {
+	switch s {
+	case stateStartPending:
+		return "start-pending"
+	case stateRunning:
+		return "running"
+	case stateStopPending:
+		return "stop-pending"
+	case stateStopped:
+		return "stopped"
+	}
+	return fmt.Sprintf("state(%d)", int(s))
+}
+
+// execute is the body of a Windows service handler without the Windows
+// types: it reports StartPending, starts main in a goroutine and reports
+// Running at once (the start never waits for the agent), then serves
+// requests. On Stop or Shutdown it reports StopPending first, cancels main's
+// context and waits for it up to stopTimeout. If main returns on its own
+// while running, execute returns its error (or a plain "exited" error): the
+// caller turns that into a failure exit code so that the recovery actions
+// restart the service. A nil error means a clean stop.
+func execute(parent context.Context, main func(context.Context) error, reqs <-chan ctrl, status chan<- state, stopTimeout time.Duration, log *slog.Logger) error {
+	status <- stateStartPending
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- main(ctx) }()
+	status <- stateRunning
+	log.Info("service running")
+
+	for {
+		select {
+		case err := <-done:
+			// The agent ended without being asked to: a failure, so the
+			// service manager applies its recovery actions.
+			status <- stateStopPending
+			if err == nil || errors.Is(err, context.Canceled) {
+				err = errors.New("agent exited unexpectedly")
+			}
+			log.Error("agent stopped on its own", "err", err)
+			return fmt.Errorf("run service: %w", err)
+		case <-parent.Done():
+			return stop(cancel, done, status, stopTimeout, log, "context")
+		case c, ok := <-reqs:
+			if !ok {
+				return stop(cancel, done, status, stopTimeout, log, "channel closed")
+			}
+			switch c {
+			case ctrlInterrogate:
+				status <- stateRunning
+			case ctrlStop:
+				return stop(cancel, done, status, stopTimeout, log, "stop")
+			case ctrlShutdown:
+				return stop(cancel, done, status, stopTimeout, log, "shutdown")
+			}
+		}
+	}
+}
+
+// stop reports StopPending, then cancels and waits for main.
+func stop(cancel context.CancelFunc, done <-chan error, status chan<- state, timeout time.Duration, log *slog.Logger, why string) error {
+	status <- stateStopPending
+	log.Info("service stopping", "reason", why)
+	cancel()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			log.Warn("agent returned an error while stopping", "err", err)
+		}
+		return nil
+	case <-t.C:
+		log.Error("agent did not stop in time", "timeout", timeout)
+		return fmt.Errorf("stop service after %s: %w", timeout, ErrStopTimeout)
+	}
+}

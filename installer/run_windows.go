@@ -1,0 +1,114 @@
+//go:build windows
+
+package installer
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"golang.org/x/sys/windows"
+	"golang.org/x/sys/windows/svc"
+	"golang.org/x/sys/windows/svc/eventlog"
+)
+
+// Event IDs written to the Event Log.
+const (
+	eventWarning = 2
+	eventError   = 3
+)
+
+// runService runs opts.Main under the service control manager when the
+// process was started by it. svc.IsWindowsService can fail or guess wrong
+// under some hosts (remote shells, session managers); when in doubt it tries
+// svc.Run and treats ERROR_FAILED_SERVICE_CONTROLLER_CONNECT as "not a
+// service", which is what the Windows documentation recommends.
+func runService(ctx context.Context, opts RunOptions) (bool, error) {
+	isSvc, err := svc.IsWindowsService()
+	if err == nil && !isSvc {
+		return false, nil
+	}
+	h := &handler{ctx: ctx, opts: opts}
+	runErr := svc.Run(opts.Name, h)
+	if errors.Is(runErr, windows.ERROR_FAILED_SERVICE_CONTROLLER_CONNECT) {
+		return false, nil
+	}
+	if h.err != nil {
+		return true, h.err
+	}
+	return true, runErr
+}
+
+type handler struct {
+	ctx  context.Context
+	opts RunOptions
+	err  error
+}
+
+// Execute adapts the Windows service control requests to execute.
+func (h *handler) Execute(_ []string, r <-chan svc.ChangeRequest, changes chan<- svc.Status) (bool, uint32) {
+	var sysLog slog.Handler
+	if el, err := eventlog.Open(h.opts.Name); err == nil {
+		defer el.Close()
+		sysLog = newSysLogHandler(func(l slog.Level, line string) error {
+			if l >= slog.LevelError {
+				return el.Error(eventError, line)
+			}
+			return el.Warning(eventWarning, line)
+		})
+	} else {
+		h.opts.Logger.Warn("open event log", "err", err)
+	}
+	reqs := make(chan ctrl, 4)
+	states := make(chan state, 8)
+	result := make(chan error, 1)
+	main := func(ctx context.Context) error { return h.opts.Main(ctx, sysLog) }
+	go func() { result <- execute(h.ctx, main, reqs, states, h.opts.StopTimeout, h.opts.Logger) }()
+
+	send := func(c ctrl) {
+		select {
+		case reqs <- c:
+		default:
+		}
+	}
+	report := func(s state) {
+		switch s {
+		case stateStartPending:
+			changes <- svc.Status{State: svc.StartPending}
+		case stateRunning:
+			changes <- svc.Status{State: svc.Running, Accepts: svc.AcceptStop | svc.AcceptShutdown}
+		case stateStopPending:
+			changes <- svc.Status{State: svc.StopPending}
+		}
+	}
+	for {
+		select {
+		case s := <-states:
+			report(s)
+		case c := <-r:
+			switch c.Cmd {
+			case svc.Interrogate:
+				changes <- c.CurrentStatus
+			case svc.Stop:
+				send(ctrlStop)
+			case svc.Shutdown:
+				send(ctrlShutdown)
+			}
+		case err := <-result:
+			for len(states) > 0 {
+				report(<-states)
+			}
+			if err != nil {
+				h.err = err
+				if sysLog != nil {
+					_ = sysLog.Handle(context.Background(), slog.NewRecord(time.Now(), slog.LevelError, err.Error(), 0))
+				}
+				// A service-specific exit code: with failure actions on
+				// non-crash failures, the recovery actions restart us.
+				return true, 1
+			}
+			return false, 0
+		}
+	}
+}

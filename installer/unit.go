@@ -1,0 +1,144 @@
+package installer
+
+import (
+	"errors"
+	"fmt"
+		"strings"
+)
+
+// UnitParams are the inputs of the systemd unit.
+type UnitParams struct {
+	Name        string // service name; default "tposagent"
+	Description string
+	Executable  string // absolute path of the binary
+	ConfigPath  string // absolute path of the config file
+	DataDir     string // absolute; made writable under ProtectSystem=strict
+	// ExtraWritable are more absolute paths the agent writes (a log file
+	// outside data_dir). Missing paths are ignored by systemd ("-" prefix).
+	ExtraWritable []string
+	// SerialGroup is the supplementary group for serial ports; default
+	// "dialout" (Debian/Ubuntu, Fedora). "-" for none.
+	SerialGroup string
+}
+
+// RenderUnit renders the systemd unit file. It is a pure function: tests
+// check its text with systemd-analyze verify.
+//
+// The unit restarts the agent always (StartLimitIntervalSec=0: it never
+// gives up), orders it after network-online.target, lets systemd create
+// /var/lib/NAME and /etc/NAME (StateDirectory, ConfigurationDirectory,
+// mode 0700) and hardens the process: NoNewPrivileges, ProtectSystem=strict
+// with only the data dir writable, no access to home directories. Devices
+// stay visible (no PrivateDevices): the agent opens the fiscal device's
+// serial port.
+func RenderUnit(p UnitParams) (string, error) {
+	if p.Name == "" {
+		p.Name = DefaultName
+	}
+	if p.Description == "" {
+		p.Description = "TPOS till agent (licence registration and Ödüyo outbox)"
+	}
+	if p.SerialGroup == "" {
+		p.SerialGroup = "dialout"
+	}
+	for _, f := range []struct{ name, v string }{{"executable", p.Executable}, {"config path", p.ConfigPath}, {"data dir", p.DataDir}} {
+		if err := checkUnitPath(f.v); err != nil {
+			return "", fmt.Errorf("render unit: %s: %w", f.name, err)
+		}
+	}
+	for _, w := range p.ExtraWritable {
+		if err := checkUnitPath(w); err != nil {
+			return "", fmt.Errorf("render unit: writable path: %w", err)
+		}
+	}
+	if strings.ContainsAny(p.Name, " /\\\n") || strings.ContainsAny(p.Description, "\n\r") {
+		return "", errors.New("render unit: name or description contains a space, slash or newline")
+	}
+
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
+	w("# Written by 'tposagent install'; re-running it rewrites this file.")
+	w("[Unit]")
+	w("Description=%s", escapeSpecifiers(p.Description))
+	w("Documentation=https://github.com/tposagent/tposagent")
+	w("Wants=network-online.target")
+	w("After=network-online.target")
+	w("StartLimitIntervalSec=0")
+	w("")
+	w("[Service]")
+	w("Type=simple")
+	w("ExecStart=%s run --config %s", quoteExecArg(p.Executable), quoteExecArg(p.ConfigPath))
+	w("Restart=always")
+	w("RestartSec=5")
+	w("TimeoutStopSec=20")
+	w("KillMode=mixed")
+	w("StateDirectory=%s", p.Name)
+	w("StateDirectoryMode=0700")
+	w("ConfigurationDirectory=%s", p.Name)
+	w("ConfigurationDirectoryMode=0700")
+	w("UMask=0077")
+	w("NoNewPrivileges=yes")
+	w("ProtectSystem=strict")
+	writable := append([]string{p.DataDir}, p.ExtraWritable...)
+	for _, d := range writable {
+		w("ReadWritePaths=%s", quotePathArg("-"+d))
+	}
+	w("ProtectHome=read-only")
+	w("PrivateTmp=yes")
+	w("ProtectKernelTunables=yes")
+	w("ProtectKernelModules=yes")
+	w("ProtectKernelLogs=yes")
+	w("ProtectControlGroups=yes")
+	w("ProtectClock=yes")
+	w("RestrictSUIDSGID=yes")
+	w("RestrictRealtime=yes")
+	w("RestrictNamespaces=yes")
+	w("LockPersonality=yes")
+	w("RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK")
+	if p.SerialGroup != "-" {
+		w("SupplementaryGroups=%s", p.SerialGroup)
+	}
+	w("")
+	w("[Install]")
+	w("WantedBy=multi-user.target")
+	return b.String(), nil
+}
+
+func checkUnitPath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("is empty")
+	case !strings.HasPrefix(p, "/"):
+		return fmt.Errorf("%q is not absolute", p)
+	case strings.ContainsAny(p, "\n\r\x00"):
+		return fmt.Errorf("%q contains a control character", p)
+	case strings.Contains(p, "{{"):
+		// kardianos/service renders SystemdScript as a template.
+		return fmt.Errorf("%q contains {{", p)
+	}
+	return nil
+}
+
+// escapeSpecifiers doubles '%' so systemd does not expand specifiers.
+func escapeSpecifiers(s string) string { return strings.ReplaceAll(s, "%", "%%") }
+
+// quoteExecArg quotes one ExecStart argument the way systemd reads it.
+func quoteExecArg(s string) string {
+	s = escapeSpecifiers(s)
+	s = strings.ReplaceAll(s, "$", "$$")
+	if !strings.ContainsAny(s, " \t\"'\\;") {
+		return s
+	}
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	return `"` + r.Replace(s) + `"`
+}
+
+// quotePathArg quotes a path list entry when it holds a space.
+func quotePathArg(s string) string {
+	s = escapeSpecifiers(s)
+	if !strings.ContainsAny(s, " \t\"'\\") {
+		return s
+	}
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	return `"` + r.Replace(s) + `"`
+}
