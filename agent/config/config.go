@@ -174,6 +174,19 @@ func (e *Error) Error() string {
 // Load reads the file at path (DefaultPath() when empty), applies the
 // environment overrides, resolves relative paths and validates.
 func Load(path string) (*Config, error) {
+	c, err := Read(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Read is Load without Validate, for clients of a running agent that need
+// only a few keys (the API address and token).
+func Read(path string) (*Config, error) {
 	if path == "" {
 		path = DefaultPath()
 	}
@@ -194,9 +207,6 @@ func Load(path string) (*Config, error) {
 	}
 	c.ApplyEnv(os.LookupEnv)
 	c.Resolve()
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
 	return c, nil
 }
 

@@ -1,7 +1,180 @@
 package main
 
-import "context"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/shirou/gopsutil/v4/disk"
+
+	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/agent/localapi"
+	"github.com/tposagent/tposagent/agent/oduyo"
+	"github.com/tposagent/tposagent/device"
+)
+
+// A finding of doctor: ok, warn or FAIL, with what to do about it.
+type finding struct {
+	level string // "ok", "warn", "FAIL"
+	what  string
+	msg   string
+}
 
 func cmdDoctor(ctx context.Context, e *env, args []string) error {
-	return usageErrorf("not implemented yet")
+	fs := newFlagSet(e, "doctor", "doctor [--config FILE] [--timeout D]",
+		"  tposagent doctor                      # run every check, say what to fix\n")
+	addConfigFlag(fs, e)
+	timeout := fs.Duration("timeout", 10*time.Second, "time limit of each network check")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var fs2 []finding
+	add := func(level, what, format string, a ...any) {
+		fs2 = append(fs2, finding{level, what, fmt.Sprintf(format, a...)})
+	}
+	defer func() {
+		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		for _, f := range fs2 {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", f.level, f.what, f.msg)
+		}
+		tw.Flush()
+	}()
+
+	cfg, err := config.Load(e.configPath)
+	if err != nil {
+		add("FAIL", "config", "%v", err)
+		return withCode(exitError)
+	}
+	add("ok", "config", "%s is valid", cfg.Path)
+	for _, w := range cfg.Warnings() {
+		add("warn", "config", "%s", w)
+	}
+	if st, err := os.Stat(cfg.Path); err == nil && st.Mode().Perm()&0o077 != 0 && !isWindows() {
+		add("warn", "config", "%s is readable by others (mode %v): chmod 600 it, it holds passwords", cfg.Path, st.Mode().Perm())
+	}
+
+	// Data dir and disk space.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		add("FAIL", "data dir", "cannot create %s: %v", cfg.DataDir, err)
+	} else if f, err := os.CreateTemp(cfg.DataDir, ".doctor*"); err != nil {
+		add("FAIL", "data dir", "%s is not writable: %v (run as the service user or fix ownership)", cfg.DataDir, err)
+	} else {
+		f.Close()
+		os.Remove(f.Name())
+		add("ok", "data dir", "%s is writable", cfg.DataDir)
+	}
+	if u, err := disk.UsageWithContext(ctx, cfg.DataDir); err == nil {
+		free := config.Size(u.Free)
+		switch {
+		case u.Free < uint64(cfg.Outbox.MaxSize):
+			add("warn", "disk", "%s free on %s, less than outbox.max_size %s: the queue could fill the disk", free, cfg.DataDir, cfg.Outbox.MaxSize)
+		default:
+			add("ok", "disk", "%s free on %s", free, cfg.DataDir)
+		}
+	}
+
+	// The running agent.
+	running := false
+	c, err := apiClient(e)
+	if err == nil {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		s, err := c.Status(cctx)
+		cancel()
+		switch {
+		case errors.Is(err, localapi.ErrNotRunning):
+			add("warn", "agent", "not running (tposagent start; or tposagent run in the foreground)")
+		case err != nil:
+			add("FAIL", "agent", "%v", err)
+		default:
+			running = true
+			add("ok", "agent", "running %s, licence %s, %d pending, %d dead", s.Version, s.License.State, s.Outbox.Pending, s.Outbox.Dead)
+			if s.Device.FiscalSerial != "" {
+				add("ok", "device", "%s from %s (%s)", s.Device.FiscalSerial, s.Device.Source, s.Device.Port)
+			}
+			if s.Device.Error != "" {
+				add("warn", "device", "%s", s.Device.Error)
+			}
+			if s.Outbox.Dead > 0 {
+				add("warn", "outbox", "%d records were refused by Ödüyo: tposagent outbox dead", s.Outbox.Dead)
+			}
+		}
+	}
+
+	// The device, when the agent is not there to tell.
+	if !running {
+		switch strings.ToLower(cfg.Device.Port) {
+		case "none":
+			add("ok", "device", "port none: fiscal serial %s from config", cfg.Device.FiscalSerial)
+		default:
+			r := device.NewReader(device.Config{Port: cfg.Device.Port, Baud: cfg.Device.Baud, FiscalSerial: cfg.Device.FiscalSerial,
+				Exclude: cfg.Device.Exclude, Timeout: cfg.Device.Timeout.Duration, CacheDir: cfg.DataDir})
+			id, err := r.Read(ctx)
+			switch {
+			case err == nil:
+				add("ok", "device", "%s on %s (%s %s)", id.FiscalSerial, id.Port, id.Brand, id.Model)
+			case id.FiscalSerial != "":
+				add("warn", "device", "%v; the agent would use %s from %s", err, id.FiscalSerial, id.Source)
+			default:
+				add("FAIL", "device", "%v", err)
+			}
+		}
+	}
+
+	// The servers: reachable, certificates valid, clock in step.
+	checkServer(ctx, add, "tposl", cfg.TPOSL.URL, *timeout)
+	checkServer(ctx, add, "oduyo", cfg.Oduyo.BaseURL, *timeout)
+	oc, err := oduyo.New(oduyo.Config{BaseURL: cfg.Oduyo.BaseURL, APIKey: cfg.Oduyo.APIKey.Reveal(),
+		Username: cfg.Oduyo.Username, Password: cfg.Oduyo.Password.Reveal(), Timeout: *timeout})
+	if err == nil {
+		lctx, cancel := context.WithTimeout(ctx, *timeout)
+		err = oc.Login(lctx)
+		cancel()
+	}
+	if err != nil {
+		add("FAIL", "oduyo login", "%v (check oduyo.username, oduyo.password and oduyo.api_key)", err)
+	} else {
+		add("ok", "oduyo login", "credentials accepted")
+	}
+
+	for _, f := range fs2 {
+		if f.level == "FAIL" {
+			return withCode(exitError)
+		}
+	}
+	return nil
 }
+
+// checkServer sends a GET: any HTTP answer proves DNS, routing and TLS; the
+// Date header tells the clock skew.
+func checkServer(ctx context.Context, add func(string, string, string, ...any), name, url string, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		add("FAIL", name, "bad URL: %v", err)
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		add("FAIL", name, "cannot reach %s: %v (check the network, proxy, firewall and the URL)", req.URL.Host, errors.Unwrap(err))
+		return
+	}
+	resp.Body.Close()
+	add("ok", name, "%s answers (HTTP %d)", req.URL.Host, resp.StatusCode)
+	if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+		skew := time.Since(d).Round(time.Second)
+		if skew < -2*time.Minute || skew > 2*time.Minute {
+			add("warn", "clock", "the till clock differs from %s by %s: fix the time (KASA_TARIH_SAAT and licence dates depend on it)", req.URL.Host, skew)
+		} else {
+			add("ok", "clock", "within %s of %s", skew.Abs(), req.URL.Host)
+		}
+	}
+}
+
+func isWindows() bool { return filepath.Separator == '\\' }

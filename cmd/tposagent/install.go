@@ -1,19 +1,280 @@
 package main
 
-import "context"
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	iofs "io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"golang.org/x/term"
+
+	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/installer"
+)
+
+// lookupEnv reads the environment; tests replace it.
+var lookupEnv = os.LookupEnv
+
+const installExamples = `  # interactive: asks for what is missing
+  sudo tposagent install
+
+  # fleet roll-out (Ansible, GPO): never prompts, fails naming what is missing
+  TPOSAGENT_TPOSL_PASSWORD=… TPOSAGENT_ODUYO_API_KEY=… TPOSAGENT_ODUYO_PASSWORD=… \
+  tposagent install --unattended --tposl-url https://lisans.example.com/api/TPOSL \
+    --tposl-username magaza12 --oduyo-base-url https://www.siteadi.com \
+    --oduyo-username kasa --tax-number 1234567890 --pos-no 3
+
+  # see what would happen
+  tposagent install --dry-run --tposl-url …
+`
 
 func cmdInstall(ctx context.Context, e *env, args []string) error {
-	return usageErrorf("not implemented yet")
+	fs := newFlagSet(e, "install", "install [flags]", installExamples)
+	addConfigFlag(fs, e)
+	unattended := fs.Bool("unattended", false, "never prompt; missing values are an error (fleet roll-out)")
+	dryRun := fs.Bool("dry-run", false, "show what would be done; change nothing")
+	noStart := fs.Bool("no-start", false, "register the service but do not start it")
+	noService := fs.Bool("no-service", false, "only write the config and data dir; do not touch the service manager")
+	delayed := fs.Bool("delayed-start", false, "Windows: start the service a little after boot (delayed automatic start)")
+	fields := installer.Fields()
+	values := make(map[string]*string, len(fields))
+	for _, f := range fields {
+		values[f.Key] = fs.String(f.Flag, "", fmt.Sprintf("%s [env %s]", f.Usage, f.Env))
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("install: unexpected argument %q (values are given as --flag value)", fs.Arg(0))
+	}
+
+	// Environment first, then flags: a flag given on the command line wins.
+	set := map[string]string{}
+	for _, f := range fields {
+		if v, ok := lookupEnv(f.Env); ok && v != "" {
+			set[f.Key] = v
+		}
+	}
+	byFlag := map[string]installer.Field{}
+	for _, f := range fields {
+		byFlag[f.Flag] = f
+	}
+	var flagErr error
+	fs.Visit(func(fl *flag.Flag) {
+		f, ok := byFlag[fl.Name]
+		if !ok {
+			return
+		}
+		v := *values[f.Key]
+		if strings.TrimSpace(v) == "" && flagErr == nil {
+			flagErr = usageErrorf("install: --%s needs a value", fl.Name)
+		}
+		set[f.Key] = v
+	})
+	if flagErr != nil {
+		return flagErr
+	}
+
+	opts := installer.BootstrapOptions{ConfigPath: configPathOrDefault(e), Set: set, DryRun: *dryRun}
+	if !*unattended && e.stdinIsTerminal {
+		p := &installer.Prompter{In: e.stdin, Out: e.stdout}
+		if f, ok := e.stdin.(*os.File); ok {
+			p.ReadSecret = func() (string, error) {
+				b, err := term.ReadPassword(int(f.Fd()))
+				return string(b), err
+			}
+		}
+		opts.Ask = p.Ask
+	}
+	res, err := installer.Bootstrap(opts)
+	if errors.Is(err, installer.ErrMissing) {
+		if *unattended {
+			return usageErrorf("install --unattended: %v", errors.Unwrap(err))
+		}
+		return usageErrorf("install: %v (no terminal to ask on)", errors.Unwrap(err))
+	}
+	if err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
+	printBootstrap(e, res, *dryRun)
+	for _, w := range res.Config.Warnings() {
+		fmt.Fprintf(e.stdout, "warning:   %s\n", w)
+	}
+
+	spec := installer.Spec{ConfigPath: res.ConfigPath, DataDir: res.DataDir, LogFile: res.Config.LogFile(), DelayedAutoStart: *delayed}
+	if *dryRun {
+		fmt.Fprintf(e.stdout, "service:   would register %q: %s\n", installer.DefaultName, strings.Join(append([]string{"<this binary>"}, spec.Arguments()...), " "))
+		if runtime.GOOS == "linux" {
+			if spec.Executable == "" {
+				spec.Executable, _ = os.Executable()
+			}
+			unit, err := installer.RenderUnit(spec.Unit())
+			if err != nil {
+				return fmt.Errorf("install: %w", err)
+			}
+			fmt.Fprintf(e.stdout, "\n%s", unit)
+		}
+		return nil
+	}
+	if *noService {
+		return nil
+	}
+	m, err := installer.NewManager(spec, nil)
+	if errors.Is(err, installer.ErrNoServiceManager) {
+		return fmt.Errorf("install: config and data dir are ready, but %w; run 'tposagent run --config %s' under your own supervisor, or use --no-service", err, res.ConfigPath)
+	}
+	if err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
+	before, err := m.Status()
+	if err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
+	upgraded, err := m.Install()
+	if err != nil {
+		return fmt.Errorf("install: %w", err)
+	}
+	what := "registered"
+	if upgraded {
+		what = "updated in place"
+	}
+	fmt.Fprintf(e.stdout, "service:   %s %s (%s, automatic start)\n", installer.DefaultName, what, m.Platform())
+	if *noStart {
+		return nil
+	}
+	if before == installer.StatusRunning {
+		err = m.Restart()
+	} else {
+		err = m.Start()
+	}
+	if err != nil {
+		return fmt.Errorf("install: %w (check 'tposagent doctor' and the service log)", err)
+	}
+	fmt.Fprintf(e.stdout, "service:   started; check it with 'tposagent status'\n")
+	return nil
 }
+
+func printBootstrap(e *env, r *installer.BootstrapResult, dry bool) {
+	verb := ""
+	if dry {
+		verb = "would be "
+	}
+	switch {
+	case r.Created:
+		fmt.Fprintf(e.stdout, "config:    %s %screated (0600)\n", r.ConfigPath, verb)
+	case len(r.Changed) > 0:
+		fmt.Fprintf(e.stdout, "config:    %s kept, %supdated: %s\n", r.ConfigPath, verb, strings.Join(r.Changed, ", "))
+	default:
+		fmt.Fprintf(e.stdout, "config:    %s kept unchanged\n", r.ConfigPath)
+	}
+	fmt.Fprintf(e.stdout, "data dir:  %s\n", r.DataDir)
+	if r.TokenGenerated {
+		fmt.Fprintf(e.stdout, "api token: %sgenerated (api.token in the config file)\n", verb)
+	} else {
+		fmt.Fprintf(e.stdout, "api token: kept\n")
+	}
+}
+
+func configPathOrDefault(e *env) string {
+	p := e.configPath
+	if p == "" {
+		p = config.DefaultPath()
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	return p
+}
+
+// manager returns the service manager for the configured service.
+func manager(e *env) (*installer.Manager, error) {
+	m, err := installer.NewManager(installer.Spec{ConfigPath: configPathOrDefault(e)}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 func cmdUninstall(ctx context.Context, e *env, args []string) error {
-	return usageErrorf("not implemented yet")
+	fs := newFlagSet(e, "uninstall", "uninstall [--purge]", "  sudo tposagent uninstall           # keeps config and data\n  sudo tposagent uninstall --purge   # removes them too\n")
+	addConfigFlag(fs, e)
+	purge := fs.Bool("purge", false, "also delete the config file and the data directory (the outbox!)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	path := configPathOrDefault(e)
+	m, err := manager(e)
+	switch {
+	case errors.Is(err, installer.ErrNoServiceManager) && *purge:
+		fmt.Fprintf(e.stdout, "service:   %v; nothing to remove\n", err)
+	case err != nil:
+		return fmt.Errorf("uninstall: %w", err)
+	default:
+		err := m.Uninstall()
+		switch {
+		case errors.Is(err, installer.ErrNotInstalled):
+			fmt.Fprintf(e.stdout, "service:   not installed\n")
+		case err != nil:
+			return fmt.Errorf("uninstall: %w", err)
+		default:
+			fmt.Fprintf(e.stdout, "service:   stopped and removed\n")
+		}
+	}
+	if !*purge {
+		fmt.Fprintf(e.stdout, "kept:      %s and the data dir (use --purge to delete them)\n", path)
+		return nil
+	}
+	dataDir := config.DefaultDataDir()
+	if data, err := os.ReadFile(path); err == nil {
+		c, err := config.Parse(data, path)
+		if err != nil {
+			return fmt.Errorf("uninstall --purge: %w (fix or delete it by hand)", err)
+		}
+		c.Resolve()
+		dataDir = c.DataDir
+	} else if !errors.Is(err, iofs.ErrNotExist) {
+		return fmt.Errorf("uninstall --purge: read config: %w", err)
+	}
+	if err := installer.Purge(path, dataDir); err != nil {
+		return fmt.Errorf("uninstall: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "purged:    %s and %s\n", path, dataDir)
+	return nil
 }
+
 func cmdStart(ctx context.Context, e *env, args []string) error {
-	return usageErrorf("not implemented yet")
+	return control(e, args, "start", (*installer.Manager).Start)
 }
+
 func cmdStop(ctx context.Context, e *env, args []string) error {
-	return usageErrorf("not implemented yet")
+	return control(e, args, "stop", (*installer.Manager).Stop)
 }
+
 func cmdRestart(ctx context.Context, e *env, args []string) error {
-	return usageErrorf("not implemented yet")
+	return control(e, args, "restart", (*installer.Manager).Restart)
+}
+
+func control(e *env, args []string, op string, f func(*installer.Manager) error) error {
+	fs := newFlagSet(e, op, op, "")
+	addConfigFlag(fs, e)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("%s: unexpected argument %q", op, fs.Arg(0))
+	}
+	m, err := manager(e)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if err := f(m); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "%s: done\n", op)
+	return nil
 }

@@ -1,7 +1,40 @@
 package main
 
-import "context"
+import (
+	"context"
+	"log/slog"
+
+	"github.com/tposagent/tposagent/agent"
+	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/installer"
+)
 
 func cmdRun(ctx context.Context, e *env, args []string) error {
-	return usageErrorf("not implemented yet")
+	fs := newFlagSet(e, "run", "run [--config FILE]",
+		"  tposagent run                                  # the installed config\n"+
+			"  tposagent run --config ./config.toml           # a config of your own, in the foreground\n")
+	addConfigFlag(fs, e)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(e.configPath)
+	if err != nil {
+		return err
+	}
+	return installer.Run(ctx, installer.RunOptions{
+		Name: "tposagent",
+		Main: func(ctx context.Context, sysLog slog.Handler) error {
+			logs, err := agent.NewLogging(cfg, e.stderr, sysLog)
+			if err != nil {
+				return err
+			}
+			defer logs.Close()
+			a, err := agent.New(cfg, agent.Options{Logger: logs.Logger})
+			if err != nil {
+				logs.Logger.Error("cannot start", "err", err)
+				return err
+			}
+			return a.Run(ctx)
+		},
+	})
 }

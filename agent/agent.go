@@ -1,0 +1,220 @@
+// Package agent wires the parts of tposagent together: it reads the fiscal
+// identity (device), registers the till and keeps the licence state
+// (agent/tposl), delivers records through the durable queue (outbox) to the
+// ERP API (agent/oduyo), and serves the local API (agent/localapi) for the
+// POS application. It owns no protocol of its own.
+//
+// The life of an Agent: New(cfg, opts) → Run(ctx), which returns when ctx is
+// done, after stopping the local API, abandoning in-flight requests within a
+// bounded grace and closing the bbolt file.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/agent/localapi"
+	"github.com/tposagent/tposagent/agent/oduyo"
+	"github.com/tposagent/tposagent/agent/tposl"
+	"github.com/tposagent/tposagent/device"
+	"github.com/tposagent/tposagent/outbox"
+)
+
+// Options are the parts of an Agent that tests and the demo replace.
+type Options struct {
+	Logger *slog.Logger // nil: discard
+	// Now is the till clock; nil means time.Now.
+	Now func() time.Time
+	// DeviceRecheck is how often the device identity is re-read to notice
+	// a swapped cash register; 0 means 10 minutes.
+	DeviceRecheck time.Duration
+	// RetryBase is the first backoff step of the outbox (0: its default).
+	RetryBase time.Duration
+}
+
+// Agent is one running till agent.
+type Agent struct {
+	cfg    *config.Config
+	opts   Options
+	log    *slog.Logger
+	now    func() time.Time
+	queue  *outbox.Queue
+	ln     net.Listener
+	reader *device.Reader
+	tposl  *tposl.Client
+	oduyo  *oduyo.Client
+	cache  tposl.Cache
+
+	startedAt time.Time
+
+	mu         sync.Mutex
+	identity   device.Identity
+	deviceErr  string
+	record     *tposl.Record // last answer of the licence server (persisted)
+	fromServer bool          // record came from the server in this run
+	registered bool
+	lastReg    time.Time
+	lastRegErr string
+	regCount   map[string]uint64 // registrations by result
+	serialSeen chan struct{}     // fiscal serial changed: register now
+}
+
+// ErrAlreadyRunning is returned by New when another agent holds the data dir.
+var ErrAlreadyRunning = errors.New("another tposagent is already running")
+
+// New opens the outbox and binds the local API so that a second agent or a
+// port in use fails at once; nothing slow happens here.
+func New(cfg *config.Config, opts Options) (*Agent, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.DeviceRecheck == 0 {
+		opts.DeviceRecheck = 10 * time.Minute
+	}
+	a := &Agent{
+		cfg:        cfg,
+		opts:       opts,
+		log:        opts.Logger.With("component", "agent"),
+		now:        opts.Now,
+		startedAt:  opts.Now(),
+		regCount:   map[string]uint64{},
+		serialSeen: make(chan struct{}, 1),
+		cache:      tposl.Cache{Path: filepath.Join(cfg.DataDir, "license.json")},
+	}
+	for _, w := range cfg.Warnings() {
+		a.log.Warn(w)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+
+	tc, err := httpClient(cfg.TPOSL.CAFile, a.log)
+	if err != nil {
+		return nil, fmt.Errorf("tposl.ca_file: %w", err)
+	}
+	a.tposl, err = tposl.New(tposl.Config{URL: cfg.TPOSL.URL, HTTPClient: tc, Timeout: cfg.TPOSL.Timeout.Duration, Logger: opts.Logger.With("component", "tposl")})
+	if err != nil {
+		return nil, fmt.Errorf("tposl client: %w", err)
+	}
+	oc, err := httpClient(cfg.Oduyo.CAFile, a.log)
+	if err != nil {
+		return nil, fmt.Errorf("oduyo.ca_file: %w", err)
+	}
+	a.oduyo, err = oduyo.New(oduyo.Config{
+		BaseURL:    cfg.Oduyo.BaseURL,
+		APIKey:     cfg.Oduyo.APIKey.Reveal(),
+		Username:   cfg.Oduyo.Username,
+		Password:   cfg.Oduyo.Password.Reveal(),
+		HTTPClient: oc,
+		Timeout:    cfg.Oduyo.Timeout.Duration,
+		Now:        opts.Now,
+		Logger:     opts.Logger.With("component", "oduyo"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("oduyo client: %w", err)
+	}
+	a.reader = device.NewReader(device.Config{
+		Port:         cfg.Device.Port,
+		Baud:         cfg.Device.Baud,
+		FiscalSerial: cfg.Device.FiscalSerial,
+		Exclude:      cfg.Device.Exclude,
+		Timeout:      cfg.Device.Timeout.Duration,
+		CacheDir:     cfg.DataDir,
+		Logger:       opts.Logger.With("component", "device"),
+	})
+
+	a.queue, err = outbox.Open(outbox.Options{
+		Path:            filepath.Join(cfg.DataDir, "outbox.db"),
+		MaxSize:         int64(cfg.Outbox.MaxSize),
+		Concurrency:     cfg.Outbox.Concurrency,
+		RetryBase:       opts.RetryBase,
+		RetryMax:        cfg.Outbox.RetryMax.Duration,
+		ReconnectJitter: cfg.Outbox.ReconnectJitter.Duration,
+		Logger:          opts.Logger.With("component", "outbox"),
+	})
+	if errors.Is(err, outbox.ErrLocked) {
+		return nil, fmt.Errorf("%w on data dir %s (stop it first: tposagent stop)", ErrAlreadyRunning, cfg.DataDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open outbox: %w", err)
+	}
+	a.ln, err = net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		a.queue.Close()
+		return nil, fmt.Errorf("local API: listen on %s: %w (is another program using the port? change api.listen)", cfg.API.Listen, err)
+	}
+	// A listen address with port 0 is resolved here; clients read it back.
+	if err := writeFileAtomic(filepath.Join(cfg.DataDir, APIAddrFile), []byte(a.ln.Addr().String()+"\n"), 0o600); err != nil {
+		a.log.Warn("cannot record the local API address", "err", err)
+	}
+	a.loadLicenseCache()
+	return a, nil
+}
+
+// APIAddrFile, in the data dir, holds the address the local API listens
+// on (useful when api.listen has port 0).
+const APIAddrFile = "api.addr"
+
+// Addr is the local API's address.
+func (a *Agent) Addr() net.Addr { return a.ln.Addr() }
+
+// Run runs the agent until ctx is done.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.queue.Close()
+	a.log.Info("tposagent started", "version", Version, "api", a.ln.Addr().String(), "data_dir", a.cfg.DataDir)
+
+	srv := &http.Server{
+		Handler: localapi.NewHandler(localapi.Config{
+			Token:   a.cfg.API.Token.Reveal(),
+			Queue:   a.queue,
+			Status:  a.Status,
+			License: a.License,
+			Metrics: a.writeMetrics,
+			Logger:  a.opts.Logger.With("component", "localapi"),
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("local API: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		return nil
+	})
+	g.Go(func() error {
+		return a.queue.Run(gctx, &sender{client: a.oduyo})
+	})
+	g.Go(func() error {
+		a.registrationLoop(gctx)
+		return nil
+	})
+	err := g.Wait()
+	a.log.Info("tposagent stopped")
+	return err
+}

@@ -1,0 +1,145 @@
+package localapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tposagent/tposagent/agent/tposl"
+)
+
+// Client calls the local API of a running agent (the CLI uses it).
+type Client struct {
+	// BaseURL is e.g. "http://127.0.0.1:8787".
+	BaseURL string
+	Token   string
+	HTTP    *http.Client // nil: a client with a 10 s timeout
+}
+
+// ErrNotRunning means nothing answers on the API address.
+var ErrNotRunning = errors.New("no tposagent is running")
+
+// APIError is an error answer of the API.
+type APIError struct {
+	StatusCode int
+	Message    string
+	Field      string
+}
+
+func (e *APIError) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("%s (field %s, HTTP %d)", e.Message, e.Field, e.StatusCode)
+	}
+	return fmt.Sprintf("%s (HTTP %d)", e.Message, e.StatusCode)
+}
+
+// BaseURLFor turns an api.listen address into a URL a client can dial:
+// an unspecified host (0.0.0.0, ::, "") becomes loopback.
+func BaseURLFor(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "http://" + listen
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// Do sends a request with body (nil for none) and decodes a 2xx answer
+// into out (nil to discard).
+func (c *Client) Do(ctx context.Context, method, path string, body []byte, out any) error {
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 10 * time.Second}
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, rd)
+	if err != nil {
+		return fmt.Errorf("local API request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if isRefused(err) {
+			return fmt.Errorf("%w at %s (start it: tposagent start, or run it: tposagent run)", ErrNotRunning, c.BaseURL)
+		}
+		return fmt.Errorf("local API at %s: %w", c.BaseURL, errors.Unwrap(err))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("local API: read answer: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var eb ErrorBody
+		if json.Unmarshal(data, &eb) != nil || eb.Error == "" {
+			eb.Error = strings.TrimSpace(string(data))
+		}
+		if resp.StatusCode == http.StatusUnauthorized {
+			eb.Error = "the agent refused the token: api.token in the config differs from the running agent's (restart it after editing the config)"
+		}
+		return &APIError{StatusCode: resp.StatusCode, Message: eb.Error, Field: eb.Field}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("local API: decode answer: %w", err)
+	}
+	return nil
+}
+
+func isRefused(err error) bool {
+	var ue *url.Error
+	if errors.As(err, &ue) && errors.Is(ue.Err, syscall.ECONNREFUSED) {
+		return true
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
+}
+
+// Status is GET /v1/status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	err := c.Do(ctx, http.MethodGet, "/v1/status", nil, &s)
+	return s, err
+}
+
+// License is GET /v1/license.
+func (c *Client) License(ctx context.Context) (tposl.License, error) {
+	var l tposl.License
+	err := c.Do(ctx, http.MethodGet, "/v1/license", nil, &l)
+	return l, err
+}
+
+// Enqueue posts a column object to /v1/kasa or /v1/special-codes.
+func (c *Client) Enqueue(ctx context.Context, path string, column []byte) (Accepted, error) {
+	var a Accepted
+	err := c.Do(ctx, http.MethodPost, path, column, &a)
+	return a, err
+}
+
+// List is GET /v1/outbox?state=.
+func (c *Client) List(ctx context.Context, state string, limit int) ([]ItemView, error) {
+	var out struct {
+		Items []ItemView `json:"items"`
+	}
+	err := c.Do(ctx, http.MethodGet, fmt.Sprintf("/v1/outbox?state=%s&limit=%d", url.QueryEscape(state), limit), nil, &out)
+	return out.Items, err
+}

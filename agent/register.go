@@ -1,0 +1,214 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/tposagent/tposagent/agent/tposl"
+	"github.com/tposagent/tposagent/device"
+)
+
+// registrationLoop reads the device, registers with TPOSL at once, then
+// every tposl.interval; at once again when the fiscal serial changes. A
+// failed registration is retried on a capped, jittered backoff instead of
+// waiting a whole interval.
+func (a *Agent) registrationLoop(ctx context.Context) {
+	const (
+		retryBase = 15 * time.Second
+		retryCap  = 30 * time.Minute
+	)
+	interval := a.cfg.TPOSL.Interval.Duration
+	failures := 0
+	recheck := time.NewTicker(a.opts.DeviceRecheck)
+	defer recheck.Stop()
+
+	a.readDevice(ctx)
+	for {
+		wait := interval
+		if err := a.register(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			backoff := min(retryCap, retryBase<<min(failures-1, 10), interval)
+			wait = backoff/2 + rand.N(backoff/2+1)
+			a.log.Warn("registration failed; will retry", "err", err, "failures", failures, "retry_in", wait.Round(time.Second))
+		} else {
+			if failures > 0 {
+				a.log.Info("registration recovered", "after_failures", failures)
+			}
+			failures = 0
+		}
+		timer := time.NewTimer(wait)
+	waiting:
+		for {
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-timer.C:
+				a.readDevice(ctx)
+				break waiting
+			case <-recheck.C:
+				a.readDevice(ctx)
+			case <-a.serialSeen:
+				timer.Stop()
+				break waiting
+			}
+		}
+	}
+}
+
+// readDevice refreshes the identity; a changed fiscal serial triggers a
+// registration at once.
+func (a *Agent) readDevice(ctx context.Context) {
+	id, err := a.reader.Read(ctx)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	prevErr := a.deviceErr
+	a.deviceErr = ""
+	if err != nil {
+		a.deviceErr = err.Error()
+		if a.deviceErr != prevErr {
+			if id.FiscalSerial != "" {
+				a.log.Warn("cannot read the cash register; using the last known identity", "err", err, "source", id.Source, "fiscal_serial", id.FiscalSerial)
+			} else {
+				a.log.Error("cannot read the cash register and no identity is known (connect the ÖKC or set device.fiscal_serial)", "err", err)
+			}
+		}
+	} else if prevErr != "" {
+		a.log.Info("cash register readable again", "fiscal_serial", id.FiscalSerial, "port", id.Port)
+	}
+	if id.FiscalSerial == "" {
+		return
+	}
+	prev := a.identity.FiscalSerial
+	a.identity = id
+	if prev != "" && prev != id.FiscalSerial {
+		a.log.Warn("fiscal serial changed; registering again", "old", prev, "new", id.FiscalSerial)
+		select {
+		case a.serialSeen <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// errNoSerial: registering without a fiscal serial would create a bogus
+// record on the licence server.
+var errNoSerial = errors.New("no fiscal serial known: connect the ÖKC (device.port) or set device.fiscal_serial")
+
+func (a *Agent) register(ctx context.Context) error {
+	a.mu.Lock()
+	id := a.identity
+	a.mu.Unlock()
+	if id.FiscalSerial == "" {
+		a.setRegistration(nil, errNoSerial)
+		return errNoSerial
+	}
+	params, err := a.buildParams(ctx, id)
+	if err != nil {
+		a.setRegistration(nil, err)
+		return err
+	}
+	ret, err := a.tposl.Register(ctx, params)
+	if err != nil {
+		a.setRegistration(nil, err)
+		return err
+	}
+	rec := tposl.Record{Return: ret, FiscalSerial: id.FiscalSerial, CheckedAt: a.now()}
+	if err := a.cache.Save(rec); err != nil {
+		a.log.Warn("cannot persist the licence answer", "err", err)
+	}
+	a.setRegistration(&rec, nil)
+	lic := a.License()
+	a.log.Info("registered with TPOSL", "status", ret.Status, "license", lic.State, "days_left", lic.DaysLeft, "fiscal_serial", id.FiscalSerial)
+	return nil
+}
+
+func (a *Agent) buildParams(ctx context.Context, id device.Identity) (tposl.Params, error) {
+	s := a.cfg.Store
+	facts := tposl.Facts{
+		FiscalSerial: id.FiscalSerial,
+		ECRSerial:    id.ECRSerial,
+		HostName:     device.Host(ctx).HostName,
+		Now:          a.now(),
+		AgentVersion: Version,
+	}
+	if s.BackupDir != "" {
+		t, err := device.NewestBackup(s.BackupDir)
+		if err != nil {
+			a.log.Warn("cannot read the backup dir; SON_YEDEK_ZAMANI left empty", "dir", s.BackupDir, "err", err)
+		}
+		facts.LastBackup = t
+	}
+	if s.TPOSDir != "" && (s.TPOSVersion == "" || s.TPOSVersionSeq == "") {
+		v, seq, err := device.TPOSVersion(s.TPOSDir)
+		if err != nil {
+			a.log.Warn("cannot read the TPOS version", "dir", s.TPOSDir, "err", err)
+		}
+		facts.TPOSVersion, facts.TPOSVersionSeq = v, seq
+	}
+	return tposl.Build(tposl.Store{
+		TaxNumber: s.TaxNumber, TaxOffice: s.TaxOffice, CompanyName: s.CompanyName,
+		PosNo: s.PosNo, PosType: s.PosType, POSSerial: s.POSSerial, ReceiptLimit: s.ReceiptLimit,
+		EInvoiceActive: s.EInvoiceActive, EInvoicePrefix: s.EInvoicePrefix,
+		EArchiveActive: s.EArchiveActive, EArchivePrefix: s.EArchivePrefix,
+		EArchiveNameRequiredLimit: s.EArchiveNameRequiredLimit, EArchiveEmailRequired: s.EArchiveEmailRequired,
+		PeriodYear: s.PeriodYear, TPOSVersion: s.TPOSVersion, TPOSVersionSeq: s.TPOSVersionSeq,
+	}, facts, tposl.Credentials{Username: a.cfg.TPOSL.Username, Password: a.cfg.TPOSL.Password.Reveal()})
+}
+
+// setRegistration records the outcome of one registration attempt.
+func (a *Agent) setRegistration(rec *tposl.Record, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	result := "ok"
+	if err != nil {
+		result = "error"
+		a.lastRegErr = oneLine(err.Error())
+	} else {
+		a.lastRegErr = ""
+		a.lastReg = rec.CheckedAt
+		a.registered = rec.Return.Status
+		a.record = rec
+		a.fromServer = true
+	}
+	a.regCount[result]++
+}
+
+// License is the licence state now: the server's last answer re-evaluated
+// at the current time; while offline, the persisted answer, decaying to
+// unknown after tposl.grace.
+func (a *Agent) License() tposl.License {
+	a.mu.Lock()
+	rec, fromServer, serial := a.record, a.fromServer, a.identity.FiscalSerial
+	a.mu.Unlock()
+	now := a.now()
+	grace := a.cfg.TPOSL.Grace.Duration
+	if rec == nil {
+		return tposl.Unknown("the licence server has not answered yet")
+	}
+	if serial == "" {
+		serial = rec.FiscalSerial
+	}
+	if fromServer && now.Sub(rec.CheckedAt) < grace {
+		l := tposl.Evaluate(rec.Return, serial, now)
+		l.CheckedAt = rec.CheckedAt
+		return l
+	}
+	return tposl.Effective(*rec, serial, now, grace)
+}
+
+// loadLicenseCache loads the persisted answer at startup.
+func (a *Agent) loadLicenseCache() {
+	if rec, err := a.cache.Load(); err == nil {
+		a.record = &rec
+	}
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

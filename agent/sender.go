@@ -1,0 +1,50 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/tposagent/tposagent/agent/oduyo"
+	"github.com/tposagent/tposagent/outbox"
+)
+
+// sender adapts the Ödüyo client to the outbox: it turns a classified
+// client error into an outbox verdict.
+type sender struct {
+	client *oduyo.Client
+}
+
+var _ outbox.Sender = (*sender)(nil)
+
+func (s *sender) Send(ctx context.Context, it outbox.Item) outbox.Result {
+	var err error
+	switch it.Kind {
+	case outbox.KindKasa:
+		err = s.client.UpdateKasa(ctx, it.IdempotencyKey, it.Payload)
+	case outbox.KindSpecialCode:
+		err = s.client.CreateSpecialCode(ctx, it.IdempotencyKey, it.Payload)
+	default:
+		return outbox.Result{Verdict: outbox.Reject, Reason: fmt.Sprintf("unknown record kind %q", it.Kind)}
+	}
+	return verdict(err)
+}
+
+// verdict maps an Ödüyo client error to what the outbox does with the item.
+func verdict(err error) outbox.Result {
+	if err == nil {
+		return outbox.Result{Verdict: outbox.Delivered}
+	}
+	class, retryAfter := oduyo.Classify(err)
+	r := outbox.Result{RetryAfter: retryAfter, Reason: oneLine(err.Error())}
+	switch class {
+	case oduyo.Permanent:
+		r.Verdict = outbox.Reject
+	case oduyo.Auth:
+		r.Verdict = outbox.Reauth
+	default:
+		r.Verdict = outbox.Retry
+	}
+	return r
+}
+
+func (s *sender) Probe(ctx context.Context) error { return s.client.Probe(ctx) }

@@ -1,0 +1,67 @@
+package agent
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/tposagent/tposagent/agent/localapi"
+)
+
+// Status is a snapshot for the local API, the CLI and /metrics.
+func (a *Agent) Status() localapi.Status {
+	lic := a.License()
+	a.mu.Lock()
+	id, devErr := a.identity, a.deviceErr
+	s := localapi.Status{
+		Registered:            a.registered,
+		License:               lic,
+		Version:               Version,
+		StartedAt:             a.startedAt,
+		LastRegistration:      timePtr(a.lastReg),
+		LastRegistrationError: a.lastRegErr,
+		Warnings:              a.cfg.Warnings(),
+	}
+	a.mu.Unlock()
+	s.Device = localapi.Device{
+		FiscalSerial: id.FiscalSerial, Source: string(id.Source), Port: id.Port, ReadAt: timePtr(id.ReadAt),
+		ECRSerial: id.ECRSerial, Brand: id.Brand, Model: id.Model, Error: devErr,
+	}
+	if s.Device.Source == "" {
+		s.Device.Source = "none"
+	}
+	st, err := a.queue.Stats()
+	if err != nil {
+		s.Outbox.LastError = "cannot read outbox stats: " + err.Error()
+		return s
+	}
+	s.Online = st.Online
+	s.LastFlush = timePtr(st.LastSuccess)
+	s.Outbox = localapi.Outbox{
+		Pending: st.Pending, InFlight: st.InFlight, Dead: st.Dead,
+		OldestPendingAgeS: int64(st.OldestPendingAge / time.Second), Bytes: st.Bytes,
+		Enqueued: st.Enqueued, Delivered: st.Delivered, Coalesced: st.Coalesced, DeadLettered: st.DeadLettered,
+		PausedUntil: timePtr(st.PausedUntil), LastError: st.LastError, Quarantined: st.Quarantined,
+	}
+	if st.Quarantined != "" {
+		s.Warnings = append(s.Warnings, fmt.Sprintf("a corrupt outbox file was moved aside to %s at %s", st.Quarantined, st.QuarantinedAt.Format(time.RFC3339)))
+	}
+	return s
+}
+
+// writeMetrics adds the agent's own counters to /metrics.
+func (a *Agent) writeMetrics(w io.Writer) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	fmt.Fprintf(w, "# HELP tposagent_registrations_total TPOSL registration attempts by result.\n# TYPE tposagent_registrations_total counter\n")
+	for _, r := range []string{"ok", "error"} {
+		fmt.Fprintf(w, "tposagent_registrations_total{result=%q} %d\n", r, a.regCount[r])
+	}
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
