@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/kardianos/service"
 )
@@ -110,6 +111,7 @@ const (
 	StatusRunning      Status = "running"
 	StatusStopped      Status = "stopped"
 	StatusNotInstalled Status = "not installed"
+	StatusFailed       Status = "failed"
 	StatusUnknown      Status = "unknown"
 )
 
@@ -160,6 +162,8 @@ func (m *Manager) Status() (Status, error) {
 	switch {
 	case errors.Is(err, service.ErrNotInstalled):
 		return StatusNotInstalled, nil
+	case err != nil && strings.Contains(err.Error(), "failed state"):
+		return StatusFailed, nil
 	case err != nil:
 		return StatusUnknown, fmt.Errorf("service status: %w", err)
 	case st == service.StatusRunning:
@@ -209,7 +213,7 @@ func (m *Manager) Uninstall() error {
 			return fmt.Errorf("stop service %s: %w", m.spec.Name, err)
 		}
 	}
-	if err := m.svc.Uninstall(); err != nil {
+	if err := m.uninstall(); err != nil {
 		return fmt.Errorf("uninstall service %s: %w", m.spec.Name, err)
 	}
 	return nil

@@ -31,8 +31,53 @@ func systemdIsPID1() bool {
 // afterInstall: kardianos/service has written the unit and enabled it.
 func (m *Manager) afterInstall() error { return nil }
 
-// update rewrites the unit in place and reloads systemd.
+// packageUnitDirs hold units that a .deb or .rpm installed.
+var packageUnitDirs = []string{"/usr/lib/systemd/system", "/lib/systemd/system"}
+
+// ownUnit is the unit file the installer writes.
+func (m *Manager) ownUnit() string { return filepath.Join(unitDir, m.spec.Name+".service") }
+
+// packageUnit returns the unit file a package installed, "" when none.
+func (m *Manager) packageUnit() string {
+	for _, d := range packageUnitDirs {
+		p := filepath.Join(d, m.spec.Name+".service")
+		if _, err := osStat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+func systemctl(args ...string) error {
+	out, err := exec.Command("systemctl", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("systemctl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// uninstall removes our unit file, or only disables a package's unit
+// (the package manager owns that file).
+func (m *Manager) uninstall() error {
+	if _, err := osStat(m.ownUnit()); err == nil {
+		return m.svc.Uninstall()
+	}
+	if err := systemctl("disable", m.spec.Name+".service"); err != nil {
+		return err
+	}
+	return systemctl("daemon-reload")
+}
+
+// update rewrites the unit in place and reloads systemd. When a package
+// installed the unit (and we never wrote one), that unit is kept: the
+// package manager owns it.
 func (m *Manager) update() error {
+	if _, err := osStat(m.ownUnit()); err != nil && m.packageUnit() != "" {
+		if err := systemctl("daemon-reload"); err != nil {
+			return err
+		}
+		return systemctl("enable", m.spec.Name+".service")
+	}
 	unit, err := RenderUnit(m.spec.Unit())
 	if err != nil {
 		return err
@@ -43,11 +88,8 @@ func (m *Manager) update() error {
 	if err := securePathMode(filepath.Join(unitDir, m.spec.Name+".service"), 0o644); err != nil {
 		return err
 	}
-	for _, args := range [][]string{{"daemon-reload"}, {"enable", m.spec.Name + ".service"}} {
-		out, err := exec.Command("systemctl", args...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("systemctl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-		}
+	if err := systemctl("daemon-reload"); err != nil {
+		return err
 	}
-	return nil
+	return systemctl("enable", m.spec.Name+".service")
 }

@@ -88,3 +88,6 @@ func commandLine(exe string, args []string) string {
 	}
 	return strings.Join(parts, " ")
 }
+
+// uninstall removes the service and its Event Log source.
+func (m *Manager) uninstall() error { return m.svc.Uninstall() }
