@@ -1,0 +1,81 @@
+package device
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.bug.st/serial"
+	"go.bug.st/serial/enumerator"
+)
+
+// PortInfo describes one serial port. USB fields are empty for other ports
+// (and Product is often empty: the enumeration is passive, no USB probing).
+type PortInfo struct {
+	Name         string `json:"name"`
+	IsUSB        bool   `json:"is_usb"`
+	VID          string `json:"vid,omitempty"`
+	PID          string `json:"pid,omitempty"`
+	SerialNumber string `json:"serial_number,omitempty"`
+	Product      string `json:"product,omitempty"`
+}
+
+// Ports lists the serial ports of this machine, USB ones first, then by name
+// (COM2 before COM10). When the detailed enumeration is not available it
+// falls back to names only.
+func Ports() ([]PortInfo, error) {
+	var out []PortInfo
+	details, err := enumerator.GetDetailedPortsList()
+	if err == nil {
+		for _, d := range details {
+			out = append(out, PortInfo{Name: d.Name, IsUSB: d.IsUSB, VID: d.VID, PID: d.PID, SerialNumber: d.SerialNumber, Product: d.Product})
+		}
+	} else {
+		names, lerr := serial.GetPortsList()
+		if lerr != nil {
+			return nil, fmt.Errorf("list serial ports: %w", lerr)
+		}
+		for _, n := range names {
+			out = append(out, PortInfo{Name: n})
+		}
+	}
+	SortPorts(out)
+	return out, nil
+}
+
+// SortPorts orders ports as Ports returns them: USB first, then by name
+// with numbers compared as numbers.
+func SortPorts(ps []PortInfo) {
+	sort.SliceStable(ps, func(i, j int) bool {
+		if ps[i].IsUSB != ps[j].IsUSB {
+			return ps[i].IsUSB
+		}
+		return nameLess(ps[i].Name, ps[j].Name)
+	})
+}
+
+// nameLess compares names split as prefix + trailing number.
+func nameLess(a, b string) bool {
+	pa, na := splitNum(a)
+	pb, nb := splitNum(b)
+	if pa != pb {
+		return pa < pb
+	}
+	if na != nb {
+		return na < nb
+	}
+	return a < b
+}
+
+func splitNum(s string) (string, int) {
+	i := len(s)
+	for i > 0 && s[i-1] >= '0' && s[i-1] <= '9' {
+		i--
+	}
+	n, err := strconv.Atoi(s[i:])
+	if err != nil || i == len(s) {
+		return s, -1
+	}
+	return strings.ToUpper(s[:i]), n
+}
