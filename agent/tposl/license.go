@@ -250,14 +250,14 @@ func ParseDate(s string, loc *time.Location) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	if t, ok := parseDotNet(s); ok {
-		return t, true
+		return checked(t)
 	}
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, validYear(t)
+		return checked(t)
 	}
 	for _, layout := range dateLayouts {
 		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
-			return t, validYear(t)
+			return checked(t)
 		}
 	}
 	return time.Time{}, false
@@ -266,6 +266,14 @@ func ParseDate(s string, loc *time.Location) (time.Time, bool) {
 func validYear(t time.Time) bool {
 	y := t.Year()
 	return y >= 1 && y <= 9999
+}
+
+// checked returns t, true if its year is in range, else the zero time.
+func checked(t time.Time) (time.Time, bool) {
+	if !validYear(t) {
+		return time.Time{}, false
+	}
+	return t, true
 }
 
 // parseDotNet reads /Date(ms)/, /Date(ms+hhmm)/, /Date(ms-hhmm)/.
@@ -303,5 +311,5 @@ func parseDotNet(s string) (time.Time, bool) {
 		}
 		t = t.In(time.FixedZone(zone, off))
 	}
-	return t, validYear(t)
+	return t, true
 }

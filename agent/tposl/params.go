@@ -4,7 +4,6 @@ import (
 	"encoding/xml"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf16"
@@ -143,6 +142,19 @@ func (c Credentials) String() string {
 // GoString hides the password from %#v.
 func (c Credentials) GoString() string {
 	return fmt.Sprintf("tposl.Credentials{Username:%q, Password:%q}", c.Username, redactIf(c.Password))
+}
+
+type redactedCredentials Credentials
+
+// Format makes every fmt verb print the password as "[REDACTED]".
+func (c Credentials) Format(st fmt.State, verb rune) {
+	if verb == 'v' && st.Flag('#') {
+		_, _ = fmt.Fprint(st, c.GoString())
+		return
+	}
+	r := redactedCredentials(c)
+	r.Password = redactIf(c.Password)
+	_, _ = fmt.Fprintf(st, fmt.FormatString(st, verb), r)
 }
 
 // LogValue hides the password from slog.
@@ -336,22 +348,7 @@ func (p Params) Format(st fmt.State, verb rune) {
 		_, _ = fmt.Fprint(st, p.GoString())
 		return
 	}
-	var b strings.Builder
-	b.WriteByte('%')
-	for _, fl := range "+-# 0" {
-		if st.Flag(int(fl)) {
-			b.WriteRune(fl)
-		}
-	}
-	if w, ok := st.Width(); ok {
-		b.WriteString(strconv.Itoa(w))
-	}
-	if pr, ok := st.Precision(); ok {
-		b.WriteByte('.')
-		b.WriteString(strconv.Itoa(pr))
-	}
-	b.WriteRune(verb)
-	_, _ = fmt.Fprintf(st, b.String(), p.redacted())
+	_, _ = fmt.Fprintf(st, fmt.FormatString(st, verb), p.redacted())
 }
 
 // LogValue is what slog records of Params: the identifying fields, never
