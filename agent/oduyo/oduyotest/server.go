@@ -1,0 +1,575 @@
+// Package oduyotest provides a fake Ödüyo ERP server on loopback for the
+// tests of the client, the agent's end-to-end tests and the demo. It needs
+// no *testing.T.
+//
+// The server speaks the wire format of DESIGN.md: form login issuing
+// session ids, kasa updates and special code creation with Apikey and
+// Authorization headers. It records every delivered record in order and
+// can be told to fail in the ways a real network and server fail: down
+// (connection refused, back on the same address), error statuses with
+// Retry-After, slowness, connection resets, HTML pages, malformed JSON,
+// session expiry and "status": false for chosen records.
+//
+// All methods are safe for concurrent use.
+package oduyotest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Paths served; the same as the client's.
+const (
+	LoginPath       = "/api/v1/ws/login"
+	KasaUpdatePath  = "/api/v1/erp/erp_kasa_fisi/update"
+	SpecialCodePath = "/api/v1/erp/erp_special_code/create"
+)
+
+// Record kinds in Delivery.Kind.
+const (
+	KindKasa        = "kasa"
+	KindSpecialCode = "special_code"
+)
+
+// Default credentials the server accepts.
+const (
+	DefaultAPIKey   = "test-apikey-5f1c9a"
+	DefaultUsername = "kasa01"
+	DefaultPassword = "Gizli-Şifre-7731"
+)
+
+// LoginStyle chooses the shape of the login answer, since the real format
+// is undocumented.
+type LoginStyle int
+
+const (
+	LoginJSONData      LoginStyle = iota // {"status":true,"data":"<id>"}
+	LoginJSONSessionID                   // {"status":true,"session_id":"<id>"}
+	LoginJSONUpper                       // {"SESSION_ID":"<id>"}
+	LoginJSONToken                       // {"status":true,"token":"<id>"}
+	LoginJSONNested                      // {"status":true,"data":{"SESSION_ID":"<id>","user":"…"}}
+	LoginBareToken                       // <id> as text/plain
+)
+
+// Fault is one scripted misbehaviour. The zero Fault answers normally.
+type Fault struct {
+	Status     int           // answer with this status instead of processing (0: process normally)
+	RetryAfter string        // Retry-After header value to send, e.g. "2" or an HTTP date
+	Delay      time.Duration // wait this long first (a slow server); cut short when the client gives up
+	Reset      bool          // drop the connection with a TCP reset, no answer
+	HTML       bool          // answer with an HTML error page (status 200 unless Status is set)
+	Malformed  bool          // answer with broken JSON (status 200 unless Status is set)
+}
+
+// Delivery is one record the server accepted.
+type Delivery struct {
+	Seq            int             // 1, 2, … in order of acceptance
+	Kind           string          // KindKasa or KindSpecialCode
+	Column         json.RawMessage // the column object as received
+	ID             string          // the column's id, if any (kasa)
+	IntegrationID  string          // the column's integration_id, if any
+	IdempotencyKey string          // the Idempotency-Key header
+	At             time.Time       // when it was accepted (server clock)
+	Duplicate      bool            // an earlier delivery had the same non-empty idempotency key
+}
+
+// Option configures NewServer.
+type Option func(*Server)
+
+// WithCredentials sets the API key, user name and password accepted.
+func WithCredentials(apiKey, username, password string) Option {
+	return func(s *Server) { s.APIKey, s.Username, s.Password = apiKey, username, password }
+}
+
+// WithLoginStyle sets the shape of login answers.
+func WithLoginStyle(st LoginStyle) Option { return func(s *Server) { s.style = st } }
+
+// WithClock sets the clock used for Delivery.At.
+func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// Server is a fake Ödüyo server on 127.0.0.1 with a port chosen by the OS.
+type Server struct {
+	// Credentials accepted. Set them with options or SetCredentials;
+	// writing the fields while requests run is a data race.
+	APIKey, Username, Password string
+
+	addr string
+	now  func() time.Time
+
+	mu          sync.Mutex
+	srv         *http.Server
+	serving     sync.WaitGroup
+	down        bool
+	closed      bool
+	style       LoginStyle
+	sessions    map[string]*session
+	issued      []string
+	expireAfter int
+	loginFaults []Fault
+	faults      []Fault
+	always      *Fault
+	reject      map[string]bool
+	delivered   []Delivery
+	seenKeys    map[string]bool
+	logins      int
+	requests    int
+	probes      int
+}
+
+type session struct {
+	calls int
+	valid bool
+}
+
+// NewServer starts a server on 127.0.0.1:0. It panics if it cannot
+// listen, as httptest.NewServer does.
+func NewServer(opts ...Option) *Server {
+	s := &Server{
+		APIKey:   DefaultAPIKey,
+		Username: DefaultUsername,
+		Password: DefaultPassword,
+		now:      time.Now,
+		sessions: map[string]*session{},
+		reject:   map[string]bool{},
+		seenKeys: map[string]bool{},
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic("oduyotest: listen: " + err.Error())
+	}
+	s.addr = ln.Addr().String()
+	s.serve(ln)
+	return s
+}
+
+// URL is the base URL to put in the client's config (no trailing slash).
+func (s *Server) URL() string { return "http://" + s.addr }
+
+// Addr is the host:port the server listens on; it stays the same across
+// SetDown.
+func (s *Server) Addr() string { return s.addr }
+
+func (s *Server) serve(ln net.Listener) {
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	s.srv = srv
+	s.serving.Add(1)
+	go func() {
+		defer s.serving.Done()
+		_ = srv.Serve(ln) // returns http.ErrServerClosed on Close
+	}()
+}
+
+// Close stops the server and drops every connection.
+func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	if !s.down {
+		_ = s.srv.Close()
+		s.serving.Wait()
+	}
+}
+
+// SetDown takes the server off the network (connections are refused and
+// open ones dropped) or brings it back on the same address. It panics if
+// the address cannot be bound again within 5 seconds.
+func (s *Server) SetDown(down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.down == down {
+		return
+	}
+	if down {
+		_ = s.srv.Close()
+		s.serving.Wait()
+		s.down = true
+		return
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ln, err := net.Listen("tcp", s.addr)
+		if err == nil {
+			s.serve(ln)
+			s.down = false
+			return
+		}
+		if time.Now().After(deadline) {
+			panic("oduyotest: listen again on " + s.addr + ": " + err.Error())
+		}
+		time.Sleep(20 * time.Millisecond) // the OS may hold the port briefly
+	}
+}
+
+// SetCredentials changes the accepted credentials. Sessions already
+// issued stay valid.
+func (s *Server) SetCredentials(apiKey, username, password string) {
+	s.mu.Lock()
+	s.APIKey, s.Username, s.Password = apiKey, username, password
+	s.mu.Unlock()
+}
+
+// SetLoginStyle changes the shape of later login answers.
+func (s *Server) SetLoginStyle(st LoginStyle) {
+	s.mu.Lock()
+	s.style = st
+	s.mu.Unlock()
+}
+
+// FailNext makes the next n record requests (kasa or special code) fail
+// with f, after any faults already queued.
+func (s *Server) FailNext(n int, f Fault) {
+	s.mu.Lock()
+	for range n {
+		s.faults = append(s.faults, f)
+	}
+	s.mu.Unlock()
+}
+
+// FailNextLogin makes the next n login requests fail with f.
+func (s *Server) FailNextLogin(n int, f Fault) {
+	s.mu.Lock()
+	for range n {
+		s.loginFaults = append(s.loginFaults, f)
+	}
+	s.mu.Unlock()
+}
+
+// FailAlways makes every record request without a queued fault fail with f
+// until ClearFaults.
+func (s *Server) FailAlways(f Fault) {
+	s.mu.Lock()
+	s.always = &f
+	s.mu.Unlock()
+}
+
+// ClearFaults drops queued and standing faults, session expiry and
+// rejections.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	s.faults, s.loginFaults, s.always = nil, nil, nil
+	s.expireAfter = 0
+	s.reject = map[string]bool{}
+	s.mu.Unlock()
+}
+
+// Reject makes records whose integration_id (or kasa id) is one of ids
+// answer 404 {"status": false}, as the spec shows for a refused record.
+func (s *Server) Reject(ids ...string) {
+	s.mu.Lock()
+	for _, id := range ids {
+		s.reject[id] = true
+	}
+	s.mu.Unlock()
+}
+
+// ExpireSessionsAfter makes every session answer 401 once it has been
+// used for n record calls (n <= 0: sessions never expire).
+func (s *Server) ExpireSessionsAfter(n int) {
+	s.mu.Lock()
+	s.expireAfter = n
+	s.mu.Unlock()
+}
+
+// ExpireSessions invalidates every session issued so far.
+func (s *Server) ExpireSessions() {
+	s.mu.Lock()
+	for _, ss := range s.sessions {
+		ss.valid = false
+	}
+	s.mu.Unlock()
+}
+
+// Delivered returns a copy of the accepted records in order.
+func (s *Server) Delivered() []Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Delivery(nil), s.delivered...)
+}
+
+// Logins counts login requests (successful or not).
+func (s *Server) Logins() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logins
+}
+
+// Requests counts record requests (kasa and special code), whatever their
+// outcome.
+func (s *Server) Requests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests
+}
+
+// Probes counts requests to any other path (reachability probes).
+func (s *Server) Probes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.probes
+}
+
+// Sessions returns the session ids issued so far, oldest first.
+func (s *Server) Sessions() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.issued...)
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case LoginPath:
+		s.serveLogin(w, r)
+	case KasaUpdatePath:
+		s.serveRecord(w, r, KindKasa)
+	case SpecialCodePath:
+		s.serveRecord(w, r, KindSpecialCode)
+	default:
+		s.mu.Lock()
+		s.probes++
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = fmt.Fprint(w, "<!doctype html><title>Ödüyo</title><p>Ödüyo</p>\n")
+	}
+}
+
+// applyFault plays f; it reports whether the request is finished.
+func applyFault(w http.ResponseWriter, r *http.Request, f Fault) bool {
+	if f.Delay > 0 {
+		t := time.NewTimer(f.Delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return true
+		}
+	}
+	if f.Reset {
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				if tc, ok := conn.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0) // close sends RST
+				}
+				_ = conn.Close()
+			}
+		}
+		return true
+	}
+	if f.RetryAfter != "" {
+		w.Header().Set("Retry-After", f.RetryAfter)
+	}
+	status := f.Status
+	switch {
+	case f.HTML:
+		if status == 0 {
+			status = http.StatusOK
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(status)
+		_, _ = fmt.Fprintf(w, "<html><head><title>%d</title></head><body><h1>%d %s</h1><hr>nginx</body></html>\n",
+			status, status, http.StatusText(status))
+		return true
+	case f.Malformed:
+		if status == 0 {
+			status = http.StatusOK
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = fmt.Fprint(w, `{"status": tru, "data": "Guncelleme`)
+		return true
+	case status != 0:
+		writeJSON(w, status, map[string]any{"status": false, "message": http.StatusText(status)})
+		return true
+	}
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+func (s *Server) nextFault(queue *[]Fault, always *Fault) (Fault, bool) {
+	if len(*queue) > 0 {
+		f := (*queue)[0]
+		*queue = (*queue)[1:]
+		return f, true
+	}
+	if always != nil {
+		return *always, true
+	}
+	return Fault{}, false
+}
+
+func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.logins++
+	f, faulty := s.nextFault(&s.loginFaults, nil)
+	s.mu.Unlock()
+	if faulty && applyFault(w, r, f) {
+		return
+	}
+	if r.Method != http.MethodPost {
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"status": false, "message": "method not allowed"})
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"status": false, "message": "bad form"})
+		return
+	}
+	s.mu.Lock()
+	ok := r.PostForm.Get("username") == s.Username &&
+		r.PostForm.Get("password") == s.Password &&
+		r.PostForm.Get("oduyo_api_key") == s.APIKey
+	style := s.style
+	var sid string
+	if ok {
+		sid = newSessionID()
+		s.sessions[sid] = &session{valid: true}
+		s.issued = append(s.issued, sid)
+	}
+	s.mu.Unlock()
+	if !ok {
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"status": false, "message": "Kullanıcı adı veya şifre hatalı"})
+		return
+	}
+	switch style {
+	case LoginJSONSessionID:
+		writeJSON(w, http.StatusOK, map[string]any{"status": true, "session_id": sid})
+	case LoginJSONUpper:
+		writeJSON(w, http.StatusOK, map[string]any{"SESSION_ID": sid})
+	case LoginJSONToken:
+		writeJSON(w, http.StatusOK, map[string]any{"status": true, "token": sid})
+	case LoginJSONNested:
+		writeJSON(w, http.StatusOK, map[string]any{"status": true, "data": map[string]any{"SESSION_ID": sid, "user": "Kasa Kullanıcısı"}})
+	case LoginBareToken:
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = fmt.Fprintln(w, sid)
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"status": true, "data": sid})
+	}
+}
+
+func newSessionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand)
+	return "sid" + hex.EncodeToString(b[:])
+}
+
+// errBadBody is the reason a record body is refused.
+var errBadBody = errors.New(`body must be {"column": {…}}`)
+
+func (s *Server) serveRecord(w http.ResponseWriter, r *http.Request, kind string) {
+	s.mu.Lock()
+	s.requests++
+	f, faulty := s.nextFault(&s.faults, s.always)
+	s.mu.Unlock()
+	if faulty && applyFault(w, r, f) {
+		return
+	}
+	if r.Method != http.MethodPost {
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"status": false, "message": "method not allowed"})
+		return
+	}
+	s.mu.Lock()
+	apiKeyOK := r.Header.Get("Apikey") == s.APIKey
+	ss := s.sessions[r.Header.Get("Authorization")]
+	sessionOK := ss != nil && ss.valid
+	if sessionOK {
+		ss.calls++
+		if s.expireAfter > 0 && ss.calls > s.expireAfter {
+			ss.valid, sessionOK = false, false
+		}
+	}
+	s.mu.Unlock()
+	switch {
+	case !apiKeyOK:
+		writeJSON(w, http.StatusForbidden, map[string]any{"status": false, "message": "Geçersiz API anahtarı"})
+		return
+	case !sessionOK:
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"status": false, "message": "Oturum geçersiz veya süresi dolmuş"})
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		writeJSON(w, http.StatusUnsupportedMediaType, map[string]any{"status": false, "message": "content type must be application/json"})
+		return
+	}
+	column, id, intID, err := decodeRecord(r)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"status": false, "message": err.Error()})
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	s.mu.Lock()
+	if s.reject[intID] || (id != "" && s.reject[id]) {
+		s.mu.Unlock()
+		writeJSON(w, http.StatusNotFound, map[string]any{"status": false})
+		return
+	}
+	d := Delivery{
+		Seq:            len(s.delivered) + 1,
+		Kind:           kind,
+		Column:         column,
+		ID:             id,
+		IntegrationID:  intID,
+		IdempotencyKey: key,
+		At:             s.now(),
+		Duplicate:      key != "" && s.seenKeys[key],
+	}
+	if key != "" {
+		s.seenKeys[key] = true
+	}
+	s.delivered = append(s.delivered, d)
+	s.mu.Unlock()
+	if kind == KindKasa {
+		writeJSON(w, http.StatusOK, map[string]any{"status": true, "data": "Guncelleme islemi Basarili"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": true, "data": fmt.Sprintf("%q", "Erp Special Code successfully added id <"+strconv.Itoa(d.Seq)+">")})
+}
+
+func decodeRecord(r *http.Request) (column json.RawMessage, id, intID string, err error) {
+	var body struct {
+		Column json.RawMessage `json:"column"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
+	if err := dec.Decode(&body); err != nil || len(body.Column) == 0 {
+		return nil, "", "", errBadBody
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body.Column, &fields); err != nil || fields == nil {
+		return nil, "", "", errBadBody
+	}
+	scalar := func(raw json.RawMessage) string {
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			return s
+		}
+		return strings.TrimSpace(string(raw))
+	}
+	if raw, ok := fields["id"]; ok {
+		id = scalar(raw)
+	}
+	if raw, ok := fields["integration_id"]; ok {
+		intID = scalar(raw)
+	}
+	return body.Column, id, intID, nil
+}
