@@ -78,10 +78,10 @@ type Outbox struct {
 type Config struct {
 	Token   string
 	Queue   *outbox.Queue
-	Status  func() Status          // a snapshot for /v1/status and /metrics
-	License func() tposl.License   // for /v1/license
+	Status  func() Status        // a snapshot for /v1/status and /metrics
+	License func() tposl.License // for /v1/license
 	Logger  *slog.Logger
-	Metrics func(w io.Writer)      // extra metric lines (optional)
+	Metrics func(w io.Writer) // extra metric lines (optional)
 }
 
 type handler struct {
@@ -140,7 +140,7 @@ type statusRecorder struct {
 	code   int
 }
 
-func (s *statusRecorder) Header() http.Header        { return s.header }
+func (s *statusRecorder) Header() http.Header         { return s.header }
 func (s *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
 func (s *statusRecorder) WriteHeader(code int)        { s.code = code }
 
