@@ -41,6 +41,10 @@ type Options struct {
 	DeviceRecheck time.Duration
 	// RetryBase is the first backoff step of the outbox (0: its default).
 	RetryBase time.Duration
+	// Clock drives the outbox's timers (nil: real time).
+	Clock outbox.Clock
+	// Rand is the outbox's jitter source (nil: math/rand/v2).
+	Rand func() float64
 }
 
 // Agent is one running till agent.
@@ -144,6 +148,8 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		RetryBase:       opts.RetryBase,
 		RetryMax:        cfg.Outbox.RetryMax.Duration,
 		ReconnectJitter: cfg.Outbox.ReconnectJitter.Duration,
+		Clock:           opts.Clock,
+		Rand:            opts.Rand,
 		Logger:          opts.Logger.With("component", "outbox"),
 	})
 	if errors.Is(err, outbox.ErrLocked) {
@@ -208,7 +214,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error {
-		return a.queue.Run(gctx, &sender{client: a.oduyo})
+		return a.queue.Run(gctx, NewSender(a.oduyo))
 	})
 	g.Go(func() error {
 		a.registrationLoop(gctx)

@@ -8,15 +8,19 @@ import (
 	"github.com/tposagent/tposagent/outbox"
 )
 
-// sender adapts the Ödüyo client to the outbox: it turns a classified
-// client error into an outbox verdict.
-type sender struct {
+// Sender adapts the Ödüyo client to the outbox: it turns a classified
+// client error into an outbox verdict. Safe for concurrent use.
+type Sender struct {
 	client *oduyo.Client
 }
 
-var _ outbox.Sender = (*sender)(nil)
+// NewSender returns the outbox.Sender that delivers through c.
+func NewSender(c *oduyo.Client) *Sender { return &Sender{client: c} }
 
-func (s *sender) Send(ctx context.Context, it outbox.Item) outbox.Result {
+var _ outbox.Sender = (*Sender)(nil)
+
+// Send delivers one item.
+func (s *Sender) Send(ctx context.Context, it outbox.Item) outbox.Result {
 	var err error
 	switch it.Kind {
 	case outbox.KindKasa:
@@ -47,4 +51,5 @@ func verdict(err error) outbox.Result {
 	return r
 }
 
-func (s *sender) Probe(ctx context.Context) error { return s.client.Probe(ctx) }
+// Probe checks that the Ödüyo server answers.
+func (s *Sender) Probe(ctx context.Context) error { return s.client.Probe(ctx) }
