@@ -1,0 +1,374 @@
+package installer
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/tposagent/tposagent/agent/config"
+)
+
+// full is a complete set of required values, with Turkish text.
+func full(dataDir string) map[string]string {
+	return map[string]string{
+		"tposl.url":          "https://lisans.example.com/api/TPOSL",
+		"tposl.username":     "mağaza12",
+		"tposl.password":     "Şifre-TPOSL-s3cret",
+		"oduyo.base_url":     "https://www.siteadi.com",
+		"oduyo.api_key":      "APIKEY-s3cret-0123",
+		"oduyo.username":     "kasa",
+		"oduyo.password":     "oduyo-pw-s3cret",
+		"store.tax_number":   "1234567890",
+		"store.tax_office":   "Kadıköy",
+		"store.company_name": "Örnek Gıda A.Ş.",
+		"store.pos_no":       "3",
+		"data_dir":           dataDir,
+	}
+}
+
+var secrets = []string{"Şifre-TPOSL-s3cret", "APIKEY-s3cret-0123", "oduyo-pw-s3cret"}
+
+func mode(t *testing.T, p string) os.FileMode {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode().Perm()
+}
+
+func TestBootstrapFresh(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "etc", "tposagent", "config.toml")
+	dataDir := filepath.Join(dir, "var", "lib", "tposagent")
+	var logBuf bytes.Buffer
+	res, err := Bootstrap(BootstrapOptions{ConfigPath: cfgPath, Set: full(dataDir), Logger: slog.New(slog.NewTextHandler(&logBuf, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Created || !res.TokenGenerated || !res.Wrote {
+		t.Fatalf("result %+v: want created, token generated, written", res)
+	}
+	if got := mode(t, cfgPath); got != 0o600 {
+		t.Errorf("config mode %o, want 600", got)
+	}
+	if got := mode(t, filepath.Dir(cfgPath)); got != 0o700 {
+		t.Errorf("config dir mode %o, want 700", got)
+	}
+	if got := mode(t, dataDir); got != 0o700 {
+		t.Errorf("data dir mode %o, want 700", got)
+	}
+	// The agent's own loader accepts what we wrote.
+	c, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatalf("config.Load of the installed file: %v", err)
+	}
+	tok := c.API.Token.Reveal()
+	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(tok) {
+		t.Fatalf("token %q is not 64 hex characters", tok)
+	}
+	if c.Store.CompanyName != "Örnek Gıda A.Ş." || c.Store.TaxOffice != "Kadıköy" || c.TPOSL.Username != "mağaza12" || c.Store.PosNo != 3 {
+		t.Fatalf("values did not survive: %+v", c.Store)
+	}
+	if c.TPOSL.Password.Reveal() != "Şifre-TPOSL-s3cret" {
+		t.Fatal("tposl password not written")
+	}
+	if res.DataDir != dataDir {
+		t.Fatalf("DataDir %q, want %q", res.DataDir, dataDir)
+	}
+	// No temp files left beside the config.
+	ents, _ := os.ReadDir(filepath.Dir(cfgPath))
+	if len(ents) != 1 {
+		t.Fatalf("config dir holds %d entries, want only config.toml", len(ents))
+	}
+	for _, s := range append(secrets, tok) {
+		if strings.Contains(logBuf.String(), s) {
+			t.Fatalf("log leaked a secret: %s", logBuf.String())
+		}
+	}
+}
+
+func TestBootstrapTokensDiffer(t *testing.T) {
+	a, _ := NewToken(rand.Reader)
+	b, _ := NewToken(rand.Reader)
+	if a == b || len(a) != 2*TokenBytes {
+		t.Fatalf("tokens %q %q", a, b)
+	}
+	if _, err := NewToken(strings.NewReader("short")); err == nil {
+		t.Fatal("NewToken from a short reader did not fail")
+	}
+}
+
+func TestBootstrapReinstallKeepsTokenAndData(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.toml")
+	dataDir := filepath.Join(dir, "data")
+	if _, err := Bootstrap(BootstrapOptions{ConfigPath: cfgPath, Set: full(dataDir)}); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := config.Load(cfgPath)
+	outbox := filepath.Join(dataDir, "outbox.db")
+	if err := os.WriteFile(outbox, []byte("queued kasa updates"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A hand edit that the installer does not know of must survive too.
+	raw, _ := os.ReadFile(cfgPath)
+	raw = bytes.Replace(raw, []byte(`interval = "6h0m0s"`), []byte(`interval = "2h"`), 1)
+	if err := os.WriteFile(cfgPath, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// Re-run with no values at all: nothing changes, nothing is asked.
+	res, err := Bootstrap(BootstrapOptions{ConfigPath: cfgPath, Ask: func(f Field) (string, error) {
+		t.Fatalf("asked for %s on a re-install with a complete config", f.Key)
+		return "", nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Created || res.TokenGenerated || len(res.Changed) != 0 {
+		t.Fatalf("re-install result %+v: want kept, no new token, no change", res)
+	}
+	if got := mode(t, cfgPath); got != 0o600 {
+		t.Errorf("re-install left config mode %o, want 600", got)
+	}
+
+	// Re-run with one new value: only that key changes.
+	res, err = Bootstrap(BootstrapOptions{ConfigPath: cfgPath, Set: map[string]string{"tposl.url": "https://yeni.example.com/api/TPOSL"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(res.Changed, ",") != "tposl.url" {
+		t.Fatalf("changed %v, want [tposl.url]", res.Changed)
+	}
+	second, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.API.Token != first.API.Token {
+		t.Fatal("re-install replaced the api token")
+	}
+	if second.TPOSL.URL != "https://yeni.example.com/api/TPOSL" || second.Oduyo.Password != first.Oduyo.Password || second.Store.CompanyName != "Örnek Gıda A.Ş." {
+		t.Fatalf("merge lost values: %+v", second)
+	}
+	if second.TPOSL.Interval.String() != "2h0m0s" {
+		t.Fatalf("hand-edited interval %s was not kept", second.TPOSL.Interval)
+	}
+	if b, err := os.ReadFile(outbox); err != nil || string(b) != "queued kasa updates" {
+		t.Fatalf("data dir content changed: %q %v", b, err)
+	}
+	// An explicit token replaces it (a fleet that manages tokens).
+	res, err = Bootstrap(BootstrapOptions{ConfigPath: cfgPath, Set: map[string]string{"api.token": "fleet-token-0123456789abcdef"}})
+	if err != nil || res.TokenGenerated || strings.Join(res.Changed, ",") != "api.token" {
+		t.Fatalf("explicit token: %+v %v", res, err)
+	}
+}
+
+func TestBootstrapUnattendedMissing(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.toml")
+	set := full(filepath.Join(dir, "data"))
+	delete(set, "tposl.url")
+	delete(set, "oduyo.password")
+	_, err := Bootstrap(BootstrapOptions{ConfigPath: cfgPath, Set: set})
+	if !errors.Is(err, ErrMissing) {
+		t.Fatalf("err = %v, want ErrMissing", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"--tposl-url", "TPOSAGENT_TPOSL_URL", "--oduyo-password", "TPOSAGENT_ODUYO_PASSWORD"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error %q does not name %s", msg, want)
+		}
+	}
+	if strings.Contains(msg, "\n") {
+		t.Errorf("error is more than one line: %q", msg)
+	}
+	if _, err := os.Stat(cfgPath); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("a failed install wrote the config")
+	}
+}
+
+// failReader fails the test when anything reads it.
+type failReader struct{ t *testing.T }
+
+func (r failReader) Read([]byte) (int, error) {
+	r.t.Error("stdin was read")
+	return 0, io.EOF
+}
+
+func TestBootstrapPrompts(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.toml")
+	set := full(filepath.Join(dir, "data"))
+	delete(set, "tposl.url")
+	delete(set, "oduyo.api_key")
+	var out bytes.Buffer
+	secretReads := 0
+	p := &Prompter{
+		In:  strings.NewReader("https://lisans.example.com/api/TPOSL\n"),
+		Out: &out,
+		ReadSecret: func() (string, error) {
+			secretReads++
+			return "prompted-key-s3cret", nil
+		},
+	}
+	if _, err := Bootstrap(BootstrapOptions{ConfigPath: cfgPath, Set: set, Ask: p.Ask}); err != nil {
+		t.Fatal(err)
+	}
+	if secretReads != 1 {
+		t.Fatalf("secret read %d times, want 1 (the api key, without echo)", secretReads)
+	}
+	c, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TPOSL.URL != "https://lisans.example.com/api/TPOSL" || c.Oduyo.APIKey.Reveal() != "prompted-key-s3cret" {
+		t.Fatalf("prompted values not stored: %q", c.TPOSL.URL)
+	}
+	if strings.Contains(out.String(), "prompted-key-s3cret") {
+		t.Fatal("prompt output shows the secret")
+	}
+	if !strings.Contains(out.String(), "tposl.url") {
+		t.Fatalf("prompt does not name the key: %q", out.String())
+	}
+
+	// An empty answer is an error, not a silent empty value.
+	delete(set, "oduyo.username")
+	p = &Prompter{In: strings.NewReader("\n"), Out: io.Discard}
+	_, err = Bootstrap(BootstrapOptions{ConfigPath: filepath.Join(dir, "b.toml"), Set: set, Ask: p.Ask})
+	if !errors.Is(err, ErrMissing) {
+		t.Fatalf("empty answer: %v", err)
+	}
+}
+
+func TestBootstrapBadValues(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name string
+		key  string
+		val  string
+		want string
+	}{
+		{"pos no", "store.pos_no", "üç", "--pos-no"},
+		{"url scheme", "tposl.url", "ftp://lisans.example.com/x", "tposl.url"},
+		{"plain http public", "oduyo.base_url", "http://www.siteadi.com", "oduyo.base_url"},
+		{"listen", "api.listen", "8787", "api.listen"},
+		{"port none", "device.port", "none", "device.fiscal_serial"},
+		{"short token", "api.token", "short", "api.token"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			set := full(filepath.Join(dir, "data"))
+			set[c.key] = c.val
+			p := filepath.Join(dir, c.name+".toml")
+			_, err := Bootstrap(BootstrapOptions{ConfigPath: p, Set: set})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want one naming %s", err, c.want)
+			}
+			for _, s := range secrets {
+				if strings.Contains(err.Error(), s) {
+					t.Fatalf("error leaks a secret: %v", err)
+				}
+			}
+			if _, err := os.Stat(p); err == nil {
+				t.Fatal("config written despite the error")
+			}
+		})
+	}
+	if _, err := Bootstrap(BootstrapOptions{ConfigPath: filepath.Join(dir, "x.toml"), Set: map[string]string{"no.such": "1"}}); err == nil {
+		t.Fatal("unknown key accepted")
+	}
+}
+
+func TestBootstrapKeepsBrokenConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.toml")
+	broken := []byte("[tposl]\nurll = \"typo\"\n")
+	if err := os.WriteFile(cfgPath, broken, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Bootstrap(BootstrapOptions{ConfigPath: cfgPath, Set: full(filepath.Join(dir, "data"))})
+	if err == nil || !strings.Contains(err.Error(), "tposl.urll") {
+		t.Fatalf("err = %v, want one naming the bad key", err)
+	}
+	if b, _ := os.ReadFile(cfgPath); !bytes.Equal(b, broken) {
+		t.Fatal("a broken config was overwritten")
+	}
+}
+
+func TestBootstrapDryRun(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "etc", "config.toml")
+	res, err := Bootstrap(BootstrapOptions{ConfigPath: cfgPath, Set: full(filepath.Join(dir, "data")), DryRun: true})
+	if err != nil || !res.Created || res.Wrote {
+		t.Fatalf("dry run: %+v %v", res, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "etc")); err == nil {
+		t.Fatal("dry run created the config dir")
+	}
+}
+
+func TestBootstrapRelativeDataDir(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "conf", "config.toml")
+	set := full("data")
+	res, err := Bootstrap(BootstrapOptions{ConfigPath: cfgPath, Set: set})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "conf", "data"); res.DataDir != want {
+		t.Fatalf("data dir %q, want %q (relative to the config file, not the working directory)", res.DataDir, want)
+	}
+	if _, err := os.Stat(res.DataDir); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPurge(t *testing.T) {
+	for _, bad := range []string{"/", "/var", "relative/dir"} {
+		if err := Purge("", bad); err == nil {
+			t.Errorf("Purge(%q) accepted", bad)
+		}
+	}
+	dir := t.TempDir()
+	cfgDir := filepath.Join(dir, "etc")
+	cfgPath := filepath.Join(cfgDir, "config.toml")
+	dataDir := filepath.Join(dir, "data")
+	if _, err := Bootstrap(BootstrapOptions{ConfigPath: cfgPath, Set: full(dataDir)}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dataDir, "outbox.db"), []byte("x"), 0o600)
+	if err := Purge(cfgPath, dataDir); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{cfgPath, cfgDir, dataDir} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still there after purge", p)
+		}
+	}
+}
+
+func TestFieldsEnvNames(t *testing.T) {
+	seenFlag := map[string]bool{}
+	for _, f := range Fields() {
+		if seenFlag[f.Flag] {
+			t.Errorf("flag --%s twice", f.Flag)
+		}
+		seenFlag[f.Flag] = true
+		if !strings.HasPrefix(f.Env, "TPOSAGENT_") {
+			t.Errorf("%s: env %q", f.Key, f.Env)
+		}
+	}
+	// The installer reads the same variables as the agent where both exist.
+	for _, o := range config.EnvOverrides {
+		if f, ok := FieldByKey(o.Key); ok && f.Env != o.Name {
+			t.Errorf("%s: installer reads %s, agent reads %s", o.Key, f.Env, o.Name)
+		}
+	}
+}
