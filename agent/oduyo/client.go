@@ -408,9 +408,10 @@ func (c *Client) answerError(op string, class Class, status int, hdr http.Header
 	default:
 		e.Msg = serverMessage(obj)
 		if st, ok := jsonStatus(obj); ok && !st {
-			if e.Msg == "" {
+			switch {
+			case e.Msg == "":
 				e.Msg = `"status": false`
-			} else {
+			case status == http.StatusOK:
 				e.Msg = `"status": false: ` + e.Msg
 			}
 		}
