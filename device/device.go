@@ -133,8 +133,12 @@ type Reader struct {
 
 // NewReader returns a Reader with cfg's defaults filled in.
 func NewReader(cfg Config) *Reader {
-	if cfg.Port == "" {
+	cfg.Port = strings.TrimSpace(cfg.Port)
+	switch strings.ToLower(cfg.Port) {
+	case "", PortAuto:
 		cfg.Port = PortAuto
+	case PortNone:
+		cfg.Port = PortNone
 	}
 	if cfg.Baud <= 0 {
 		cfg.Baud = DefaultBaud
@@ -205,7 +209,7 @@ func (r *Reader) Read(ctx context.Context) (Identity, error) {
 		return r.configIdentity(cached), err
 	}
 	if cached.FiscalSerial != "" {
-		r.log.Info("using the cached device identity", "fiscal_serial", cached.FiscalSerial,
+		r.log.Debug("using the cached device identity", "fiscal_serial", cached.FiscalSerial,
 			"age", cached.Age(r.cfg.Now()).Round(time.Second).String(), "err", err)
 		return cached, err
 	}
@@ -271,9 +275,9 @@ func (r *Reader) auto(ctx context.Context, winner string) (Identity, error) {
 	}
 	if busy != nil {
 		// The device is most likely behind the port the POS program holds.
-		return Identity{}, fmt.Errorf("auto-detect device: %d ports probed, none answered: %w", len(names), busy)
+		return Identity{}, fmt.Errorf("auto-detect device: no answer on %d port(s), one busy: %w", len(names), busy)
 	}
-	return Identity{}, fmt.Errorf("auto-detect device: %d ports probed, none answered (last: %v): %w", len(names), last, ErrNoDevice)
+	return Identity{}, fmt.Errorf("auto-detect device: no fiscal device answered on %d port(s) (last: %v): %w", len(names), last, ErrNoDevice)
 }
 
 func (r *Reader) excluded(name string) bool {
