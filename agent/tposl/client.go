@@ -226,7 +226,7 @@ func (c *Client) Register(ctx context.Context, p Params) (Return, error) {
 		c.log.Debug("tposl register failed", "host", c.host, "kind", Network, "err", e)
 		return Return{}, e
 	}
-	r, cerr := classify(resp, raw)
+	r, cerr := classify(resp, raw, sc)
 	if cerr != nil {
 		e := sc.error(cerr)
 		c.log.Debug("tposl register failed", "host", c.host, "kind", cerr.Kind, "status", resp.StatusCode, "err", e, "elapsed", time.Since(start))
@@ -238,22 +238,25 @@ func (c *Client) Register(ctx context.Context, p Params) (Return, error) {
 }
 
 // classify turns an HTTP answer into a Return or an *Error.
-func classify(resp *http.Response, raw []byte) (Return, *Error) {
+// Details quoted from the body are taken after the secret was scrubbed
+// from it, so that no shortened piece of it survives.
+func classify(resp *http.Response, raw []byte, sc scrubber) (Return, *Error) {
 	ct := resp.Header.Get("Content-Type")
 	mt, _, _ := mime.ParseMediaType(ct)
 	b := trimBody(raw)
 	html := strings.Contains(mt, "html") || looksHTML(b)
+	safe := []byte(sc.clean(string(b)))
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := &Error{Kind: HTTPStatus, StatusCode: resp.StatusCode, ContentType: ct,
 			RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
 		switch {
 		case html:
-			e.Detail = htmlDetail(b)
+			e.Detail = htmlDetail(safe)
 		case len(b) > 0 && b[0] == '{':
-			e.Detail = serverMessage(b)
+			e.Detail = serverMessage(safe)
 		default:
-			e.Detail = snippet(b)
+			e.Detail = snippet(safe)
 		}
 		if loc := resp.Header.Get("Location"); resp.StatusCode/100 == 3 && loc != "" {
 			e.Detail = "redirect not followed"
@@ -264,7 +267,7 @@ func classify(resp *http.Response, raw []byte) (Return, *Error) {
 		return Return{}, &Error{Kind: Decode, StatusCode: resp.StatusCode, ContentType: ct, Detail: "answer larger than 1 MiB"}
 	}
 	if html {
-		return Return{}, &Error{Kind: HTML, StatusCode: resp.StatusCode, ContentType: ct, Detail: htmlDetail(b)}
+		return Return{}, &Error{Kind: HTML, StatusCode: resp.StatusCode, ContentType: ct, Detail: htmlDetail(safe)}
 	}
 	if len(b) == 0 {
 		return Return{}, &Error{Kind: NotJSON, StatusCode: resp.StatusCode, ContentType: ct, Detail: "empty body"}
@@ -274,7 +277,7 @@ func classify(resp *http.Response, raw []byte) (Return, *Error) {
 	case '[':
 		return Return{}, &Error{Kind: Decode, StatusCode: resp.StatusCode, ContentType: ct, Detail: "a json array, not an ITPOSReturn object"}
 	default:
-		return Return{}, &Error{Kind: NotJSON, StatusCode: resp.StatusCode, ContentType: ct, Detail: snippet(b)}
+		return Return{}, &Error{Kind: NotJSON, StatusCode: resp.StatusCode, ContentType: ct, Detail: snippet(safe)}
 	}
 	r, err := DecodeReturn(b)
 	if err != nil {
@@ -412,17 +415,17 @@ func (s scrubber) clean(text string) string {
 func (s scrubber) error(e *Error) *Error {
 	e.Detail = s.clean(e.Detail)
 	if e.Err != nil && len(s.secret) >= minSecretLen {
-		e.Err = scrubbedError{err: e.Err, s: s}
+		e.Err = scrubbedError{err: e.Err, text: s.clean(e.Err.Error())}
 	}
 	return e
 }
 
-// scrubbedError hides the secret from its cause's text; errors.Is/As still
-// reach the cause.
+// scrubbedError shows its cause's text with the secret removed (it keeps
+// the text, not the secret); errors.Is/As still reach the cause.
 type scrubbedError struct {
-	err error
-	s   scrubber
+	err  error
+	text string
 }
 
-func (e scrubbedError) Error() string { return e.s.clean(e.err.Error()) }
+func (e scrubbedError) Error() string { return e.text }
 func (e scrubbedError) Unwrap() error { return e.err }

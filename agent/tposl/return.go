@@ -209,14 +209,14 @@ func (f *flexInt) parse(s string) error {
 	}
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
 		if n < math.MinInt32 || n > math.MaxInt32 {
-			return fmt.Errorf("integer %s out of range", s)
+			return errors.New("integer out of range")
 		}
 		*f = flexInt(n)
 		return nil
 	}
 	x, err := strconv.ParseFloat(s, 64)
 	if err != nil || x != math.Trunc(x) || x < math.MinInt32 || x > math.MaxInt32 {
-		return fmt.Errorf("not an integer: %.40q", s)
+		return fmt.Errorf("not an integer (%d bytes of text)", len(s))
 	}
 	*f = flexInt(x)
 	return nil
@@ -247,7 +247,7 @@ func (f *flexBool) parse(s string) error {
 	case "false", "0", "", "null", "no", "hayir", "hayır":
 		*f = false
 	default:
-		return fmt.Errorf("not a boolean: %.40q", s)
+		return fmt.Errorf("not a boolean (%d bytes of text)", len(s))
 	}
 	return nil
 }
