@@ -82,6 +82,7 @@ type Client struct {
 	expires  time.Time
 	gen      uint64     // bumped by every login
 	inflight *loginCall // the login in progress, if any
+	waiting  int        // callers parked on inflight (for tests)
 }
 
 type loginCall struct {
@@ -203,11 +204,19 @@ func (c *Client) ensureSession(ctx context.Context) (string, uint64, error) {
 			return sid, gen, nil
 		}
 		if call := c.inflight; call != nil {
+			c.waiting++
 			c.mu.Unlock()
+			var err error
 			select {
 			case <-call.done:
 			case <-ctx.Done():
-				return "", 0, &Error{Op: "login", Class: Transient, Msg: "waiting for login", Err: ctx.Err()}
+				err = &Error{Op: "login", Class: Transient, Msg: "waiting for login", Err: ctx.Err()}
+			}
+			c.mu.Lock()
+			c.waiting--
+			c.mu.Unlock()
+			if err != nil {
+				return "", 0, err
 			}
 			if call.err != nil && isContextErr(call.err) && ctx.Err() == nil {
 				continue // the caller that logged in gave up; try again ourselves

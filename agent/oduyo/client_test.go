@@ -124,6 +124,13 @@ func (h *harness) kasa(t *testing.T, key, in string) error {
 	return h.keep(h.c.UpdateKasa(context.Background(), key, col))
 }
 
+// parked reports whether n callers wait for the login in flight.
+func (h *harness) parked(n int) bool {
+	h.c.mu.Lock()
+	defer h.c.mu.Unlock()
+	return h.c.waiting == n
+}
+
 func wantClass(t *testing.T, err error, class Class, status int) *Error {
 	t.Helper()
 	var oe *Error
@@ -307,6 +314,41 @@ func TestCallerCancel(t *testing.T) {
 	wantClass(t, err, Transient, 0)
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// When the caller that is logging in gives up, a caller waiting for that
+// login logs in itself instead of inheriting the cancellation.
+func TestWaiterSurvivesLeaderCancel(t *testing.T) {
+	h := newHarness(t, nil)
+	h.srv.FailNextLogin(1, oduyotest.Fault{Delay: 30 * time.Second})
+	leaderCtx, cancel := context.WithCancel(context.Background())
+	leaderDone := make(chan error, 1)
+	go func() { leaderDone <- h.keep(h.c.Login(leaderCtx)) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for h.srv.Logins() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // polling the fake, not waiting for a timer
+	}
+	waiterDone := make(chan error, 1)
+	go func() { waiterDone <- h.keep(h.kasa(t, "w", `{"id":1}`)) }()
+	for !h.parked(1) {
+		if time.Now().After(deadline) {
+			t.Fatal("the waiter never waited for the login in flight")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := h.srv.Logins(); n != 1 {
+		t.Fatalf("logins = %d", n)
+	}
+	cancel()
+	if err := <-leaderDone; !errors.Is(err, context.Canceled) {
+		t.Errorf("leader: %v", err)
+	}
+	if err := <-waiterDone; err != nil {
+		t.Fatalf("waiter: %v", err)
+	}
+	if n := h.srv.Logins(); n != 2 || len(h.srv.Delivered()) != 1 {
+		t.Errorf("logins %d delivered %d", n, len(h.srv.Delivered()))
 	}
 }
 

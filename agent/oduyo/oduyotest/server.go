@@ -393,10 +393,18 @@ func applyFault(w http.ResponseWriter, r *http.Request, f Fault) bool {
 		_, _ = fmt.Fprint(w, `{"status": tru, "data": "Guncelleme`)
 		return true
 	case status != 0:
-		writeJSON(w, status, map[string]any{"status": false, "message": http.StatusText(status)})
+		writeJSON(w, status, answer{Message: http.StatusText(status)})
 		return true
 	}
 	return false
+}
+
+// answer is the envelope of the server's JSON answers, status first as in
+// the spec.
+type answer struct {
+	Status  bool   `json:"status"`
+	Data    any    `json:"data,omitempty"`
+	Message string `json:"message,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -428,11 +436,11 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method != http.MethodPost {
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"status": false, "message": "method not allowed"})
+		writeJSON(w, http.StatusMethodNotAllowed, answer{Message: "method not allowed"})
 		return
 	}
 	if err := r.ParseForm(); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"status": false, "message": "bad form"})
+		writeJSON(w, http.StatusBadRequest, answer{Message: "bad form"})
 		return
 	}
 	s.mu.Lock()
@@ -448,7 +456,7 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	if !ok {
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"status": false, "message": "Kullanıcı adı veya şifre hatalı"})
+		writeJSON(w, http.StatusUnauthorized, answer{Message: "Kullanıcı adı veya şifre hatalı"})
 		return
 	}
 	switch style {
@@ -486,7 +494,7 @@ func (s *Server) serveRecord(w http.ResponseWriter, r *http.Request, kind string
 		return
 	}
 	if r.Method != http.MethodPost {
-		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"status": false, "message": "method not allowed"})
+		writeJSON(w, http.StatusMethodNotAllowed, answer{Message: "method not allowed"})
 		return
 	}
 	s.mu.Lock()
@@ -502,26 +510,26 @@ func (s *Server) serveRecord(w http.ResponseWriter, r *http.Request, kind string
 	s.mu.Unlock()
 	switch {
 	case !apiKeyOK:
-		writeJSON(w, http.StatusForbidden, map[string]any{"status": false, "message": "Geçersiz API anahtarı"})
+		writeJSON(w, http.StatusForbidden, answer{Message: "Geçersiz API anahtarı"})
 		return
 	case !sessionOK:
-		writeJSON(w, http.StatusUnauthorized, map[string]any{"status": false, "message": "Oturum geçersiz veya süresi dolmuş"})
+		writeJSON(w, http.StatusUnauthorized, answer{Message: "Oturum geçersiz veya süresi dolmuş"})
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		writeJSON(w, http.StatusUnsupportedMediaType, map[string]any{"status": false, "message": "content type must be application/json"})
+		writeJSON(w, http.StatusUnsupportedMediaType, answer{Message: "content type must be application/json"})
 		return
 	}
 	column, id, intID, err := decodeRecord(r)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]any{"status": false, "message": err.Error()})
+		writeJSON(w, http.StatusBadRequest, answer{Message: err.Error()})
 		return
 	}
 	key := r.Header.Get("Idempotency-Key")
 	s.mu.Lock()
 	if s.reject[intID] || (id != "" && s.reject[id]) {
 		s.mu.Unlock()
-		writeJSON(w, http.StatusNotFound, map[string]any{"status": false})
+		writeJSON(w, http.StatusNotFound, answer{})
 		return
 	}
 	d := Delivery{
@@ -540,10 +548,10 @@ func (s *Server) serveRecord(w http.ResponseWriter, r *http.Request, kind string
 	s.delivered = append(s.delivered, d)
 	s.mu.Unlock()
 	if kind == KindKasa {
-		writeJSON(w, http.StatusOK, map[string]any{"status": true, "data": "Guncelleme islemi Basarili"})
+		writeJSON(w, http.StatusOK, answer{Status: true, Data: "Guncelleme islemi Basarili"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": true, "data": fmt.Sprintf("%q", "Erp Special Code successfully added id <"+strconv.Itoa(d.Seq)+">")})
+	writeJSON(w, http.StatusOK, answer{Status: true, Data: fmt.Sprintf("%q", "Erp Special Code successfully added id <"+strconv.Itoa(d.Seq)+">")})
 }
 
 func decodeRecord(r *http.Request) (column json.RawMessage, id, intID string, err error) {
