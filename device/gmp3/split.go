@@ -9,13 +9,29 @@ import "encoding/binary"
 //
 // A Splitter is not safe for concurrent use.
 type Splitter struct {
-	buf []byte
+	store []byte // backing array, reused; live bytes are store[r:w]
+	r, w  int
+	buf   []byte // store[r:w]
 	// Dropped counts bytes discarded as noise; DroppedZeros those that were 0x00.
 	Dropped, DroppedZeros int
 }
 
 // Feed appends bytes read from the stream.
-func (s *Splitter) Feed(p []byte) { s.buf = append(s.buf, p...) }
+func (s *Splitter) Feed(p []byte) {
+	if s.w+len(p) > len(s.store) {
+		live := s.w - s.r
+		if live+len(p) > len(s.store) {
+			grown := make([]byte, max(2*len(s.store), live+len(p), 512))
+			copy(grown, s.store[s.r:s.w])
+			s.store = grown
+		} else {
+			copy(s.store, s.store[s.r:s.w])
+		}
+		s.r, s.w = 0, live
+	}
+	s.w += copy(s.store[s.w:], p)
+	s.buf = s.store[s.r:s.w]
+}
 
 // Next returns the next candidate frame (length prefix included) without
 // consuming it, or nil when more bytes are needed. A candidate has a
@@ -41,8 +57,8 @@ func (s *Splitter) Next() []byte {
 // Advance consumes n bytes (a frame the caller accepted).
 func (s *Splitter) Advance(n int) {
 	n = min(n, len(s.buf))
-	s.buf = s.buf[n:]
-	s.compact()
+	s.r += n
+	s.buf = s.store[s.r:s.w]
 }
 
 // Skip drops the first buffered byte as noise.
@@ -54,21 +70,15 @@ func (s *Splitter) Skip() {
 	if s.buf[0] == 0 {
 		s.DroppedZeros++
 	}
-	s.buf = s.buf[1:]
-	s.compact()
+	s.r++
+	s.buf = s.store[s.r:s.w]
 }
 
 // Buffered is the number of bytes held: a partial frame waiting for the rest.
 func (s *Splitter) Buffered() int { return len(s.buf) }
 
 // Reset forgets buffered bytes and counters.
-func (s *Splitter) Reset() { *s = Splitter{buf: s.buf[:0]} }
-
-func (s *Splitter) compact() {
-	if len(s.buf) == 0 {
-		s.buf = s.buf[:0:0] // let a flood's backing array go
-	}
-}
+func (s *Splitter) Reset() { *s = Splitter{store: s.store} }
 
 // plausible checks the header bytes present so far. n is the frame length
 // once known (0 while fewer than 2 bytes are buffered).
