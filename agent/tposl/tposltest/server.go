@@ -302,9 +302,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-t.C:
 		case <-r.Context().Done():
-			return
+			panic(http.ErrAbortHandler) // the client gave up
 		case <-s.done:
-			return
+			panic(http.ErrAbortHandler) // closing: no answer at all
 		}
 	}
 
