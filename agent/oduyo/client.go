@@ -98,8 +98,8 @@ func New(cfg Config) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, errors.New("oduyo: base_url must be an http or https url such as https://www.siteadi.com")
 	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, errors.New("oduyo: base_url must not have a query or fragment")
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return nil, errors.New("oduyo: base_url must not have credentials, a query or a fragment")
 	}
 	for _, f := range []struct{ name, v string }{{"api_key", cfg.APIKey}, {"username", cfg.Username}, {"password", cfg.Password}} {
 		if f.v == "" {
@@ -248,6 +248,17 @@ func (c *Client) ensureSession(ctx context.Context) (string, uint64, error) {
 
 func isContextErr(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// SessionExpiry returns when the current session runs out, or the zero
+// time when the client holds none (for status output).
+func (c *Client) SessionExpiry() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.session == "" {
+		return time.Time{}
+	}
+	return c.expires
 }
 
 // invalidate drops the session of generation gen, unless a newer login

@@ -560,6 +560,9 @@ func TestSessionRenewedBeforeExpiry(t *testing.T) {
 	if n := h.srv.Logins(); n != 1 {
 		t.Fatalf("logins = %d before the renewal window", n)
 	}
+	if exp := h.c.SessionExpiry(); !exp.Equal(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)) {
+		t.Errorf("SessionExpiry = %v", exp)
+	}
 	clock.Add(time.Second) // 55 minutes: 5 minutes before the 60 run out
 	if err := h.kasa(t, "c", `{"id":1}`); err != nil {
 		t.Fatal(err)
@@ -644,6 +647,7 @@ func TestNewValidates(t *testing.T) {
 		"ftp":         func(c *Config) { c.BaseURL = "ftp://x" },
 		"no host":     func(c *Config) { c.BaseURL = "https://" },
 		"query":       func(c *Config) { c.BaseURL = "https://x/?a=1" },
+		"userinfo":    func(c *Config) { c.BaseURL = "https://u:secret@x/" },
 		"no key":      func(c *Config) { c.APIKey = "" },
 		"no user":     func(c *Config) { c.Username = "" },
 		"no password": func(c *Config) { c.Password = "" },

@@ -68,6 +68,7 @@ type Fault struct {
 	Reset      bool          // drop the connection with a TCP reset, no answer
 	HTML       bool          // answer with an HTML error page (status 200 unless Status is set)
 	Malformed  bool          // answer with broken JSON (status 200 unless Status is set)
+	Body       string        // answer with this body as JSON (status 200 unless Status is set)
 }
 
 // Delivery is one record the server accepted.
@@ -391,6 +392,14 @@ func applyFault(w http.ResponseWriter, r *http.Request, f Fault) bool {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
 		_, _ = fmt.Fprint(w, `{"status": tru, "data": "Guncelleme`)
+		return true
+	case f.Body != "":
+		if status == 0 {
+			status = http.StatusOK
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = fmt.Fprint(w, f.Body)
 		return true
 	case status != 0:
 		writeJSON(w, status, answer{Message: http.StatusText(status)})

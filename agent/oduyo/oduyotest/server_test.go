@@ -157,3 +157,17 @@ func TestServerFaultQueue(t *testing.T) {
 		t.Errorf("after clear: %d, %d delivered", code, len(s.Delivered()))
 	}
 }
+
+func TestServerBodyFault(t *testing.T) {
+	s := NewServer()
+	defer s.Close()
+	sid := login(t, s)
+	s.FailNext(1, Fault{Body: `{"status":false,"message":"Kayıt yok"}`})
+	hdr := map[string]string{"Apikey": s.APIKey, "Authorization": sid, "Content-Type": "application/json"}
+	if code, body := post(t, s, KasaUpdatePath, hdr, `{"column":{"id":1}}`); code != 200 || body != `{"status":false,"message":"Kayıt yok"}` {
+		t.Errorf("%d %s", code, body)
+	}
+	if len(s.Delivered()) != 0 {
+		t.Error("a faulted request was delivered")
+	}
+}
