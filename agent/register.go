@@ -206,6 +206,8 @@ func (a *Agent) License() tposl.License {
 func (a *Agent) loadLicenseCache() {
 	if rec, err := a.cache.Load(); err == nil {
 		a.record = &rec
+		a.registered = rec.Return.Status
+		a.lastReg = rec.CheckedAt
 	}
 }
 

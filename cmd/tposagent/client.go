@@ -114,7 +114,7 @@ func printStatus(w io.Writer, s localapi.Status, now time.Time) {
 	fmt.Fprintf(tw, "Device\t%s\n", dev)
 	o := s.Outbox
 	fmt.Fprintf(tw, "Outbox\t%d pending, %d in flight, %d dead; oldest %s; file %s\n",
-		o.Pending, o.InFlight, o.Dead, time.Duration(o.OldestPendingAgeS)*time.Second, config.Size(o.Bytes))
+		o.Pending, o.InFlight, o.Dead, time.Duration(o.OldestPendingAgeS)*time.Second, humanBytes(uint64(o.Bytes)))
 	fmt.Fprintf(tw, "Totals\t%d accepted, %d delivered, %d coalesced, %d dead-lettered\n", o.Enqueued, o.Delivered, o.Coalesced, o.DeadLettered)
 	conn := "offline"
 	if s.Online {
@@ -135,17 +135,15 @@ func printStatus(w io.Writer, s localapi.Status, now time.Time) {
 	tw.Flush()
 }
 
+// licenseLine is the licence in one line: the state, then the server's
+// or the agent's explanation.
 func licenseLine(l tposl.License) string {
 	line := string(l.State)
-	switch l.State {
-	case tposl.Demo:
-		line += fmt.Sprintf(", %d days left", l.DaysLeft)
-	}
 	if l.Message != "" {
-		line += " — " + l.Message
+		line += ": " + l.Message
 	}
-	if !l.CheckedAt.IsZero() {
-		line += fmt.Sprintf(" (checked %s, from %s)", fmtTime(&l.CheckedAt), l.Source)
+	if !l.CheckedAt.IsZero() && l.Source == tposl.SourceServer {
+		line += fmt.Sprintf(" (checked %s)", fmtTime(&l.CheckedAt))
 	}
 	return line
 }
@@ -398,4 +396,22 @@ func printItems(w io.Writer, items []localapi.ItemView, state string, now time.T
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", it.ID, it.Kind, it.Key, now.Sub(it.Created).Round(time.Second), it.Attempts, reason)
 	}
 	tw.Flush()
+}
+
+// humanBytes prints a size for a person: 1.5 GiB, 820 MiB, 12 KiB.
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	v := float64(n) / float64(div)
+	if v >= 100 {
+		return fmt.Sprintf("%.0f %ciB", v, "KMGTPE"[exp])
+	}
+	return fmt.Sprintf("%.1f %ciB", v, "KMGTPE"[exp])
 }

@@ -56,6 +56,9 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 			defer os.RemoveAll(tmp)
 		}
 	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return fmt.Errorf("demo: work dir: %w", err)
+	}
 	d.dir = *dir
 	defer d.cleanup()
 	return d.run(ctx)

@@ -70,7 +70,7 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 		add("ok", "data dir", "%s is writable", cfg.DataDir)
 	}
 	if u, err := disk.UsageWithContext(ctx, cfg.DataDir); err == nil {
-		free := config.Size(u.Free)
+		free := humanBytes(u.Free)
 		switch {
 		case u.Free < uint64(cfg.Outbox.MaxSize):
 			add("warn", "disk", "%s free on %s, less than outbox.max_size %s: the queue could fill the disk", free, cfg.DataDir, cfg.Outbox.MaxSize)
@@ -101,7 +101,7 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 				add("warn", "device", "%s", s.Device.Error)
 			}
 			if s.Outbox.Dead > 0 {
-				add("warn", "outbox", "%d records were refused by Ödüyo: tposagent outbox dead", s.Outbox.Dead)
+				add("warn", "outbox", "%d record(s) refused by Ödüyo: see tposagent outbox dead", s.Outbox.Dead)
 			}
 		}
 	}
