@@ -90,6 +90,9 @@ type loginCall struct {
 	sid  string
 	gen  uint64
 	err  error
+	// abandoned: the caller that logged in was cancelled, so its error
+	// says nothing about the server.
+	abandoned bool
 }
 
 // New checks cfg and returns a client. It does not touch the network.
@@ -218,7 +221,7 @@ func (c *Client) ensureSession(ctx context.Context) (string, uint64, error) {
 			if err != nil {
 				return "", 0, err
 			}
-			if call.err != nil && isContextErr(call.err) && ctx.Err() == nil {
+			if call.abandoned {
 				continue // the caller that logged in gave up; try again ourselves
 			}
 			return call.sid, call.gen, call.err
@@ -229,7 +232,7 @@ func (c *Client) ensureSession(ctx context.Context) (string, uint64, error) {
 		c.mu.Unlock()
 
 		start := c.cfg.Now()
-		sid, err := c.login(ctx, renewal)
+		sid, err := c.login(ctx)
 
 		c.mu.Lock()
 		if err == nil {
@@ -239,15 +242,12 @@ func (c *Client) ensureSession(ctx context.Context) (string, uint64, error) {
 			c.log.Info("logged in to oduyo", "renewal", renewal, "expires_at", c.expires)
 		}
 		call.err = err
+		call.abandoned = err != nil && ctx.Err() != nil
 		c.inflight = nil
 		close(call.done)
 		c.mu.Unlock()
 		return call.sid, call.gen, err
 	}
-}
-
-func isContextErr(err error) bool {
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // SessionExpiry returns when the current session runs out, or the zero
@@ -272,7 +272,7 @@ func (c *Client) invalidate(gen uint64) {
 }
 
 // login performs one login request.
-func (c *Client) login(ctx context.Context, renewal bool) (string, error) {
+func (c *Client) login(ctx context.Context) (string, error) {
 	form := url.Values{
 		"username":      {c.cfg.Username},
 		"oduyo_api_key": {c.cfg.APIKey},

@@ -547,6 +547,30 @@ func TestConcurrentCallersShareOneLogin(t *testing.T) {
 	}
 }
 
+// A login that times out fails every caller waiting for it: they do not
+// line up to time out one after another.
+func TestLoginTimeoutSharedByWaiters(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Timeout = time.Second })
+	h.srv.FailNextLogin(1, oduyotest.Fault{Delay: 30 * time.Second})
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- h.keep(h.c.Login(context.Background()))
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		wantClass(t, err, Transient, 0)
+	}
+	if n := h.srv.Logins(); n != 1 {
+		t.Errorf("logins = %d, want 1", n)
+	}
+}
+
 func TestSessionRenewedBeforeExpiry(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)}
 	h := newHarness(t, func(c *Config) { c.Now = clock.Now })
@@ -724,7 +748,7 @@ func TestSecretScan(t *testing.T) {
 		"deliver": TestDeliverKasaAndSpecialCode, "faults": TestFaults, "slow": TestSlowServerTimesOut,
 		"cancel": TestCallerCancel, "status false": TestStatusFalseIsPermanent, "styles": TestLoginStyles,
 		"login failures": TestLoginFailures, "expiry": TestSessionExpiryRelogin, "401 twice": TestUnauthorizedTwiceIsAuth,
-		"concurrent": TestConcurrentCallersShareOneLogin, "renewal": TestSessionRenewedBeforeExpiry,
+		"concurrent": TestConcurrentCallersShareOneLogin, "renewal": TestSessionRenewedBeforeExpiry, "login timeout": TestLoginTimeoutSharedByWaiters,
 		"down": TestDownAndBackOnSameAddress, "probe": TestProbeDoesNotLogIn,
 	} {
 		t.Run(name, f)
