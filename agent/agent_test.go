@@ -1,0 +1,122 @@
+package agent
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
+	"github.com/tposagent/tposagent/agent/tposl"
+	"github.com/tposagent/tposagent/agent/tposl/tposltest"
+)
+
+// clock is a settable "now" for the licence logic; timers stay real.
+type clock struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.off += d
+	c.mu.Unlock()
+}
+
+func testConfig(t *testing.T, tp *tposltest.Server, od *oduyotest.Server) *config.Config {
+	c := config.Default()
+	c.DataDir = filepath.Join(t.TempDir(), "data")
+	c.Store.CompanyName = "Örnek Gıda A.Ş."
+	c.TPOSL.URL, c.TPOSL.Username, c.TPOSL.Password = tp.URL(), "u", "tposl-pass-123"
+	c.TPOSL.Interval = config.Duration{Duration: 50 * time.Millisecond} // below the config minimum: tests only
+	c.Oduyo.BaseURL, c.Oduyo.Username = od.URL(), od.Username
+	c.Oduyo.APIKey, c.Oduyo.Password = config.Secret(od.APIKey), config.Secret(od.Password)
+	c.Device.Port, c.Device.FiscalSerial = "none", "JI20012345"
+	c.API.Listen, c.API.Token = "127.0.0.1:0", "agent-test-token-0123456789"
+	c.Log.File = "-"
+	return &c
+}
+
+func poll(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func TestLicenceFollowsServerAndDecaysOffline(t *testing.T) {
+	tp := tposltest.NewServer()
+	defer tp.Close()
+	od := oduyotest.NewServer()
+	defer od.Close()
+	clk := &clock{}
+	tp.SetReturn(tposl.Return{Status: true, Aktif: 1, LisansStatus: 1})
+	cfg := testConfig(t, tp, od)
+	a, err := New(cfg, Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+
+	poll(t, "licensed", func() bool { return a.License().State == tposl.Licensed })
+	if l := a.License(); l.Source != tposl.SourceServer {
+		t.Errorf("source %q, want server", l.Source)
+	}
+	// The server's answer changes: the next interval picks it up.
+	tp.SetReturn(tposl.Return{Status: true, Aktif: 0})
+	poll(t, "inactive", func() bool { return a.License().State == tposl.Inactive })
+
+	// The server goes away: the last answer holds, then decays to unknown.
+	tp.SetReturn(tposl.Return{Status: true, Aktif: 1, LisansStatus: 1})
+	poll(t, "licensed again", func() bool { return a.License().State == tposl.Licensed })
+	tp.SetFault(tposltest.Fault{Mode: tposltest.Down})
+	calls := tp.Calls()
+	clk.Add(3 * 24 * time.Hour)
+	if l := a.License(); l.State != tposl.Licensed {
+		t.Errorf("after 3 days offline: %s, want licensed (within grace)", l.State)
+	}
+	clk.Add(5 * 24 * time.Hour)
+	if l := a.License(); l.State != tposl.StateUnknown {
+		t.Errorf("after 8 days offline: %s, want unknown (grace is 7 days)", l.State)
+	}
+	st := a.Status()
+	if !st.Registered || st.License.State != tposl.StateUnknown {
+		t.Errorf("status: registered=%v licence=%s", st.Registered, st.License.State)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(6 * time.Second):
+		t.Fatal("Run did not return within 6 s of cancel")
+	}
+	if tp.Calls() < calls {
+		t.Error("calls went backwards")
+	}
+
+	// A restart while the server is still down starts from the saved answer.
+	clk.Add(-clk.off)
+	a2, err := New(cfg, Options{Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a2.queue.Close()
+	defer a2.ln.Close()
+	if l := a2.License(); l.State != tposl.Licensed || l.Source != tposl.SourceCache {
+		t.Errorf("after restart: %s from %s, want licensed from cache", l.State, l.Source)
+	}
+}
