@@ -123,7 +123,9 @@ func exchange(ctx context.Context, p port, timeout time.Duration, now func() tim
 		if err := ctx.Err(); err != nil {
 			return gmp3.Response{}, fmt.Errorf("wait for echo: %w", err)
 		}
-		if err := p.SetReadTimeout(min(left, readSlice)); err != nil {
+		// At least 1 ms: a zero timeout means "return at once" on Unix but
+		// is not well defined for Windows COMMTIMEOUTS.
+		if err := p.SetReadTimeout(max(min(left, readSlice), time.Millisecond)); err != nil {
 			return gmp3.Response{}, fmt.Errorf("set read timeout: %w", readError(err))
 		}
 		n, err := p.Read(buf)
