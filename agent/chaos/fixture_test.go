@@ -1,0 +1,478 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/tposagent/tposagent/agent"
+	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/agent/localapi"
+	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
+	"github.com/tposagent/tposagent/agent/tposl"
+	"github.com/tposagent/tposagent/agent/tposl/tposltest"
+)
+
+// The secrets every fixture of the run configures; the scans look for them.
+const (
+	tposlUser     = "chaos-kasa"
+	tposlPassword = "chaos-tposl-Şifre-5521"
+	oduyoUser     = "chaos-oduyo"
+	oduyoAPIKey   = "chaos-apikey-9d2e7f40"
+	oduyoPassword = "chaos-Gizli-Şifre-4419"
+	apiToken      = "chaos-token-a41c7e9d03b25f68"
+)
+
+// binary is the real tposagent, built once.
+var binary string
+
+// scanTotals sums what the fixtures' secret scans read.
+var scanTotals struct {
+	sync.Mutex
+	texts, bytes, found int
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "tposagent-chaos-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "tposagent")
+	if runtime.GOOS == "windows" {
+		binary += ".exe"
+	}
+	out, err := exec.Command("go", "build", "-o", binary, "../../cmd/tposagent").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build tposagent: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	scanTotals.Lock()
+	fmt.Printf("RESULT secret-scan texts=%d bytes=%d found=%d\n", scanTotals.texts, scanTotals.bytes, scanTotals.found)
+	scanTotals.Unlock()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.b.Bytes())
+}
+
+func (s *syncBuffer) String() string { return string(s.Bytes()) }
+
+// fixture is one till: fake servers, a config, and the agent process.
+type fixture struct {
+	t       *testing.T
+	dir     string // holds config.toml
+	dataDir string // absolute
+	cfg     config.Config
+	cfgPath string
+	tposl   *tposltest.Server
+	oduyo   *oduyotest.Server
+
+	mu     sync.Mutex
+	proc   *exec.Cmd
+	exited chan error
+	stderr *syncBuffer // the current run's stderr
+	runs   int
+	texts  map[string][]byte // everything the run printed or answered, for the secret scan
+	client *localapi.Client
+}
+
+// newFixture makes a till whose data dir is dataDir ("" for <tmp>/data);
+// edit changes the config before it is written.
+func newFixture(t *testing.T, dataDir string, edit func(*config.Config)) *fixture {
+	t.Helper()
+	f := &fixture{t: t, dir: t.TempDir(), texts: map[string][]byte{}}
+	if dataDir == "" {
+		dataDir = filepath.Join(f.dir, "data")
+	}
+	f.dataDir = dataDir
+	// Registered first, so it runs last: after the process is gone.
+	t.Cleanup(f.scanSecrets)
+	f.tposl = tposltest.NewServer()
+	t.Cleanup(f.tposl.Close)
+	f.oduyo = oduyotest.NewServer(oduyotest.WithCredentials(oduyoAPIKey, oduyoUser, oduyoPassword))
+	t.Cleanup(f.oduyo.Close)
+	now := time.Now()
+	f.tposl.SetCredentials(tposlUser, tposlPassword)
+	f.tposl.SetReturn(tposl.Return{Status: true, Aktif: 1, GMP3Status: 1, GMP3ExpDate: now.AddDate(0, 0, 50).Format("2006-01-02"),
+		DemoLisansGun: 30, DemoBasTarih: now.AddDate(0, 0, -10).Format("2006-01-02"), OnayFiscalSeriNo: "JI20012345"})
+
+	c := config.Default()
+	c.DataDir = dataDir
+	c.Store = config.Store{TaxNumber: "1234567890", TaxOffice: "Kadıköy", CompanyName: "Örnek Gıda A.Ş.", PosNo: 3, PosType: 1, ReceiptLimit: "5000"}
+	c.TPOSL.URL, c.TPOSL.Username, c.TPOSL.Password = f.tposl.URL(), tposlUser, tposlPassword
+	c.Oduyo.BaseURL, c.Oduyo.Username = f.oduyo.URL(), oduyoUser
+	c.Oduyo.APIKey, c.Oduyo.Password = oduyoAPIKey, oduyoPassword
+	c.Device.Port, c.Device.FiscalSerial = "none", "JI20012345"
+	c.API.Listen = "127.0.0.1:0"
+	c.API.Token = apiToken
+	c.Outbox.RetryMax = config.Duration{Duration: time.Second}
+	c.Outbox.ReconnectJitter = config.Duration{Duration: 100 * time.Millisecond}
+	c.Log.Level = "debug"
+	if edit != nil {
+		edit(&c)
+	}
+	f.cfg = c
+	f.cfgPath = filepath.Join(f.dir, "config.toml")
+	f.writeConfig()
+	t.Cleanup(f.kill)
+	return f
+}
+
+func (f *fixture) writeConfig() {
+	f.t.Helper()
+	if err := os.WriteFile(f.cfgPath, config.Encode(&f.cfg), 0o600); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// childEnv is the environment without TPOSAGENT_* overrides of the tester.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TPOSAGENT_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// launch starts the agent without waiting for it.
+func (f *fixture) launch(wrap ...string) {
+	f.t.Helper()
+	os.Remove(filepath.Join(f.dataDir, agent.APIAddrFile))
+	args := append(append([]string{}, wrap...), binary, "run", "--config", f.cfgPath)
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = childEnv()
+	buf := &syncBuffer{}
+	cmd.Stderr, cmd.Stdout = buf, buf
+	if err := cmd.Start(); err != nil {
+		f.t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	f.mu.Lock()
+	f.proc, f.exited, f.stderr = cmd, exited, buf
+	f.runs++
+	f.mu.Unlock()
+}
+
+// start runs the agent and waits until its local API answers; it returns
+// an error instead of failing so that goroutines may call it.
+func (f *fixture) start(wrap ...string) error {
+	f.launch(wrap...)
+	f.mu.Lock()
+	exited, buf := f.exited, f.stderr
+	f.mu.Unlock()
+	addrFile := filepath.Join(f.dataDir, agent.APIAddrFile)
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		if b, err := os.ReadFile(addrFile); err == nil && bytes.HasSuffix(b, []byte("\n")) {
+			c := &localapi.Client{BaseURL: localapi.BaseURLFor(strings.TrimSpace(string(b))), Token: apiToken,
+				HTTP: &http.Client{Timeout: 5 * time.Second}}
+			if _, err := c.Status(context.Background()); err == nil {
+				f.mu.Lock()
+				f.client = c
+				f.mu.Unlock()
+				return nil
+			}
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			return fmt.Errorf("agent exited at start: %v\n%s", err, buf)
+		case <-time.After(3 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("local API did not answer within 15 s\n%s", buf)
+		}
+	}
+}
+
+func (f *fixture) mustStart(wrap ...string) {
+	f.t.Helper()
+	if err := f.start(wrap...); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// api is the client of the running agent.
+func (f *fixture) api() *localapi.Client {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.client
+}
+
+// kill sends SIGKILL and waits for the exit; the run's output is kept.
+func (f *fixture) kill() {
+	f.mu.Lock()
+	cmd, exited := f.proc, f.exited
+	f.proc = nil
+	f.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Kill()
+	<-exited
+	f.keepOutput()
+}
+
+// stop interrupts the agent (SIGINT; a kill on Windows) and waits.
+func (f *fixture) stop() {
+	f.t.Helper()
+	f.mu.Lock()
+	cmd, exited := f.proc, f.exited
+	f.proc = nil
+	f.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	if err := interrupt(cmd.Process); err != nil {
+		cmd.Process.Kill()
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			f.t.Errorf("agent exit after interrupt: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+		f.t.Errorf("agent did not stop within 10 s of an interrupt")
+	}
+	f.keepOutput()
+}
+
+// wait waits for an agent that is expected to exit on its own.
+func (f *fixture) wait(timeout time.Duration) (error, bool) {
+	f.mu.Lock()
+	exited := f.exited
+	f.mu.Unlock()
+	select {
+	case err := <-exited:
+		f.mu.Lock()
+		f.proc = nil
+		f.mu.Unlock()
+		f.keepOutput()
+		return err, true
+	case <-time.After(timeout):
+		return nil, false
+	}
+}
+
+func (f *fixture) keepOutput() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stderr != nil {
+		f.texts[fmt.Sprintf("agent output, run %d", f.runs)] = f.stderr.Bytes()
+	}
+}
+
+// output is the current (or last) run's output.
+func (f *fixture) output() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stderr.String()
+}
+
+// record keeps a text (an error, a status answer) for the secret scan.
+func (f *fixture) record(name string, b []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.texts[name] = append(f.texts[name], b...)
+}
+
+// cli runs a client command of the binary against this fixture's config.
+func (f *fixture) cli(args ...string) (string, error) {
+	cmd := exec.Command(binary, append(args, "--config", f.cfgPath)...)
+	if i := indexOf(args, "--"); i >= 0 { // flags after positional args are not parsed
+		cmd = exec.Command(binary, append(append(append([]string{}, args[:i]...), "--config", f.cfgPath), args[i+1:]...)...)
+	}
+	cmd.Env = childEnv()
+	out, err := cmd.CombinedOutput()
+	f.record("tposagent "+strings.Join(args, " "), out)
+	return string(out), err
+}
+
+func indexOf(l []string, s string) int {
+	for i, x := range l {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// status reads /v1/status and keeps the raw answer for the scan.
+func (f *fixture) status() (localapi.Status, error) {
+	var raw json.RawMessage
+	err := f.api().Do(context.Background(), "GET", "/v1/status", nil, &raw)
+	if err != nil {
+		f.record("status error", []byte(err.Error()))
+		return localapi.Status{}, err
+	}
+	f.record("GET /v1/status", raw)
+	var s localapi.Status
+	return s, json.Unmarshal(raw, &s)
+}
+
+// post enqueues a column object; it returns the HTTP status (0 when the
+// request did not get an answer) and the error body.
+func post(ctx context.Context, hc *http.Client, c *localapi.Client, path string, col any) (int, string, error) {
+	b, err := json.Marshal(col)
+	if err != nil {
+		return 0, "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", c.BaseURL+path, bytes.NewReader(b))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, "", err
+	}
+	return resp.StatusCode, string(body), nil
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitDrained waits until nothing is pending or in flight.
+func (f *fixture) waitDrained(timeout time.Duration) localapi.Status {
+	f.t.Helper()
+	var last localapi.Status
+	waitFor(f.t, "the queue to drain", timeout, func() bool {
+		s, err := f.status()
+		last = s
+		return err == nil && s.Outbox.Pending == 0 && s.Outbox.InFlight == 0
+	})
+	return last
+}
+
+// checkBolt opens the outbox file read-only (the agent must be stopped)
+// and runs bbolt's consistency check.
+func checkBolt(path string) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		var errs []error
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		return errors.Join(errs...)
+	})
+}
+
+// secrets are the configured secrets and the session ids issued so far.
+func (f *fixture) secrets() []string {
+	s := []string{tposlPassword, oduyoAPIKey, oduyoPassword, apiToken}
+	return append(s, f.oduyo.Sessions()...)
+}
+
+// scanSecrets fails if a secret appears in anything the agent printed,
+// answered or wrote (the config file holds them by design).
+func (f *fixture) scanSecrets() {
+	f.kill()
+	f.mu.Lock()
+	texts := make(map[string][]byte, len(f.texts))
+	for k, v := range f.texts {
+		texts[k] = v
+	}
+	f.mu.Unlock()
+	filepath.Walk(f.dir, func(path string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() && path != f.cfgPath {
+			if b, err := os.ReadFile(path); err == nil {
+				texts[path] = b
+			}
+		}
+		return nil
+	})
+	if !strings.HasPrefix(f.dataDir, f.dir) {
+		filepath.Walk(f.dataDir, func(path string, info os.FileInfo, err error) error {
+			if err == nil && info.Mode().IsRegular() {
+				if b, err := os.ReadFile(path); err == nil {
+					texts[path] = b
+				}
+			}
+			return nil
+		})
+	}
+	n, found := 0, 0
+	for name, b := range texts {
+		n += len(b)
+		for _, s := range f.secrets() {
+			if s != "" && bytes.Contains(b, []byte(s)) {
+				found++
+				f.t.Errorf("secret %q… found in %s", s[:4], name)
+			}
+		}
+	}
+	scanTotals.Lock()
+	scanTotals.texts += len(texts)
+	scanTotals.bytes += n
+	scanTotals.found += found
+	scanTotals.Unlock()
+}
+
+// envInt reads a positive integer from the environment.
+func envInt(t *testing.T, name string, def int) int {
+	t.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		t.Fatalf("%s=%q: want a non-negative integer", name, s)
+	}
+	return n
+}
