@@ -33,6 +33,9 @@ type Config struct {
 	Timeout    time.Duration // per call; 0: DefaultTimeout
 	Logger     *slog.Logger  // nil: discard
 	UserAgent  string        // "": "tposagent"
+	// AllowPlainHTTP accepts http:// to a public host (with a warning);
+	// without it New refuses such a URL.
+	AllowPlainHTTP bool
 }
 
 // Client registers the till with the TPOSL licence server. It is safe for
@@ -49,10 +52,14 @@ type Client struct {
 // ErrConfig is wrapped by New for an unusable configuration.
 var ErrConfig = errors.New("invalid tposl client config")
 
-// New checks the configuration and returns a client. A plain http:// URL
-// to a host that is not loopback or private is accepted with a warning in
-// the log: the password would cross the network in the clear. Redirects
-// from https to http are never followed.
+// New checks the configuration and returns a client. As DESIGN.md says,
+// plain http:// is accepted for loopback (silently) and for a private
+// network (10/8, 172.16/12, 192.168/16, link-local, fc00::/7, or a single
+// label or .local/.lan/.internal/.home.arpa name) with a warning in the log,
+// since the password crosses that network in the clear; to any other host
+// only with AllowPlainHTTP (and a warning). Redirects from https to http
+// are never followed. Certificates are always checked unless the caller's
+// HTTPClient says otherwise.
 func New(cfg Config) (*Client, error) {
 	u, err := url.Parse(strings.TrimSpace(cfg.URL))
 	if err != nil {
@@ -92,8 +99,17 @@ func New(cfg Config) (*Client, error) {
 			CheckRedirect: noDowngrade,
 		}
 	}
-	if u.Scheme == "http" && !privateHost(u.Hostname()) {
-		c.log.Warn("tposl url is plain http to a public host; the web access password crosses the network in the clear", "host", u.Host)
+	if u.Scheme == "http" {
+		switch hostScope(u.Hostname()) {
+		case scopeLoopback:
+		case scopePrivate:
+			c.log.Warn("tposl url is plain http; the web access password crosses the local network in the clear", "host", u.Host)
+		default:
+			if !cfg.AllowPlainHTTP {
+				return nil, fmt.Errorf("new tposl client: plain http to public host %s would send the password in the clear; use https: %w", u.Hostname(), ErrConfig)
+			}
+			c.log.Warn("tposl url is plain http to a public host; the web access password crosses the internet in the clear", "host", u.Host)
+		}
 	}
 	return c, nil
 }
@@ -110,12 +126,66 @@ func noDowngrade(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
-func privateHost(h string) bool {
-	if strings.EqualFold(h, "localhost") || strings.HasSuffix(strings.ToLower(h), ".localhost") {
-		return true
+type scope int
+
+const (
+	scopePublic scope = iota
+	scopePrivate
+	scopeLoopback
+)
+
+func hostScope(h string) scope {
+	h = strings.ToLower(strings.TrimSuffix(h, "."))
+	if h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return scopeLoopback
 	}
-	ip := net.ParseIP(h)
-	return ip != nil && (ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast())
+	if ip := net.ParseIP(h); ip != nil {
+		switch {
+		case ip.IsLoopback():
+			return scopeLoopback
+		case ip.IsPrivate() || ip.IsLinkLocalUnicast():
+			return scopePrivate
+		}
+		return scopePublic
+	}
+	if !strings.Contains(h, ".") {
+		return scopePrivate
+	}
+	for _, suf := range []string{".local", ".lan", ".internal", ".home.arpa", ".intranet", ".corp"} {
+		if strings.HasSuffix(h, suf) {
+			return scopePrivate
+		}
+	}
+	return scopePublic
+}
+
+// URL is the endpoint the client posts to.
+func (c *Client) URL() string { return c.url }
+
+// Ping checks that the server can be reached without registering: a GET
+// of the endpoint, where any HTTP answer (the server says 405) counts,
+// except an HTML page with status 2xx, which is a proxy or captive portal
+// (kind HTML). Failures are an *Error; for doctor and reconnect probes.
+func (c *Client) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
+	if err != nil {
+		return &Error{Kind: Network, Err: err}
+	}
+	req.Header.Set("User-Agent", c.ua)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return &Error{Kind: Network, Err: err}
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	b := trimBody(raw)
+	if resp.StatusCode/100 == 2 && (strings.Contains(mt, "html") || looksHTML(b)) {
+		return &Error{Kind: HTML, StatusCode: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Detail: htmlDetail(b)}
+	}
+	return nil
 }
 
 // Kind classifies a failed call.

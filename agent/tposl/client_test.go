@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -137,7 +138,9 @@ func TestRegisterHTTPS(t *testing.T) {
 	srv := tposltest.NewServer()
 	defer srv.Close()
 	target, _ := url.Parse("http://" + srv.Addr())
-	ts := httptest.NewTLSServer(proxyTo(target))
+	ts := httptest.NewUnstartedServer(proxyTo(target))
+	ts.Config.ErrorLog = stdlog.New(io.Discard, "", 0) // the refused handshake below
+	ts.StartTLS()
 	defer ts.Close()
 
 	// A client that trusts the test certificate works.
@@ -383,23 +386,60 @@ func TestNew(t *testing.T) {
 			t.Errorf("New(%q) = %v, want ErrConfig", u, err)
 		}
 	}
-	var logs lockedBuffer
-	log := slog.New(slog.NewTextHandler(&logs, nil))
-	if _, err := tposl.New(tposl.Config{URL: "http://lisans.example.com/api/TPOSL", Logger: log}); err != nil {
-		t.Fatal(err)
+	// Plain http: loopback silently, private network with a warning,
+	// public only when allowed, with a warning.
+	tests := []struct {
+		url   string
+		allow bool
+		ok    bool
+		warn  bool
+	}{
+		{"https://lisans.example.com/api/TPOSL", false, true, false},
+		{"http://127.0.0.1:9/api/TPOSL", false, true, false},
+		{"http://[::1]:9/api/TPOSL", false, true, false},
+		{"http://localhost/x", false, true, false},
+		{"http://192.168.1.10/api/TPOSL", false, true, true},
+		{"http://10.0.0.5:8080/api/TPOSL", false, true, true},
+		{"http://tposl-sunucu/api/TPOSL", false, true, true},
+		{"http://lisans.magaza.local/api/TPOSL", false, true, true},
+		{"http://lisans.example.com/api/TPOSL", false, false, false},
+		{"http://8.8.8.8/api/TPOSL", false, false, false},
+		{"http://lisans.example.com/api/TPOSL", true, true, true},
 	}
-	if !strings.Contains(logs.String(), "plain http") {
-		t.Errorf("no warning for plain http to a public host: %q", logs.String())
-	}
-	logs = lockedBuffer{}
-	log = slog.New(slog.NewTextHandler(&logs, nil))
-	for _, u := range []string{"http://127.0.0.1:9/api/TPOSL", "http://192.168.1.10/api/TPOSL", "http://localhost/x", "https://lisans.example.com/api/TPOSL"} {
-		if _, err := tposl.New(tposl.Config{URL: u, Logger: log}); err != nil {
-			t.Errorf("New(%q): %v", u, err)
+	for _, tt := range tests {
+		var logs lockedBuffer
+		log := slog.New(slog.NewTextHandler(&logs, nil))
+		_, err := tposl.New(tposl.Config{URL: tt.url, Logger: log, AllowPlainHTTP: tt.allow})
+		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, tposl.ErrConfig)) {
+			t.Errorf("New(%q, allow %v) = %v, want ok %v", tt.url, tt.allow, err, tt.ok)
+		}
+		if got := strings.Contains(logs.String(), "plain http"); got != tt.warn {
+			t.Errorf("New(%q): warning %v, want %v: %s", tt.url, got, tt.warn, logs.String())
 		}
 	}
-	if logs.String() != "" {
-		t.Errorf("unexpected warning: %s", logs.String())
+}
+
+func TestPing(t *testing.T) {
+	srv := tposltest.NewServer()
+	defer srv.Close()
+	c := newClient(t, srv.URL(), 2*time.Second, nil)
+	if err := c.Ping(context.Background()); err != nil {
+		t.Errorf("ping: %v", err)
+	}
+	if len(srv.Requests()) != 0 {
+		t.Error("ping registered")
+	}
+	_ = srv.SetFault(tposltest.Fault{Mode: tposltest.Down})
+	var e *tposl.Error
+	if err := c.Ping(context.Background()); !errors.As(err, &e) || e.Kind != tposl.Network {
+		t.Errorf("ping while down: %v", err)
+	}
+	_ = srv.SetFault(tposltest.Fault{Mode: tposltest.HTMLPage})
+	if err := c.Ping(context.Background()); !errors.As(err, &e) || e.Kind != tposl.HTML {
+		t.Errorf("ping behind a captive portal: %v", err)
+	}
+	if c.URL() != srv.URL() {
+		t.Errorf("URL %s", c.URL())
 	}
 }
 

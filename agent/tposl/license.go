@@ -24,6 +24,25 @@ const (
 // Usable reports whether the POS may run: licensed or demo.
 func (s State) Usable() bool { return s == Licensed || s == Demo }
 
+// ExitCode is the exit code of `tposagent license` for the state: 0
+// licensed or demo, 3 expired, inactive, mismatch or unregistered, 4
+// unknown (and anything unrecognised).
+func (s State) ExitCode() int {
+	switch s {
+	case Licensed, Demo:
+		return 0
+	case Expired, Inactive, Mismatch, Unregistered:
+		return 3
+	}
+	return 4
+}
+
+// Registered reports whether the server knows this till: it answered with
+// Status true (every state but unregistered and unknown).
+func (l License) Registered() bool {
+	return l.State != Unregistered && l.State != StateUnknown && l.State != ""
+}
+
 // Sources of a License.
 const (
 	SourceServer = "server" // the server answered just now

@@ -177,6 +177,16 @@ func TestUnknown(t *testing.T) {
 	if !tposl.Licensed.Usable() || !tposl.Demo.Usable() || tposl.Expired.Usable() {
 		t.Error("Usable")
 	}
+	codes := map[tposl.State]int{tposl.Licensed: 0, tposl.Demo: 0, tposl.Expired: 3, tposl.Inactive: 3,
+		tposl.Mismatch: 3, tposl.Unregistered: 3, tposl.StateUnknown: 4, "": 4, "weird": 4}
+	for s, want := range codes {
+		if got := s.ExitCode(); got != want {
+			t.Errorf("%q.ExitCode() = %d, want %d", s, got, want)
+		}
+	}
+	if l.Registered() || !tposl.Evaluate(ok(nil), ours, fixedNow).Registered() || tposl.Evaluate(tposl.Return{}, ours, fixedNow).Registered() {
+		t.Error("Registered")
+	}
 }
 
 func TestParseDate(t *testing.T) {

@@ -248,26 +248,25 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fault := s.fault
 	s.mu.Unlock()
 
-	if r.URL.Path != Path {
-		http.Error(w, `{"Message":"No HTTP resource was found that matches the request URI."}`, http.StatusNotFound)
-		return
-	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		http.Error(w, `{"Message":"The requested resource does not support http method '`+r.Method+`'."}`, http.StatusMethodNotAllowed)
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err != nil {
-		return
-	}
-	p, perr := decodeParams(r.Header.Get("Content-Type"), body)
-	if perr == nil {
-		s.mu.Lock()
-		s.reqs = append(s.reqs, p)
-		s.mu.Unlock()
+	// Requests to the endpoint are read and recorded before any fault.
+	endpoint := r.URL.Path == Path && r.Method == http.MethodPost
+	var (
+		p    tposl.Params
+		perr error
+	)
+	if endpoint {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			return
+		}
+		if p, perr = decodeParams(r.Header.Get("Content-Type"), body); perr == nil {
+			s.mu.Lock()
+			s.reqs = append(s.reqs, p)
+			s.mu.Unlock()
+		}
 	}
 
+	// Faults of the network and of proxies hit every request.
 	switch fault.Mode {
 	case Reset:
 		reset(w)
@@ -288,14 +287,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = io.WriteString(w, proxyPage)
 		return
-	case MalformedJSON:
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		_, _ = io.WriteString(w, `{"Status":true,"ErrorMessageCode":0,"ErrorMessage":"`)
-		return
-	case NotJSON:
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = io.WriteString(w, "OK")
-		return
 	case Slow:
 		t := time.NewTimer(fault.Delay)
 		defer t.Stop()
@@ -306,6 +297,32 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-s.done:
 			panic(http.ErrAbortHandler) // closing: no answer at all
 		}
+	}
+
+	if r.URL.Path != Path {
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, `{"Message":"No HTTP resource was found that matches the request URI."}`)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		_, _ = io.WriteString(w, `{"Message":"The requested resource does not support this http method."}`)
+		return
+	}
+
+	// Faults of the server's answer.
+	switch fault.Mode {
+	case MalformedJSON:
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		_, _ = io.WriteString(w, `{"Status":true,"ErrorMessageCode":0,"ErrorMessage":"`)
+		return
+	case NotJSON:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "OK")
+		return
 	}
 
 	if perr != nil {
