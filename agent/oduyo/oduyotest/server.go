@@ -106,6 +106,9 @@ type Server struct {
 	addr string
 	now  func() time.Time
 
+	connMu sync.Mutex
+	conns  map[net.Conn]bool // open connections, reset when going down
+
 	mu          sync.Mutex
 	srv         *http.Server
 	serving     sync.WaitGroup
@@ -142,6 +145,7 @@ func NewServer(opts ...Option) *Server {
 		sessions: map[string]*session{},
 		reject:   map[string]bool{},
 		seenKeys: map[string]bool{},
+		conns:    map[net.Conn]bool{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -163,13 +167,39 @@ func (s *Server) URL() string { return "http://" + s.addr }
 func (s *Server) Addr() string { return s.addr }
 
 func (s *Server) serve(ln net.Listener) {
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ConnState: s.track}
 	s.srv = srv
 	s.serving.Add(1)
 	go func() {
 		defer s.serving.Done()
 		_ = srv.Serve(ln) // returns http.ErrServerClosed on Close
 	}()
+}
+
+func (s *Server) track(c net.Conn, st http.ConnState) {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	switch st {
+	case http.StateNew:
+		s.conns[c] = true
+	case http.StateHijacked, http.StateClosed:
+		delete(s.conns, c)
+	}
+}
+
+// stop closes the listener and resets every open connection: with no
+// orderly close there is no TIME_WAIT on the server's port, so it can be
+// bound again at once (Windows does not reuse such a port).
+func (s *Server) stop() {
+	s.connMu.Lock()
+	for c := range s.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+	}
+	s.connMu.Unlock()
+	_ = s.srv.Close()
+	s.serving.Wait()
 }
 
 // Close stops the server and drops every connection.
@@ -181,8 +211,7 @@ func (s *Server) Close() {
 	}
 	s.closed = true
 	if !s.down {
-		_ = s.srv.Close()
-		s.serving.Wait()
+		s.stop()
 	}
 }
 
@@ -196,8 +225,7 @@ func (s *Server) SetDown(down bool) {
 		return
 	}
 	if down {
-		_ = s.srv.Close()
-		s.serving.Wait()
+		s.stop()
 		s.down = true
 		return
 	}
