@@ -346,7 +346,7 @@ func encodeColumn(vals map[string]string, fields []fieldSpec) json.RawMessage {
 func writeJSONString(b *bytes.Buffer, s string) {
 	enc := json.NewEncoder(b)
 	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s) // a string always encodes
+	_ = enc.Encode(s)       // a string always encodes
 	b.Truncate(b.Len() - 1) // Encode appends '\n'
 }
 
