@@ -93,6 +93,7 @@ type Server struct {
 	conns    map[net.Conn]struct{}
 	fault    Fault
 	ret      *tposl.Return // nil: DefaultReturn echoing the fiscal serial
+	answerFn func(tposl.Params) tposl.Return
 	user     string
 	pass     string
 	checkCrd bool
@@ -175,6 +176,22 @@ func (s *Server) SetReturn(r tposl.Return) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.ret = &r
+}
+
+// SetAnswerFunc makes the server answer each registration with f(params)
+// (called without locks held; it must be safe for concurrent use). It
+// takes precedence over SetReturn; nil removes it.
+func (s *Server) SetAnswerFunc(f func(tposl.Params) tposl.Return) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.answerFn = f
+}
+
+// ClearRequests forgets the recorded requests and calls.
+func (s *Server) ClearRequests() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reqs, s.calls = nil, 0
 }
 
 // SetCredentials makes the server check WebErisimKullanici and
@@ -346,12 +363,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) answer(p tposl.Params) tposl.Return {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.checkCrd && (p.WebErisimKullanici != s.user || p.WebErisimSifre != s.pass) {
+	badCreds := s.checkCrd && (p.WebErisimKullanici != s.user || p.WebErisimSifre != s.pass)
+	f, ret := s.answerFn, s.ret
+	s.mu.Unlock()
+	switch {
+	case badCreds:
 		return tposl.Return{Status: false, ErrorMessageCode: 401, ErrorMessage: "Web erişim kullanıcı adı veya şifresi hatalı."}
-	}
-	if s.ret != nil {
-		return *s.ret
+	case f != nil:
+		return f(p)
+	case ret != nil:
+		return *ret
 	}
 	r := DefaultReturn(time.Now().AddDate(1, 0, 0))
 	r.OnayFiscalSeriNo = p.YKFiscalSeriNo

@@ -208,6 +208,30 @@ func TestServerCredentials(t *testing.T) {
 	}
 }
 
+func TestServerAnswerFunc(t *testing.T) {
+	s := tposltest.NewServer()
+	defer s.Close()
+	s.SetReturn(tposl.Return{Status: true, Aktif: 0})
+	s.SetAnswerFunc(func(p tposl.Params) tposl.Return {
+		return tposl.Return{Status: true, Aktif: 1, Id: p.PosNo * 10, OnayFiscalSeriNo: p.YKFiscalSeriNo}
+	})
+	b, _ := json.Marshal(params("JI20000009"))
+	_, body := post(t, s.URL(), "application/json", b)
+	r, err := tposl.DecodeReturn(body)
+	if err != nil || r.Id != 10 || r.OnayFiscalSeriNo != "JI20000009" || r.Aktif != 1 {
+		t.Errorf("answer func: %+v, %v", r, err)
+	}
+	s.SetAnswerFunc(nil)
+	_, body = post(t, s.URL(), "application/json", b)
+	if r, _ = tposl.DecodeReturn(body); r.Aktif != 0 {
+		t.Errorf("SetReturn after removing the func: %+v", r)
+	}
+	s.ClearRequests()
+	if s.Calls() != 0 || len(s.Requests()) != 0 {
+		t.Error("ClearRequests")
+	}
+}
+
 func TestModeString(t *testing.T) {
 	seen := map[string]bool{}
 	for m := tposltest.None; m <= tposltest.XML; m++ {
