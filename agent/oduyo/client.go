@@ -156,6 +156,9 @@ func privateHost(h string) bool {
 	return ip != nil && (ip.IsLoopback() || ip.IsPrivate())
 }
 
+// String names the client without its secrets or session.
+func (c *Client) String() string { return "oduyo.Client{" + c.base + "}" }
+
 // UpdateKasa sends a kasa card update (POST /api/v1/erp/erp_kasa_fisi/update,
 // body {"column": column}). column should come from NormalizeKasa. The
 // error is a *Error, or a context error wrapped in one; see Classify.

@@ -702,6 +702,24 @@ func TestConfigHidesSecrets(t *testing.T) {
 	}
 }
 
+func TestClientStringHidesSession(t *testing.T) {
+	h := newHarness(t, nil)
+	if err := h.c.Login(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("client", "c", h.c)
+	sid := h.srv.Sessions()[0]
+	for _, s := range []string{fmt.Sprint(h.c), fmt.Sprintf("%+v", h.c), logs.String()} {
+		if !strings.Contains(s, "oduyo.Client{http://127.0.0.1:") {
+			t.Errorf("client shown as %q", s)
+		}
+		if strings.Contains(s, sid) || strings.Contains(s, oduyotest.DefaultPassword) || strings.Contains(s, oduyotest.DefaultAPIKey) {
+			t.Errorf("secret in %q", s)
+		}
+	}
+}
+
 // A server that echoes secrets back in its messages: the client scrubs them.
 func TestServerEchoScrubbed(t *testing.T) {
 	const key, pw = "echo-apikey-31337", "echo-password-4242"
