@@ -71,7 +71,7 @@ func (c Cache) Save(r Record) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("save licence cache: close %s: %w", tmp, err)
 	}
-	if err := os.Rename(tmp, c.Path); err != nil {
+	if err := replaceFile(tmp, c.Path); err != nil {
 		return fmt.Errorf("save licence cache: %w", err)
 	}
 	ok = true

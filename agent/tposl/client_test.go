@@ -213,6 +213,8 @@ func TestRegisterFaults(t *testing.T) {
 		{"500", tposltest.StatusFault(500), tposl.HTTPStatus, 500, true, "http status 500 Internal Server Error"},
 		{"502", tposltest.StatusFault(502), tposl.HTTPStatus, 502, true, "502 Bad Gateway"},
 		{"503", tposltest.StatusFault(503), tposl.HTTPStatus, 503, true, "fake 503"},
+		{"429", tposltest.Fault{Mode: tposltest.Status, Code: 429, RetryAfter: "Fri, 01 Jan 2100 00:00:00 GMT"}, tposl.HTTPStatus, 429, true, "429 Too Many Requests"},
+		{"404 is not temporary", tposltest.StatusFault(404), tposl.HTTPStatus, 404, false, "404 Not Found"},
 		{"html proxy page", tposltest.Fault{Mode: tposltest.HTMLPage}, tposl.HTML, 200, true, `"Erişim Engellendi - Web Proxy"`},
 		{"malformed json", tposltest.Fault{Mode: tposltest.MalformedJSON}, tposl.Decode, 200, false, "decode"},
 		{"not json", tposltest.Fault{Mode: tposltest.NotJSON}, tposl.NotJSON, 200, false, `body "OK"`},

@@ -13,3 +13,6 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// replaceFile renames tmp over dst atomically.
+func replaceFile(tmp, dst string) error { return os.Rename(tmp, dst) }
