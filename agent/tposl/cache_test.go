@@ -2,10 +2,12 @@ package tposl_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -156,5 +158,51 @@ func TestCacheThroughRestart(t *testing.T) {
 	offline := tposl.Effective(rec, ours, fixedNow, 0)
 	if offline.State != online.State || offline.DaysLeft != online.DaysLeft || offline.GMP3 != online.GMP3 {
 		t.Errorf("offline %+v\nonline %+v", offline, online)
+	}
+}
+
+// TestCacheConcurrent: readers never see a torn record while writers
+// replace it.
+func TestCacheConcurrent(t *testing.T) {
+	c := tposl.Cache{Path: filepath.Join(t.TempDir(), "license.json")}
+	if err := c.Save(tposl.Record{Return: tposl.Return{Status: true, Id: 0}, CheckedAt: fixedNow}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 1; i <= 20; i++ {
+				msg := strings.Repeat("ğ", 500*i) // records of different sizes
+				if err := c.Save(tposl.Record{Return: tposl.Return{Status: true, Id: i, ErrorMessage: msg}, CheckedAt: fixedNow}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for r := 0; r < 3; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 40; i++ {
+				rec, err := c.Load()
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !rec.Return.Status || len([]rune(rec.Return.ErrorMessage)) != 500*rec.Return.Id {
+					errs <- fmt.Errorf("torn record: id %d, %d runes", rec.Return.Id, len([]rune(rec.Return.ErrorMessage)))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

@@ -530,3 +530,29 @@ func TestSecretNeverLeaks(t *testing.T) {
 		t.Errorf("the scan saw no logs or no redaction; logs:\n%s", logs.String())
 	}
 }
+
+func TestRegisterConcurrent(t *testing.T) {
+	srv := tposltest.NewServer()
+	defer srv.Close()
+	c := newClient(t, srv.URL(), 10*time.Second, nil)
+	p := buildParams(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r, err := c.Register(context.Background(), p); err != nil || !r.Status {
+				errs <- fmt.Errorf("register: %+v, %v", r, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if srv.Calls() != 20 || len(srv.Requests()) != 20 {
+		t.Errorf("calls %d requests %d", srv.Calls(), len(srv.Requests()))
+	}
+}
