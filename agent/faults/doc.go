@@ -1,0 +1,29 @@
+// Package faults holds the fault-matrix tests of tposagent (issue 7,
+// points 3, 4 and 7): they prove, with the real parts and an injected
+// clock, what DESIGN.md promises when the servers, the cash register or
+// the network misbehave. The package has no code of its own; everything
+// is in its tests.
+//
+//   - TestServerFaultMatrix: a real outbox file, agent.NewSender over the
+//     Ödüyo client, the fake Ödüyo server (oduyotest) failing in every way
+//     a server fails. Each fault is retried or dead-lettered as DESIGN.md
+//     says, nothing is lost, and the backoff (exponential, full jitter,
+//     capped, Retry-After in seconds or as a date, reconnect jitter) is
+//     measured on the injected clock.
+//   - TestDeviceFaultMatrix: every fault mode of the simulated ÖKC on a
+//     pseudo-terminal (devicetest), first at the device level (each read
+//     returns within its limit with the right error and the cached
+//     identity), then under a running agent whose device goes bad after a
+//     good read: the agent keeps running, /v1/status shows the error and
+//     the cached identity, and registration still sends the fiscal serial.
+//   - TestFleetReconnect: 2,000 outboxes (real bbolt files) on one
+//     injected clock come back after an outage; the peak of requests per
+//     virtual second at the server with reconnect jitter against without.
+//
+// Every test logs its figures as "RESULT key=value …" lines:
+//
+//	go test -race -v -run . ./agent/faults | grep RESULT
+//
+// TPOSAGENT_FLEET sets the fleet size (default 2000; the -short default is
+// 300).
+package faults
