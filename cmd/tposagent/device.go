@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"runtime"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/tposagent/tposagent/agent/config"
 	"github.com/tposagent/tposagent/device"
 )
 
@@ -86,11 +88,26 @@ func cmdDeviceProbe(ctx context.Context, e *env, args []string) error {
 	timeout := fs.Duration("timeout", device.DefaultTimeout, "answer timeout per try")
 	tries := fs.Int("tries", device.DefaultTries, "tries per port (auto: the first pass asks each port once)")
 	asJSON := fs.Bool("json", false, "print the identity as JSON")
+	addConfigFlag(fs, e)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf("device probe: unexpected argument %q", fs.Arg(0))
+	}
+	// The config's port and line settings are the defaults, when there is
+	// a config; flags win.
+	var exclude []string
+	if cfg, err := config.Read(e.configPath); err == nil {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["port"] && !strings.EqualFold(cfg.Device.Port, device.PortNone) && cfg.Device.Port != "" {
+			*port = cfg.Device.Port
+		}
+		if !set["baud"] && cfg.Device.Baud > 0 {
+			*baud = cfg.Device.Baud
+		}
+		exclude = cfg.Device.Exclude
 	}
 	if *baud <= 0 || *timeout <= 0 || *tries <= 0 {
 		return usageErrorf("device probe: --baud, --timeout and --tries must be positive")
@@ -98,7 +115,7 @@ func cmdDeviceProbe(ctx context.Context, e *env, args []string) error {
 	if strings.EqualFold(*port, device.PortNone) {
 		return usageErrorf("device probe: --port none reads no device; give a port or auto")
 	}
-	r := device.NewReader(device.Config{Port: *port, Baud: *baud, Timeout: *timeout, Tries: *tries})
+	r := device.NewReader(device.Config{Port: *port, Baud: *baud, Timeout: *timeout, Tries: *tries, Exclude: exclude})
 	id, err := r.Read(ctx)
 	if err != nil {
 		return probeError(*port, *baud, err)

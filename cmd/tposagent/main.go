@@ -176,8 +176,7 @@ func addConfigFlag(fs *flag.FlagSet, e *env) {
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
-	if errors.Is(err, flag.ErrHelp) {
-		fs.Usage()
+	if errors.Is(err, flag.ErrHelp) { // Parse has already shown fs.Usage
 		return errHelpShown
 	}
 	if err != nil {
