@@ -320,15 +320,13 @@ func (c *Client) login(ctx context.Context) (string, error) {
 
 // send posts one record, logging in (again) as needed.
 func (c *Client) send(ctx context.Context, op, path, key string, column json.RawMessage) error {
-	if !json.Valid(column) || len(bytes.TrimSpace(column)) == 0 || bytes.TrimSpace(column)[0] != '{' {
+	column = bytes.TrimSpace(column)
+	if !json.Valid(column) || column[0] != '{' {
 		return &Error{Op: op, Class: Permanent, Msg: "column is not a json object"}
 	}
-	body, err := json.Marshal(struct {
-		Column json.RawMessage `json:"column"`
-	}{column})
-	if err != nil {
-		return &Error{Op: op, Class: Permanent, Msg: "encode body", Err: err}
-	}
+	// Built by hand: json.Marshal would HTML-escape the column's text.
+	body := make([]byte, 0, len(column)+12)
+	body = append(append(append(body, `{"column":`...), column...), '}')
 	for attempt := 0; ; attempt++ {
 		sid, gen, err := c.ensureSession(ctx)
 		if err != nil {

@@ -199,7 +199,7 @@ func TestWireFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	col := json.RawMessage(`{"id":2,"note":"ş"}`)
+	col := json.RawMessage(`{"id":2,"note":"ş <&>"}`)
 	if err := c.UpdateKasa(context.Background(), "idem-1", col); err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestWireFormat(t *testing.T) {
 		got.rec.Get("Idempotency-Key") != "idem-1" || got.rec.Get("Content-Type") != "application/json" {
 		t.Errorf("record request %s %v", got.reqPath, got.rec)
 	}
-	if got.body != `{"column":{"id":2,"note":"ş"}}` {
+	if got.body != `{"column":{"id":2,"note":"ş <&>"}}` {
 		t.Errorf("body %s", got.body)
 	}
 	if err := c.CreateSpecialCode(context.Background(), "", json.RawMessage(`{"code":"X"}`)); err != nil || got.reqPath != SpecialCodePath || got.rec.Get("Idempotency-Key") != "" {
