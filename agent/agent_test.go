@@ -11,6 +11,7 @@ import (
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/agent/tposl/tposltest"
+	"github.com/tposagent/tposagent/device/devicetest"
 )
 
 // clock is a settable "now" for the licence logic; timers stay real.
@@ -119,4 +120,38 @@ func TestLicenceFollowsServerAndDecaysOffline(t *testing.T) {
 	if l := a2.License(); l.State != tposl.Licensed || l.Source != tposl.SourceCache {
 		t.Errorf("after restart: %s from %s, want licensed from cache", l.State, l.Source)
 	}
+}
+
+func TestRegistersAgainWhenTheCashRegisterChanges(t *testing.T) {
+	sim, err := devicetest.Start(devicetest.Options{FiscalSerial: "JI20012345"})
+	if err != nil {
+		t.Skipf("no simulated device: %v", err)
+	}
+	defer sim.Close()
+	tp := tposltest.NewServer()
+	defer tp.Close()
+	od := oduyotest.NewServer()
+	defer od.Close()
+	tp.SetReturn(tposl.Return{Status: true, Aktif: 1, LisansStatus: 1, OnayFiscalSeriNo: "JI20012345"})
+	cfg := testConfig(t, tp, od)
+	cfg.TPOSL.Interval = config.Duration{Duration: time.Hour} // only the serial change may trigger it
+	cfg.Device.Port, cfg.Device.FiscalSerial = sim.Port(), ""
+	a, err := New(cfg, Options{DeviceRecheck: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.Run(ctx)
+	poll(t, "first registration", func() bool { return a.License().State == tposl.Licensed })
+	if n := len(tp.Requests()); n != 1 {
+		t.Errorf("%d registrations before the change, want 1", n)
+	}
+	sim.SetFiscalSerial("JI20099999")
+	poll(t, "registration with the new serial", func() bool {
+		r := tp.Requests()
+		return len(r) >= 2 && r[len(r)-1].YKFiscalSeriNo == "JI20099999"
+	})
+	// The server approved the old device: the new one is a mismatch.
+	poll(t, "mismatch", func() bool { return a.License().State == tposl.Mismatch })
 }

@@ -18,6 +18,7 @@ import (
 
 // Sim is a running simulated device. Its methods are safe for concurrent use.
 type Sim struct {
+	mu       sync.Mutex // guards opts.FiscalSerial
 	opts     Options
 	master   *os.File // the device's end
 	slave    *os.File // held open so the pty survives the agent's closes
@@ -105,6 +106,14 @@ func (s *Sim) SetFault(f Fault) { s.fault.Store(int32(f)) }
 // Requests is the number of ECHO requests the device has received.
 func (s *Sim) Requests() int { return int(s.requests.Load()) }
 
+// SetFiscalSerial changes the fiscal ID the device answers with, as if the
+// cash register had been swapped on the same port.
+func (s *Sim) SetFiscalSerial(serial string) {
+	s.mu.Lock()
+	s.opts.FiscalSerial = serial
+	s.mu.Unlock()
+}
+
 // Close stops the device and removes the pseudo-terminal. It waits for the
 // serving goroutine.
 func (s *Sim) Close() error {
@@ -167,7 +176,10 @@ func (s *Sim) answer(f Fault, req gmp3.Request, raw []byte, rng *rand.Rand) {
 	if s.opts.AnswerDelay > 0 && !s.sleep(s.opts.AnswerDelay) {
 		return
 	}
-	resp := gmp3.Response{FiscalSerial: s.opts.FiscalSerial, Sequence: req.Sequence, Brand: s.opts.Brand, Model: s.opts.Model, ECRSerial: s.opts.ECRSerial}
+	s.mu.Lock()
+	serial := s.opts.FiscalSerial
+	s.mu.Unlock()
+	resp := gmp3.Response{FiscalSerial: serial, Sequence: req.Sequence, Brand: s.opts.Brand, Model: s.opts.Model, ECRSerial: s.opts.ECRSerial}
 	good, err := gmp3.EncodeEchoResponse(resp)
 	if err != nil {
 		s.opts.Logger.Error("devicetest: encode answer", "err", err)

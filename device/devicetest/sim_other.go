@@ -19,3 +19,6 @@ func (s *Sim) Requests() int { return 0 }
 
 // Close does nothing.
 func (s *Sim) Close() error { return nil }
+
+// SetFiscalSerial changes the fiscal ID the device answers with.
+func (s *Sim) SetFiscalSerial(string) {}
