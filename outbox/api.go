@@ -1,0 +1,190 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Enqueue stores e and returns the stored item once the commit is on disk
+// (fsync). Concurrent calls share commits. It fails with ErrFull when the
+// file would grow beyond Options.MaxSize (nothing accepted is dropped),
+// ErrInvalidEntry for an empty kind or key or a payload that is not JSON,
+// and ErrClosed after Close. If ctx ends first the item may still be stored.
+func (q *Queue) Enqueue(ctx context.Context, e Entry) (Item, error) {
+	if err := validateEntry(e); err != nil {
+		return Item{}, fmt.Errorf("enqueue: %w", err)
+	}
+	r := &enqueueReq{e: e, reply: make(chan enqueueRes, 1)}
+	select {
+	case q.reqs <- r:
+	case <-q.quit:
+		return Item{}, fmt.Errorf("enqueue: %w", ErrClosed)
+	case <-ctx.Done():
+		return Item{}, fmt.Errorf("enqueue: %w", ctx.Err())
+	}
+	select {
+	case res := <-r.reply:
+		return res.it, res.err
+	case <-q.done:
+		select {
+		case res := <-r.reply:
+			return res.it, res.err
+		default:
+			return Item{}, fmt.Errorf("enqueue: %w", ErrClosed)
+		}
+	case <-ctx.Done():
+		return Item{}, fmt.Errorf("enqueue (the item may still be stored): %w", ctx.Err())
+	}
+}
+
+func (q *Queue) admin(op adminOp, id uint64) error {
+	r := &adminReq{op: op, id: id, reply: make(chan error, 1)}
+	select {
+	case q.reqs <- r:
+	case <-q.quit:
+		return ErrClosed
+	}
+	select {
+	case err := <-r.reply:
+		return err
+	case <-q.done:
+		select {
+		case err := <-r.reply:
+			return err
+		default:
+			return ErrClosed
+		}
+	}
+}
+
+// Retry moves a dead item back to pending with its attempts reset; it
+// keeps its id, so it is the next to go for its key. ErrNotFound if id is
+// not a dead item.
+func (q *Queue) Retry(id uint64) error { return q.admin(opRetry, id) }
+
+// Drop deletes a pending or dead item. ErrInFlight while it is being sent,
+// ErrNotFound if there is no such item.
+func (q *Queue) Drop(id uint64) error { return q.admin(opDrop, id) }
+
+// view runs fn in a read transaction on the current file.
+func (q *Queue) view(fn func(t *txb) error) error {
+	q.dbMu.RLock()
+	defer q.dbMu.RUnlock()
+	if q.db == nil || q.closed() {
+		return ErrClosed
+	}
+	return q.db.View(func(tx *bolt.Tx) error {
+		t, err := openTxb(tx)
+		if err != nil {
+			return err
+		}
+		return fn(t)
+	})
+}
+
+// Stats returns counts, connectivity and lifetime counters. It reads only
+// the oldest item, never the whole queue.
+func (q *Queue) Stats() (Stats, error) {
+	q.mu.Lock()
+	p := q.pub
+	q.mu.Unlock()
+	st := Stats{
+		Pending: p.pending, InFlight: p.inFlight, Dead: p.dead, Online: p.online,
+		PausedUntil: p.pausedUntil, LastSuccess: p.lastSuccess, LastError: p.lastError, LastErrorAt: p.lastErrorAt,
+		Enqueued: p.enqueued, Delivered: p.delivered, Coalesced: p.coalesced, DeadLettered: p.deadLettered,
+		Quarantined: p.quarantined, QuarantinedAt: p.quarantinedAt, Compactions: p.compactions,
+	}
+	err := q.view(func(t *txb) error {
+		if k, v := t.items.Cursor().First(); k != nil && len(k) == 8 {
+			if it, err := decodeRecord(0, v); err == nil && !it.Created.IsZero() {
+				st.OldestPendingAge = max(q.clock.Now().Sub(it.Created), 0)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return st, fmt.Errorf("outbox stats: %w", err)
+	}
+	if fi, err := os.Stat(q.path); err == nil {
+		st.Bytes = fi.Size()
+	}
+	return st, nil
+}
+
+// DefaultListLimit applies when List is called with limit <= 0.
+const DefaultListLimit = 1000
+
+// List returns up to limit items of the given state, oldest first.
+// Pending items being sent have InFlight set.
+func (q *Queue) List(state State, limit int) ([]Item, error) {
+	if limit <= 0 {
+		limit = DefaultListLimit
+	}
+	q.mu.Lock()
+	flying := q.pub.inFlightIDs
+	q.mu.Unlock()
+	var out []Item
+	err := q.view(func(t *txb) error {
+		b := t.items
+		switch state {
+		case Pending:
+		case Dead:
+			b = t.dead
+		default:
+			return fmt.Errorf("unknown state %d", int(state))
+		}
+		c := b.Cursor()
+		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
+			if len(k) != 8 {
+				continue
+			}
+			id := idFromKey(k)
+			it, err := decodeRecord(id, v)
+			if err != nil {
+				it = Item{ID: id, LastError: err.Error()}
+			}
+			it.InFlight = flying[id]
+			out = append(out, it)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list outbox %s: %w", state, err)
+	}
+	return out, nil
+}
+
+// Get returns one pending or dead item; ErrNotFound otherwise.
+func (q *Queue) Get(id uint64) (Item, State, error) {
+	var it Item
+	var st State
+	found := false
+	err := q.view(func(t *txb) error {
+		for _, s := range []State{Pending, Dead} {
+			b := t.items
+			if s == Dead {
+				b = t.dead
+			}
+			if v := b.Get(idKey(id)); v != nil {
+				var err error
+				it, err = decodeRecord(id, v)
+				st, found = s, true
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return Item{}, 0, fmt.Errorf("get outbox item %d: %w", id, err)
+	}
+	if !found {
+		return Item{}, 0, fmt.Errorf("get outbox item %d: %w", id, ErrNotFound)
+	}
+	q.mu.Lock()
+	it.InFlight = q.pub.inFlightIDs[id]
+	q.mu.Unlock()
+	return it, st, nil
+}

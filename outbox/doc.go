@@ -1,0 +1,59 @@
+// Package outbox is the agent's durable queue: kasa card updates and
+// special codes accepted from the POS application wait here, in one bbolt
+// file, until the server has confirmed them.
+//
+// # Semantics
+//
+//   - Enqueue returns only after the item is committed with fsync. One
+//     writer goroutine batches every waiting request (enqueues, send
+//     results, retry/drop) into one transaction: concurrent producers share
+//     the fsync (group commit).
+//   - Delivery is at least once: an item is deleted only after the Sender
+//     said Delivered. Each item has a stable IdempotencyKey.
+//   - FIFO per Entry.Key; different keys are sent in parallel, at most
+//     Options.Concurrency at once. The next item of a key is handed out only
+//     after the previous one's result is committed, so after a crash an old
+//     item is never re-sent after a newer one of its key.
+//   - Coalescing: an Entry with Coalesce replaces the pending coalescable
+//     items of the same Key and Kind (never the one in flight).
+//   - Verdicts: Delivered deletes; Retry backs off with full jitter
+//     (uniform in [0, min(RetryMax, RetryBase*2^(attempts-1)))), at least
+//     RetryAfter, and a RetryAfter pauses all sending until it has passed;
+//     Reauth sends again at once, once (a second Reauth is a Retry); Reject
+//     moves the item to the dead letters with its reason. A failing item
+//     only delays its own key.
+//   - Offline: a Retry without RetryAfter triggers a Probe. While the probe
+//     fails the queue sends nothing and probes on a capped backoff; Kick
+//     probes at once. When a probe succeeds every backoff is reset and the
+//     queue drains after a random 0..ReconnectJitter wait.
+//   - Bounded: Enqueue fails with ErrFull when the live content would pass
+//     MaxSize. When a drain empties the queue and the file is at least
+//     CompactMinSize and four times its content, it is compacted (copied to
+//     <path>.compact, then renamed over the file).
+//   - A file bbolt cannot open, or that fails its check, is renamed to
+//     <path>.corrupt-<UTC timestamp> and a new one is made (Stats.Quarantined,
+//     an error log line). A file locked by another process gives ErrLocked
+//     after OpenTimeout.
+//
+// # On-disk layout
+//
+// Buckets (ids are 8-byte big-endian NextSequence values of "items", so
+// cursor order is FIFO order):
+//
+//	items  id -> record                  pending items
+//	dead   id -> record                  dead letters (same id)
+//	bykey  len(key) u16, key, id -> ""   per-key FIFO index of pending items
+//	sched  due u64 (unix ns), id -> key  one entry per key with pending items: its head
+//	heads  key -> sched key              where that key's sched entry is
+//	meta   name -> u64                   counters: pending, dead, enqueued,
+//	                                     delivered, coalesced, dead_lettered, version
+//
+// A record is a version byte (1), a uvarint length, a JSON header (kind,
+// key, idempotency key, times in unix ns, attempts, last error, coalesce,
+// dead reason/time) and then the payload bytes exactly as enqueued.
+//
+// The sender finds work by walking "sched" from the start: due heads come
+// first, and the walk stops at the first head that is not due yet, so the
+// cost does not depend on how many items wait. Nothing is loaded into
+// memory wholesale; counts come from "meta".
+package outbox

@@ -1,0 +1,239 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Kind names what an item is; the outbox only stores it.
+type Kind string
+
+// The kinds the agent produces.
+const (
+	KindKasa        Kind = "kasa"
+	KindSpecialCode Kind = "special_code"
+)
+
+// Entry is what a producer hands to Enqueue.
+type Entry struct {
+	Kind    Kind
+	Key     string          // target record key: FIFO per key, parallel across keys
+	Payload json.RawMessage // opaque to the outbox; must be valid JSON, stored byte for byte
+	// Coalesce: a newer entry with the same Key replaces pending (never
+	// in-flight) coalescable items of that key.
+	Coalesce bool
+}
+
+// Item is one queued entry as stored.
+type Item struct {
+	ID             uint64 // big-endian NextSequence key; FIFO order
+	Kind           Kind
+	Key            string
+	Payload        json.RawMessage
+	IdempotencyKey string // stable, generated at enqueue, sent as Idempotency-Key by the sender
+	Created        time.Time
+	Attempts       int
+	NextAttempt    time.Time // zero: due now
+	LastError      string
+	Coalesce       bool
+	DeadReason     string    // dead-letter only
+	DeadAt         time.Time // dead-letter only
+	InFlight       bool      // List only: being sent right now
+}
+
+// Verdict is the sender's classification of one delivery attempt.
+type Verdict int
+
+// Verdicts.
+const (
+	Delivered Verdict = iota // success: delete
+	Retry                    // transient: backoff with full jitter, capped; RetryAfter honoured
+	Reauth                   // 401/403: sender has re-authenticated; retry at once, once (a second Reauth counts as Retry)
+	Reject                   // permanent: dead letter with Reason
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Delivered:
+		return "delivered"
+	case Retry:
+		return "retry"
+	case Reauth:
+		return "reauth"
+	case Reject:
+		return "reject"
+	}
+	return fmt.Sprintf("verdict(%d)", int(v))
+}
+
+// Result is what a Sender returns for one item.
+type Result struct {
+	Verdict Verdict
+	// RetryAfter comes from Retry-After (the sender parses seconds or an
+	// HTTP date); > 0 (429/503) pauses ALL sending until it has passed.
+	RetryAfter time.Duration
+	Reason     string // human text for LastError / DeadReason (never a secret)
+}
+
+// Sender delivers items; implemented by the agent (adapting the Ödüyo
+// client). It must be safe for concurrent use: up to Options.Concurrency
+// Sends and one Probe run at once. Send must honour ctx.
+type Sender interface {
+	Send(ctx context.Context, it Item) Result
+	// Probe is a cheap reachability check, run after a transient failure
+	// and on a backoff while offline; nil means the server is reachable.
+	Probe(ctx context.Context) error
+}
+
+// State selects the list of items.
+type State int
+
+// States for List.
+const (
+	Pending State = iota // waiting or in flight (Item.InFlight)
+	Dead                 // dead letters
+)
+
+func (s State) String() string {
+	switch s {
+	case Pending:
+		return "pending"
+	case Dead:
+		return "dead"
+	}
+	return fmt.Sprintf("state(%d)", int(s))
+}
+
+// ParseState parses "pending" or "dead" (as in ?state=).
+func ParseState(s string) (State, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "pending":
+		return Pending, nil
+	case "dead":
+		return Dead, nil
+	}
+	return 0, fmt.Errorf("parse outbox state %q: want pending or dead", s)
+}
+
+// Stats describes the queue.
+type Stats struct {
+	Pending, InFlight, Dead int
+	OldestPendingAge        time.Duration
+	Bytes                   int64     // file size on disk
+	Online                  bool      // last send/probe reached the server
+	PausedUntil             time.Time // Retry-After pause
+	LastSuccess             time.Time
+	LastError               string
+	LastErrorAt             time.Time
+	// Lifetime counters, persisted in the file so they survive restarts.
+	Enqueued, Delivered, Coalesced, DeadLettered uint64
+	Quarantined                                  string // path of a file moved aside at Open, "" if none
+	QuarantinedAt                                time.Time
+	Compactions                                  int // compactions since Open
+}
+
+// Options configure Open. Zero values take the defaults.
+type Options struct {
+	Path        string        // bbolt file, e.g. <data_dir>/outbox.db
+	MaxSize     int64         // default 256 MiB; Enqueue returns ErrFull beyond it
+	Concurrency int           // default 4 parallel keys
+	RetryBase   time.Duration // default 1s
+	RetryMax    time.Duration // default 5m
+	// ReconnectJitter: random 0..N before the first send after a
+	// reconnect; 0 means none (the agent passes 30s in production).
+	ReconnectJitter time.Duration
+	OpenTimeout     time.Duration // bbolt Options.Timeout, default 1s
+	// StopGrace bounds how long Run lets in-flight sends finish after its
+	// context is done (real time, default 4s).
+	StopGrace time.Duration
+	// CompactMinSize: a drained file is compacted when it is at least this
+	// big and at least four times its live content. Default 8 MiB; < 0 never.
+	CompactMinSize int64
+	// CheckMaxSize: files up to this size get a full bbolt consistency
+	// check at Open (bigger ones a cheap one). Default 64 MiB; < 0 never.
+	CheckMaxSize int64
+	Clock        Clock          // nil = real time
+	Rand         func() float64 // nil = math/rand/v2; in [0,1), for jitter
+	Logger       *slog.Logger   // nil = discard
+}
+
+// Errors returned by the queue.
+var (
+	ErrFull         = errors.New("outbox is full")
+	ErrNotFound     = errors.New("outbox item not found")
+	ErrInFlight     = errors.New("outbox item is being sent")
+	ErrLocked       = errors.New("outbox file is locked by another process (is the agent already running?)")
+	ErrClosed       = errors.New("outbox is closed")
+	ErrInvalidEntry = errors.New("invalid outbox entry")
+	ErrRunning      = errors.New("outbox sender loop is already running")
+)
+
+const (
+	defaultMaxSize        = 256 << 20
+	defaultConcurrency    = 4
+	defaultRetryBase      = time.Second
+	defaultRetryMax       = 5 * time.Minute
+	defaultOpenTimeout    = time.Second
+	defaultStopGrace      = 4 * time.Second
+	defaultCompactMinSize = 8 << 20
+	defaultCheckMaxSize   = 64 << 20
+	maxKeyLen             = 1024
+)
+
+func (o *Options) setDefaults() {
+	if o.MaxSize <= 0 {
+		o.MaxSize = defaultMaxSize
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = defaultConcurrency
+	}
+	if o.RetryBase <= 0 {
+		o.RetryBase = defaultRetryBase
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = defaultRetryMax
+	}
+	if o.RetryMax < o.RetryBase {
+		o.RetryMax = o.RetryBase
+	}
+	if o.ReconnectJitter < 0 {
+		o.ReconnectJitter = 0
+	}
+	if o.OpenTimeout <= 0 {
+		o.OpenTimeout = defaultOpenTimeout
+	}
+	if o.StopGrace <= 0 {
+		o.StopGrace = defaultStopGrace
+	}
+	if o.CompactMinSize == 0 {
+		o.CompactMinSize = defaultCompactMinSize
+	}
+	if o.CheckMaxSize == 0 {
+		o.CheckMaxSize = defaultCheckMaxSize
+	}
+	if o.Clock == nil {
+		o.Clock = realClock{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func validateEntry(e Entry) error {
+	switch {
+	case e.Kind == "":
+		return fmt.Errorf("%w: empty kind", ErrInvalidEntry)
+	case e.Key == "":
+		return fmt.Errorf("%w: empty key", ErrInvalidEntry)
+	case len(e.Key) > maxKeyLen:
+		return fmt.Errorf("%w: key longer than %d bytes", ErrInvalidEntry, maxKeyLen)
+	case !json.Valid(e.Payload):
+		return fmt.Errorf("%w: payload is not valid JSON", ErrInvalidEntry)
+	}
+	return nil
+}

@@ -1,0 +1,698 @@
+package outbox_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tposagent/tposagent/outbox"
+	"github.com/tposagent/tposagent/outbox/outboxtest"
+)
+
+type env struct {
+	q     *outbox.Queue
+	clock *outboxtest.Clock
+	s     *outboxtest.Sender
+	path  string
+	opts  outbox.Options
+}
+
+func newEnv(t *testing.T, mod func(*outbox.Options)) *env {
+	t.Helper()
+	clock := outboxtest.NewClock(time.Time{})
+	opts := outbox.Options{
+		Path:  filepath.Join(t.TempDir(), "outbox.db"),
+		Clock: clock,
+		Rand:  func() float64 { return 0.5 },
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	q, err := outbox.Open(opts)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { _ = q.Close() })
+	return &env{q: q, clock: clock, s: outboxtest.NewSender(), path: opts.Path, opts: opts}
+}
+
+// run starts the sender loop; the returned func stops it and waits.
+func (e *env) run(t *testing.T) func() {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.q.Run(ctx, e.s) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("run did not stop")
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitFor polls cond with a deadline (no fixed sleeps for timers).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func stats(t *testing.T, q *outbox.Queue) outbox.Stats {
+	t.Helper()
+	st, err := q.Stats()
+	if err != nil {
+		t.Fatalf("stats: %v", err)
+	}
+	return st
+}
+
+func enq(t *testing.T, q *outbox.Queue, kind outbox.Kind, key string, seq int, coalesce bool) outbox.Item {
+	t.Helper()
+	p, _ := json.Marshal(map[string]any{"key": key, "seq": seq})
+	it, err := q.Enqueue(context.Background(), outbox.Entry{Kind: kind, Key: key, Payload: p, Coalesce: coalesce})
+	if err != nil {
+		t.Fatalf("enqueue %s/%d: %v", key, seq, err)
+	}
+	return it
+}
+
+func seqOf(t *testing.T, it outbox.Item) int {
+	var p struct{ Seq int }
+	if err := json.Unmarshal(it.Payload, &p); err != nil {
+		t.Fatalf("payload: %v", err)
+	}
+	return p.Seq
+}
+
+func TestEnqueueSurvivesReopenByteExact(t *testing.T) {
+	e := newEnv(t, nil)
+	payload := json.RawMessage(`{ "name" : "Kasa Çağrı İŞĞÜÖ ı ş", "price1":"1260.50" }`)
+	it, err := e.q.Enqueue(context.Background(), outbox.Entry{Kind: outbox.KindKasa, Key: "kasa:42", Payload: payload, Coalesce: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if it.ID == 0 || it.IdempotencyKey == "" || it.Created.IsZero() {
+		t.Fatalf("item not filled in: %+v", it)
+	}
+	if err := e.q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.q.Enqueue(context.Background(), outbox.Entry{Kind: "x", Key: "k", Payload: []byte("1")}); !errors.Is(err, outbox.ErrClosed) {
+		t.Fatalf("enqueue after close: %v, want ErrClosed", err)
+	}
+	q, err := outbox.Open(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	items, err := q.List(outbox.Pending, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 1 || !bytes.Equal(items[0].Payload, payload) || items[0].IdempotencyKey != it.IdempotencyKey ||
+		items[0].Key != "kasa:42" || items[0].Kind != outbox.KindKasa || !items[0].Created.Equal(it.Created) {
+		t.Fatalf("after reopen got %+v, want payload %s and key %s", items, payload, it.IdempotencyKey)
+	}
+	st := stats(t, q)
+	if st.Pending != 1 || st.Enqueued != 1 {
+		t.Fatalf("stats after reopen: %+v", st)
+	}
+}
+
+func TestEnqueueValidates(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, en := range []outbox.Entry{
+		{Kind: "", Key: "k", Payload: []byte(`{}`)},
+		{Kind: outbox.KindKasa, Key: "", Payload: []byte(`{}`)},
+		{Kind: outbox.KindKasa, Key: "k", Payload: []byte(`{"a":`)},
+		{Kind: outbox.KindKasa, Key: strings.Repeat("k", 2000), Payload: []byte(`{}`)},
+	} {
+		if _, err := e.q.Enqueue(context.Background(), en); !errors.Is(err, outbox.ErrInvalidEntry) {
+			t.Errorf("enqueue %+v: %v, want ErrInvalidEntry", en.Kind, err)
+		}
+	}
+}
+
+func TestFIFOPerKeyParallelAcrossKeys(t *testing.T) {
+	e := newEnv(t, func(o *outbox.Options) { o.Concurrency = 3 })
+	keys := []string{"a", "b", "c", "d", "e"}
+	for seq := range 4 {
+		for _, k := range keys {
+			enq(t, e.q, outbox.KindSpecialCode, k, seq, false)
+		}
+	}
+	var mu sync.Mutex
+	active := map[string]bool{}
+	maxActive, overlapSameKey := 0, false
+	release := make(chan struct{})
+	e.s.Hook = func(ctx context.Context, it outbox.Item) *outbox.Result {
+		mu.Lock()
+		if active[it.Key] {
+			overlapSameKey = true
+		}
+		active[it.Key] = true
+		maxActive = max(maxActive, len(active))
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		delete(active, it.Key)
+		mu.Unlock()
+		return nil
+	}
+	e.run(t)
+	waitFor(t, "3 sends in flight", func() bool { mu.Lock(); defer mu.Unlock(); return len(active) == 3 })
+	close(release)
+	waitFor(t, "drain", func() bool { st := stats(t, e.q); return st.Pending == 0 && st.InFlight == 0 })
+	if overlapSameKey {
+		t.Error("two items of one key were in flight at once")
+	}
+	if maxActive != 3 {
+		t.Errorf("max parallel sends %d, want 3", maxActive)
+	}
+	for _, k := range keys {
+		calls := e.s.CallsFor(k)
+		if len(calls) != 4 {
+			t.Fatalf("key %s: %d sends, want 4", k, len(calls))
+		}
+		for i, c := range calls {
+			if got := seqOf(t, c.Item); got != i {
+				t.Errorf("key %s: send %d carried seq %d", k, i, got)
+			}
+		}
+	}
+	if st := stats(t, e.q); st.Delivered != 20 || !st.Online || st.LastSuccess.IsZero() {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestCoalescing(t *testing.T) {
+	e := newEnv(t, nil)
+	for i := range 5 {
+		enq(t, e.q, outbox.KindKasa, "kasa:1", i, true)
+	}
+	for i := range 3 {
+		enq(t, e.q, outbox.KindSpecialCode, "sc:1", i, false)
+	}
+	st := stats(t, e.q)
+	if st.Pending != 4 || st.Coalesced != 4 || st.Enqueued != 8 {
+		t.Fatalf("after enqueue: pending %d coalesced %d enqueued %d, want 4 4 8", st.Pending, st.Coalesced, st.Enqueued)
+	}
+	// The in-flight item is never replaced; pending ones behind it are.
+	gate := make(chan struct{})
+	first := true
+	var fmu sync.Mutex
+	e.s.Hook = func(ctx context.Context, it outbox.Item) *outbox.Result {
+		fmu.Lock()
+		wait := first && it.Key == "kasa:1"
+		if wait {
+			first = false
+		}
+		fmu.Unlock()
+		if wait {
+			<-gate
+		}
+		return nil
+	}
+	e.run(t)
+	waitFor(t, "kasa:1 in flight", func() bool {
+		items, _ := e.q.List(outbox.Pending, 0)
+		for _, it := range items {
+			if it.Key == "kasa:1" && it.InFlight {
+				return true
+			}
+		}
+		return false
+	})
+	enq(t, e.q, outbox.KindKasa, "kasa:1", 10, true)
+	enq(t, e.q, outbox.KindKasa, "kasa:1", 11, true)
+	close(gate)
+	waitFor(t, "drain", func() bool { st := stats(t, e.q); return st.Pending == 0 && st.InFlight == 0 })
+	var seqs []int
+	for _, c := range e.s.CallsFor("kasa:1") {
+		seqs = append(seqs, seqOf(t, c.Item))
+	}
+	if fmt.Sprint(seqs) != "[4 11]" {
+		t.Errorf("kasa:1 sends %v, want [4 11]", seqs)
+	}
+	if n := len(e.s.CallsFor("sc:1")); n != 3 {
+		t.Errorf("special codes sent %d, want 3 (never coalesced)", n)
+	}
+}
+
+func TestRetryClasses(t *testing.T) {
+	e := newEnv(t, func(o *outbox.Options) { o.RetryBase = 2 * time.Second; o.RetryMax = 8 * time.Second })
+	ctx := ctxT(t)
+	a := enq(t, e.q, outbox.KindKasa, "a", 0, false)
+	e.s.ScriptID(a.ID, outbox.Result{Verdict: outbox.Retry, Reason: "HTTP 503"}, outbox.Result{Verdict: outbox.Retry, Reason: "HTTP 500"},
+		outbox.Result{Verdict: outbox.Retry, Reason: "HTTP 502"}, outbox.Result{Verdict: outbox.Retry, Reason: "HTTP 502"})
+	e.run(t)
+	// Full jitter with Rand=0.5: delays 1s, 2s, 4s, then capped 8s*0.5=4s.
+	start := e.clock.Now()
+	for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second} {
+		if err := e.s.WaitCalls(ctx, i+1); err != nil {
+			t.Fatal(err)
+		}
+		var it outbox.Item
+		waitFor(t, "attempt recorded", func() bool {
+			items, _ := e.q.List(outbox.Pending, 0)
+			if len(items) == 1 && items[0].Attempts == i+1 && !items[0].InFlight {
+				it = items[0]
+				return true
+			}
+			return false
+		})
+		if got := it.NextAttempt.Sub(e.clock.Now()); got != want {
+			t.Fatalf("attempt %d: next in %v, want %v", i+1, got, want)
+		}
+		if it.LastError == "" {
+			t.Errorf("attempt %d: no last error", i+1)
+		}
+		waitFor(t, "timer armed", func() bool { d, ok := e.clock.Next(); return ok && d.Equal(it.NextAttempt) })
+		if len(e.s.Calls()) != i+1 {
+			t.Fatalf("sent before the backoff passed")
+		}
+		e.clock.Advance(want)
+	}
+	if err := e.s.WaitCalls(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "delivered", func() bool { return stats(t, e.q).Delivered == 1 })
+	if el := e.clock.Now().Sub(start); el != 11*time.Second {
+		t.Errorf("elapsed %v", el)
+	}
+}
+
+func TestRetryAfterPausesEverything(t *testing.T) {
+	e := newEnv(t, func(o *outbox.Options) { o.Concurrency = 1 })
+	a := enq(t, e.q, outbox.KindKasa, "a", 0, false)
+	enq(t, e.q, outbox.KindKasa, "b", 0, false)
+	e.s.ScriptID(a.ID, outbox.Result{Verdict: outbox.Retry, RetryAfter: 30 * time.Second, Reason: "HTTP 429"})
+	e.run(t)
+	ctx := ctxT(t)
+	if err := e.s.WaitCalls(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	until := e.clock.Now().Add(30 * time.Second)
+	waitFor(t, "pause", func() bool { return stats(t, e.q).PausedUntil.Equal(until) })
+	if err := e.clock.WaitFor(ctx, func(ds []time.Time) bool { return len(ds) == 1 && ds[0].Equal(until) }); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.s.Calls()); n != 1 {
+		t.Fatalf("%d sends during the pause, want 1", n)
+	}
+	e.clock.Advance(30 * time.Second)
+	if err := e.s.WaitCalls(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "drain", func() bool { return stats(t, e.q).Pending == 0 })
+}
+
+func TestReauthRetriesOnceAtOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	a := enq(t, e.q, outbox.KindKasa, "a", 0, false)
+	b := enq(t, e.q, outbox.KindKasa, "b", 0, false)
+	e.s.ScriptID(a.ID, outbox.Result{Verdict: outbox.Reauth}, outbox.Result{Verdict: outbox.Delivered})
+	e.s.ScriptID(b.ID, outbox.Result{Verdict: outbox.Reauth}, outbox.Result{Verdict: outbox.Reauth, Reason: "HTTP 401"})
+	e.run(t)
+	waitFor(t, "results", func() bool {
+		items, _ := e.q.List(outbox.Pending, 0)
+		return stats(t, e.q).Delivered == 1 && len(items) == 1 && items[0].Attempts == 1
+	})
+	if n := len(e.s.CallsFor("a")); n != 2 {
+		t.Errorf("a: %d sends, want 2", n)
+	}
+	if n := len(e.s.CallsFor("b")); n != 2 {
+		t.Errorf("b: %d sends, want 2 (second reauth is a retry)", n)
+	}
+}
+
+func TestRejectDeadLettersWithoutBlocking(t *testing.T) {
+	e := newEnv(t, nil)
+	bad := enq(t, e.q, outbox.KindKasa, "a", 0, false)
+	enq(t, e.q, outbox.KindKasa, "a", 1, false)
+	enq(t, e.q, outbox.KindKasa, "b", 0, false)
+	e.s.ScriptID(bad.ID, outbox.Result{Verdict: outbox.Reject, Reason: `HTTP 404: {"status": false}`})
+	stop := e.run(t)
+	waitFor(t, "drain", func() bool { st := stats(t, e.q); return st.Pending == 0 && st.Dead == 1 })
+	st := stats(t, e.q)
+	if st.Delivered != 2 || st.DeadLettered != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	dead, err := e.q.List(outbox.Dead, 10)
+	if err != nil || len(dead) != 1 || dead[0].ID != bad.ID || !strings.Contains(dead[0].DeadReason, "status") || dead[0].DeadAt.IsZero() {
+		t.Fatalf("dead %+v %v", dead, err)
+	}
+	stop()
+	if err := e.q.Retry(bad.ID + 100); !errors.Is(err, outbox.ErrNotFound) {
+		t.Errorf("retry unknown: %v", err)
+	}
+	if err := e.q.Retry(bad.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st := stats(t, e.q); st.Pending != 1 || st.Dead != 0 {
+		t.Fatalf("after retry %+v", st)
+	}
+	if err := e.q.Drop(bad.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.q.Drop(bad.ID); !errors.Is(err, outbox.ErrNotFound) {
+		t.Errorf("drop twice: %v", err)
+	}
+	if st := stats(t, e.q); st.Pending != 0 {
+		t.Fatalf("after drop %+v", st)
+	}
+}
+
+func TestDropInFlight(t *testing.T) {
+	e := newEnv(t, nil)
+	it := enq(t, e.q, outbox.KindKasa, "a", 0, false)
+	gate := make(chan struct{})
+	e.s.Hook = func(ctx context.Context, _ outbox.Item) *outbox.Result { <-gate; return nil }
+	e.run(t)
+	waitFor(t, "in flight", func() bool { return stats(t, e.q).InFlight == 1 })
+	if err := e.q.Drop(it.ID); !errors.Is(err, outbox.ErrInFlight) {
+		t.Errorf("drop in flight: %v", err)
+	}
+	close(gate)
+	waitFor(t, "delivered", func() bool { return stats(t, e.q).Delivered == 1 })
+}
+
+func TestOfflineProbeAndReconnect(t *testing.T) {
+	e := newEnv(t, func(o *outbox.Options) {
+		o.RetryBase = time.Second
+		o.RetryMax = time.Minute
+		o.ReconnectJitter = 30 * time.Second
+	})
+	ctx := ctxT(t)
+	for i := range 3 {
+		enq(t, e.q, outbox.KindKasa, fmt.Sprint("k", i), 0, false)
+	}
+	down := errors.New("dial tcp: connection refused")
+	e.s.SetProbe(nil)
+	e.s.ScriptProbe(nil) // the probe at start succeeds
+	var mu sync.Mutex
+	offline := true
+	e.s.Hook = func(ctx context.Context, _ outbox.Item) *outbox.Result {
+		mu.Lock()
+		defer mu.Unlock()
+		if offline {
+			return &outbox.Result{Verdict: outbox.Retry, Reason: "network unreachable"}
+		}
+		return nil
+	}
+	e.s.SetProbe(down)
+	e.run(t)
+	if err := e.s.WaitCalls(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "offline", func() bool { st := stats(t, e.q); return !st.Online && e.s.Probes() >= 2 })
+	// Offline: nothing is sent, the probe backs off.
+	for i := range 4 {
+		probes := e.s.Probes()
+		if err := e.clock.BlockUntil(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		next, _ := e.clock.Next()
+		e.clock.Set(next)
+		if err := e.s.WaitProbes(ctx, probes+1); err != nil {
+			t.Fatalf("probe %d: %v", i, err)
+		}
+	}
+	sent := len(e.s.Calls())
+	if sent > 3 {
+		t.Fatalf("%d sends while offline", sent)
+	}
+	// Network back: Kick probes at once; the drain starts after the
+	// reconnect jitter (0.5*30s) without waiting for item backoffs.
+	mu.Lock()
+	offline = false
+	mu.Unlock()
+	e.s.SetProbe(nil)
+	probes := e.s.Probes()
+	waitFor(t, "probe timer idle", func() bool { return e.clock.Pending() == 1 })
+	e.q.Kick()
+	if err := e.s.WaitProbes(ctx, probes+1); err != nil {
+		t.Fatal(err)
+	}
+	hold := e.clock.Now().Add(15 * time.Second)
+	if err := e.clock.WaitFor(ctx, func(ds []time.Time) bool { return len(ds) == 1 && ds[0].Equal(hold) }); err != nil {
+		t.Fatalf("reconnect jitter timer: %v", err)
+	}
+	if n := len(e.s.Calls()); n != sent {
+		t.Fatalf("sent during reconnect jitter")
+	}
+	if !stats(t, e.q).Online {
+		t.Error("not online after a good probe")
+	}
+	e.clock.Advance(15 * time.Second)
+	waitFor(t, "drain", func() bool { st := stats(t, e.q); return st.Pending == 0 && st.Delivered == 3 })
+}
+
+func TestErrFullKeepsAccepted(t *testing.T) {
+	e := newEnv(t, func(o *outbox.Options) { o.MaxSize = 256 << 10 })
+	payload := json.RawMessage(`"` + strings.Repeat("x", 2000) + `"`)
+	accepted := 0
+	var err error
+	for range 1000 {
+		if _, err = e.q.Enqueue(context.Background(), outbox.Entry{Kind: outbox.KindKasa, Key: fmt.Sprint("k", accepted), Payload: payload}); err != nil {
+			break
+		}
+		accepted++
+	}
+	if !errors.Is(err, outbox.ErrFull) {
+		t.Fatalf("after %d: %v, want ErrFull", accepted, err)
+	}
+	if accepted < 50 {
+		t.Fatalf("only %d accepted", accepted)
+	}
+	if st := stats(t, e.q); st.Pending != accepted {
+		t.Fatalf("pending %d, accepted %d", st.Pending, accepted)
+	}
+	e.run(t)
+	waitFor(t, "drain", func() bool { return stats(t, e.q).Delivered == uint64(accepted) })
+	if _, err := e.q.Enqueue(context.Background(), outbox.Entry{Kind: outbox.KindKasa, Key: "again", Payload: payload}); err != nil {
+		t.Fatalf("enqueue after drain: %v", err)
+	}
+}
+
+func TestCorruptFileIsQuarantined(t *testing.T) {
+	for name, content := range map[string][]byte{
+		"garbage": bytes.Repeat([]byte("not a bbolt file "), 2000),
+		"zeros":   make([]byte, 64<<10),
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "outbox.db")
+			if err := os.WriteFile(path, content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			q, err := outbox.Open(outbox.Options{Path: path, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatalf("open: %v", err)
+			}
+			defer q.Close()
+			st := stats(t, q)
+			if st.Quarantined == "" || !strings.HasPrefix(filepath.Base(st.Quarantined), "outbox.db.corrupt-") {
+				t.Fatalf("quarantined %q", st.Quarantined)
+			}
+			moved, err := os.ReadFile(st.Quarantined)
+			if err != nil || !bytes.Equal(moved, content) {
+				t.Fatalf("moved file: %v", err)
+			}
+			if !strings.Contains(logs.String(), "CORRUPT") || !strings.Contains(logs.String(), "level=ERROR") {
+				t.Errorf("no loud log line: %s", logs.String())
+			}
+			enq(t, q, outbox.KindKasa, "k", 1, false)
+		})
+	}
+}
+
+func TestCorruptPageFailsCheck(t *testing.T) {
+	e := newEnv(t, nil)
+	for i := range 200 {
+		enq(t, e.q, outbox.KindKasa, fmt.Sprint("k", i), i, false)
+	}
+	e.q.Close()
+	f, err := os.OpenFile(e.path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := f.Stat()
+	// Smash every page after the two meta pages and the freelist.
+	junk := bytes.Repeat([]byte{0xA5}, int(fi.Size())-4*4096)
+	if _, err := f.WriteAt(junk, 4*4096); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	q, err := outbox.Open(e.opts)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer q.Close()
+	if st := stats(t, q); st.Quarantined == "" || st.Pending != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestSecondOpenFailsFast(t *testing.T) {
+	e := newEnv(t, nil)
+	opts := e.opts
+	opts.OpenTimeout = 200 * time.Millisecond
+	start := time.Now()
+	_, err := outbox.Open(opts)
+	if !errors.Is(err, outbox.ErrLocked) {
+		t.Fatalf("second open: %v, want ErrLocked", err)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Fatalf("second open took %v", el)
+	}
+	if !strings.Contains(err.Error(), "locked by another process") || !strings.Contains(err.Error(), e.path) {
+		t.Errorf("message %q", err)
+	}
+	if _, err := os.Stat(e.path + ".corrupt"); err == nil {
+		t.Error("locked file was quarantined")
+	}
+}
+
+func TestCompactsAfterDrain(t *testing.T) {
+	e := newEnv(t, func(o *outbox.Options) { o.CompactMinSize = 1 << 20 })
+	payload := json.RawMessage(`"` + strings.Repeat("ş", 1000) + `"`)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 250 {
+				if _, err := e.q.Enqueue(context.Background(), outbox.Entry{Kind: outbox.KindKasa, Key: fmt.Sprint(w, "-", i%20), Payload: payload}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	before := stats(t, e.q).Bytes
+	if before < 2<<20 {
+		t.Fatalf("file only %d bytes", before)
+	}
+	e.run(t)
+	waitFor(t, "compaction", func() bool { st := stats(t, e.q); return st.Pending == 0 && st.Compactions == 1 })
+	st := stats(t, e.q)
+	if st.Bytes*8 > before {
+		t.Fatalf("file %d bytes after compaction, was %d", st.Bytes, before)
+	}
+	if st.Delivered != 2000 {
+		t.Fatalf("delivered %d", st.Delivered)
+	}
+	// Still usable, and the counters survived the swap.
+	enq(t, e.q, outbox.KindKasa, "after", 1, false)
+	waitFor(t, "delivered after compaction", func() bool { return stats(t, e.q).Delivered == 2001 })
+}
+
+func TestRunStopsWithinGrace(t *testing.T) {
+	e := newEnv(t, func(o *outbox.Options) { o.StopGrace = 100 * time.Millisecond })
+	enq(t, e.q, outbox.KindKasa, "a", 0, false)
+	e.s.Hook = func(ctx context.Context, _ outbox.Item) *outbox.Result {
+		<-ctx.Done() // a request that never answers
+		return &outbox.Result{Verdict: outbox.Retry, Reason: ctx.Err().Error()}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.q.Run(ctx, e.s) }()
+	waitFor(t, "in flight", func() bool { return stats(t, e.q).InFlight == 1 })
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("run did not stop within 5s")
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("stop took %v", el)
+	}
+}
+
+func TestSecondRunRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	e.run(t)
+	waitFor(t, "probe", func() bool { return e.s.Probes() >= 1 })
+	if err := e.q.Run(context.Background(), e.s); !errors.Is(err, outbox.ErrRunning) {
+		t.Fatalf("second run: %v", err)
+	}
+}
+
+func TestLogsCarryNoPayload(t *testing.T) {
+	var logs bytes.Buffer
+	e := newEnv(t, func(o *outbox.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	secret := "SIFRE-hunter2-do-not-log"
+	it, err := e.q.Enqueue(context.Background(), outbox.Entry{Kind: outbox.KindKasa, Key: "k", Payload: json.RawMessage(`{"password":"` + secret + `"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.s.ScriptID(it.ID, outbox.Result{Verdict: outbox.Retry, Reason: "HTTP 500"}, outbox.Result{Verdict: outbox.Reject, Reason: "HTTP 400"})
+	e.s.ScriptProbe(nil)
+	e.s.SetProbe(errors.New("dial tcp 127.0.0.1:1: connection refused"))
+	e.run(t)
+	waitFor(t, "retry", func() bool { return e.s.Probes() >= 2 })
+	e.s.SetProbe(nil)
+	e.q.Kick()
+	waitFor(t, "dead", func() bool { return stats(t, e.q).Dead == 1 })
+	st := stats(t, e.q)
+	for _, s := range []string{logs.String(), fmt.Sprintf("%+v", st)} {
+		if strings.Contains(s, secret) || strings.Contains(s, it.IdempotencyKey) {
+			t.Fatalf("payload or idempotency key leaked: %s", s)
+		}
+	}
+	if logs.Len() == 0 {
+		t.Fatal("no logs at all")
+	}
+}
+
+func TestParseState(t *testing.T) {
+	for in, want := range map[string]outbox.State{"pending": outbox.Pending, "dead": outbox.Dead, "": outbox.Pending, "DEAD": outbox.Dead} {
+		if got, err := outbox.ParseState(in); err != nil || got != want {
+			t.Errorf("ParseState(%q) = %v, %v", in, got, err)
+		}
+	}
+	if _, err := outbox.ParseState("gone"); err == nil {
+		t.Error("ParseState(gone) succeeded")
+	}
+}

@@ -1,0 +1,265 @@
+package outbox
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Bucket names; see doc.go for the layout.
+var (
+	bucketItems = []byte("items") // id(8) -> record
+	bucketDead  = []byte("dead")  // id(8) -> record
+	bucketByKey = []byte("bykey") // len(key)(2) key id(8) -> ""
+	bucketSched = []byte("sched") // due(8) id(8) -> key   (one per key: its head)
+	bucketHeads = []byte("heads") // key -> sched key(16)
+	bucketMeta  = []byte("meta")  // name -> uint64
+	allBuckets  = [][]byte{bucketItems, bucketDead, bucketByKey, bucketSched, bucketHeads, bucketMeta}
+)
+
+// Counters kept in the meta bucket.
+var (
+	metaPending      = []byte("pending")
+	metaDead         = []byte("dead")
+	metaEnqueued     = []byte("enqueued")
+	metaDelivered    = []byte("delivered")
+	metaCoalesced    = []byte("coalesced")
+	metaDeadLettered = []byte("dead_lettered")
+	metaVersion      = []byte("version")
+)
+
+const (
+	layoutVersion = 1
+	recordVersion = 1
+)
+
+var errCorruptRecord = errors.New("corrupt outbox record")
+
+// recordMeta is the JSON header of a stored record; the payload follows it
+// verbatim.
+type recordMeta struct {
+	Kind       Kind   `json:"k"`
+	Key        string `json:"key"`
+	Idem       string `json:"idem"`
+	Created    int64  `json:"c"`
+	Attempts   int    `json:"a,omitempty"`
+	Next       int64  `json:"n,omitempty"`
+	LastError  string `json:"e,omitempty"`
+	Coalesce   bool   `json:"co,omitempty"`
+	DeadReason string `json:"dr,omitempty"`
+	DeadAt     int64  `json:"da,omitempty"`
+}
+
+// encodeRecord: version byte, uvarint length of the JSON header, header,
+// payload bytes.
+func encodeRecord(it *Item) []byte {
+	m := recordMeta{
+		Kind: it.Kind, Key: it.Key, Idem: it.IdempotencyKey,
+		Created: unixNano(it.Created), Attempts: it.Attempts, Next: unixNano(it.NextAttempt),
+		LastError: it.LastError, Coalesce: it.Coalesce, DeadReason: it.DeadReason, DeadAt: unixNano(it.DeadAt),
+	}
+	h, _ := json.Marshal(m) // cannot fail: plain fields
+	buf := make([]byte, 0, 1+binary.MaxVarintLen32+len(h)+len(it.Payload))
+	buf = append(buf, recordVersion)
+	buf = binary.AppendUvarint(buf, uint64(len(h)))
+	buf = append(buf, h...)
+	return append(buf, it.Payload...)
+}
+
+// decodeRecord parses a stored record; it copies everything it keeps, so
+// b may be a slice into the mmap.
+func decodeRecord(id uint64, b []byte) (Item, error) {
+	if len(b) < 2 || b[0] != recordVersion {
+		return Item{}, fmt.Errorf("decode item %d: %w: bad version", id, errCorruptRecord)
+	}
+	n, w := binary.Uvarint(b[1:])
+	if w <= 0 || n > uint64(len(b)-1-w) {
+		return Item{}, fmt.Errorf("decode item %d: %w: bad header length", id, errCorruptRecord)
+	}
+	h := b[1+w : 1+w+int(n)]
+	var m recordMeta
+	if err := json.Unmarshal(h, &m); err != nil {
+		return Item{}, fmt.Errorf("decode item %d: %w: %v", id, errCorruptRecord, err)
+	}
+	p := b[1+w+int(n):]
+	return Item{
+		ID: id, Kind: m.Kind, Key: m.Key, Payload: json.RawMessage(bytes.Clone(p)),
+		IdempotencyKey: m.Idem, Created: fromUnixNano(m.Created), Attempts: m.Attempts,
+		NextAttempt: fromUnixNano(m.Next), LastError: m.LastError, Coalesce: m.Coalesce,
+		DeadReason: m.DeadReason, DeadAt: fromUnixNano(m.DeadAt),
+	}, nil
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+func idKey(id uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], id)
+	return b[:]
+}
+
+func keyPrefix(key string) []byte {
+	b := make([]byte, 2, 2+len(key)+8)
+	binary.BigEndian.PutUint16(b, uint16(len(key)))
+	return append(b, key...)
+}
+
+func byKeyKey(key string, id uint64) []byte {
+	return binary.BigEndian.AppendUint64(keyPrefix(key), id)
+}
+
+// schedKey orders heads by due time, then id. Due times before the epoch
+// (never produced) clamp to 0.
+func schedKey(due int64, id uint64) []byte {
+	if due < 0 {
+		due = 0
+	}
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint64(b, uint64(due))
+	binary.BigEndian.PutUint64(b[8:], id)
+	return b
+}
+
+func newIdempotencyKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}
+
+func getCounter(b *bolt.Bucket, name []byte) uint64 {
+	v := b.Get(name)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func putCounter(b *bolt.Bucket, name []byte, v uint64) error {
+	return b.Put(name, idKey(v))
+}
+
+// txb gives access to the buckets of one transaction.
+type txb struct {
+	tx                                    *bolt.Tx
+	items, dead, bykey, sched, heads, meta *bolt.Bucket
+}
+
+func openTxb(tx *bolt.Tx) (*txb, error) {
+	t := &txb{tx: tx, items: tx.Bucket(bucketItems), dead: tx.Bucket(bucketDead), bykey: tx.Bucket(bucketByKey),
+		sched: tx.Bucket(bucketSched), heads: tx.Bucket(bucketHeads), meta: tx.Bucket(bucketMeta)}
+	if t.items == nil || t.dead == nil || t.bykey == nil || t.sched == nil || t.heads == nil || t.meta == nil {
+		return nil, fmt.Errorf("open buckets: %w: missing bucket", errCorruptRecord)
+	}
+	return t, nil
+}
+
+// ensureBuckets creates the layout in a fresh file.
+func ensureBuckets(tx *bolt.Tx) error {
+	for _, name := range allBuckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	m := tx.Bucket(bucketMeta)
+	if v := getCounter(m, metaVersion); v == 0 {
+		return putCounter(m, metaVersion, layoutVersion)
+	} else if v != layoutVersion {
+		return fmt.Errorf("outbox layout version %d, want %d", v, layoutVersion)
+	}
+	return nil
+}
+
+func (t *txb) getItem(id uint64) (Item, bool, error) {
+	v := t.items.Get(idKey(id))
+	if v == nil {
+		return Item{}, false, nil
+	}
+	it, err := decodeRecord(id, v)
+	return it, err == nil, err
+}
+
+// keyIDs returns the ids of the pending items of key in FIFO order.
+func (t *txb) keyIDs(key string) []uint64 {
+	p := keyPrefix(key)
+	var ids []uint64
+	c := t.bykey.Cursor()
+	for k, _ := c.Seek(p); k != nil && bytes.HasPrefix(k, p) && len(k) == len(p)+8; k, _ = c.Next() {
+		ids = append(ids, binary.BigEndian.Uint64(k[len(p):]))
+	}
+	return ids
+}
+
+// putPending stores it as pending (items + bykey); the caller reschedules.
+func (t *txb) putPending(it *Item) error {
+	if err := t.items.Put(idKey(it.ID), encodeRecord(it)); err != nil {
+		return err
+	}
+	return t.bykey.Put(byKeyKey(it.Key, it.ID), nil)
+}
+
+// removePending deletes a pending item (items + bykey); the caller reschedules.
+func (t *txb) removePending(id uint64, key string) error {
+	if err := t.items.Delete(idKey(id)); err != nil {
+		return err
+	}
+	return t.bykey.Delete(byKeyKey(key, id))
+}
+
+// reschedule makes the sched bucket hold exactly one entry for key: its
+// oldest pending item at that item's due time, or none.
+func (t *txb) reschedule(key string) error {
+	if old := t.heads.Get([]byte(key)); old != nil {
+		if err := t.sched.Delete(bytes.Clone(old)); err != nil {
+			return err
+		}
+	}
+	p := keyPrefix(key)
+	k, _ := t.bykey.Cursor().Seek(p)
+	if k == nil || !bytes.HasPrefix(k, p) || len(k) != len(p)+8 {
+		return t.heads.Delete([]byte(key))
+	}
+	id := binary.BigEndian.Uint64(k[len(p):])
+	it, ok, err := t.getItem(id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("reschedule %d: %w: index without item", id, errCorruptRecord)
+	}
+	sk := schedKey(unixNano(it.NextAttempt), id)
+	if err := t.sched.Put(sk, []byte(key)); err != nil {
+		return err
+	}
+	return t.heads.Put([]byte(key), sk)
+}
+
+// usedBytes estimates the live content: the data size less free pages.
+func usedBytes(db *bolt.DB, tx *bolt.Tx) int64 {
+	st := db.Stats()
+	used := tx.Size() - int64(st.FreePageN+st.PendingPageN)*int64(db.Info().PageSize)
+	if used < 0 {
+		used = 0
+	}
+	return used
+}
+
+func idFromKey(k []byte) uint64 { return binary.BigEndian.Uint64(k) }
