@@ -94,9 +94,9 @@ func cmdInstall(ctx context.Context, e *env, args []string) error {
 	res, err := installer.Bootstrap(opts)
 	if errors.Is(err, installer.ErrMissing) {
 		if *unattended {
-			return usageErrorf("install --unattended: %v", errors.Unwrap(err))
+			return usageErrorf("install --unattended: %v", err)
 		}
-		return usageErrorf("install: %v (no terminal to ask on)", errors.Unwrap(err))
+		return usageErrorf("install: %v (no terminal to ask on; pass them or use the environment)", err)
 	}
 	if err != nil {
 		return fmt.Errorf("install: %w", err)
