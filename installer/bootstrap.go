@@ -171,8 +171,15 @@ func Bootstrap(opts BootstrapOptions) (*BootstrapResult, error) {
 	sort.Strings(res.Changed)
 
 	data := config.Encode(c)
-	if _, err := config.Parse(data, path); err != nil {
+	back, err := config.Parse(data, path)
+	if err != nil {
 		return nil, fmt.Errorf("bootstrap: encoded config does not parse back: %w", err)
+	}
+	for k, v := range snapshot(back) {
+		if v != after[k] {
+			// Never print the value: it may be a secret.
+			return nil, fmt.Errorf("bootstrap: the value of %s does not survive the TOML file (invalid UTF-8 or control characters?)", k)
+		}
 	}
 	if opts.DryRun {
 		return res, nil

@@ -372,3 +372,35 @@ func TestFieldsEnvNames(t *testing.T) {
 		}
 	}
 }
+
+// FuzzBootstrapValues feeds outside text (flags, environment, prompts) into
+// the config: either a clear error, or every value comes back unchanged
+// from the file that would be written.
+func FuzzBootstrapValues(f *testing.F) {
+	f.Add("Örnek Gıda A.Ş.", "Kadıköy", "mağaza12", "p\"a\\ss\nword")
+	f.Add("\xff\xfe", "tab\there", "", "ünïcödé ğüşıöç ĞÜŞİÖÇ")
+	f.Add("'''", "\"\"\"", "#not a comment", "x = 1\n[tposl]")
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, company, office, user, password string) {
+		set := full(filepath.Join(dir, "data"))
+		set["store.company_name"] = company
+		set["store.tax_office"] = office
+		if user != "" {
+			set["tposl.username"] = user
+		}
+		if password != "" {
+			set["oduyo.password"] = password
+		}
+		res, err := Bootstrap(BootstrapOptions{ConfigPath: filepath.Join(dir, "config.toml"), Set: set, DryRun: true})
+		if err != nil {
+			if len(password) >= 16 && strings.Contains(err.Error(), password) {
+				t.Fatalf("error shows the password: %v", err)
+			}
+			return
+		}
+		c := res.Config
+		if c.Store.CompanyName != company || c.Store.TaxOffice != office || (user != "" && c.TPOSL.Username != user) || (password != "" && c.Oduyo.Password.Reveal() != password) {
+			t.Fatalf("values changed on the way: %q %q %q", c.Store.CompanyName, c.Store.TaxOffice, c.TPOSL.Username)
+		}
+	})
+}

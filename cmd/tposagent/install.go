@@ -98,6 +98,9 @@ func cmdInstall(ctx context.Context, e *env, args []string) error {
 		}
 		return usageErrorf("install: %v (no terminal to ask on; pass them or use the environment)", err)
 	}
+	if errors.Is(err, iofs.ErrPermission) {
+		return fmt.Errorf("install: %w (run it as root: sudo tposagent install; on Windows from an elevated prompt)", err)
+	}
 	if err != nil {
 		return fmt.Errorf("install: %w", err)
 	}
