@@ -124,7 +124,7 @@ func (q *Queue) loop() {
 		case r := <-q.reqs:
 			batch = append(batch[:0], r)
 		collect:
-			for len(batch) < maxBatch {
+			for len(batch) < q.maxBatch {
 				select {
 				case r := <-q.reqs:
 					batch = append(batch, r)

@@ -32,6 +32,7 @@ type Queue struct {
 	quit      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+	maxBatch  int // requests per transaction; 1 gives the naive baseline
 	runMu     sync.Mutex
 	running   bool
 
@@ -67,7 +68,7 @@ func Open(opts Options) (*Queue, error) {
 	q := &Queue{
 		opts: opts, path: opts.Path, log: opts.Logger, clock: opts.Clock, rnd: opts.Rand,
 		reqs: make(chan request, 1024), kick: make(chan struct{}, 1),
-		quit: make(chan struct{}), done: make(chan struct{}),
+		quit: make(chan struct{}), done: make(chan struct{}), maxBatch: opts.batchLimit,
 	}
 	if q.rnd == nil {
 		q.rnd = rand.Float64
@@ -109,7 +110,12 @@ func isCorruption(err error) bool {
 
 func (q *Queue) boltOptions() *bolt.Options {
 	// bbolt's own MaxSize is a backstop above ours: our ErrFull comes first.
+	// It never goes below the current file, so that lowering max_size
+	// cannot make an existing file unopenable.
 	backstop := q.opts.MaxSize + max(q.opts.MaxSize/4, 16<<20)
+	if fi, err := os.Stat(q.path); err == nil && fi.Size()+(64<<20) > backstop {
+		backstop = fi.Size() + 64<<20
+	}
 	mx := 0
 	if backstop <= int64(^uint(0)>>1) {
 		mx = int(backstop)
@@ -136,7 +142,7 @@ func (q *Queue) openChecked() (db *bolt.DB, err error) {
 		switch {
 		case errors.Is(err, berrors.ErrTimeout):
 			return nil, fmt.Errorf("open outbox %s: %w", q.path, ErrLocked)
-		case errors.Is(err, fs.ErrPermission), errors.Is(err, fs.ErrNotExist):
+		case errors.Is(err, fs.ErrPermission), errors.Is(err, fs.ErrNotExist), errors.Is(err, berrors.ErrMaxSizeReached):
 			return nil, fmt.Errorf("open outbox %s: %w", q.path, err)
 		}
 		return nil, &corruptError{fmt.Errorf("open outbox %s: %w", q.path, err)}

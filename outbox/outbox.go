@@ -160,6 +160,8 @@ type Options struct {
 	Clock        Clock          // nil = real time
 	Rand         func() float64 // nil = math/rand/v2; in [0,1), for jitter
 	Logger       *slog.Logger   // nil = discard
+
+	batchLimit int // requests per transaction (tests: 1 = naive baseline)
 }
 
 // Errors returned by the queue.
@@ -215,6 +217,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.CheckMaxSize == 0 {
 		o.CheckMaxSize = defaultCheckMaxSize
+	}
+	if o.batchLimit <= 0 {
+		o.batchLimit = maxBatch
 	}
 	if o.Clock == nil {
 		o.Clock = realClock{}
