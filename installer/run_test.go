@@ -43,7 +43,9 @@ func TestExecuteStopOrder(t *testing.T) {
 				return ctx.Err()
 			}
 			done := make(chan error, 1)
-			go func() { done <- execute(context.Background(), main, reqs, status, 5*time.Second, slog.New(slog.DiscardHandler)) }()
+			go func() {
+				done <- execute(context.Background(), main, reqs, status, 5*time.Second, slog.New(slog.DiscardHandler))
+			}()
 			<-started
 			reqs <- c.cmd
 			var err error

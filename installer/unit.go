@@ -3,7 +3,7 @@ package installer
 import (
 	"errors"
 	"fmt"
-		"strings"
+	"strings"
 )
 
 // UnitParams are the inputs of the systemd unit.
