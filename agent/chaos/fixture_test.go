@@ -38,8 +38,8 @@ const (
 	apiToken      = "chaos-token-a41c7e9d03b25f68"
 )
 
-// binary is the real tposagent, built once.
-var binary string
+// agentBin is the real tposagent, built once.
+var agentBin string
 
 // scanTotals sums what the fixtures' secret scans read.
 var scanTotals struct {
@@ -53,11 +53,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "tposagent")
+	agentBin = filepath.Join(dir, "tposagent")
 	if runtime.GOOS == "windows" {
-		binary += ".exe"
+		agentBin += ".exe"
 	}
-	out, err := exec.Command("go", "build", "-o", binary, "../../cmd/tposagent").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", agentBin, "../../cmd/tposagent").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build tposagent: %v\n%s", err, out)
 		os.Exit(1)
@@ -173,7 +173,7 @@ func childEnv() []string {
 func (f *fixture) launch(wrap ...string) {
 	f.t.Helper()
 	os.Remove(filepath.Join(f.dataDir, agent.APIAddrFile))
-	args := append(append([]string{}, wrap...), binary, "run", "--config", f.cfgPath)
+	args := append(append([]string{}, wrap...), agentBin, "run", "--config", f.cfgPath)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = childEnv()
 	buf := &syncBuffer{}
@@ -313,25 +313,14 @@ func (f *fixture) record(name string, b []byte) {
 	f.texts[name] = append(f.texts[name], b...)
 }
 
-// cli runs a client command of the binary against this fixture's config.
+// cli runs a client command of the agentBin against this fixture's config.
 func (f *fixture) cli(args ...string) (string, error) {
-	cmd := exec.Command(binary, append(args, "--config", f.cfgPath)...)
-	if i := indexOf(args, "--"); i >= 0 { // flags after positional args are not parsed
-		cmd = exec.Command(binary, append(append(append([]string{}, args[:i]...), "--config", f.cfgPath), args[i+1:]...)...)
-	}
+	// The global flag: "outbox dead --config F" would stop parsing at "dead".
+	cmd := exec.Command(agentBin, append([]string{"--config", f.cfgPath}, args...)...)
 	cmd.Env = childEnv()
 	out, err := cmd.CombinedOutput()
 	f.record("tposagent "+strings.Join(args, " "), out)
 	return string(out), err
-}
-
-func indexOf(l []string, s string) int {
-	for i, x := range l {
-		if x == s {
-			return i
-		}
-	}
-	return -1
 }
 
 // status reads /v1/status and keeps the raw answer for the scan.
@@ -395,6 +384,45 @@ func (f *fixture) waitDrained(timeout time.Duration) localapi.Status {
 	return last
 }
 
+// waitDelivered waits until the server has a record of every id; on a
+// timeout it fails with the agent's status and its non-debug log lines.
+func (f *fixture) waitDelivered(ids []string, timeout time.Duration) {
+	f.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := map[string]bool{}
+		for _, d := range f.oduyo.Delivered() {
+			got[d.IntegrationID] = true
+		}
+		missing := 0
+		for _, id := range ids {
+			if !got[id] {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			st, err := f.status()
+			b, _ := json.MarshalIndent(st, "", " ")
+			f.t.Fatalf("after %v, %d of %d records not delivered; status (%v):\n%s\nlog:\n%s", timeout, missing, len(ids), err, b, f.infoLog())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// infoLog is the current run's output without debug lines.
+func (f *fixture) infoLog() string {
+	var keep []string
+	for _, l := range strings.Split(f.output(), "\n") {
+		if !strings.Contains(l, "level=DEBUG") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
 // checkBolt opens the outbox file read-only (the agent must be stopped)
 // and runs bbolt's consistency check.
 func checkBolt(path string) error {
@@ -456,6 +484,7 @@ func (f *fixture) scanSecrets() {
 			}
 		}
 	}
+	f.t.Logf("secret scan: %d texts, %d bytes, %d secrets (%d session ids): %d found", len(texts), n, len(f.secrets()), len(f.oduyo.Sessions()), found)
 	scanTotals.Lock()
 	scanTotals.texts += len(texts)
 	scanTotals.bytes += n
