@@ -171,19 +171,19 @@ func (c *Client) Ping(ctx context.Context) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
 	if err != nil {
-		return &Error{Kind: Network, Err: err}
+		return &Error{Op: "ping", Kind: Network, Err: err}
 	}
 	req.Header.Set("User-Agent", c.ua)
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return &Error{Kind: Network, Err: err}
+		return &Error{Op: "ping", Kind: Network, Err: err}
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	b := trimBody(raw)
 	if resp.StatusCode/100 == 2 && (strings.Contains(mt, "html") || looksHTML(b)) {
-		return &Error{Kind: HTML, StatusCode: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Detail: htmlDetail(b)}
+		return &Error{Op: "ping", Kind: HTML, StatusCode: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"), Detail: htmlDetail(b)}
 	}
 	return nil
 }
@@ -203,6 +203,7 @@ const (
 // Error is a failed Register call. Its text is one line that names the
 // operation and never contains the web access password.
 type Error struct {
+	Op          string // "register" or "ping"; "" reads as "register"
 	Kind        Kind
 	StatusCode  int           // HTTP status, 0 if none
 	ContentType string        // of the answer, if any
@@ -213,7 +214,11 @@ type Error struct {
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	b.WriteString("tposl register: ")
+	op := e.Op
+	if op == "" {
+		op = "register"
+	}
+	b.WriteString("tposl " + op + ": ")
 	switch e.Kind {
 	case Network:
 		b.WriteString("network error")

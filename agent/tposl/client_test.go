@@ -433,7 +433,7 @@ func TestPing(t *testing.T) {
 	}
 	_ = srv.SetFault(tposltest.Fault{Mode: tposltest.Down})
 	var e *tposl.Error
-	if err := c.Ping(context.Background()); !errors.As(err, &e) || e.Kind != tposl.Network {
+	if err := c.Ping(context.Background()); !errors.As(err, &e) || e.Kind != tposl.Network || !strings.HasPrefix(err.Error(), "tposl ping: ") {
 		t.Errorf("ping while down: %v", err)
 	}
 	_ = srv.SetFault(tposltest.Fault{Mode: tposltest.HTMLPage})
