@@ -60,9 +60,11 @@ type Limit struct {
 	Truncate bool   // informational: Build shortens it; otherwise an error
 }
 
-// Limits lists every string length limit of the spec. Fields not listed
-// have no limit. See the package documentation for the reasons.
-var Limits = []Limit{
+// Limits lists every string length limit of the spec (a copy). Fields not
+// listed have no limit. See the package documentation for the reasons.
+func Limits() []Limit { return append([]Limit(nil), limits...) }
+
+var limits = []Limit{
 	{"VERGI_NUMARASI", 35, false},
 	{"VERGI_DAIRESI", 50, false},
 	{"FIRMA_ADI", 200, false},
@@ -212,7 +214,7 @@ func Build(s Store, f Facts, c Credentials) (Params, error) {
 		WebErisimKullanici:        c.Username,
 		WebErisimSifre:            c.Password,
 	}
-	for _, l := range Limits {
+	for _, l := range limits {
 		if !l.Truncate {
 			continue
 		}
@@ -243,7 +245,7 @@ func (p Params) Validate() error {
 			return &FieldError{Field: name}
 		}
 	}
-	for _, l := range Limits {
+	for _, l := range limits {
 		if n := utf16Len(*p.field(l.Field)); n > l.Max {
 			return &FieldError{Field: l.Field, Limit: l.Max, Len: n}
 		}

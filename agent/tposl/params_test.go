@@ -313,3 +313,24 @@ func TestParamsXML(t *testing.T) {
 		t.Errorf("sample: %+v", r)
 	}
 }
+
+// TestLimitsOfSpec pins the twelve limits of spec/tposl-kasa-bilgisi.txt.
+func TestLimitsOfSpec(t *testing.T) {
+	want := map[string]int{"VERGI_NUMARASI": 35, "VERGI_DAIRESI": 50, "FIRMA_ADI": 200,
+		"SON_YEDEK_ZAMANI": 35, "VERSIYON": 35, "TPOS_VERSIYON": 30, "TPOS_VERSIYON_SIRA": 30,
+		"YK_FISCAL_SERI_NO": 40, "E_FAT_NO_BAS_KOD": 15, "E_ARV_NO_BAS_KOD": 15,
+		"KASA_TARIH_SAAT": 35, "PC_NAME": 200}
+	ls := tposl.Limits()
+	if len(ls) != len(want) {
+		t.Fatalf("%d limits, want %d", len(ls), len(want))
+	}
+	for _, l := range ls {
+		if want[l.Field] != l.Max {
+			t.Errorf("%s: %d, want %d", l.Field, l.Max, want[l.Field])
+		}
+	}
+	ls[0].Max = 1
+	if tposl.Limits()[0].Max == 1 {
+		t.Error("Limits returns the package's own slice")
+	}
+}
