@@ -62,7 +62,7 @@ func (s Spec) Arguments() []string { return []string{"run", "--config", s.Config
 
 // Unit returns the systemd unit parameters of s.
 func (s Spec) Unit() UnitParams {
-	p := UnitParams{Name: s.Name, Description: s.DisplayName, Executable: filepath.ToSlash(s.Executable),
+	p := UnitParams{Name: s.Name, Executable: filepath.ToSlash(s.Executable),
 		ConfigPath: filepath.ToSlash(s.ConfigPath), DataDir: filepath.ToSlash(s.DataDir)}
 	if s.LogFile != "" {
 		if rel, err := filepath.Rel(s.DataDir, s.LogFile); err != nil || rel == ".." || len(rel) > 2 && rel[:3] == ".."+string(filepath.Separator) {

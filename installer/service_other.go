@@ -16,7 +16,10 @@ const unitDir = "/etc/systemd/system"
 
 // managerAvailable reports whether systemd is PID 1. kardianos/service would
 // otherwise fall back to SysV scripts or upstart, which we do not support.
-func managerAvailable() bool {
+// A variable so that tests can drive the systemd path with a fake systemctl.
+var managerAvailable = systemdAvailable
+
+func systemdAvailable() bool {
 	sys := service.ChosenSystem()
 	return sys != nil && sys.String() == "linux-systemd" && systemdIsPID1()
 }

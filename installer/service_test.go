@@ -31,7 +31,7 @@ func TestServiceConfig(t *testing.T) {
 		}
 	}
 	unit, _ := c.Option["SystemdScript"].(string)
-	want, err := RenderUnit(Spec{Executable: "/usr/bin/tposagent", ConfigPath: spec.ConfigPath, DataDir: spec.DataDir, DisplayName: "TPOS till agent"}.Unit())
+	want, err := RenderUnit(Spec{Executable: "/usr/bin/tposagent", ConfigPath: spec.ConfigPath, DataDir: spec.DataDir}.Unit())
 	if err != nil {
 		t.Fatal(err)
 	}
