@@ -148,17 +148,6 @@ func licenseLine(l tposl.License) string {
 	return line
 }
 
-// licenseExit maps a licence state to the exit code DESIGN.md fixes.
-func licenseExit(s tposl.State) int {
-	switch s {
-	case tposl.Licensed, tposl.Demo:
-		return exitOK
-	case tposl.Expired, tposl.Inactive, tposl.Mismatch, tposl.Unregistered:
-		return exitExpired
-	}
-	return exitUnknown
-}
-
 func cmdLicense(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "license", "license [--json]",
 		"  tposagent license && start-pos.exe     # exit 0 licensed/demo, 3 expired/inactive/mismatch, 4 unknown\n")
@@ -186,7 +175,7 @@ func cmdLicense(ctx context.Context, e *env, args []string) error {
 	} else {
 		fmt.Fprintln(e.stdout, licenseLine(l))
 	}
-	if code := licenseExit(l.State); code != exitOK {
+	if code := l.State.ExitCode(); code != exitOK { // 0 licensed/demo, 3 expired/inactive/mismatch, 4 unknown
 		return withCode(code)
 	}
 	return nil
