@@ -158,3 +158,37 @@ func stop(cancel context.CancelFunc, done <-chan error, status chan<- state, tim
 		return fmt.Errorf("stop service after %s: %w", timeout, ErrStopTimeout)
 	}
 }
+
+// relay runs execute for a service manager's handler: in delivers the
+// manager's requests, report receives every state to pass on (Interrogate
+// is answered with the current state). It returns execute's result once
+// the states reported so far have been passed on.
+func relay(ctx context.Context, main func(context.Context) error, in <-chan ctrl, report func(state), stopTimeout time.Duration, log *slog.Logger) error {
+	reqs := make(chan ctrl, 4)
+	states := make(chan state, 8)
+	result := make(chan error, 1)
+	go func() { result <- execute(ctx, main, reqs, states, stopTimeout, log) }()
+	cur := stateStartPending
+	for {
+		select {
+		case s := <-states:
+			cur = s
+			report(s)
+		case c := <-in:
+			switch c {
+			case ctrlInterrogate:
+				report(cur)
+			case ctrlStop, ctrlShutdown:
+				select {
+				case reqs <- c:
+				default: // a stop is already under way
+				}
+			}
+		case err := <-result:
+			for len(states) > 0 {
+				report(<-states)
+			}
+			return err
+		}
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,5 +200,67 @@ func TestSysLogHandler(t *testing.T) {
 	failing := newSysLogHandler(func(slog.Level, string) error { return errors.New("event log full") })
 	if err := failing.Handle(context.Background(), slog.NewRecord(time.Now(), slog.LevelError, "x", 0)); err == nil || !strings.Contains(err.Error(), "write system log") {
 		t.Fatalf("Handle error = %v", err)
+	}
+}
+
+// TestRelay is the Windows handler's loop without Windows: requests in,
+// states out, Interrogate answered with the current state, a second Stop
+// while stopping ignored.
+func TestRelay(t *testing.T) {
+	in := make(chan ctrl)
+	var mu sync.Mutex
+	var got []state
+	report := func(s state) {
+		mu.Lock()
+		got = append(got, s)
+		mu.Unlock()
+	}
+	snapshot := func() []state {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]state(nil), got...)
+	}
+	running := make(chan struct{})
+	var cancelled atomic.Bool
+	main := func(ctx context.Context) error {
+		close(running)
+		<-ctx.Done()
+		cancelled.Store(true)
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- relay(context.Background(), main, in, report, 5*time.Second, nil2discard()) }()
+	<-running
+	in <- ctrlInterrogate
+	in <- ctrlShutdown
+	select {
+	case in <- ctrlStop: // may or may not be taken before relay returns
+	case err := <-done:
+		done <- err
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !cancelled.Load() {
+		t.Fatal("main was not cancelled")
+	}
+	s := snapshot()
+	if len(s) < 4 || s[0] != stateStartPending || s[1] != stateRunning || s[len(s)-1] != stateStopPending {
+		t.Fatalf("states %v", s)
+	}
+	interrogated := false
+	for _, x := range s[2 : len(s)-1] {
+		if x == stateRunning {
+			interrogated = true
+		}
+	}
+	if !interrogated {
+		t.Fatalf("interrogate not answered with running: %v", s)
+	}
+
+	// The agent failing on its own ends the relay with an error.
+	err := relay(context.Background(), func(context.Context) error { return errors.New("disk full") }, make(chan ctrl), func(state) {}, time.Second, nil2discard())
+	if err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("relay after a failing agent: %v", err)
 	}
 }

@@ -60,18 +60,34 @@ func (h *handler) Execute(_ []string, r <-chan svc.ChangeRequest, changes chan<-
 	} else {
 		h.opts.Logger.Warn("open event log", "err", err)
 	}
-	reqs := make(chan ctrl, 4)
-	states := make(chan state, 8)
-	result := make(chan error, 1)
-	main := func(ctx context.Context) error { return h.opts.Main(ctx, sysLog) }
-	go func() { result <- execute(h.ctx, main, reqs, states, h.opts.StopTimeout, h.opts.Logger) }()
-
-	send := func(c ctrl) {
-		select {
-		case reqs <- c:
-		default:
+	in := make(chan ctrl)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			var c ctrl
+			select {
+			case req := <-r:
+				switch req.Cmd {
+				case svc.Interrogate:
+					c = ctrlInterrogate
+				case svc.Stop:
+					c = ctrlStop
+				case svc.Shutdown:
+					c = ctrlShutdown
+				default:
+					continue
+				}
+			case <-done:
+				return
+			}
+			select {
+			case in <- c:
+			case <-done:
+				return
+			}
 		}
-	}
+	}()
 	report := func(s state) {
 		switch s {
 		case stateStartPending:
@@ -82,33 +98,16 @@ func (h *handler) Execute(_ []string, r <-chan svc.ChangeRequest, changes chan<-
 			changes <- svc.Status{State: svc.StopPending}
 		}
 	}
-	for {
-		select {
-		case s := <-states:
-			report(s)
-		case c := <-r:
-			switch c.Cmd {
-			case svc.Interrogate:
-				changes <- c.CurrentStatus
-			case svc.Stop:
-				send(ctrlStop)
-			case svc.Shutdown:
-				send(ctrlShutdown)
-			}
-		case err := <-result:
-			for len(states) > 0 {
-				report(<-states)
-			}
-			if err != nil {
-				h.err = err
-				if sysLog != nil {
-					_ = sysLog.Handle(context.Background(), slog.NewRecord(time.Now(), slog.LevelError, err.Error(), 0))
-				}
-				// A service-specific exit code: with failure actions on
-				// non-crash failures, the recovery actions restart us.
-				return true, 1
-			}
-			return false, 0
+	main := func(ctx context.Context) error { return h.opts.Main(ctx, sysLog) }
+	err := relay(h.ctx, main, in, report, h.opts.StopTimeout, h.opts.Logger)
+	if err != nil {
+		h.err = err
+		if sysLog != nil {
+			_ = sysLog.Handle(context.Background(), slog.NewRecord(time.Now(), slog.LevelError, err.Error(), 0))
 		}
+		// A service-specific exit code: with failure actions on non-crash
+		// failures set, the recovery actions restart the service.
+		return true, 1
 	}
+	return false, 0
 }
