@@ -1,0 +1,521 @@
+//go:build linux
+
+package powercut
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/tposagent/tposagent/agent"
+	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/agent/localapi"
+	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
+	"github.com/tposagent/tposagent/agent/powercut/lossyfs"
+	"github.com/tposagent/tposagent/agent/tposl"
+	"github.com/tposagent/tposagent/agent/tposl/tposltest"
+)
+
+// agentBin is the real tposagent, built in TestMain when FUSE can be mounted.
+var agentBin string
+
+func TestMain(m *testing.M) {
+	if os.Getenv(boltChildEnv) != "" {
+		os.Exit(boltChild())
+	}
+	if lossyfs.Mountable() != nil {
+		os.Exit(m.Run()) // the tests skip with the reason
+	}
+	dir, err := os.MkdirTemp("", "tposagent-powercut-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	agentBin = filepath.Join(dir, "tposagent")
+	out, err := exec.Command("go", "build", "-o", agentBin, "../../cmd/tposagent").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build tposagent: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// envInt reads a positive count from the environment, or def.
+func envInt(t *testing.T, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		t.Fatalf("%s=%q: want a non-negative integer", name, s)
+	}
+	return n
+}
+
+func seed(t *testing.T) uint64 {
+	if s := os.Getenv("TPOSAGENT_POWERCUT_SEED"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("TPOSAGENT_POWERCUT_SEED=%q: %v", s, err)
+		}
+		return n
+	}
+	return uint64(time.Now().UnixNano())
+}
+
+func mountOrSkip(t *testing.T, f *lossyfs.FS, dir string) {
+	t.Helper()
+	if err := lossyfs.Mountable(); err != nil {
+		t.Skipf("power-cut tests need FUSE: %v (run as root with /dev/fuse; Debian: apt-get install fuse3)", err)
+	}
+	if err := f.Mount(dir); err != nil {
+		t.Skipf("power-cut tests need FUSE: %v (run as root with /dev/fuse; Debian: apt-get install fuse3)", err)
+	}
+	t.Cleanup(func() { f.Unmount() })
+}
+
+const pcToken = "powercut-token-0b3e5c7d9f1a2468"
+
+// item is one record a producer sent; tag is unique over the run.
+type item struct {
+	tag  int
+	kind string // oduyotest.KindKasa or KindSpecialCode
+	card string // kasa: the card's integration_id
+	id   uint64 // the outbox id from the 202
+}
+
+// till is the agent under test and what it talks to.
+type till struct {
+	t        *testing.T
+	dir      string // the mount, the agent's data_dir
+	cfgPath  string
+	fs       *lossyfs.FS
+	oduyo    *oduyotest.Server
+	proc     *exec.Cmd
+	exited   chan error
+	stderr   *bytes.Buffer
+	client   atomic.Pointer[localapi.Client]
+	mu       sync.Mutex
+	accepted map[int]item
+	attempts atomic.Int64
+	tag      atomic.Int64
+}
+
+func newTill(t *testing.T, fsys *lossyfs.FS) *till {
+	t.Helper()
+	root := t.TempDir()
+	tl := &till{t: t, dir: filepath.Join(root, "data"), fs: fsys, accepted: map[int]item{}}
+	if err := os.Mkdir(tl.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	mountOrSkip(t, fsys, tl.dir)
+
+	tp := tposltest.NewServer()
+	t.Cleanup(tp.Close)
+	now := time.Now()
+	tp.SetReturn(tposl.Return{Status: true, Aktif: 1, LisansStatus: 1, GMP3Status: 1,
+		GMP3ExpDate: now.AddDate(0, 0, 50).Format("2006-01-02"), OnayFiscalSeriNo: "JI20012345"})
+	tl.oduyo = oduyotest.NewServer()
+	t.Cleanup(tl.oduyo.Close)
+
+	c := config.Default()
+	c.DataDir = tl.dir
+	c.Store = config.Store{TaxNumber: "1234567890", TaxOffice: "Kadıköy", CompanyName: "Örnek Gıda A.Ş.", PosNo: 1, PosType: 1, ReceiptLimit: "5000"}
+	c.TPOSL.URL, c.TPOSL.Username, c.TPOSL.Password = tp.URL(), "powercut-kasa", "powercut-Şifre-7731"
+	tp.SetCredentials("powercut-kasa", "powercut-Şifre-7731")
+	c.Oduyo.BaseURL, c.Oduyo.Username = tl.oduyo.URL(), tl.oduyo.Username
+	c.Oduyo.APIKey, c.Oduyo.Password = config.Secret(tl.oduyo.APIKey), config.Secret(tl.oduyo.Password)
+	c.Device.Port, c.Device.FiscalSerial = "none", "JI20012345"
+	c.API.Listen, c.API.Token = "127.0.0.1:0", pcToken
+	c.Outbox.RetryMax = config.Duration{Duration: time.Second}
+	c.Outbox.ReconnectJitter = config.Duration{Duration: 50 * time.Millisecond}
+	c.Log.Level = "info"
+	tl.cfgPath = filepath.Join(root, "config.toml")
+	if err := os.WriteFile(tl.cfgPath, config.Encode(&c), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tl.kill)
+	return tl
+}
+
+// start runs the agent; waitAPI waits until its local API answers.
+func (tl *till) start() {
+	tl.t.Helper()
+	if err := os.Remove(filepath.Join(tl.dir, agent.APIAddrFile)); err != nil && !os.IsNotExist(err) {
+		tl.t.Fatalf("remove stale api.addr: %v", err)
+	}
+	tl.stderr = &bytes.Buffer{}
+	cmd := exec.Command(agentBin, "run", "--config", tl.cfgPath)
+	cmd.Stderr = tl.stderr
+	if err := cmd.Start(); err != nil {
+		tl.t.Fatal(err)
+	}
+	tl.proc, tl.exited = cmd, make(chan error, 1)
+	go func() { tl.exited <- cmd.Wait() }()
+}
+
+func (tl *till) waitAPI() {
+	tl.t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if b, err := os.ReadFile(filepath.Join(tl.dir, agent.APIAddrFile)); err == nil && len(bytes.TrimSpace(b)) > 0 {
+			c := &localapi.Client{BaseURL: "http://" + string(bytes.TrimSpace(b)), Token: pcToken,
+				HTTP: &http.Client{Timeout: 5 * time.Second}}
+			if _, err := c.Status(context.Background()); err == nil {
+				tl.client.Store(c)
+				return
+			}
+		}
+		select {
+		case err := <-tl.exited:
+			tl.proc = nil
+			tl.t.Fatalf("agent exited at start: %v\n%s", err, tl.stderr)
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			tl.t.Fatalf("local API did not answer within 20 s\n%s", tl.stderr)
+		}
+	}
+}
+
+func (tl *till) kill() {
+	tl.client.Store(nil)
+	if tl.proc == nil {
+		return
+	}
+	tl.proc.Process.Kill() // SIGKILL
+	<-tl.exited
+	tl.proc = nil
+}
+
+// produce enqueues until stop is closed: even tags are kasa updates of one
+// of 30 cards (the note carries the tag), odd ones special codes.
+func (tl *till) produce(stop <-chan struct{}, rnd *rand.Rand) {
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		c := tl.client.Load()
+		if c == nil {
+			time.Sleep(2 * time.Millisecond) // the agent is down: wait for the next one
+			continue
+		}
+		tag := int(tl.tag.Add(1))
+		it := item{tag: tag}
+		var path string
+		var col map[string]any
+		if tag%2 == 0 {
+			it.kind, it.card = oduyotest.KindKasa, fmt.Sprintf("pc-card-%02d", rnd.IntN(30))
+			path = "/v1/kasa"
+			col = map[string]any{"integration_id": it.card, "status": "1", "note": strconv.Itoa(tag),
+				"balance": fmt.Sprintf("%d,%02d", tag, tag%100), "name": "Kasa Ğüşİöç " + strconv.Itoa(tag)}
+		} else {
+			it.kind = oduyotest.KindSpecialCode
+			path = "/v1/special-codes"
+			col = map[string]any{"integration_id": fmt.Sprintf("pc-code-%d", tag), "code": "ÖZEL-" + strconv.Itoa(tag), "status": "1"}
+		}
+		b, _ := json.Marshal(col)
+		tl.attempts.Add(1)
+		acc, err := c.Enqueue(context.Background(), path, b)
+		if err != nil {
+			continue // refused, or the agent died: not accepted, nothing to hold it to
+		}
+		it.id = acc.ID
+		tl.mu.Lock()
+		tl.accepted[tag] = it
+		tl.mu.Unlock()
+	}
+}
+
+// tagOf finds the tag in a column object (the payload as queued or as
+// delivered).
+func tagOf(kind string, raw []byte) (int, string, bool) {
+	var col map[string]any
+	if json.Unmarshal(raw, &col) != nil {
+		return 0, "", false
+	}
+	if inner, ok := col["column"].(map[string]any); ok {
+		col = inner
+	}
+	iid, _ := col["integration_id"].(string)
+	if kind == oduyotest.KindKasa {
+		note, _ := col["note"].(string)
+		n, err := strconv.Atoi(note)
+		return n, iid, err == nil
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(iid, "pc-code-"))
+	return n, iid, err == nil
+}
+
+// live is what the agent and the server hold: tags pending or dead in the
+// queue, tags delivered, and per card the newest tag among them.
+type live struct {
+	queued, delivered map[int]bool
+	newest            map[string]int
+	duplicates        int
+}
+
+func (tl *till) snapshot(withQueue bool) live {
+	tl.t.Helper()
+	l := live{queued: map[int]bool{}, delivered: map[int]bool{}, newest: map[string]int{}}
+	note := func(kind string, tag int, card string) {
+		if kind == oduyotest.KindKasa && tag > l.newest[card] {
+			l.newest[card] = tag
+		}
+	}
+	if withQueue {
+		// The queue first, then the server: an item leaves the queue only
+		// after the server has recorded it, so none falls between.
+		c := tl.client.Load()
+		for _, state := range []string{"pending", "dead"} {
+			items, err := c.List(context.Background(), state, 10000)
+			if err != nil {
+				tl.t.Fatalf("list %s: %v", state, err)
+			}
+			if len(items) >= 10000 {
+				tl.t.Fatalf("list %s: %d items, more than the check can see", state, len(items))
+			}
+			for _, it := range items {
+				kind := oduyotest.KindSpecialCode
+				if it.Kind == "kasa" {
+					kind = oduyotest.KindKasa
+				}
+				tag, card, ok := tagOf(kind, it.Payload)
+				if !ok {
+					tl.t.Fatalf("queued item %d: no tag in payload %s", it.ID, it.Payload)
+				}
+				l.queued[tag] = true
+				note(kind, tag, card)
+			}
+		}
+	}
+	for _, d := range tl.oduyo.Delivered() {
+		tag, card, ok := tagOf(d.Kind, d.Column)
+		if !ok {
+			tl.t.Fatalf("delivered record without a tag: %s", d.Column)
+		}
+		if d.Duplicate {
+			l.duplicates++
+		}
+		l.delivered[tag] = true
+		note(d.Kind, tag, card)
+	}
+	return l
+}
+
+// acceptedNow copies the items accepted so far.
+func (tl *till) acceptedNow() map[int]item {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	return maps.Clone(tl.accepted)
+}
+
+// lost returns the accepted items that are neither queued nor delivered
+// nor superseded by a newer update of the same card that is. Take accepted
+// before the snapshot: producers go on meanwhile.
+func lost(accepted map[int]item, l live) []item {
+	var out []item
+	for tag, it := range accepted {
+		if l.queued[tag] || l.delivered[tag] {
+			continue
+		}
+		if it.kind == oduyotest.KindKasa && l.newest[it.card] > tag {
+			continue
+		}
+		out = append(out, it)
+	}
+	return out
+}
+
+// checkDurableFile opens a copy of the outbox file as it survived the cut
+// and runs bbolt's full check on it.
+func (tl *till) checkDurableFile() error {
+	b, err := tl.fs.ReadFile("outbox.db")
+	if err != nil {
+		return nil // not created yet
+	}
+	p := filepath.Join(tl.t.TempDir(), "outbox.db")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		return err
+	}
+	db, err := bolt.Open(p, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return fmt.Errorf("open the outbox file after the cut: %w", err)
+	}
+	defer db.Close()
+	return db.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			return fmt.Errorf("check the outbox file after the cut: %w", err)
+		}
+		return nil
+	})
+}
+
+// keep copies the surviving outbox file out of the test's temporary
+// directories so that a failure can be looked at.
+func (tl *till) keep() string {
+	b, err := tl.fs.ReadFile("outbox.db")
+	if err != nil {
+		return "(no outbox file)"
+	}
+	f, err := os.CreateTemp("", "powercut-outbox-*.db")
+	if err != nil {
+		return err.Error()
+	}
+	f.Write(b)
+	f.Close()
+	return f.Name()
+}
+
+func (tl *till) quarantines() []string {
+	names, err := tl.fs.Names("")
+	if err != nil {
+		tl.t.Fatal(err)
+	}
+	var out []string
+	for _, n := range names {
+		if strings.Contains(n, ".corrupt-") {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func TestAgentPowerCuts(t *testing.T) {
+	cuts := envInt(t, "TPOSAGENT_POWERCUTS", 100)
+	sd := seed(t)
+	t.Logf("seed=%d cuts=%d (repeat with TPOSAGENT_POWERCUT_SEED=%d)", sd, cuts, sd)
+	rnd := rand.New(rand.NewPCG(sd, 1))
+	fsys := lossyfs.New(lossyfs.Options{Rand: rand.New(rand.NewPCG(sd, 2))})
+	tl := newTill(t, fsys)
+	tl.start()
+	tl.waitAPI()
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for p := range 3 {
+		wg.Add(1)
+		go func() { defer wg.Done(); tl.produce(stop, rand.New(rand.NewPCG(sd, uint64(10+p)))) }()
+	}
+	// Ödüyo flaps: down and up at random, mostly up.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r := rand.New(rand.NewPCG(sd, 3))
+		for {
+			down := r.IntN(3) == 0
+			tl.oduyo.SetDown(down)
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Duration(20+r.IntN(300)) * time.Millisecond):
+			}
+		}
+	}()
+	stopAll := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	t.Cleanup(stopAll)
+
+	var torn, unsynced, dropped, early, fsyncFailures int
+	for cut := 1; cut <= cuts; cut++ {
+		// A random moment: mostly while the agent serves, sometimes while
+		// it is still starting (opening, checking, maybe compacting).
+		if rnd.IntN(5) == 0 {
+			early++
+			time.Sleep(time.Duration(rnd.IntN(60)) * time.Millisecond)
+		} else {
+			if tl.client.Load() == nil {
+				tl.waitAPI()
+			}
+			time.Sleep(time.Duration(rnd.IntN(400)) * time.Millisecond)
+		}
+		rep := fsys.Cut()
+		tl.kill()
+		torn += rep.TornOps
+		unsynced += rep.UnsyncedOps
+		dropped += rep.DroppedOps
+		if err := fsys.Unmount(); err != nil {
+			t.Fatalf("cut %d: %v", cut, err)
+		}
+		if err := tl.checkDurableFile(); err != nil {
+			t.Fatalf("cut %d (seed %d): %v; file kept at %s", cut, sd, err, tl.keep())
+		}
+		if err := fsys.Mount(tl.dir); err != nil {
+			t.Fatalf("cut %d: remount: %v", cut, err)
+		}
+		tl.start()
+		if rnd.IntN(5) != 0 || cut == cuts {
+			tl.waitAPI()
+			if q := tl.quarantines(); len(q) > 0 {
+				t.Fatalf("cut %d (seed %d): the agent quarantined its outbox after a power cut: %v\n%s", cut, sd, q, tl.stderr)
+			}
+			acc := tl.acceptedNow()
+			if lost := lost(acc, tl.snapshot(true)); len(lost) > 0 {
+				t.Fatalf("cut %d (seed %d): %d accepted items lost, e.g. %+v; file kept at %s", cut, sd, len(lost), lost[0], tl.keep())
+			}
+		}
+	}
+	fsyncFailures = fsys.Stats().FailedAfterCut
+
+	// Drain: producers stop, Ödüyo stays up, the queue must empty.
+	stopAll()
+	tl.oduyo.SetDown(false)
+	if tl.client.Load() == nil {
+		tl.waitAPI()
+	}
+	var st localapi.Status
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		s, err := tl.client.Load().Status(context.Background())
+		if err == nil && s.Outbox.Pending == 0 && s.Outbox.InFlight == 0 {
+			st = s
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue did not drain in 60 s: %+v, %v\n%s", s.Outbox, err, tl.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	l := tl.snapshot(false)
+	missing := lost(tl.acceptedNow(), l)
+	for i, it := range missing {
+		if i < 10 {
+			t.Errorf("accepted, never delivered: %+v", it)
+		}
+	}
+	q := tl.quarantines()
+	if len(q) > 0 || st.Outbox.Quarantined != "" {
+		t.Errorf("quarantined outbox files: %v %q", q, st.Outbox.Quarantined)
+	}
+	if st.Outbox.Dead != 0 {
+		t.Errorf("%d dead letters, want 0", st.Outbox.Dead)
+	}
+	tl.mu.Lock()
+	accepted := len(tl.accepted)
+	tl.mu.Unlock()
+	if accepted < cuts {
+		t.Errorf("only %d items accepted over %d cuts: the producers barely ran", accepted, cuts)
+	}
+	fst := fsys.Stats()
+	t.Logf("RESULT cuts=%d items=%d lost=%d torn_writes=%d quarantines=%d unsynced_ops=%d dropped_ops=%d delivered=%d duplicates=%d attempts=%d early_cuts=%d refused_after_cut=%d fsyncs=%d dir_fsyncs=%d seed=%d",
+		cuts, accepted, len(missing), torn, len(q), unsynced, dropped, len(l.delivered), l.duplicates,
+		tl.attempts.Load(), early, fsyncFailures, fst.Fsyncs, fst.DirFsyncs, sd)
+	tl.kill()
+}
