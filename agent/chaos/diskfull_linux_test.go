@@ -111,7 +111,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	f.oduyo.SetDown(false)
 	f.waitDrained(60 * time.Second)
-	checkDelivered(t, f.oduyo.Delivered(), accepted)
+	f.checkDelivered(accepted)
 	f.stop()
 	if err := checkBolt(filepath.Join(f.dataDir, "outbox.db")); err != nil {
 		t.Errorf("outbox.db after the disk-full episode: %v", err)

@@ -23,25 +23,32 @@
 //     the test; a filler file eats the space: enqueue is refused with 503,
 //     nothing accepted is lost, and after the filler is deleted the agent
 //     accepts again and drains.
-//   - TestCorruptOutboxAtStartup: a garbage, an overwritten-meta and a
-//     truncated outbox.db are quarantined (outbox.db.corrupt-<timestamp>),
-//     shown in status, and the agent keeps running and accepting.
+//   - TestCorruptOutboxAtStartup: a garbage file, overwritten meta pages,
+//     a file truncated to a third or to four pages, a torn first page and
+//     scribbled page headers are each quarantined
+//     (outbox.db.corrupt-<timestamp>), shown in status and the log; the
+//     agent keeps running, accepts and delivers, and a restart does not
+//     quarantine again.
 //   - TestSecondAgentOtherConfig: a second agent from another config file
 //     naming the same data dir fails within seconds with a clear message.
-//   - TestAPIToken, TestListenWarning, TestTLSVerified, TestFilePermissions,
-//     TestSecretScan: the local API refuses missing and wrong tokens and
-//     compares in constant time; a non-loopback api.listen is warned about;
-//     certificates are verified unless a CA file is configured (and logged);
-//     the data dir and files are owner-only even under umask 000; and no
-//     configured secret or issued session id appears in any log line, error,
-//     status output or goroutine dump (SIGQUIT) of the whole run.
+//   - TestAPIToken, TestTokenComparedInConstantTime, TestListenWarning,
+//     TestTLSVerified, TestFilePermissions, TestSecretScan: the local API
+//     refuses missing and wrong tokens on every endpoint, and its source
+//     compares them with crypto/subtle only; a non-loopback api.listen is
+//     warned about in the log and in status; a self-signed server is
+//     refused (the error says certificate), also with an unrelated CA file,
+//     and accepted once ca_file names its CA (logged as "trusting an extra
+//     CA"); the data dir, its files, the rotated log and the installer's
+//     config are owner-only even under umask 000; and no configured secret
+//     or issued session id appears in any log line, error, CLI or status
+//     output, /metrics, or goroutine dump (SIGQUIT) of the whole run.
 //
 // Every fixture scans its own outputs for the secrets when it ends, and
 // TestMain prints the total ("RESULT secret-scan texts=… bytes=… found=0").
 //
 // # Running
 //
-//	go test -race ./agent/chaos/                      # bounded run (about a minute)
+//	go test -race ./agent/chaos/                      # bounded run (under a minute on 2 cores)
 //	TPOSAGENT_CHAOS_KILLS=1000 go test -run TestKills -v ./agent/chaos/
 //
 // Environment: TPOSAGENT_CHAOS_KILLS (default 200), TPOSAGENT_CHAOS_SEED

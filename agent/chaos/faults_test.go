@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/tposagent/tposagent/agent/config"
-	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
 )
 
 // bigCode is a special code of about 16 KB (8 fields of 1960 bytes), most of it Turkish text that
@@ -31,8 +30,10 @@ func bigCode(id string) map[string]any {
 
 // checkDelivered fails for every id that the server did not get exactly
 // as sent (the kasa or special code column compared field by field).
-func checkDelivered(t *testing.T, ds []oduyotest.Delivery, want map[string]map[string]any) {
+func (f *fixture) checkDelivered(want map[string]map[string]any) {
+	t := f.t
 	t.Helper()
+	ds := f.oduyo.Delivered()
 	got := map[string]map[string]any{}
 	for _, d := range ds {
 		var col map[string]any
@@ -54,7 +55,11 @@ func checkDelivered(t *testing.T, ds []oduyotest.Delivery, want map[string]map[s
 		}
 	}
 	if missing > 0 {
-		t.Errorf("%d of %d accepted records were never delivered", missing, len(want))
+		st, err := f.status()
+		b, _ := json.MarshalIndent(st.Outbox, "", " ")
+		log := f.infoLog()
+		t.Errorf("%d of %d accepted records were never delivered; outbox (%v): %s\nlog (tail):\n%s",
+			missing, len(want), err, b, log[max(0, len(log)-4000):])
 	}
 }
 
@@ -107,7 +112,7 @@ func TestQueueFull(t *testing.T) {
 	f.oduyo.SetDown(false)
 	f.api().Do(ctx, "GET", "/v1/status", nil, nil)
 	f.waitDrained(60 * time.Second)
-	checkDelivered(t, f.oduyo.Delivered(), accepted)
+	f.checkDelivered(accepted)
 	after := 0
 	for i := range 10 {
 		col := bigCode(fmt.Sprintf("after-%02d", i))
@@ -118,7 +123,7 @@ func TestQueueFull(t *testing.T) {
 		after++
 	}
 	f.waitDrained(30 * time.Second)
-	checkDelivered(t, f.oduyo.Delivered(), accepted)
+	f.checkDelivered(accepted)
 	t.Logf("RESULT queue-full accepted=%d refused_with_503=yes lost=0 accepted_after_drain=%d", len(accepted)-after, after)
 	f.stop()
 }
@@ -225,7 +230,7 @@ func TestCorruptOutboxAtStartup(t *testing.T) {
 				t.Fatalf("enqueue after quarantine: %d %s %v", code, body, err)
 			}
 			f.waitDelivered([]string{"after-corruption"}, 30*time.Second)
-			checkDelivered(t, f.oduyo.Delivered(), map[string]map[string]any{"after-corruption": col})
+			f.checkDelivered(map[string]map[string]any{"after-corruption": col})
 			// No crash loop: a restart opens the new file without another quarantine.
 			f.stop()
 			f.mustStart()

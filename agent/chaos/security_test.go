@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -85,7 +86,7 @@ func TestAPIToken(t *testing.T) {
 func TestTokenComparedInConstantTime(t *testing.T) {
 	fset := token.NewFileSet()
 	files, _ := filepath.Glob("../localapi/*.go")
-	subtleCalls := 0
+	calls := 0
 	for _, name := range files {
 		if strings.HasSuffix(name, "_test.go") {
 			continue
@@ -94,54 +95,74 @@ func TestTokenComparedInConstantTime(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mentionsToken := func(e ast.Expr) bool {
-			found := false
-			ast.Inspect(e, func(n ast.Node) bool {
-				if isCall(n, "subtle", "ConstantTimeCompare") || isLenCall(n) {
-					return false // its result is not the token
-				}
-				if id, ok := n.(*ast.Ident); ok && strings.Contains(strings.ToLower(id.Name), "token") {
-					found = true
-				}
-				return !found
-			})
-			return found
+		n, problems := tokenComparisons(fset, file)
+		calls += n
+		for _, p := range problems {
+			t.Error(p)
 		}
-		ast.Inspect(file, func(n ast.Node) bool {
-			switch x := n.(type) {
-			case *ast.CallExpr:
-				sel, ok := x.Fun.(*ast.SelectorExpr)
-				if !ok {
-					return true
-				}
-				pkg, _ := sel.X.(*ast.Ident)
-				if pkg == nil {
-					return true
-				}
-				switch fn := pkg.Name + "." + sel.Sel.Name; fn {
-				case "subtle.ConstantTimeCompare":
-					subtleCalls++
-				case "bytes.Equal", "strings.EqualFold", "bytes.Compare", "strings.Compare", "reflect.DeepEqual":
-					for _, a := range x.Args {
-						if mentionsToken(a) {
-							t.Errorf("%s: the token is compared with %s, not in constant time", fset.Position(x.Pos()), fn)
-						}
-					}
-				}
-			case *ast.BinaryExpr:
-				if (x.Op == token.EQL || x.Op == token.NEQ) && (mentionsToken(x.X) || mentionsToken(x.Y)) {
-					// len(token) == 0 style checks are fine; a value comparison is not.
-					if !isEmptyString(x.X) && !isEmptyString(x.Y) {
-						t.Errorf("%s: the token is compared with %s, not in constant time", fset.Position(x.Pos()), x.Op)
+	}
+	if calls == 0 {
+		t.Errorf("agent/localapi never calls subtle.ConstantTimeCompare")
+	}
+	// The checker itself sees a plain comparison.
+	bad, err := parser.ParseFile(fset, "bad.go", `package x
+func ok(got, token string) bool { return len(token) > 0 && got == token }
+func ok2(got, token []byte) bool { return bytes.Equal(got, token) }`, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, problems := tokenComparisons(fset, bad); n != 0 || len(problems) != 2 {
+		t.Errorf("the checker found %d subtle calls and %q in a file with two plain comparisons", n, problems)
+	}
+}
+
+// tokenComparisons counts subtle.ConstantTimeCompare calls in file and
+// lists the comparisons of something named *token* that are not.
+func tokenComparisons(fset *token.FileSet, file *ast.File) (subtleCalls int, problems []string) {
+	mentionsToken := func(e ast.Expr) bool {
+		found := false
+		ast.Inspect(e, func(n ast.Node) bool {
+			if isCall(n, "subtle", "ConstantTimeCompare") || isLenCall(n) {
+				return false // its result is not the token
+			}
+			if id, ok := n.(*ast.Ident); ok && strings.Contains(strings.ToLower(id.Name), "token") {
+				found = true
+			}
+			return !found
+		})
+		return found
+	}
+	ast.Inspect(file, func(n ast.Node) bool {
+		switch x := n.(type) {
+		case *ast.CallExpr:
+			sel, ok := x.Fun.(*ast.SelectorExpr)
+			if !ok {
+				return true
+			}
+			pkg, _ := sel.X.(*ast.Ident)
+			if pkg == nil {
+				return true
+			}
+			switch fn := pkg.Name + "." + sel.Sel.Name; fn {
+			case "subtle.ConstantTimeCompare":
+				subtleCalls++
+			case "bytes.Equal", "strings.EqualFold", "bytes.Compare", "strings.Compare", "reflect.DeepEqual":
+				for _, a := range x.Args {
+					if mentionsToken(a) {
+						problems = append(problems, fmt.Sprintf("%s: the token is compared with %s, not in constant time", fset.Position(x.Pos()), fn))
+						break
 					}
 				}
 			}
-			return true
-		})
-	}
-	if subtleCalls == 0 {
-		t.Errorf("agent/localapi never calls subtle.ConstantTimeCompare")
-	}
+		case *ast.BinaryExpr:
+			if (x.Op == token.EQL || x.Op == token.NEQ) && (mentionsToken(x.X) || mentionsToken(x.Y)) &&
+				!isEmptyString(x.X) && !isEmptyString(x.Y) {
+				problems = append(problems, fmt.Sprintf("%s: the token is compared with %s, not in constant time", fset.Position(x.Pos()), x.Op))
+			}
+		}
+		return true
+	})
+	return subtleCalls, problems
 }
 
 func isCall(n ast.Node, pkg, fn string) bool {
