@@ -17,13 +17,19 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(e.configPath)
-	if err != nil {
-		return err
-	}
 	return installer.Run(ctx, installer.RunOptions{
 		Name: "tposagent",
 		Main: func(ctx context.Context, sysLog slog.Handler) error {
+			// The config is read here, inside the service, so that under
+			// the Windows service manager a bad config reaches the Event
+			// Log instead of ending the process before it connects.
+			cfg, err := config.Load(e.configPath)
+			if err != nil {
+				if sysLog != nil {
+					slog.New(sysLog).Error("cannot start: " + err.Error())
+				}
+				return err
+			}
 			logs, err := agent.NewLogging(cfg, e.stderr, sysLog)
 			if err != nil {
 				return err
