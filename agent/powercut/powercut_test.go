@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(boltChildEnv) != "" {
 		os.Exit(boltChild())
 	}
+	if os.Getenv(outboxChildEnv) != "" {
+		os.Exit(outboxChild())
+	}
 	if lossyfs.Mountable() != nil {
 		os.Exit(m.Run()) // the tests skip with the reason
 	}

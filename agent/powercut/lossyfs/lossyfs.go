@@ -73,12 +73,12 @@ type CutReport struct {
 
 // Stats are counters over the life of an FS.
 type Stats struct {
-	Mounts, Cuts                int
-	Writes, Fsyncs, DirFsyncs   int
-	UnsyncedOps, AppliedOps     int
-	TornOps, DroppedOps         int
-	PendingRenamesLost          int
-	FailedAfterCut              int // mutations refused with EIO after a cut
+	Mounts, Cuts              int
+	Writes, Fsyncs, DirFsyncs int
+	UnsyncedOps, AppliedOps   int
+	TornOps, DroppedOps       int
+	PendingRenamesLost        int
+	FailedAfterCut            int // mutations refused with EIO after a cut
 }
 
 // FS is the filesystem. Its methods are safe for concurrent use.
