@@ -154,7 +154,8 @@ func TestOutboxCompactionPowerCuts(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		readDone := make(chan struct{})
+		readDone, first := make(chan struct{}), make(chan struct{})
+		var firstOnce sync.Once
 		go func() {
 			defer close(readDone)
 			sc := bufio.NewScanner(out)
@@ -165,6 +166,7 @@ func TestOutboxCompactionPowerCuts(t *testing.T) {
 				case strings.HasPrefix(sc.Text(), "ok "):
 					fmt.Sscanf(sc.Text(), "ok %d", &n)
 					acked[n] = true
+					firstOnce.Do(func() { close(first) })
 				case strings.HasPrefix(sc.Text(), "sent "):
 					fmt.Sscanf(sc.Text(), "sent %d", &n)
 					sent[n] = true
@@ -174,6 +176,18 @@ func TestOutboxCompactionPowerCuts(t *testing.T) {
 				mu.Unlock()
 			}
 		}()
+		// A random moment: mostly once the child works, sometimes while
+		// it opens the file.
+		if rnd.IntN(5) != 0 {
+			select {
+			case <-first:
+			case <-readDone:
+			case <-time.After(20 * time.Second):
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("cut %d: the child did not commit within 20 s: %s", cut, stderr.String())
+			}
+		}
 		time.Sleep(time.Duration(rnd.IntN(400)) * time.Millisecond)
 		rep := fsys.Cut()
 		torn += rep.TornOps

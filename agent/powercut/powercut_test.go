@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -115,6 +116,8 @@ type till struct {
 	proc     *exec.Cmd
 	exited   chan error
 	stderr   *bytes.Buffer
+	logs     bytes.Buffer // the stderr of every run, for the secret scan
+	secrets  []string
 	client   atomic.Pointer[localapi.Client]
 	mu       sync.Mutex
 	accepted map[int]item
@@ -151,6 +154,7 @@ func newTill(t *testing.T, fsys *lossyfs.FS) *till {
 	c.Outbox.RetryMax = config.Duration{Duration: time.Second}
 	c.Outbox.ReconnectJitter = config.Duration{Duration: 50 * time.Millisecond}
 	c.Log.Level = "info"
+	tl.secrets = []string{c.TPOSL.Password.Reveal(), c.Oduyo.APIKey.Reveal(), c.Oduyo.Password.Reveal(), pcToken}
 	tl.cfgPath = filepath.Join(root, "config.toml")
 	if err := os.WriteFile(tl.cfgPath, config.Encode(&c), 0o600); err != nil {
 		t.Fatal(err)
@@ -206,6 +210,7 @@ func (tl *till) kill() {
 	tl.proc.Process.Kill() // SIGKILL
 	<-tl.exited
 	tl.proc = nil
+	tl.logs.Write(tl.stderr.Bytes())
 }
 
 // produce enqueues until stop is closed: even tags are kasa updates of one
@@ -516,9 +521,34 @@ func TestAgentPowerCuts(t *testing.T) {
 	if accepted < cuts {
 		t.Errorf("only %d items accepted over %d cuts: the producers barely ran", accepted, cuts)
 	}
+	tl.kill()
+	tl.scanSecrets(t)
 	fst := fsys.Stats()
 	t.Logf("RESULT cuts=%d items=%d lost=%d torn_writes=%d quarantines=%d unsynced_ops=%d dropped_ops=%d delivered=%d duplicates=%d attempts=%d early_cuts=%d refused_after_cut=%d fsyncs=%d dir_fsyncs=%d seed=%d",
 		cuts, accepted, len(missing), torn, len(q), unsynced, dropped, len(l.delivered), l.duplicates,
 		tl.attempts.Load(), early, fsyncFailures, fst.Fsyncs, fst.DirFsyncs, sd)
-	tl.kill()
+}
+
+// scanSecrets fails if a configured secret or an Ödüyo session id shows in
+// the agent's output of any run or in a file that survived on the mount.
+func (tl *till) scanSecrets(t *testing.T) {
+	t.Helper()
+	secrets := append(slices.Clone(tl.secrets), tl.oduyo.Sessions()...)
+	texts := map[string][]byte{"agent stderr": tl.logs.Bytes()}
+	names, _ := tl.fs.Names("")
+	for _, n := range names {
+		if b, err := tl.fs.ReadFile(n); err == nil {
+			texts[n] = b
+		}
+	}
+	scanned := 0
+	for name, b := range texts {
+		scanned += len(b)
+		for _, s := range secrets {
+			if s != "" && bytes.Contains(b, []byte(s)) {
+				t.Errorf("secret %q… found in %s", s[:3], name)
+			}
+		}
+	}
+	t.Logf("secret scan: %d secrets and session ids in %d texts, %d bytes", len(secrets), len(texts), scanned)
 }
