@@ -279,6 +279,7 @@ func tagOf(kind string, raw []byte) (int, string, bool) {
 type live struct {
 	queued, delivered map[int]bool
 	newest            map[string]int
+	reordered         []string // a card's update delivered after a newer one
 	duplicates        int
 }
 
@@ -316,10 +317,17 @@ func (tl *till) snapshot(withQueue bool) live {
 			}
 		}
 	}
+	lastSent := map[string]int{}
 	for _, d := range tl.oduyo.Delivered() {
 		tag, card, ok := tagOf(d.Kind, d.Column)
 		if !ok {
 			tl.t.Fatalf("delivered record without a tag: %s", d.Column)
+		}
+		if d.Kind == oduyotest.KindKasa {
+			if tag < lastSent[card] {
+				l.reordered = append(l.reordered, fmt.Sprintf("%s: update %d after %d", card, tag, lastSent[card]))
+			}
+			lastSent[card] = tag
 		}
 		if d.Duplicate {
 			l.duplicates++
@@ -508,6 +516,11 @@ func TestAgentPowerCuts(t *testing.T) {
 			t.Errorf("accepted, never delivered: %+v", it)
 		}
 	}
+	for i, r := range l.reordered {
+		if i < 10 {
+			t.Errorf("per-card order broken: %s", r)
+		}
+	}
 	q := tl.quarantines()
 	if len(q) > 0 || st.Outbox.Quarantined != "" {
 		t.Errorf("quarantined outbox files: %v %q", q, st.Outbox.Quarantined)
@@ -524,8 +537,8 @@ func TestAgentPowerCuts(t *testing.T) {
 	tl.kill()
 	tl.scanSecrets(t)
 	fst := fsys.Stats()
-	t.Logf("RESULT cuts=%d items=%d lost=%d torn_writes=%d quarantines=%d unsynced_ops=%d dropped_ops=%d delivered=%d duplicates=%d attempts=%d early_cuts=%d refused_after_cut=%d fsyncs=%d dir_fsyncs=%d seed=%d",
-		cuts, accepted, len(missing), torn, len(q), unsynced, dropped, len(l.delivered), l.duplicates,
+	t.Logf("RESULT cuts=%d items=%d lost=%d torn_writes=%d quarantines=%d unsynced_ops=%d dropped_ops=%d delivered=%d duplicates=%d reordered=%d attempts=%d early_cuts=%d refused_after_cut=%d fsyncs=%d dir_fsyncs=%d seed=%d",
+		cuts, accepted, len(missing), torn, len(q), unsynced, dropped, len(l.delivered), l.duplicates, len(l.reordered),
 		tl.attempts.Load(), early, fsyncFailures, fst.Fsyncs, fst.DirFsyncs, sd)
 }
 
