@@ -17,9 +17,16 @@
 // The durability model (what survives a cut) is lossyfs's; see its package
 // documentation.
 //
-// The tests need /dev/fuse and the right to mount (root); they skip with a
-// message otherwise. In CI the fuse3 Debian package provides the kernel side
-// tools. The number of cuts defaults to a run of about a minute;
+// Beside the agent, two bare tests put the same cuts under bbolt alone (a
+// child process committing transactions; the file must hold a transaction
+// no older than the last acknowledged one) and under the outbox package
+// with a small CompactMinSize, so that compaction — a new file, a rename
+// and a directory fsync — is often what the cut interrupts.
+//
+// The tests need /dev/fuse and the right to mount: as root, lossyfs calls
+// mount(2) itself and needs no fusermount; as another user it needs
+// fusermount3 (Debian: fuse3). They skip with a message otherwise. The
+// number of cuts defaults to a run of about a minute;
 // TPOSAGENT_POWERCUTS=N sets it, TPOSAGENT_POWERCUT_SEED=S repeats the
 // random choices of a run (tearing and cut moments; goroutine timing still
 // varies):

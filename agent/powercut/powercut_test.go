@@ -537,9 +537,9 @@ func TestAgentPowerCuts(t *testing.T) {
 	tl.kill()
 	tl.scanSecrets(t)
 	fst := fsys.Stats()
-	t.Logf("RESULT cuts=%d items=%d lost=%d torn_writes=%d quarantines=%d unsynced_ops=%d dropped_ops=%d delivered=%d duplicates=%d reordered=%d attempts=%d early_cuts=%d refused_after_cut=%d fsyncs=%d dir_fsyncs=%d seed=%d",
+	t.Logf("RESULT cuts=%d items=%d lost=%d torn_writes=%d quarantines=%d unsynced_ops=%d dropped_ops=%d delivered=%d duplicates=%d reordered=%d attempts=%d early_cuts=%d refused_after_cut=%d fsyncs=%d dir_fsyncs=%d pending_renames_lost=%d seed=%d",
 		cuts, accepted, len(missing), torn, len(q), unsynced, dropped, len(l.delivered), l.duplicates, len(l.reordered),
-		tl.attempts.Load(), early, fsyncFailures, fst.Fsyncs, fst.DirFsyncs, sd)
+		tl.attempts.Load(), early, fsyncFailures, fst.Fsyncs, fst.DirFsyncs, fst.PendingRenamesLost, sd)
 }
 
 // scanSecrets fails if a configured secret or an Ödüyo session id shows in
