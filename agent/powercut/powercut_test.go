@@ -96,6 +96,9 @@ func mountOrSkip(t *testing.T, f *lossyfs.FS, dir string) {
 	t.Cleanup(func() { f.Unmount() })
 }
 
+// maxBacklog is where producers pause: the check lists up to 10000.
+const maxBacklog = 2000
+
 const pcToken = "powercut-token-0b3e5c7d9f1a2468"
 
 // item is one record a producer sent; tag is unique over the run.
@@ -110,6 +113,7 @@ type item struct {
 type till struct {
 	t        *testing.T
 	dir      string // the mount, the agent's data_dir
+	work     string // scratch space off the mount
 	cfgPath  string
 	fs       *lossyfs.FS
 	oduyo    *oduyotest.Server
@@ -128,7 +132,7 @@ type till struct {
 func newTill(t *testing.T, fsys *lossyfs.FS) *till {
 	t.Helper()
 	root := t.TempDir()
-	tl := &till{t: t, dir: filepath.Join(root, "data"), fs: fsys, accepted: map[int]item{}}
+	tl := &till{t: t, dir: filepath.Join(root, "data"), work: t.TempDir(), fs: fsys, accepted: map[int]item{}}
 	if err := os.Mkdir(tl.dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -216,6 +220,7 @@ func (tl *till) kill() {
 // produce enqueues until stop is closed: even tags are kasa updates of one
 // of 30 cards (the note carries the tag), odd ones special codes.
 func (tl *till) produce(stop <-chan struct{}, rnd *rand.Rand) {
+	n := 0
 	for {
 		select {
 		case <-stop:
@@ -226,6 +231,14 @@ func (tl *till) produce(stop <-chan struct{}, rnd *rand.Rand) {
 		if c == nil {
 			time.Sleep(2 * time.Millisecond) // the agent is down: wait for the next one
 			continue
+		}
+		// Keep the backlog within what one List call shows: while Ödüyo
+		// is down the queue only grows.
+		if n++; n%20 == 0 {
+			if st, err := c.Status(context.Background()); err == nil && st.Outbox.Pending > maxBacklog {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
 		}
 		tag := int(tl.tag.Add(1))
 		it := item{tag: tag}
@@ -369,7 +382,7 @@ func (tl *till) checkDurableFile() error {
 	if err != nil {
 		return nil // not created yet
 	}
-	p := filepath.Join(tl.t.TempDir(), "outbox.db")
+	p := filepath.Join(tl.work, "outbox.db")
 	if err := os.WriteFile(p, b, 0o600); err != nil {
 		return err
 	}

@@ -772,7 +772,9 @@ func (n *node) Fsync(ctx context.Context, _ fs.FileHandle, flags uint32) syscall
 		return 0
 	}
 	fd := n.obj.file
-	fd.durable = slices.Clone(fd.data)
+	for _, c := range fd.log {
+		fd.durable = apply(fd.durable, c)
+	}
 	fd.log = nil
 	n.fsys.stats.Fsyncs++
 	return 0
