@@ -141,7 +141,7 @@ func checkBolt(data []byte, acked uint64, dir string) error {
 // surviving file must hold a transaction no older than the last one whose
 // commit returned.
 func TestBoltPowerCuts(t *testing.T) {
-	cuts := envInt(t, "TPOSAGENT_POWERCUTS", 60)
+	cuts := envInt(t, "TPOSAGENT_POWERCUTS", 40)
 	sd := seed(t)
 	t.Logf("seed=%d cuts=%d", sd, cuts)
 	rnd := rand.New(rand.NewPCG(sd, 4))

@@ -126,7 +126,7 @@ func outboxItems(data []byte, dir string) (map[uint64]bool, error) {
 // config does not expose): every item whose Enqueue returned must be in
 // the surviving file or have been handed to the sender.
 func TestOutboxCompactionPowerCuts(t *testing.T) {
-	cuts := envInt(t, "TPOSAGENT_POWERCUTS", 60)
+	cuts := envInt(t, "TPOSAGENT_POWERCUTS", 40)
 	sd := seed(t)
 	t.Logf("seed=%d cuts=%d", sd, cuts)
 	rnd := rand.New(rand.NewPCG(sd, 6))
