@@ -20,10 +20,12 @@
 //     injected clock come back after an outage; the peak of requests per
 //     virtual second at the server with reconnect jitter against without.
 //
-// Every test logs its figures as "RESULT key=value …" lines:
+// Every test logs its figures as "RESULT key=value …" lines.
 //
-//	go test -race -v -run . ./agent/faults | grep RESULT
+// TPOSAGENT_FLEET sets the fleet size of the at-once reconnect (default
+// 2000; 500 under -race, 300 with -short) and TPOSAGENT_FLEET_LONG that of
+// the long outage (default 300; 100 under -race). The recorded run:
 //
-// TPOSAGENT_FLEET sets the fleet size (default 2000; the -short default is
-// 300).
+//	go test -count=1 -v -run . ./agent/faults | grep RESULT
+//	TPOSAGENT_FLEET_LONG=2000 go test -count=1 -v -run 'TestFleetReconnect' ./agent/faults | grep RESULT
 package faults
