@@ -220,7 +220,7 @@ func (tl *till) kill() {
 // produce enqueues until stop is closed: even tags are kasa updates of one
 // of 30 cards (the note carries the tag), odd ones special codes.
 func (tl *till) produce(stop <-chan struct{}, rnd *rand.Rand) {
-	n := 0
+	n, full := 0, false
 	for {
 		select {
 		case <-stop:
@@ -234,8 +234,9 @@ func (tl *till) produce(stop <-chan struct{}, rnd *rand.Rand) {
 		}
 		// Keep the backlog within what one List call shows: while Ödüyo
 		// is down the queue only grows.
-		if n++; n%20 == 0 {
-			if st, err := c.Status(context.Background()); err == nil && st.Outbox.Pending > maxBacklog {
+		if n++; n%20 == 0 || full {
+			st, err := c.Status(context.Background())
+			if full = err == nil && st.Outbox.Pending > maxBacklog; full {
 				time.Sleep(20 * time.Millisecond)
 				continue
 			}
