@@ -250,6 +250,10 @@ func testAgentDeviceFaults(t *testing.T) {
 			return false
 		})
 		took := time.Since(start)
+		// The next recheck, one read with every try, and slack.
+		if limit := 50*time.Millisecond + time.Duration(devTries)*devTimeout + readSlack + time.Second; took > limit {
+			t.Errorf("%s: status showed it after %v, limit %v", df.fault, took, limit)
+		}
 		if st.Device.Source != string(device.SourceCache) || st.Device.FiscalSerial != simSerial {
 			t.Errorf("%s: status device %+v, want the cached identity %s", df.fault, st.Device, simSerial)
 		}

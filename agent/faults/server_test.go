@@ -330,6 +330,7 @@ func TestServerFaultMatrix(t *testing.T) {
 		}},
 		{name: "malformed-json", setup: fail(6, oduyotest.Fault{Malformed: true})},
 		{name: "session-expiry-mid-drain", setup: func(e *matrixEnv) { e.srv.ExpireSessionsAfter(2) }, minLogins: 3},
+		{name: "login-http503", setup: func(e *matrixEnv) { e.srv.FailNextLogin(3, oduyotest.Fault{Status: 503}) }},
 		{name: "status-false", setup: func(e *matrixEnv) { e.srv.Reject("2", "S-2") }, permanent: true},
 	}
 	for _, row := range rows {
@@ -575,6 +576,28 @@ func checkMatrix(t *testing.T, e *matrixEnv, row matrixRow) {
 			}
 			if gap := probes[i].at.Sub(probes[i-1].at); gap > retryMax || gap <= 0 {
 				t.Errorf("probe %d: %v after a failed one, want (0, %v]", i, gap, retryMax)
+			}
+		}
+	}
+	// No secret in anything the queue keeps or shows: reasons, dead
+	// letters, the last error.
+	secrets := append([]string{e.srv.Password, e.srv.APIKey}, e.srv.Sessions()...)
+	texts := []string{st.LastError}
+	for _, s := range sends {
+		texts = append(texts, s.result.Reason)
+	}
+	for _, it := range dead {
+		texts = append(texts, it.DeadReason, it.LastError)
+	}
+	for _, p := range probes {
+		if p.err != nil {
+			texts = append(texts, p.err.Error())
+		}
+	}
+	for _, text := range texts {
+		for _, sec := range secrets {
+			if sec != "" && strings.Contains(text, sec) {
+				t.Errorf("a secret leaked into %q", text)
 			}
 		}
 	}
