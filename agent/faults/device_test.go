@@ -1,10 +1,13 @@
 package faults_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -166,10 +169,30 @@ func newTillConfig(t *testing.T, port string, ts *tposltest.Server, od *oduyotes
 	return c
 }
 
-// startAgent runs agent.New + Run in process; stop cancels and waits.
-func startAgent(t *testing.T, cfg config.Config, recheck time.Duration) (*agent.Agent, *localapi.Client, func()) {
+// logBuffer collects the agent's log output (safe for concurrent use).
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startAgent runs agent.New + Run in process, logging at debug level into
+// logs; stop cancels and waits.
+func startAgent(t *testing.T, cfg config.Config, recheck time.Duration, logs *logBuffer) (*agent.Agent, *localapi.Client, func()) {
 	t.Helper()
-	a, err := agent.New(&cfg, agent.Options{DeviceRecheck: recheck})
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, err := agent.New(&cfg, agent.Options{DeviceRecheck: recheck, Logger: log})
 	if err != nil {
 		t.Fatalf("agent.New: %v", err)
 	}
@@ -216,7 +239,8 @@ func testAgentDeviceFaults(t *testing.T) {
 	od := oduyotest.NewServer()
 	t.Cleanup(od.Close)
 	cfg := newTillConfig(t, sim.Port(), ts, od)
-	_, client, stop := startAgent(t, cfg, 50*time.Millisecond)
+	logs := &logBuffer{}
+	_, client, stop := startAgent(t, cfg, 50*time.Millisecond, logs)
 	ctx := context.Background()
 
 	status := func() localapi.Status {
@@ -282,7 +306,7 @@ func testAgentDeviceFaults(t *testing.T) {
 	sim2.SetFault(devicetest.FaultSilent)
 	cfg.Device.Port = sim2.Port()
 	before := len(ts.Requests())
-	_, client, _ = startAgent(t, cfg, time.Hour)
+	_, client, _ = startAgent(t, cfg, time.Hour, logs)
 	poll(t, "registration after a start with a silent device", 20*time.Second, func() bool { return len(ts.Requests()) > before })
 	st := status()
 	if st.Device.Source != string(device.SourceCache) || st.Device.FiscalSerial != simSerial || !strings.Contains(st.Device.Error, device.ErrTimeout.Error()) {
@@ -292,6 +316,20 @@ func testAgentDeviceFaults(t *testing.T) {
 	for i, p := range regs {
 		if p.YKFiscalSeriNo != simSerial {
 			t.Errorf("registration %d sent YK_FISCAL_SERI_NO %q, want %s", i, p.YKFiscalSeriNo, simSerial)
+		}
+	}
+	// The device errors went to the log; no secret did.
+	out := logs.String()
+	if !strings.Contains(out, device.ErrTimeout.Error()) {
+		t.Errorf("the log does not mention the device error")
+	}
+	secrets := append([]string{cfg.TPOSL.Password.Reveal(), cfg.Oduyo.Password.Reveal(), cfg.Oduyo.APIKey.Reveal(), tillToken}, od.Sessions()...)
+	if len(secrets) == 4 {
+		t.Errorf("no Ödüyo session was opened: the records were not delivered through a login")
+	}
+	for _, sec := range secrets {
+		if strings.Contains(out, sec) {
+			t.Errorf("a secret (%d chars) appears in the agent's log", len(sec))
 		}
 	}
 	t.Logf("RESULT agent_device_restart=silent registrations=%d all_with_serial=%s source=%s", len(regs), simSerial, st.Device.Source)
