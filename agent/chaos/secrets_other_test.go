@@ -5,6 +5,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -88,6 +89,9 @@ func TestFilePermissions(t *testing.T) {
 	}
 	if !strings.HasPrefix(res.DataDir, root) {
 		t.Fatalf("installer.Bootstrap made its data dir outside the test's: %s", res.DataDir)
+	}
+	if host, _, err := net.SplitHostPort(res.Config.API.Listen); err != nil || !net.ParseIP(host).IsLoopback() {
+		t.Errorf("the installer's api.listen %q is not loopback", res.Config.API.Listen)
 	}
 	for _, p := range []string{res.ConfigPath, res.DataDir} {
 		st, err := os.Stat(p)
