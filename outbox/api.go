@@ -92,7 +92,7 @@ func (q *Queue) Stats() (Stats, error) {
 	p := q.pub
 	q.mu.Unlock()
 	st := Stats{
-		Pending: p.pending, InFlight: p.inFlight, Dead: p.dead, Online: p.online,
+		Pending: p.pending, InFlight: p.inFlight, Dead: p.dead, Online: p.online, Offline: p.offline,
 		PausedUntil: p.pausedUntil, LastSuccess: p.lastSuccess, LastError: p.lastError, LastErrorAt: p.lastErrorAt,
 		Enqueued: p.enqueued, Delivered: p.delivered, Coalesced: p.coalesced, DeadLettered: p.deadLettered,
 		Quarantined: p.quarantined, QuarantinedAt: p.quarantinedAt, Compactions: p.compactions,

@@ -85,6 +85,8 @@ type loopState struct {
 	online      bool // dispatch allowed: not known to be offline
 	reachable   bool // last contact reached the server (Stats.Online)
 	probing     bool
+	reprobe     bool // a send failed while a probe ran: probe again if it succeeds
+	kicked      bool // Kick while a probe ran: probe again if it fails
 	probeFails  int
 	nextProbe   time.Time
 	lastProbeOK time.Time
@@ -137,7 +139,9 @@ func (q *Queue) loop() {
 		case <-timerC:
 			ls.timer, ls.timerAt = nil, time.Time{}
 		case <-q.kick:
-			if !ls.online && !ls.probing {
+			if ls.probing {
+				ls.kicked = true // the running probe may predate the hint
+			} else if !ls.online {
 				ls.nextProbe = time.Time{}
 			}
 		case <-q.quit:
@@ -192,7 +196,7 @@ func (q *Queue) applyBatch(batch []request) {
 				continue
 			}
 			ls.run = r.rs
-			ls.online, ls.probing, ls.probeFails = true, false, 0
+			ls.online, ls.probing, ls.reprobe, ls.kicked, ls.probeFails = true, false, false, false, 0
 			ls.nextProbe, ls.holdUntil = time.Time{}, time.Time{}
 			q.startProbe() // learn whether we are online
 			r.reply <- nil
@@ -268,6 +272,9 @@ func (q *Queue) applyBatch(batch []request) {
 	for _, r := range ops {
 		if r, ok := r.(*completeReq); ok {
 			q.release(r.it)
+			if err == nil {
+				q.noteResult(r, now)
+			}
 		}
 	}
 	q.publish() // before the replies: a caller's next Stats sees its change
@@ -285,10 +292,6 @@ func (q *Queue) applyBatch(batch []request) {
 			} else {
 				e, _ := results[i].(error)
 				r.reply <- e
-			}
-		case *completeReq:
-			if err == nil {
-				q.noteResult(r, now)
 			}
 		}
 	}
@@ -509,8 +512,12 @@ func (q *Queue) noteResult(r *completeReq, now time.Time) {
 			}
 			return
 		}
-		if ls.run != nil && ls.online && !ls.probing {
-			q.startProbe()
+		if ls.run != nil && ls.online {
+			if ls.probing {
+				ls.reprobe = true // this failure is newer than the running probe
+			} else {
+				q.startProbe()
+			}
 		}
 	}
 }
@@ -536,6 +543,7 @@ func (q *Queue) handleProbe(r *probeReq, now time.Time) {
 	}
 	ls.probing = false
 	if r.err == nil {
+		ls.kicked = false
 		ls.reachable = true
 		ls.lastProbeOK = now
 		if !ls.online {
@@ -548,8 +556,13 @@ func (q *Queue) handleProbe(r *probeReq, now time.Time) {
 			q.log.Info("outbox back online", "failed_probes", ls.probeFails, "first_send_in", jitter)
 		}
 		ls.probeFails = 0
+		if ls.reprobe {
+			ls.reprobe = false
+			q.startProbe()
+		}
 		return
 	}
+	ls.reprobe = false
 	ls.reachable = false
 	ls.lastError, ls.lastErrorAt = cleanReason("probe: "+r.err.Error(), "probe failed"), now
 	if ls.online {
@@ -559,6 +572,10 @@ func (q *Queue) handleProbe(r *probeReq, now time.Time) {
 	ls.probeFails++
 	d := q.backoffCap(ls.probeFails)
 	ls.nextProbe = now.Add(d/2 + time.Duration(q.rnd()*float64(d/2)))
+	if ls.kicked {
+		ls.kicked = false
+		ls.nextProbe = now
+	}
 }
 
 // resetBackoff makes every head due now: after a reconnect the queue drains
@@ -709,6 +726,7 @@ func (q *Queue) publish() {
 	p.enqueued, p.delivered, p.coalesced, p.deadLettered = ls.c.enqueued, ls.c.delivered, ls.c.coalesced, ls.c.deadLettered
 	p.inFlight = len(ls.busy)
 	p.online = ls.reachable
+	p.offline = !ls.online
 	p.pausedUntil, p.lastSuccess, p.lastErrorAt, p.lastError = ls.pausedUntil, ls.lastSuccess, ls.lastErrorAt, ls.lastError
 	p.compactions = ls.compactions
 	if len(p.inFlightIDs) != len(ls.busyIDs) || len(ls.busyIDs) > 0 {

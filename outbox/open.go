@@ -46,7 +46,7 @@ type Queue struct {
 type published struct {
 	pending, dead, inFlight                      int
 	enqueued, delivered, coalesced, deadLettered uint64
-	online                                       bool
+	online, offline                              bool
 	pausedUntil, lastSuccess, lastErrorAt        time.Time
 	lastError                                    string
 	quarantined                                  string

@@ -126,6 +126,7 @@ type Stats struct {
 	OldestPendingAge        time.Duration
 	Bytes                   int64     // file size on disk
 	Online                  bool      // last send/probe reached the server
+	Offline                 bool      // sending is suspended until a probe succeeds
 	PausedUntil             time.Time // Retry-After pause
 	LastSuccess             time.Time
 	LastError               string
