@@ -75,6 +75,12 @@ func TestClientCommandsWithoutAgent(t *testing.T) {
 	if code != exitUnknown || !strings.Contains(errOut, "no tposagent is running") {
 		t.Errorf("license: exit %d %q, want %d", code, errOut, exitUnknown)
 	}
+	for _, args := range [][]string{{"outbox", "dead", "--config", path}, {"outbox", "retry", "7", "--config", path}, {"status", "--config", path}} {
+		code, _, errOut = runCLI(t, args...)
+		if code != exitError || !strings.Contains(errOut, "no tposagent is running") {
+			t.Errorf("%v: exit %d %q: --config after the action must be honoured", args, code, errOut)
+		}
+	}
 	code, _, errOut = runCLI(t, "--config", filepath.Join(dir, "missing.toml"), "status")
 	if code != exitError || !strings.Contains(errOut, "no config file") {
 		t.Errorf("missing config: exit %d %q", code, errOut)

@@ -322,10 +322,10 @@ func cmdOutbox(ctx context.Context, e *env, args []string) error {
 	addConfigFlag(fs, e)
 	asJSON := fs.Bool("json", false, "print as JSON")
 	limit := fs.Int("limit", 100, "at most this many items")
-	if err := parseFlags(fs, args); err != nil {
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
 		return err
 	}
-	rest := fs.Args()
 	if len(rest) == 0 {
 		fs.Usage()
 		return usageErrorf("outbox: say list, dead, retry ID or drop ID")
