@@ -32,7 +32,8 @@ type enqueueRes struct {
 type completeReq struct {
 	it      Item
 	res     Result
-	abandon bool // not sent (stopping): release the key, change nothing
+	abandon bool    // not sent (stopping): release the key, change nothing
+	jitter  float64 // drawn by the loop for the backoff
 }
 
 type probeReq struct {
@@ -95,6 +96,12 @@ type loopState struct {
 	nextDue     time.Time // earliest future due head seen by the last scan
 	drained     bool      // pending went to zero: consider compaction
 	failures    int       // consecutive transient failures, for the recovery log line
+	sending     int       // items handed to workers whose result has not come back
+
+	pendingOps []request      // waiting for the next commit
+	committing bool           // a commit runs in its own goroutine
+	locked     map[string]int // keys a running commit may change (coalescing)
+	barrier    int            // admin operations in the running commit: no dispatch
 
 	lastSuccess, lastErrorAt time.Time
 	lastError                string
@@ -109,6 +116,7 @@ func (ls *loopState) init(q *Queue) {
 		delivered: q.pub.delivered, coalesced: q.pub.coalesced, deadLettered: q.pub.deadLettered}
 	ls.busy = map[string]uint64{}
 	ls.busyIDs = map[uint64]string{}
+	ls.locked = map[string]int{}
 	ls.online = true
 }
 
@@ -126,7 +134,7 @@ func (q *Queue) loop() {
 		case r := <-q.reqs:
 			batch = append(batch[:0], r)
 		collect:
-			for len(batch) < q.maxBatch {
+			for len(batch) < maxBatch {
 				select {
 				case r := <-q.reqs:
 					batch = append(batch, r)
@@ -134,8 +142,16 @@ func (q *Queue) loop() {
 					break collect
 				}
 			}
-			q.applyBatch(batch)
+			q.accept(batch)
 			clear(batch)
+			if !ls.committing && len(ls.pendingOps) > 0 {
+				q.startCommit()
+			}
+		case res := <-q.commitDone:
+			q.finishCommit(res)
+			if len(ls.pendingOps) > 0 {
+				q.startCommit()
+			}
 		case <-timerC:
 			ls.timer, ls.timerAt = nil, time.Time{}
 		case <-q.kick:
@@ -148,13 +164,33 @@ func (q *Queue) loop() {
 			if ls.timer != nil {
 				ls.timer.Stop()
 			}
+			if ls.committing {
+				q.finishCommit(<-q.commitDone)
+			}
 			if ls.run != nil {
 				close(ls.run.work)
 				ls.run = nil
 			}
+			for _, r := range ls.pendingOps {
+				q.failRequest(r)
+			}
+			ls.pendingOps = nil
 			q.failPending()
 			return
 		}
+	}
+}
+
+func (q *Queue) failRequest(r request) {
+	switch r := r.(type) {
+	case *enqueueReq:
+		r.reply <- enqueueRes{err: fmt.Errorf("enqueue: %w", ErrClosed)}
+	case *adminReq:
+		r.reply <- ErrClosed
+	case *runStartReq:
+		r.reply <- ErrClosed
+	case *runStopReq:
+		close(r.reply)
 	}
 }
 
@@ -163,16 +199,7 @@ func (q *Queue) failPending() {
 	for {
 		select {
 		case r := <-q.reqs:
-			switch r := r.(type) {
-			case *enqueueReq:
-				r.reply <- enqueueRes{err: ErrClosed}
-			case *adminReq:
-				r.reply <- ErrClosed
-			case *runStartReq:
-				r.reply <- ErrClosed
-			case *runStopReq:
-				close(r.reply)
-			}
+			q.failRequest(r)
 		default:
 			return
 		}
@@ -184,10 +211,11 @@ func isLogical(err error) bool {
 	return errors.Is(err, ErrFull) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInFlight)
 }
 
-func (q *Queue) applyBatch(batch []request) {
+// accept handles control requests at once and queues the rest for the
+// next commit.
+func (q *Queue) accept(batch []request) {
 	ls := &q.ls
 	now := q.clock.Now()
-	var ops []request
 	for _, r := range batch {
 		switch r := r.(type) {
 		case *runStartReq:
@@ -209,38 +237,93 @@ func (q *Queue) applyBatch(batch []request) {
 		case *probeReq:
 			q.handleProbe(r, now)
 		case *completeReq:
+			ls.sending--
 			if r.abandon {
 				q.release(r.it)
 				continue
 			}
-			ops = append(ops, r)
+			q.noteResult(r, now) // what the server said counts at once (a pause stops dispatch now)
+			ls.pendingOps = append(ls.pendingOps, r)
 		default:
-			ops = append(ops, r)
+			ls.pendingOps = append(ls.pendingOps, r)
 		}
 	}
-	if len(ops) == 0 {
-		return
+}
+
+// commitJob is one group commit. Everything the transaction needs from
+// the loop's state is copied in, so it can run in its own goroutine while
+// the loop keeps dispatching: keys it may change are busy (send results)
+// or locked (coalescing enqueues), and admin operations stop dispatch.
+type commitJob struct {
+	ops     []request
+	now     time.Time
+	c       counters
+	flying  map[string]uint64 // in-flight id of each coalescing key
+	busyIDs map[uint64]bool   // for Drop
+	locked  []string
+	barrier bool
+}
+
+type commitResult struct {
+	job     *commitJob
+	c       counters
+	results []any
+	err     error
+}
+
+func (q *Queue) startCommit() {
+	ls := &q.ls
+	n := min(len(ls.pendingOps), q.maxBatch)
+	job := &commitJob{ops: append([]request(nil), ls.pendingOps[:n]...), now: q.clock.Now(), c: ls.c, flying: map[string]uint64{}}
+	ls.pendingOps = append(ls.pendingOps[:0], ls.pendingOps[n:]...)
+	for _, r := range job.ops {
+		switch r := r.(type) {
+		case *enqueueReq:
+			if r.e.Coalesce {
+				if id, ok := ls.busy[r.e.Key]; ok {
+					job.flying[r.e.Key] = id
+				}
+				ls.locked[r.e.Key]++
+				job.locked = append(job.locked, r.e.Key)
+			}
+		case *completeReq:
+			r.jitter = q.rnd()
+		case *adminReq:
+			if !job.barrier {
+				job.barrier = true
+				ls.barrier++
+				job.busyIDs = make(map[uint64]bool, len(ls.busyIDs))
+				for id := range ls.busyIDs {
+					job.busyIDs[id] = true
+				}
+			}
+		}
 	}
-	c := ls.c
-	results := make([]any, len(ops))
-	err := q.db.Update(func(tx *bolt.Tx) error {
+	ls.committing = true
+	go func() { q.commitDone <- q.runCommit(job) }()
+}
+
+func (q *Queue) runCommit(job *commitJob) commitResult {
+	res := commitResult{job: job, c: job.c, results: make([]any, len(job.ops))}
+	c := &res.c
+	res.err = q.db.Update(func(tx *bolt.Tx) error {
 		t, err := openTxb(tx)
 		if err != nil {
 			return err
 		}
 		used := usedBytes(q.db, tx)
-		for i, r := range ops {
+		for i, r := range job.ops {
 			var err error
 			switch r := r.(type) {
 			case *enqueueReq:
 				var it Item
-				it, err = q.applyEnqueue(t, r.e, now, &c, &used)
-				results[i] = enqueueRes{it: it, err: err}
+				it, err = q.applyEnqueue(t, job, r.e, c, &used)
+				res.results[i] = enqueueRes{it: it, err: err}
 			case *completeReq:
-				err = q.applyComplete(t, r, now, &c)
+				err = q.applyComplete(t, r, job.now, c)
 			case *adminReq:
-				err = q.applyAdmin(t, r, &c)
-				results[i] = err
+				err = q.applyAdmin(t, job, r, c)
+				res.results[i] = err
 			}
 			if err != nil && !isLogical(err) {
 				return err
@@ -258,39 +341,51 @@ func (q *Queue) applyBatch(batch []request) {
 		}
 		return nil
 	})
-	if err != nil {
-		err = fmt.Errorf("commit outbox batch: %w", err)
-		q.log.Error("outbox commit failed", "err", err, "requests", len(ops))
+	if res.err != nil {
+		res.err = fmt.Errorf("commit outbox batch: %w", res.err)
+		q.log.Error("outbox commit failed", "err", res.err, "requests", len(job.ops))
+	}
+	return res
+}
+
+func (q *Queue) finishCommit(res commitResult) {
+	ls := &q.ls
+	job := res.job
+	ls.committing = false
+	for _, k := range job.locked {
+		if ls.locked[k]--; ls.locked[k] <= 0 {
+			delete(ls.locked, k)
+		}
+	}
+	if job.barrier {
+		ls.barrier--
 	}
 	wasPending := ls.c.pending
-	if err == nil {
-		ls.c = c
+	if res.err == nil {
+		ls.c = res.c
 	}
 	if wasPending > 0 && ls.c.pending == 0 {
 		ls.drained = true
 	}
-	for _, r := range ops {
+	for _, r := range job.ops {
 		if r, ok := r.(*completeReq); ok {
 			q.release(r.it)
-			if err == nil {
-				q.noteResult(r, now)
-			}
 		}
 	}
 	q.publish() // before the replies: a caller's next Stats sees its change
-	for i, r := range ops {
+	for i, r := range job.ops {
 		switch r := r.(type) {
 		case *enqueueReq:
-			if err != nil {
-				r.reply <- enqueueRes{err: err}
+			if res.err != nil {
+				r.reply <- enqueueRes{err: res.err}
 			} else {
-				r.reply <- results[i].(enqueueRes)
+				r.reply <- res.results[i].(enqueueRes)
 			}
 		case *adminReq:
-			if err != nil {
-				r.reply <- err
+			if res.err != nil {
+				r.reply <- res.err
 			} else {
-				e, _ := results[i].(error)
+				e, _ := res.results[i].(error)
 				r.reply <- e
 			}
 		}
@@ -304,7 +399,8 @@ func (q *Queue) release(it Item) {
 	delete(q.ls.busyIDs, it.ID)
 }
 
-func (q *Queue) applyEnqueue(t *txb, e Entry, now time.Time, c *counters, used *int64) (Item, error) {
+func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used *int64) (Item, error) {
+	now := job.now
 	est := int64(len(e.Payload) + 3*len(e.Key) + 160)
 	if *used+est > q.opts.MaxSize {
 		return Item{}, fmt.Errorf("enqueue %s %s: %w (max %d bytes)", e.Kind, e.Key, ErrFull, q.opts.MaxSize)
@@ -312,7 +408,7 @@ func (q *Queue) applyEnqueue(t *txb, e Entry, now time.Time, c *counters, used *
 	var inherit int64
 	removed := false
 	if e.Coalesce {
-		flying, isFlying := q.ls.busy[e.Key]
+		flying, isFlying := job.flying[e.Key]
 		for _, id := range t.keyIDs(e.Key) {
 			if isFlying && id == flying {
 				continue
@@ -406,7 +502,7 @@ func (q *Queue) applyComplete(t *txb, r *completeReq, now time.Time, c *counters
 	default: // Retry, or anything unknown
 		it.Attempts++
 		it.LastError = cleanReason(r.res.Reason, "transient failure")
-		delay := q.backoff(it.Attempts)
+		delay := time.Duration(r.jitter * float64(q.backoffCap(it.Attempts)))
 		if r.res.RetryAfter > delay {
 			delay = r.res.RetryAfter
 		}
@@ -418,7 +514,7 @@ func (q *Queue) applyComplete(t *txb, r *completeReq, now time.Time, c *counters
 	return t.reschedule(key)
 }
 
-func (q *Queue) applyAdmin(t *txb, r *adminReq, c *counters) error {
+func (q *Queue) applyAdmin(t *txb, job *commitJob, r *adminReq, c *counters) error {
 	k := idKey(r.id)
 	switch r.op {
 	case opRetry:
@@ -441,7 +537,7 @@ func (q *Queue) applyAdmin(t *txb, r *adminReq, c *counters) error {
 		c.pending++
 		return t.reschedule(it.Key)
 	case opDrop:
-		if _, ok := q.ls.busyIDs[r.id]; ok {
+		if job.busyIDs[r.id] {
 			return fmt.Errorf("drop outbox item %d: %w", r.id, ErrInFlight)
 		}
 		if v := t.items.Get(k); v != nil {
@@ -616,8 +712,8 @@ func (q *Queue) resetBackoff(now time.Time) error {
 
 func (q *Queue) canDispatch(now time.Time) bool {
 	ls := &q.ls
-	return ls.run != nil && ls.online && !now.Before(ls.pausedUntil) && !now.Before(ls.holdUntil) &&
-		len(ls.busy) < q.opts.Concurrency
+	return ls.run != nil && ls.online && ls.barrier == 0 && !now.Before(ls.pausedUntil) && !now.Before(ls.holdUntil) &&
+		ls.sending < q.opts.Concurrency
 }
 
 // tick dispatches due work, starts probes, compacts, publishes the state
@@ -631,7 +727,7 @@ func (q *Queue) tick() {
 	if q.canDispatch(now) {
 		q.dispatch(now)
 	}
-	if ls.drained && len(ls.busy) == 0 && ls.c.pending == 0 {
+	if ls.drained && !ls.committing && len(ls.busy) == 0 && ls.c.pending == 0 {
 		ls.drained = false
 		q.maybeCompact()
 	}
@@ -677,7 +773,7 @@ func (q *Queue) dispatch(now time.Time) {
 	ls := &q.ls
 	ls.nextDue = time.Time{}
 	var picked []Item
-	free := q.opts.Concurrency - len(ls.busy)
+	free := q.opts.Concurrency - ls.sending
 	err := q.db.View(func(tx *bolt.Tx) error {
 		t, err := openTxb(tx)
 		if err != nil {
@@ -693,7 +789,7 @@ func (q *Queue) dispatch(now time.Time) {
 				ls.nextDue = time.Unix(0, due)
 				break
 			}
-			if _, busy := ls.busy[string(v)]; busy {
+			if _, busy := ls.busy[string(v)]; busy || ls.locked[string(v)] > 0 {
 				continue
 			}
 			id := binary.BigEndian.Uint64(k[8:])
@@ -705,6 +801,7 @@ func (q *Queue) dispatch(now time.Time) {
 			picked = append(picked, it)
 			ls.busy[it.Key] = id
 			ls.busyIDs[id] = it.Key
+			ls.sending++
 			free--
 		}
 		return nil
@@ -713,7 +810,7 @@ func (q *Queue) dispatch(now time.Time) {
 		q.log.Error("outbox dispatch", "err", err)
 	}
 	for _, it := range picked {
-		ls.run.work <- it // never blocks: cap(work) == Concurrency >= busy
+		ls.run.work <- it // never blocks: cap(work) == Concurrency >= sending
 	}
 }
 

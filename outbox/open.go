@@ -27,14 +27,15 @@ type Queue struct {
 	dbMu sync.RWMutex // write-locked only to swap db (compaction, Close)
 	db   *bolt.DB
 
-	reqs      chan request
-	kick      chan struct{}
-	quit      chan struct{}
-	done      chan struct{}
-	closeOnce sync.Once
-	maxBatch  int // requests per transaction; 1 gives the naive baseline
-	runMu     sync.Mutex
-	running   bool
+	reqs       chan request
+	kick       chan struct{}
+	commitDone chan commitResult
+	quit       chan struct{}
+	done       chan struct{}
+	closeOnce  sync.Once
+	maxBatch   int // requests per transaction; 1 gives the naive baseline
+	runMu      sync.Mutex
+	running    bool
 
 	mu  sync.Mutex // guards pub
 	pub published
@@ -67,7 +68,7 @@ func Open(opts Options) (*Queue, error) {
 	opts.setDefaults()
 	q := &Queue{
 		opts: opts, path: opts.Path, log: opts.Logger, clock: opts.Clock, rnd: opts.Rand,
-		reqs: make(chan request, 1024), kick: make(chan struct{}, 1),
+		reqs: make(chan request, 1024), kick: make(chan struct{}, 1), commitDone: make(chan commitResult, 1),
 		quit: make(chan struct{}), done: make(chan struct{}), maxBatch: opts.batchLimit,
 	}
 	if q.rnd == nil {

@@ -159,7 +159,7 @@ func putCounter(b *bolt.Bucket, name []byte, v uint64) error {
 
 // txb gives access to the buckets of one transaction.
 type txb struct {
-	tx                                    *bolt.Tx
+	tx                                     *bolt.Tx
 	items, dead, bykey, sched, heads, meta *bolt.Bucket
 }
 
