@@ -144,8 +144,28 @@ func TestBoltPowerCuts(t *testing.T) {
 	cuts := envInt(t, "TPOSAGENT_POWERCUTS", 40)
 	sd := seed(t)
 	t.Logf("seed=%d cuts=%d", sd, cuts)
+	if failure := runBoltCuts(t, cuts, sd, lossyfs.Options{Rand: rand.New(rand.NewPCG(sd, 5))}); failure != "" {
+		t.Fatal(failure)
+	}
+}
+
+// TestBoltPowerCutsCatchLyingDisk is the negative control of
+// TestBoltPowerCuts: a disk that ignores half the fsyncs must be caught.
+func TestBoltPowerCutsCatchLyingDisk(t *testing.T) {
+	sd := seed(t)
+	t.Logf("seed=%d", sd)
+	failure := runBoltCuts(t, 20, sd, lossyfs.Options{Rand: rand.New(rand.NewPCG(sd, 5)), Tear: lossyfs.TearNone, LyingFsync: 0.5})
+	if failure == "" {
+		t.Fatal("a disk that ignores half the fsyncs lost nothing the test could see")
+	}
+	t.Logf("caught, as it must be: %s", failure)
+}
+
+// runBoltCuts returns the first broken promise, or "".
+func runBoltCuts(t *testing.T, cuts int, sd uint64, fsOpts lossyfs.Options) string {
+	control := fsOpts.LyingFsync > 0
 	rnd := rand.New(rand.NewPCG(sd, 4))
-	fsys := lossyfs.New(lossyfs.Options{Rand: rand.New(rand.NewPCG(sd, 5))})
+	fsys := lossyfs.New(fsOpts)
 	dir := filepath.Join(t.TempDir(), "mnt")
 	os.Mkdir(dir, 0o700)
 	mountOrSkip(t, fsys, dir)
@@ -202,13 +222,17 @@ func TestBoltPowerCuts(t *testing.T) {
 		data, err := fsys.ReadFile("bolt.db")
 		if err == nil {
 			if err := checkBolt(data, acked.Load(), work); err != nil {
-				f, _ := os.CreateTemp("", "powercut-bolt-*.db")
-				f.Write(data)
-				f.Close()
-				t.Fatalf("cut %d (seed %d): %v (acknowledged %d; file kept at %s)\nchild: %s", cut, sd, err, acked.Load(), f.Name(), stderr.String())
+				kept := "(not kept: a negative control)"
+				if !control {
+					f, _ := os.CreateTemp("", "powercut-bolt-*.db")
+					f.Write(data)
+					f.Close()
+					kept = f.Name()
+				}
+				return fmt.Sprintf("cut %d (seed %d): %v (acknowledged %d; file kept at %s)", cut, sd, err, acked.Load(), kept)
 			}
 		} else if acked.Load() > 0 {
-			t.Fatalf("cut %d: the file is gone: %v", cut, err)
+			return fmt.Sprintf("cut %d: the file is gone: %v", cut, err)
 		}
 		if err := fsys.Mount(dir); err != nil {
 			t.Fatal(err)
@@ -218,4 +242,5 @@ func TestBoltPowerCuts(t *testing.T) {
 		t.Errorf("only %d transactions over %d cuts: the writer barely ran", acked.Load(), cuts)
 	}
 	t.Logf("RESULT bolt cuts=%d transactions=%s torn_writes=%d unsynced_ops=%d", cuts, strconv.FormatUint(acked.Load(), 10), torn, unsynced)
+	return ""
 }

@@ -114,6 +114,7 @@ type till struct {
 	t        *testing.T
 	dir      string // the mount, the agent's data_dir
 	work     string // scratch space off the mount
+	control  bool   // a negative control: failures are expected
 	cfgPath  string
 	fs       *lossyfs.FS
 	oduyo    *oduyotest.Server
@@ -403,6 +404,9 @@ func (tl *till) checkDurableFile() error {
 // keep copies the surviving outbox file out of the test's temporary
 // directories so that a failure can be looked at.
 func (tl *till) keep() string {
+	if tl.control {
+		return "(not kept: a negative control)"
+	}
 	b, err := tl.fs.ReadFile("outbox.db")
 	if err != nil {
 		return "(no outbox file)"
@@ -434,9 +438,32 @@ func TestAgentPowerCuts(t *testing.T) {
 	cuts := envInt(t, "TPOSAGENT_POWERCUTS", 100)
 	sd := seed(t)
 	t.Logf("seed=%d cuts=%d (repeat with TPOSAGENT_POWERCUT_SEED=%d)", sd, cuts, sd)
+	if failure := runAgentCuts(t, cuts, sd, lossyfs.Options{Rand: rand.New(rand.NewPCG(sd, 2))}); failure != "" {
+		t.Fatal(failure)
+	}
+}
+
+// TestAgentPowerCutsCatchLyingDisk is the negative control: on a disk
+// whose fsync sometimes returns without making anything durable, the same
+// run must find lost items (or a failed check, or a quarantine). If it did
+// not, TestAgentPowerCuts would prove nothing.
+func TestAgentPowerCutsCatchLyingDisk(t *testing.T) {
+	sd := seed(t)
+	t.Logf("seed=%d", sd)
+	failure := runAgentCuts(t, 30, sd, lossyfs.Options{Rand: rand.New(rand.NewPCG(sd, 2)), Tear: lossyfs.TearNone, LyingFsync: 0.5})
+	if failure == "" {
+		t.Fatal("a disk that ignores half the fsyncs lost nothing the test could see")
+	}
+	t.Logf("caught, as it must be: %s", failure)
+}
+
+// runAgentCuts runs the agent through cuts power cuts on lossyfs and
+// returns the first broken promise, or "".
+func runAgentCuts(t *testing.T, cuts int, sd uint64, fsOpts lossyfs.Options) string {
 	rnd := rand.New(rand.NewPCG(sd, 1))
-	fsys := lossyfs.New(lossyfs.Options{Rand: rand.New(rand.NewPCG(sd, 2))})
+	fsys := lossyfs.New(fsOpts)
 	tl := newTill(t, fsys)
+	tl.control = fsOpts.LyingFsync > 0
 	tl.start()
 	tl.waitAPI()
 
@@ -486,7 +513,7 @@ func TestAgentPowerCuts(t *testing.T) {
 			t.Fatalf("cut %d: %v", cut, err)
 		}
 		if err := tl.checkDurableFile(); err != nil {
-			t.Fatalf("cut %d (seed %d): %v; file kept at %s", cut, sd, err, tl.keep())
+			return fmt.Sprintf("cut %d (seed %d): %v; file kept at %s", cut, sd, err, tl.keep())
 		}
 		if err := fsys.Mount(tl.dir); err != nil {
 			t.Fatalf("cut %d: remount: %v", cut, err)
@@ -495,11 +522,11 @@ func TestAgentPowerCuts(t *testing.T) {
 		if rnd.IntN(5) != 0 || cut == cuts {
 			tl.waitAPI()
 			if q := tl.quarantines(); len(q) > 0 {
-				t.Fatalf("cut %d (seed %d): the agent quarantined its outbox after a power cut: %v\n%s", cut, sd, q, tl.stderr)
+				return fmt.Sprintf("cut %d (seed %d): the agent quarantined its outbox after a power cut: %v", cut, sd, q)
 			}
 			acc := tl.acceptedNow()
 			if lost := lost(acc, tl.snapshot(true)); len(lost) > 0 {
-				t.Fatalf("cut %d (seed %d): %d accepted items lost, e.g. %+v; file kept at %s", cut, sd, len(lost), lost[0], tl.keep())
+				return fmt.Sprintf("cut %d (seed %d): %d accepted items lost, e.g. %+v; file kept at %s", cut, sd, len(lost), lost[0], tl.keep())
 			}
 		}
 	}
@@ -524,23 +551,24 @@ func TestAgentPowerCuts(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	l := tl.snapshot(false)
+	var failures []string
 	missing := lost(tl.acceptedNow(), l)
 	for i, it := range missing {
 		if i < 10 {
-			t.Errorf("accepted, never delivered: %+v", it)
+			failures = append(failures, fmt.Sprintf("accepted, never delivered: %+v", it))
 		}
 	}
 	for i, r := range l.reordered {
 		if i < 10 {
-			t.Errorf("per-card order broken: %s", r)
+			failures = append(failures, "per-card order broken: "+r)
 		}
 	}
 	q := tl.quarantines()
 	if len(q) > 0 || st.Outbox.Quarantined != "" {
-		t.Errorf("quarantined outbox files: %v %q", q, st.Outbox.Quarantined)
+		failures = append(failures, fmt.Sprintf("quarantined outbox files: %v %q", q, st.Outbox.Quarantined))
 	}
 	if st.Outbox.Dead != 0 {
-		t.Errorf("%d dead letters, want 0", st.Outbox.Dead)
+		failures = append(failures, fmt.Sprintf("%d dead letters, want 0", st.Outbox.Dead))
 	}
 	tl.mu.Lock()
 	accepted := len(tl.accepted)
@@ -554,6 +582,7 @@ func TestAgentPowerCuts(t *testing.T) {
 	t.Logf("RESULT cuts=%d items=%d lost=%d torn_writes=%d quarantines=%d unsynced_ops=%d dropped_ops=%d delivered=%d duplicates=%d reordered=%d attempts=%d early_cuts=%d refused_after_cut=%d fsyncs=%d dir_fsyncs=%d pending_renames_lost=%d seed=%d",
 		cuts, accepted, len(missing), torn, len(q), unsynced, dropped, len(l.delivered), l.duplicates, len(l.reordered),
 		tl.attempts.Load(), early, fsyncFailures, fst.Fsyncs, fst.DirFsyncs, fst.PendingRenamesLost, sd)
+	return strings.Join(failures, "; ")
 }
 
 // scanSecrets fails if a configured secret or an Ödüyo session id shows in

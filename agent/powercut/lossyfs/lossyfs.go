@@ -55,6 +55,10 @@ type Options struct {
 	SectorSize int
 	// Tear fixes the model of every cut (default TearRandom).
 	Tear Tear
+	// LyingFsync is the probability that an fsync of a file returns
+	// success without making anything durable: a broken disk, for the
+	// negative controls of the tests. Leave it 0 otherwise.
+	LyingFsync float64
 	// Logger gets a line per mount, unmount and cut; nil discards.
 	Logger *slog.Logger
 }
@@ -79,6 +83,7 @@ type Stats struct {
 	TornOps, DroppedOps       int
 	PendingRenamesLost        int
 	FailedAfterCut            int // mutations refused with EIO after a cut
+	LiedFsyncs                int // fsyncs that did nothing (Options.LyingFsync)
 }
 
 // FS is the filesystem. Its methods are safe for concurrent use.
@@ -769,6 +774,10 @@ func (n *node) Fsync(ctx context.Context, _ fs.FileHandle, flags uint32) syscall
 			d.durable[k] = v
 		}
 		n.fsys.stats.DirFsyncs++
+		return 0
+	}
+	if n.fsys.opts.LyingFsync > 0 && n.fsys.rnd.Float64() < n.fsys.opts.LyingFsync {
+		n.fsys.stats.LiedFsyncs++
 		return 0
 	}
 	fd := n.obj.file
