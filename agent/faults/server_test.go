@@ -226,14 +226,29 @@ func (e *matrixEnv) settle() {
 			}
 			time.Sleep(200 * time.Microsecond)
 		}
-		s0, p0 := e.rec.snapshot()
+		// Two requests through the loop: after the second, the loop has
+		// run a whole turn (tick: dispatch, timer) after the first. The
+		// state must not have moved meanwhile.
+		before := e.idleState()
 		e.barrier()
 		e.barrier()
-		s1, p1 := e.rec.snapshot()
-		if e.rec.active.Load() == 0 && e.stats().InFlight == 0 && len(s0) == len(s1) && len(p0) == len(p1) {
+		if e.rec.active.Load() == 0 && e.idleState() == before {
 			return
 		}
 	}
+}
+
+// idleState is what must stay still while the queue is idle.
+type idleState struct {
+	sends, probes, pending, inFlight int
+	next                             time.Time
+}
+
+func (e *matrixEnv) idleState() idleState {
+	sends, probes := e.rec.snapshot()
+	st := e.stats()
+	next, _ := e.clock.Next()
+	return idleState{sends: len(sends), probes: len(probes), pending: st.Pending, inFlight: st.InFlight, next: next}
 }
 
 // done: nothing pending, every record either delivered or dead.
