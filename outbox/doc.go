@@ -42,9 +42,9 @@
 //
 //	items  id -> record                  pending items
 //	dead   id -> record                  dead letters (same id)
-//	bykey  len(key) u16, key, id -> ""   per-key FIFO index of pending items
+//	bykey  len(key) u16, key, id -> v    per-key FIFO index of pending items;
+//	                                     v is the head's sched key, else empty
 //	sched  due u64 (unix ns), id -> key  one entry per key with pending items: its head
-//	heads  key -> sched key              where that key's sched entry is
 //	meta   name -> u64                   counters: pending, dead, enqueued,
 //	                                     delivered, coalesced, dead_lettered, version
 //

@@ -62,3 +62,61 @@ func OpenNaive(opts Options) (*Queue, error) {
 	opts.batchLimit = 1
 	return Open(opts)
 }
+
+// CheckIndex verifies the invariants of the layout: every pending item is
+// in bykey and every bykey entry has an item; each key with pending items
+// has exactly one sched entry, for its first item, named by that item's
+// bykey value; the pending and dead counters match the buckets.
+func (q *Queue) CheckIndex() error {
+	return q.view(func(t *txb) error {
+		items := 0
+		if err := t.items.ForEach(func(k, v []byte) error {
+			items++
+			it, err := decodeRecord(idFromKey(k), v)
+			if err != nil {
+				return err
+			}
+			if t.bykey.Get(byKeyKey(it.Key, it.ID)) == nil {
+				return fmt.Errorf("item %d not in bykey", it.ID)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		heads := map[string]uint64{}
+		entries := 0
+		if err := t.bykey.ForEach(func(k, v []byte) error {
+			entries++
+			n := int(k[0])<<8 | int(k[1])
+			key, id := string(k[2:2+n]), idFromKey(k[2+n:])
+			if t.items.Get(idKey(id)) == nil {
+				return fmt.Errorf("bykey %s/%d without item", key, id)
+			}
+			if _, ok := heads[key]; !ok {
+				heads[key] = id
+				if len(v) != 16 || idFromKey(v[8:]) != id || string(t.sched.Get(v)) != key {
+					return fmt.Errorf("head %s/%d: bad sched reference %x", key, id, v)
+				}
+			} else if len(v) != 0 {
+				return fmt.Errorf("non-head %s/%d has sched reference", key, id)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if entries != items {
+			return fmt.Errorf("%d items, %d bykey entries", items, entries)
+		}
+		sched := 0
+		_ = t.sched.ForEach(func(k, v []byte) error { sched++; return nil })
+		if sched != len(heads) {
+			return fmt.Errorf("%d sched entries for %d keys", sched, len(heads))
+		}
+		dead := 0
+		_ = t.dead.ForEach(func(k, v []byte) error { dead++; return nil })
+		if p, d := int(getCounter(t.meta, metaPending)), int(getCounter(t.meta, metaDead)); p != items || d != dead {
+			return fmt.Errorf("counters pending %d dead %d, buckets %d %d", p, d, items, dead)
+		}
+		return nil
+	})
+}

@@ -426,6 +426,7 @@ func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used 
 			removed = true
 		}
 	}
+	first := removed || !t.hasPending(e.Key)
 	id, err := t.items.NextSequence()
 	if err != nil {
 		return Item{}, err
@@ -438,7 +439,7 @@ func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used 
 	c.pending++
 	c.enqueued++
 	*used += est
-	if removed || t.heads.Get([]byte(e.Key)) == nil {
+	if first {
 		if err := t.reschedule(e.Key); err != nil {
 			return Item{}, err
 		}
@@ -682,27 +683,27 @@ func (q *Queue) resetBackoff(now time.Time) error {
 		if err != nil {
 			return err
 		}
-		var keys []string
+		type head struct {
+			id  uint64
+			key string
+		}
+		var heads []head
 		c := t.sched.Cursor()
 		for k, v := c.Seek(schedKey(now.UnixNano()+1, 0)); k != nil; k, v = c.Next() {
-			keys = append(keys, string(v))
-			_ = k
-		}
-		for _, key := range keys {
-			hk := t.heads.Get([]byte(key))
-			if len(hk) != 16 {
-				continue
+			if len(k) == 16 {
+				heads = append(heads, head{binary.BigEndian.Uint64(k[8:]), string(v)})
 			}
-			id := binary.BigEndian.Uint64(hk[8:])
-			it, ok, err := t.getItem(id)
+		}
+		for _, h := range heads {
+			it, ok, err := t.getItem(h.id)
 			if err != nil || !ok {
 				continue
 			}
 			it.NextAttempt = time.Time{}
-			if err := t.items.Put(idKey(id), encodeRecord(&it)); err != nil {
+			if err := t.items.Put(idKey(h.id), encodeRecord(&it)); err != nil {
 				return err
 			}
-			if err := t.reschedule(key); err != nil {
+			if err := t.reschedule(h.key); err != nil {
 				return err
 			}
 		}

@@ -41,7 +41,12 @@ func newEnv(t *testing.T, mod func(*outbox.Options)) *env {
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
-	t.Cleanup(func() { _ = q.Close() })
+	t.Cleanup(func() {
+		if err := q.CheckIndex(); err != nil && !errors.Is(err, outbox.ErrClosed) {
+			t.Errorf("index: %v", err)
+		}
+		_ = q.Close()
+	})
 	return &env{q: q, clock: clock, s: outboxtest.NewSender(), path: opts.Path, opts: opts}
 }
 
@@ -714,5 +719,39 @@ func TestParseState(t *testing.T) {
 	}
 	if _, err := outbox.ParseState("gone"); err == nil {
 		t.Error("ParseState(gone) succeeded")
+	}
+}
+
+func TestRetryDeadInFrontOfHead(t *testing.T) {
+	e := newEnv(t, nil)
+	a1 := enq(t, e.q, outbox.KindKasa, "a", 1, false)
+	a2 := enq(t, e.q, outbox.KindKasa, "a", 2, false)
+	e.s.ScriptID(a1.ID, outbox.Result{Verdict: outbox.Reject, Reason: "HTTP 400"})
+	e.s.ScriptID(a2.ID, outbox.Result{Verdict: outbox.Retry, Reason: "HTTP 500"})
+	stop := e.run(t)
+	waitFor(t, "a2 backed off", func() bool {
+		items, _ := e.q.List(outbox.Pending, 0)
+		return stats(t, e.q).Dead == 1 && len(items) == 1 && items[0].Attempts == 1 && !items[0].InFlight
+	})
+	stop()
+	if err := e.q.CheckIndex(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.q.Retry(a1.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.q.CheckIndex(); err != nil {
+		t.Fatalf("after retry in front of the head: %v", err)
+	}
+	e.run(t)
+	waitFor(t, "a1 again", func() bool { return stats(t, e.q).Delivered == 1 })
+	e.clock.Advance(time.Hour)
+	waitFor(t, "drain", func() bool { st := stats(t, e.q); return st.Pending == 0 && st.InFlight == 0 })
+	var got []int
+	for _, c := range e.s.CallsFor("a") {
+		got = append(got, seqOf(t, c.Item))
+	}
+	if fmt.Sprint(got) != "[1 2 1 2]" {
+		t.Fatalf("sends %v, want [1 2 1 2]", got)
 	}
 }

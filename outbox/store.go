@@ -17,11 +17,10 @@ import (
 var (
 	bucketItems = []byte("items") // id(8) -> record
 	bucketDead  = []byte("dead")  // id(8) -> record
-	bucketByKey = []byte("bykey") // len(key)(2) key id(8) -> ""
+	bucketByKey = []byte("bykey") // len(key)(2) key id(8) -> sched key(16) for the head, else ""
 	bucketSched = []byte("sched") // due(8) id(8) -> key   (one per key: its head)
-	bucketHeads = []byte("heads") // key -> sched key(16)
 	bucketMeta  = []byte("meta")  // name -> uint64
-	allBuckets  = [][]byte{bucketItems, bucketDead, bucketByKey, bucketSched, bucketHeads, bucketMeta}
+	allBuckets  = [][]byte{bucketItems, bucketDead, bucketByKey, bucketSched, bucketMeta}
 )
 
 // Counters kept in the meta bucket.
@@ -159,14 +158,14 @@ func putCounter(b *bolt.Bucket, name []byte, v uint64) error {
 
 // txb gives access to the buckets of one transaction.
 type txb struct {
-	tx                                     *bolt.Tx
-	items, dead, bykey, sched, heads, meta *bolt.Bucket
+	tx                              *bolt.Tx
+	items, dead, bykey, sched, meta *bolt.Bucket
 }
 
 func openTxb(tx *bolt.Tx) (*txb, error) {
 	t := &txb{tx: tx, items: tx.Bucket(bucketItems), dead: tx.Bucket(bucketDead), bykey: tx.Bucket(bucketByKey),
-		sched: tx.Bucket(bucketSched), heads: tx.Bucket(bucketHeads), meta: tx.Bucket(bucketMeta)}
-	if t.items == nil || t.dead == nil || t.bykey == nil || t.sched == nil || t.heads == nil || t.meta == nil {
+		sched: tx.Bucket(bucketSched), meta: tx.Bucket(bucketMeta)}
+	if t.items == nil || t.dead == nil || t.bykey == nil || t.sched == nil || t.meta == nil {
 		return nil, fmt.Errorf("open buckets: %w: missing bucket", errCorruptRecord)
 	}
 	return t, nil
@@ -216,28 +215,51 @@ func (t *txb) putPending(it *Item) error {
 	return t.bykey.Put(byKeyKey(it.Key, it.ID), nil)
 }
 
-// removePending deletes a pending item (items + bykey); the caller reschedules.
+// removePending deletes a pending item (items + bykey, and its sched
+// entry if it was the head); the caller reschedules.
 func (t *txb) removePending(id uint64, key string) error {
 	if err := t.items.Delete(idKey(id)); err != nil {
 		return err
 	}
-	return t.bykey.Delete(byKeyKey(key, id))
-}
-
-// reschedule makes the sched bucket hold exactly one entry for key: its
-// oldest pending item at that item's due time, or none.
-func (t *txb) reschedule(key string) error {
-	if old := t.heads.Get([]byte(key)); old != nil {
-		if err := t.sched.Delete(bytes.Clone(old)); err != nil {
+	bk := byKeyKey(key, id)
+	if v := t.bykey.Get(bk); len(v) == 16 {
+		if err := t.sched.Delete(bytes.Clone(v)); err != nil {
 			return err
 		}
 	}
+	return t.bykey.Delete(bk)
+}
+
+// hasPending reports whether key has pending items.
+func (t *txb) hasPending(key string) bool {
 	p := keyPrefix(key)
 	k, _ := t.bykey.Cursor().Seek(p)
+	return k != nil && bytes.HasPrefix(k, p) && len(k) == len(p)+8
+}
+
+// reschedule makes the sched bucket hold exactly one entry for key: its
+// oldest pending item at that item's due time, or none. The head's bykey
+// value names its sched entry.
+func (t *txb) reschedule(key string) error {
+	p := keyPrefix(key)
+	c := t.bykey.Cursor()
+	k, v := c.Seek(p)
 	if k == nil || !bytes.HasPrefix(k, p) || len(k) != len(p)+8 {
-		return t.heads.Delete([]byte(key))
+		return nil
 	}
-	id := binary.BigEndian.Uint64(k[len(p):])
+	headKey, headVal := bytes.Clone(k), bytes.Clone(v)
+	// An item put back in front of the head (Retry of a dead item) leaves
+	// the old head's entry on the second index entry: clear it.
+	if k2, v2 := c.Next(); k2 != nil && bytes.HasPrefix(k2, p) && len(k2) == len(p)+8 && len(v2) == 16 {
+		k2, v2 = bytes.Clone(k2), bytes.Clone(v2)
+		if err := t.sched.Delete(v2); err != nil {
+			return err
+		}
+		if err := t.bykey.Put(k2, nil); err != nil {
+			return err
+		}
+	}
+	id := binary.BigEndian.Uint64(headKey[len(p):])
 	it, ok, err := t.getItem(id)
 	if err != nil {
 		return err
@@ -246,10 +268,18 @@ func (t *txb) reschedule(key string) error {
 		return fmt.Errorf("reschedule %d: %w: index without item", id, errCorruptRecord)
 	}
 	sk := schedKey(unixNano(it.NextAttempt), id)
+	if bytes.Equal(headVal, sk) {
+		return nil
+	}
+	if len(headVal) == 16 {
+		if err := t.sched.Delete(headVal); err != nil {
+			return err
+		}
+	}
 	if err := t.sched.Put(sk, []byte(key)); err != nil {
 		return err
 	}
-	return t.heads.Put([]byte(key), sk)
+	return t.bykey.Put(headKey, sk)
 }
 
 // usedBytes estimates the live content: the data size less free pages.
