@@ -755,3 +755,82 @@ func TestRetryDeadInFrontOfHead(t *testing.T) {
 		t.Fatalf("sends %v, want [1 2 1 2]", got)
 	}
 }
+
+func TestReconnectResetsBackoff(t *testing.T) {
+	e := newEnv(t, func(o *outbox.Options) {
+		o.RetryBase = time.Minute // an item backoff of 30s with Rand=0.5
+		o.RetryMax = time.Hour
+		o.ReconnectJitter = 20 * time.Second // 10s with Rand=0.5
+	})
+	ctx := ctxT(t)
+	for i := range 3 {
+		enq(t, e.q, outbox.KindKasa, fmt.Sprint("k", i), 0, false)
+	}
+	var mu sync.Mutex
+	down := true
+	e.s.Hook = func(ctx context.Context, _ outbox.Item) *outbox.Result {
+		mu.Lock()
+		defer mu.Unlock()
+		if down {
+			return &outbox.Result{Verdict: outbox.Retry, Reason: "network unreachable"}
+		}
+		return nil
+	}
+	e.s.ScriptProbe(nil)
+	e.s.SetProbe(errors.New("no route to host"))
+	e.run(t)
+	waitFor(t, "offline", func() bool {
+		st := stats(t, e.q)
+		return st.Offline && st.InFlight == 0 && len(e.s.Calls()) == 3
+	})
+	mu.Lock()
+	down = false
+	mu.Unlock()
+	e.s.SetProbe(nil)
+	e.q.Kick()
+	hold := e.clock.Now().Add(10 * time.Second)
+	if err := e.clock.WaitFor(ctx, func(ds []time.Time) bool { return len(ds) == 1 && ds[0].Equal(hold) }); err != nil {
+		t.Fatalf("reconnect jitter timer: %v", err)
+	}
+	e.clock.Advance(10 * time.Second) // well before the 30s item backoff
+	waitFor(t, "drain", func() bool { st := stats(t, e.q); return st.Pending == 0 && st.Delivered == 3 })
+}
+
+func TestLoweredMaxSizeStillOpens(t *testing.T) {
+	e := newEnv(t, func(o *outbox.Options) { o.MaxSize = 1 << 20 })
+	payload := json.RawMessage(`"` + strings.Repeat("ğ", 2000) + `"`)
+	n := 0
+	for ; n < 1000; n++ {
+		if _, err := e.q.Enqueue(context.Background(), outbox.Entry{Kind: outbox.KindKasa, Key: fmt.Sprint("k", n), Payload: payload}); err != nil {
+			if !errors.Is(err, outbox.ErrFull) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	e.q.Close()
+	opts := e.opts
+	opts.MaxSize = 64 << 10 // below the file's size now
+	q, err := outbox.Open(opts)
+	if err != nil {
+		t.Fatalf("open with a lower max size: %v", err)
+	}
+	defer q.Close()
+	st := stats(t, q)
+	if st.Quarantined != "" || st.Pending != n {
+		t.Fatalf("stats %+v, want %d pending and no quarantine", st, n)
+	}
+	if _, err := q.Enqueue(context.Background(), outbox.Entry{Kind: outbox.KindKasa, Key: "x", Payload: payload}); !errors.Is(err, outbox.ErrFull) {
+		t.Fatalf("enqueue: %v, want ErrFull", err)
+	}
+}
+
+func TestOldestPendingAge(t *testing.T) {
+	e := newEnv(t, nil)
+	enq(t, e.q, outbox.KindKasa, "a", 0, false)
+	e.clock.Advance(90 * time.Second)
+	enq(t, e.q, outbox.KindKasa, "b", 0, false)
+	if st := stats(t, e.q); st.OldestPendingAge != 90*time.Second || st.Pending != 2 || st.Bytes == 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
