@@ -31,19 +31,19 @@ type Entry struct {
 
 // Item is one queued entry as stored.
 type Item struct {
-	ID             uint64 // big-endian NextSequence key; FIFO order
-	Kind           Kind
-	Key            string
-	Payload        json.RawMessage
-	IdempotencyKey string // stable, generated at enqueue, sent as Idempotency-Key by the sender
-	Created        time.Time
-	Attempts       int
-	NextAttempt    time.Time // zero: due now
-	LastError      string
-	Coalesce       bool
-	DeadReason     string    // dead-letter only
-	DeadAt         time.Time // dead-letter only
-	InFlight       bool      // List only: being sent right now
+	ID             uint64          `json:"id"` // big-endian NextSequence key; FIFO order
+	Kind           Kind            `json:"kind"`
+	Key            string          `json:"key"`
+	Payload        json.RawMessage `json:"payload"`
+	IdempotencyKey string          `json:"idempotency_key"` // stable, generated at enqueue, sent as Idempotency-Key by the sender
+	Created        time.Time       `json:"created"`
+	Attempts       int             `json:"attempts"`
+	NextAttempt    time.Time       `json:"next_attempt"` // zero: due now
+	LastError      string          `json:"last_error,omitempty"`
+	Coalesce       bool            `json:"coalesce,omitempty"`
+	DeadReason     string          `json:"dead_reason,omitempty"` // dead-letter only
+	DeadAt         time.Time       `json:"dead_at,omitzero"`      // dead-letter only
+	InFlight       bool            `json:"in_flight,omitempty"`   // List only: being sent right now
 }
 
 // Verdict is the sender's classification of one delivery attempt.
