@@ -7,7 +7,9 @@
 //   - Enqueue returns only after the item is committed with fsync. One
 //     writer goroutine batches every waiting request (enqueues, send
 //     results, retry/drop) into one transaction: concurrent producers share
-//     the fsync (group commit).
+//     the fsync (group commit). The commit runs in its own goroutine while
+//     the loop collects the next batch and keeps handing due items of other
+//     keys to the workers.
 //   - Delivery is at least once: an item is deleted only after the Sender
 //     said Delivered. Each item has a stable IdempotencyKey.
 //   - FIFO per Entry.Key; different keys are sent in parallel, at most
