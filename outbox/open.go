@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -130,6 +131,11 @@ func (q *Queue) openChecked() (db *bolt.DB, err error) {
 	if err := os.MkdirAll(filepath.Dir(q.path), 0o700); err != nil {
 		return nil, fmt.Errorf("open outbox %s: %w", q.path, err)
 	}
+	// A truncated or scribbled file makes bbolt read through its mmap past
+	// the end of the file: SIGBUS, which would kill the agent (and a
+	// service manager would restart it into the same crash). Turn such a
+	// fault into a panic we can recover from and quarantine the file.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			if db != nil {
@@ -146,6 +152,13 @@ func (q *Queue) openChecked() (db *bolt.DB, err error) {
 		case errors.Is(err, fs.ErrPermission), errors.Is(err, fs.ErrNotExist), errors.Is(err, berrors.ErrMaxSizeReached):
 			return nil, fmt.Errorf("open outbox %s: %w", q.path, err)
 		}
+		return nil, &corruptError{fmt.Errorf("open outbox %s: %w", q.path, err)}
+	}
+	// Pages beyond the end of the file: truncated. Checked before any
+	// page is touched, and before tx.Check, whose goroutine could not
+	// recover from the fault.
+	if err := notTruncated(db, q.path); err != nil {
+		_ = db.Close()
 		return nil, &corruptError{fmt.Errorf("open outbox %s: %w", q.path, err)}
 	}
 	if err := db.Update(ensureBuckets); err != nil {
@@ -186,6 +199,20 @@ func (q *Queue) check(db *bolt.DB) error {
 					return err
 				}
 			}
+		}
+		return nil
+	})
+}
+
+// notTruncated fails when the file is shorter than its own high-water mark.
+func notTruncated(db *bolt.DB, path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return db.View(func(tx *bolt.Tx) error {
+		if tx.Size() > fi.Size() {
+			return fmt.Errorf("%w: file has %d bytes but its pages reach %d (truncated)", errCorruptRecord, fi.Size(), tx.Size())
 		}
 		return nil
 	})

@@ -574,6 +574,38 @@ func TestCorruptPageFailsCheck(t *testing.T) {
 	}
 }
 
+func TestTruncatedFileIsQuarantined(t *testing.T) {
+	for _, keep := range []int64{3, 4 * 4096} { // a third of the file; four pages
+		e := newEnv(t, nil)
+		for i := range 500 {
+			enq(t, e.q, outbox.KindKasa, fmt.Sprint("k", i), i, false)
+		}
+		e.q.Close()
+		fi, err := os.Stat(e.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := keep
+		if keep == 3 {
+			size = fi.Size() / 3
+		}
+		if err := os.Truncate(e.path, size); err != nil {
+			t.Fatal(err)
+		}
+		// Without care, bbolt faults (SIGBUS) reading past the end of the
+		// mmap and the process dies; it must be quarantined instead.
+		q, err := outbox.Open(e.opts)
+		if err != nil {
+			t.Fatalf("open truncated to %d bytes: %v", size, err)
+		}
+		if st := stats(t, q); st.Quarantined == "" {
+			t.Errorf("truncated to %d bytes: not quarantined: %+v", size, st)
+		}
+		enq(t, q, outbox.KindKasa, "after", 1, false)
+		q.Close()
+	}
+}
+
 func TestSecondOpenFailsFast(t *testing.T) {
 	e := newEnv(t, nil)
 	opts := e.opts
