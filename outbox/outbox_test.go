@@ -577,7 +577,7 @@ func TestCorruptPageFailsCheck(t *testing.T) {
 func TestTruncatedFileIsQuarantined(t *testing.T) {
 	for _, keep := range []int64{3, 4 * 4096} { // a third of the file; four pages
 		e := newEnv(t, nil)
-		for i := range 500 {
+		for i := range 5000 {
 			enq(t, e.q, outbox.KindKasa, fmt.Sprint("k", i), i, false)
 		}
 		e.q.Close()
