@@ -225,7 +225,10 @@ func (q *Queue) accept(batch []request) {
 			}
 			ls.run = r.rs
 			ls.online, ls.probing, ls.reprobe, ls.kicked, ls.probeFails = true, false, false, false, 0
-			ls.nextProbe, ls.holdUntil = time.Time{}, time.Time{}
+			// A start is a reconnect too: a fleet that boots together
+			// after a power cut must not send its backlog at once.
+			ls.nextProbe = time.Time{}
+			ls.holdUntil = now.Add(time.Duration(q.rnd() * float64(q.opts.ReconnectJitter)))
 			q.startProbe() // learn whether we are online
 			r.reply <- nil
 		case *runStopReq:

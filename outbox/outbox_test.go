@@ -439,6 +439,7 @@ func TestOfflineProbeAndReconnect(t *testing.T) {
 	}
 	e.s.SetProbe(down)
 	e.run(t)
+	holdAtStart(t, e, 15*time.Second) // a start is a reconnect: jitter 30s × Rand 0.5
 	if err := e.s.WaitCalls(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -788,6 +789,25 @@ func TestRetryDeadInFrontOfHead(t *testing.T) {
 	}
 }
 
+// holdAtStart checks that Run holds back its first send by the reconnect
+// jitter (a fleet booting together after a power cut must not stampede),
+// then lets the injected clock pass it.
+func holdAtStart(t *testing.T, e *env, hold time.Duration) {
+	t.Helper()
+	ctx := ctxT(t)
+	if err := e.clock.BlockUntil(ctx, 1); err != nil {
+		t.Fatalf("no timer for the start hold: %v", err)
+	}
+	if n := len(e.s.Calls()); n != 0 {
+		t.Fatalf("%d sends before the reconnect jitter passed", n)
+	}
+	e.clock.Advance(hold - time.Millisecond)
+	if n := len(e.s.Calls()); n != 0 {
+		t.Fatalf("%d sends before the reconnect jitter passed", n)
+	}
+	e.clock.Advance(time.Millisecond)
+}
+
 func TestReconnectResetsBackoff(t *testing.T) {
 	e := newEnv(t, func(o *outbox.Options) {
 		o.RetryBase = time.Minute // an item backoff of 30s with Rand=0.5
@@ -811,6 +831,7 @@ func TestReconnectResetsBackoff(t *testing.T) {
 	e.s.ScriptProbe(nil)
 	e.s.SetProbe(errors.New("no route to host"))
 	e.run(t)
+	holdAtStart(t, e, 10*time.Second)
 	waitFor(t, "offline", func() bool {
 		st := stats(t, e.q)
 		return st.Offline && st.InFlight == 0 && len(e.s.Calls()) == 3
