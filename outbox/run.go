@@ -2,10 +2,13 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -175,7 +178,13 @@ func (q *Queue) compact() error {
 	}
 	renameErr := os.Rename(tmp, q.path)
 	if renameErr == nil {
-		syncDir(filepath.Dir(q.path))
+		if err := syncDir(filepath.Dir(q.path)); err != nil {
+			// The new name may not survive a power cut; a second try is
+			// cheap, and a failure must at least be visible.
+			if err = syncDir(filepath.Dir(q.path)); err != nil {
+				q.log.Error("outbox compaction: cannot fsync the data dir; the compacted file's name may not survive a power cut", "err", err)
+			}
+		}
 	} else {
 		_ = os.Remove(tmp)
 	}
@@ -192,11 +201,17 @@ func (q *Queue) compact() error {
 	return nil
 }
 
-func syncDir(dir string) {
+// syncDir makes a rename in dir durable. Where directories cannot be
+// synced (Windows, some filesystems) it reports nothing: there is nothing
+// more to do.
+func syncDir(dir string) error {
 	f, err := os.Open(dir)
 	if err != nil {
-		return
+		return nil
 	}
-	_ = f.Sync() // not supported on every OS; best effort
-	_ = f.Close()
+	defer f.Close()
+	if err := f.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, errors.ErrUnsupported) && runtime.GOOS != "windows" {
+		return err
+	}
+	return nil
 }
