@@ -106,7 +106,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 
-	tc, err := httpClient(cfg.TPOSL.CAFile, a.log)
+	tc, err := HTTPClient(cfg.TPOSL.CAFile, a.log)
 	if err != nil {
 		return nil, fmt.Errorf("tposl.ca_file: %w", err)
 	}
@@ -114,7 +114,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tposl client: %w", err)
 	}
-	oc, err := httpClient(cfg.Oduyo.CAFile, a.log)
+	oc, err := HTTPClient(cfg.Oduyo.CAFile, a.log)
 	if err != nil {
 		return nil, fmt.Errorf("oduyo.ca_file: %w", err)
 	}

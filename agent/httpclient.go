@@ -10,10 +10,10 @@ import (
 	"time"
 )
 
-// httpClient returns a client for one server. Certificates are always
+// HTTPClient returns a client for one server. Certificates are always
 // verified; caFile, when set, adds a CA (for a private server) to the
 // system pool, and says so in the log.
-func httpClient(caFile string, log *slog.Logger) (*http.Client, error) {
+func HTTPClient(caFile string, log *slog.Logger) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 8
 	tr.ResponseHeaderTimeout = 30 * time.Second

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/shirou/gopsutil/v4/disk"
 
+	"github.com/tposagent/tposagent/agent"
 	"github.com/tposagent/tposagent/agent/config"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/oduyo"
@@ -127,10 +129,21 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	}
 
 	// The servers: reachable, certificates valid, clock in step.
-	checkServer(ctx, add, "tposl", cfg.TPOSL.URL, *timeout)
-	checkServer(ctx, add, "oduyo", cfg.Oduyo.BaseURL, *timeout)
+	quiet := slog.New(slog.DiscardHandler)
+	tc, err := agent.HTTPClient(cfg.TPOSL.CAFile, quiet)
+	if err != nil {
+		add("FAIL", "tposl", "tposl.ca_file: %v", err)
+	} else {
+		checkServer(ctx, add, tc, "tposl", cfg.TPOSL.URL, *timeout)
+	}
+	hc, err := agent.HTTPClient(cfg.Oduyo.CAFile, quiet)
+	if err != nil {
+		add("FAIL", "oduyo", "oduyo.ca_file: %v", err)
+		return withCode(exitError)
+	}
+	checkServer(ctx, add, hc, "oduyo", cfg.Oduyo.BaseURL, *timeout)
 	oc, err := oduyo.New(oduyo.Config{BaseURL: cfg.Oduyo.BaseURL, APIKey: cfg.Oduyo.APIKey.Reveal(),
-		Username: cfg.Oduyo.Username, Password: cfg.Oduyo.Password.Reveal(), Timeout: *timeout})
+		Username: cfg.Oduyo.Username, Password: cfg.Oduyo.Password.Reveal(), Timeout: *timeout, HTTPClient: hc})
 	if err == nil {
 		lctx, cancel := context.WithTimeout(ctx, *timeout)
 		err = oc.Login(lctx)
@@ -152,7 +165,7 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 
 // checkServer sends a GET: any HTTP answer proves DNS, routing and TLS; the
 // Date header tells the clock skew.
-func checkServer(ctx context.Context, add func(string, string, string, ...any), name, url string, timeout time.Duration) {
+func checkServer(ctx context.Context, add func(string, string, string, ...any), hc *http.Client, name, url string, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -160,7 +173,7 @@ func checkServer(ctx context.Context, add func(string, string, string, ...any), 
 		add("FAIL", name, "bad URL: %v", err)
 		return
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		add("FAIL", name, "cannot reach %s: %v (check the network, proxy, firewall and the URL)", req.URL.Host, errors.Unwrap(err))
 		return

@@ -401,3 +401,28 @@ func TestDemoRunsAndLeaksNoSecret(t *testing.T) {
 	}
 	t.Logf("scanned %d files, %d bytes, for %d secrets", len(texts), scanned, len(secrets))
 }
+
+func TestDoctor(t *testing.T) {
+	f := newFixture(t)
+	f.start()
+	waitFor(t, "registration", 10*time.Second, func() bool { return f.tposl.Calls() > 0 })
+	code, out, errOut := runCLI(t, "doctor", "--config", f.cfgPath)
+	if code != exitOK {
+		t.Fatalf("doctor on a healthy till: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{"ok    config", "ok    agent", "ok    oduyo login", "ok    clock"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor output lacks %q:\n%s", want, out)
+		}
+	}
+	f.oduyo.SetDown(true)
+	code, out, _ = runCLI(t, "doctor", "--config", f.cfgPath, "--timeout", "2s")
+	if code != exitError || !strings.Contains(out, "FAIL  oduyo") || !strings.Contains(out, "cannot reach") {
+		t.Errorf("doctor with Ödüyo down: exit %d\n%s", code, out)
+	}
+	for _, s := range []string{e2eTPOSLPassword, e2eToken, f.oduyo.APIKey, f.oduyo.Password} {
+		if strings.Contains(out, s) {
+			t.Errorf("doctor printed a secret")
+		}
+	}
+}
