@@ -12,6 +12,7 @@ import (
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/agent/tposl/tposltest"
 	"github.com/tposagent/tposagent/device/devicetest"
+	"github.com/tposagent/tposagent/outbox"
 )
 
 // clock is a settable "now" for the licence logic; timers stay real.
@@ -154,4 +155,30 @@ func TestRegistersAgainWhenTheCashRegisterChanges(t *testing.T) {
 	})
 	// The server approved the old device: the new one is a mismatch.
 	poll(t, "mismatch", func() bool { return a.License().State == tposl.Mismatch })
+}
+
+func TestRegistrationWakesAnOfflineOutbox(t *testing.T) {
+	tp := tposltest.NewServer()
+	defer tp.Close()
+	od := oduyotest.NewServer()
+	defer od.Close()
+	cfg := testConfig(t, tp, od)
+	cfg.TPOSL.Interval = config.Duration{Duration: 20 * time.Millisecond}
+	cfg.Outbox.ReconnectJitter = config.Duration{}
+	od.SetDown(true)
+	// The probe backoff is minutes long: only the kick after a successful
+	// registration can bring the queue back within the test's deadline.
+	a, err := New(cfg, Options{RetryBase: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.Run(ctx)
+	if _, err := a.queue.Enqueue(ctx, outbox.Entry{Kind: outbox.KindSpecialCode, Key: "special_code:1", Payload: []byte(`{"integration_id":"1","code":"A"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "offline", func() bool { st, _ := a.queue.Stats(); return st.Offline })
+	od.SetDown(false)
+	poll(t, "delivery after the kick", func() bool { return len(od.Delivered()) == 1 })
 }

@@ -123,6 +123,9 @@ func (a *Agent) register(ctx context.Context) error {
 		a.log.Warn("cannot persist the licence answer", "err", err)
 	}
 	a.setRegistration(&rec, nil)
+	// The licence server answered: the network is back, so an offline
+	// outbox probes now instead of at the end of its backoff.
+	a.queue.Kick()
 	lic := a.License()
 	a.log.Info("registered with TPOSL", "status", ret.Status, "license", lic.State, "days_left", lic.DaysLeft, "fiscal_serial", id.FiscalSerial)
 	return nil
