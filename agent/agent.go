@@ -37,7 +37,9 @@ type Options struct {
 	// Now is the till clock; nil means time.Now.
 	Now func() time.Time
 	// DeviceRecheck is how often the device identity is re-read to notice
-	// a swapped cash register; 0 means 10 minutes.
+	// a swapped cash register; 0 means 30 minutes. Each read opens the
+	// port for about a second (and a COM port is exclusive on Windows), so
+	// it is kept rare.
 	DeviceRecheck time.Duration
 	// RetryBase is the first backoff step of the outbox (0: its default).
 	RetryBase time.Duration
@@ -87,7 +89,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		opts.Now = time.Now
 	}
 	if opts.DeviceRecheck == 0 {
-		opts.DeviceRecheck = 10 * time.Minute
+		opts.DeviceRecheck = 30 * time.Minute
 	}
 	a := &Agent{
 		cfg:        cfg,
