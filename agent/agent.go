@@ -28,6 +28,7 @@ import (
 	"github.com/tposagent/tposagent/agent/oduyo"
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/device"
+	"github.com/tposagent/tposagent/internal/atomicfile"
 	"github.com/tposagent/tposagent/outbox"
 )
 
@@ -166,7 +167,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("local API: listen on %s: %w (is another program using the port? change api.listen)", cfg.API.Listen, err)
 	}
 	// A listen address with port 0 is resolved here; clients read it back.
-	if err := writeFileAtomic(filepath.Join(cfg.DataDir, APIAddrFile), []byte(a.ln.Addr().String()+"\n"), 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(cfg.DataDir, APIAddrFile), []byte(a.ln.Addr().String()+"\n"), 0o600); err != nil {
 		a.log.Warn("cannot record the local API address", "err", err)
 	}
 	a.loadLicenseCache()

@@ -38,7 +38,7 @@ func (a *Agent) Status() localapi.Status {
 	s.Online = st.Online
 	s.LastFlush = timePtr(st.LastSuccess)
 	s.Outbox = localapi.Outbox{
-		Pending: st.Pending, InFlight: st.InFlight, Dead: st.Dead,
+		Pending: st.Pending - st.InFlight, InFlight: st.InFlight, Dead: st.Dead,
 		OldestPendingAgeS: int64(st.OldestPendingAge / time.Second), Bytes: st.Bytes,
 		Enqueued: st.Enqueued, Delivered: st.Delivered, Coalesced: st.Coalesced, DeadLettered: st.DeadLettered,
 		PausedUntil: timePtr(st.PausedUntil), LastError: st.LastError, Quarantined: st.Quarantined,

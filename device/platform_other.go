@@ -30,11 +30,3 @@ func PortGroup(port string) string {
 	}
 	return g.Name
 }
-
-// syncDir makes a rename in dir durable; best effort.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-}

@@ -10,6 +10,3 @@ func portKey(name string) string { return strings.ToUpper(strings.TrimPrefix(nam
 // PortGroup returns "" on Windows: COM ports have no group to join; a
 // permission error there means another program or user holds the port.
 func PortGroup(port string) string { return "" }
-
-// syncDir is a no-op on Windows: directories cannot be synced there.
-func syncDir(string) {}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/tposagent/tposagent/internal/atomicfile"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -243,38 +244,5 @@ func ensureDir(dir string, always bool) error {
 // fsync, rename, fsync of the directory. A crash leaves the old file or the
 // new one, never half of one.
 func WriteFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(0o600); err != nil && !isWindows {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := securePath(tmp, false); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	ok = true
-	syncDir(dir)
-	return nil
+	return atomicfile.WriteSecured(path, data, 0o600, func(tmp string) error { return securePath(tmp, false) })
 }

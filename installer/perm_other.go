@@ -16,14 +16,6 @@ func securePath(path string, dir bool) error {
 	return os.Chmod(path, mode)
 }
 
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-}
-
 var osStat = os.Stat
 
 // securePathMode sets an explicit mode (a unit file is world-readable).

@@ -39,7 +39,3 @@ func securePath(path string, dir bool) error {
 	}
 	return nil
 }
-
-// syncDir is a no-op: Windows has no directory fsync; MoveFileEx is used
-// by os.Rename.
-func syncDir(string) {}

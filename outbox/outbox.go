@@ -122,6 +122,8 @@ func ParseState(s string) (State, error) {
 
 // Stats describes the queue.
 type Stats struct {
+	// Pending counts every accepted item not yet delivered or dead,
+	// those being sent included; InFlight is the part being sent now.
 	Pending, InFlight, Dead int
 	OldestPendingAge        time.Duration
 	Bytes                   int64     // file size on disk

@@ -2,13 +2,11 @@ package outbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"github.com/tposagent/tposagent/internal/atomicfile"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
-	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -178,10 +176,10 @@ func (q *Queue) compact() error {
 	}
 	renameErr := os.Rename(tmp, q.path)
 	if renameErr == nil {
-		if err := syncDir(filepath.Dir(q.path)); err != nil {
+		if err := atomicfile.SyncDir(filepath.Dir(q.path)); err != nil {
 			// The new name may not survive a power cut; a second try is
 			// cheap, and a failure must at least be visible.
-			if err = syncDir(filepath.Dir(q.path)); err != nil {
+			if err = atomicfile.SyncDir(filepath.Dir(q.path)); err != nil {
 				q.log.Error("outbox compaction: cannot fsync the data dir; the compacted file's name may not survive a power cut", "err", err)
 			}
 		}
@@ -197,21 +195,6 @@ func (q *Queue) compact() error {
 	q.db = db
 	if renameErr != nil {
 		return fmt.Errorf("compact outbox: rename: %w", renameErr)
-	}
-	return nil
-}
-
-// syncDir makes a rename in dir durable. Where directories cannot be
-// synced (Windows, some filesystems) it reports nothing: there is nothing
-// more to do.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, errors.ErrUnsupported) && runtime.GOOS != "windows" {
-		return err
 	}
 	return nil
 }

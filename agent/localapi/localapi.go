@@ -60,8 +60,8 @@ type Device struct {
 
 // Outbox is the queue in Status.
 type Outbox struct {
-	Pending           int        `json:"pending"`
-	InFlight          int        `json:"in_flight"`
+	Pending           int        `json:"pending"`   // waiting to be sent (in_flight not included)
+	InFlight          int        `json:"in_flight"` // being sent now
 	Dead              int        `json:"dead"`
 	OldestPendingAgeS int64      `json:"oldest_pending_age_s"`
 	Bytes             int64      `json:"bytes"`

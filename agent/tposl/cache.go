@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tposagent/tposagent/internal/atomicfile"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -46,37 +46,8 @@ func (c Cache) Save(r Record) error {
 	if err != nil {
 		return fmt.Errorf("save licence cache: %w", err)
 	}
-	dir := filepath.Dir(c.Path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := atomicfile.Write(c.Path, append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save licence cache: %w", err)
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(c.Path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("save licence cache: %w", err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("save licence cache: write %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("save licence cache: sync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save licence cache: close %s: %w", tmp, err)
-	}
-	if err := replaceFile(tmp, c.Path); err != nil {
-		return fmt.Errorf("save licence cache: %w", err)
-	}
-	ok = true
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("save licence cache: sync dir %s: %w", dir, err)
 	}
 	return nil
 }

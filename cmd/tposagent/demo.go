@@ -388,9 +388,7 @@ func (d *demo) waitDrain(ctx context.Context) (localapi.Status, error) {
 			return s, err
 		}
 		left := s.Outbox.Pending + s.Outbox.InFlight
-		if total < 0 {
-			total = left
-		}
+		total = max(total, left) // a snapshot may catch an item between states
 		line := progress(total-left, total)
 		if line != last {
 			fmt.Fprintf(d.out, "      %s  online=%v dead=%d\n", line, s.Online, s.Outbox.Dead)
@@ -415,6 +413,7 @@ func progress(done, total int) string {
 	if total <= 0 {
 		return fmt.Sprintf("[%s] 0/0 sent", strings.Repeat("#", width))
 	}
+	done = min(max(done, 0), total)
 	n := done * width / total
 	return fmt.Sprintf("[%s%s] %d/%d sent", strings.Repeat("#", n), strings.Repeat(".", width-n), done, total)
 }

@@ -1,0 +1,31 @@
+//go:build windows
+
+package atomicfile
+
+import (
+	"io/fs"
+	"os"
+	"time"
+)
+
+// chmod: Windows has no Unix modes; access is set by ACLs (see
+// WriteSecured), and the temporary file inherits the directory's.
+func chmod(*os.File, fs.FileMode) error { return nil }
+
+// replace renames tmp over dst (MoveFileEx with MOVEFILE_REPLACE_EXISTING).
+// A reader that has dst open (Go opens files without FILE_SHARE_DELETE)
+// makes the rename fail for a moment, so it is retried for about a second.
+func replace(tmp, dst string) error {
+	var err error
+	for range 20 {
+		if err = os.Rename(tmp, dst); err == nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return err
+}
+
+// SyncDir is a no-op on Windows: NTFS journals the rename, and a directory
+// cannot be opened for FlushFileBuffers without backup privileges.
+func SyncDir(string) error { return nil }
