@@ -109,30 +109,20 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 
-	tc, err := HTTPClient(cfg.TPOSL.CAFile, a.log)
-	if err != nil {
-		return nil, fmt.Errorf("tposl.ca_file: %w", err)
+	if cfg.TPOSL.URL != "" { // else: not registered (a warning says so)
+		tc, err := HTTPClient(cfg.TPOSL.CAFile, a.log)
+		if err != nil {
+			return nil, fmt.Errorf("tposl.ca_file: %w", err)
+		}
+		a.tposl, err = tposl.New(tposl.Config{URL: cfg.TPOSL.URL, HTTPClient: tc, Timeout: cfg.TPOSL.Timeout.Duration, Logger: opts.Logger.With("component", "tposl")})
+		if err != nil {
+			return nil, fmt.Errorf("tposl client: %w", err)
+		}
 	}
-	a.tposl, err = tposl.New(tposl.Config{URL: cfg.TPOSL.URL, HTTPClient: tc, Timeout: cfg.TPOSL.Timeout.Duration, Logger: opts.Logger.With("component", "tposl")})
-	if err != nil {
-		return nil, fmt.Errorf("tposl client: %w", err)
-	}
-	oc, err := HTTPClient(cfg.Oduyo.CAFile, a.log)
-	if err != nil {
-		return nil, fmt.Errorf("oduyo.ca_file: %w", err)
-	}
-	a.oduyo, err = oduyo.New(oduyo.Config{
-		BaseURL:    cfg.Oduyo.BaseURL,
-		APIKey:     cfg.Oduyo.APIKey.Reveal(),
-		Username:   cfg.Oduyo.Username,
-		Password:   cfg.Oduyo.Password.Reveal(),
-		HTTPClient: oc,
-		Timeout:    cfg.Oduyo.Timeout.Duration,
-		Now:        opts.Now,
-		Logger:     opts.Logger.With("component", "oduyo"),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("oduyo client: %w", err)
+	if cfg.Oduyo.BaseURL != "" { // else: records are kept, not sent
+		if err := a.newOduyo(); err != nil {
+			return nil, err
+		}
 	}
 	a.reader = device.NewReader(device.Config{
 		Port:         cfg.Device.Port,
@@ -144,6 +134,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		Logger:       opts.Logger.With("component", "device"),
 	})
 
+	var err error
 	a.queue, err = outbox.Open(outbox.Options{
 		Path:            filepath.Join(cfg.DataDir, "outbox.db"),
 		MaxSize:         int64(cfg.Outbox.MaxSize),
@@ -172,6 +163,28 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	}
 	a.loadLicenseCache()
 	return a, nil
+}
+
+// newOduyo builds the Ödüyo client from the config.
+func (a *Agent) newOduyo() error {
+	oc, err := HTTPClient(a.cfg.Oduyo.CAFile, a.log)
+	if err != nil {
+		return fmt.Errorf("oduyo.ca_file: %w", err)
+	}
+	a.oduyo, err = oduyo.New(oduyo.Config{
+		BaseURL:    a.cfg.Oduyo.BaseURL,
+		APIKey:     a.cfg.Oduyo.APIKey.Reveal(),
+		Username:   a.cfg.Oduyo.Username,
+		Password:   a.cfg.Oduyo.Password.Reveal(),
+		HTTPClient: oc,
+		Timeout:    a.cfg.Oduyo.Timeout.Duration,
+		Now:        a.opts.Now,
+		Logger:     a.opts.Logger.With("component", "oduyo"),
+	})
+	if err != nil {
+		return fmt.Errorf("oduyo client: %w", err)
+	}
+	return nil
 }
 
 // APIAddrFile, in the data dir, holds the address the local API listens
@@ -216,9 +229,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		_ = srv.Shutdown(sctx)
 		return nil
 	})
-	g.Go(func() error {
-		return a.queue.Run(gctx, NewSender(a.oduyo))
-	})
+	if a.oduyo != nil {
+		g.Go(func() error {
+			return a.queue.Run(gctx, NewSender(a.oduyo))
+		})
+	}
 	g.Go(func() error {
 		a.registrationLoop(gctx)
 		return nil

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -181,4 +182,41 @@ func TestRegistrationWakesAnOfflineOutbox(t *testing.T) {
 	poll(t, "offline", func() bool { st, _ := a.queue.Stats(); return st.Offline })
 	od.SetDown(false)
 	poll(t, "delivery after the kick", func() bool { return len(od.Delivered()) == 1 })
+}
+
+func TestRunsWithoutServersConfigured(t *testing.T) {
+	tp := tposltest.NewServer()
+	defer tp.Close()
+	od := oduyotest.NewServer()
+	defer od.Close()
+	cfg := testConfig(t, tp, od)
+	cfg.TPOSL.URL, cfg.Oduyo.BaseURL = "", ""
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("a config without server URLs must be usable: %v", err)
+	}
+	if len(cfg.Warnings()) < 2 {
+		t.Errorf("warnings %q: want one per missing server", cfg.Warnings())
+	}
+	a, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	if _, err := a.queue.Enqueue(ctx, outbox.Entry{Kind: outbox.KindSpecialCode, Key: "special_code:1", Payload: []byte(`{"integration_id":"1","code":"A"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "device read", func() bool { return a.Status().Device.FiscalSerial == "JI20012345" })
+	st := a.Status()
+	if st.License.State != tposl.StateUnknown || !strings.Contains(st.License.Message, "tposl.url") || st.Outbox.Pending != 1 {
+		t.Errorf("status: licence %s %q, pending %d", st.License.State, st.License.Message, st.Outbox.Pending)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if tp.Calls() != 0 || od.Requests() != 0 {
+		t.Errorf("servers called: tposl %d, oduyo %d", tp.Calls(), od.Requests())
+	}
 }

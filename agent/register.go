@@ -101,6 +101,9 @@ func (a *Agent) readDevice(ctx context.Context) {
 var errNoSerial = errors.New("no fiscal serial known: connect the ÖKC (device.port) or set device.fiscal_serial")
 
 func (a *Agent) register(ctx context.Context) error {
+	if a.tposl == nil {
+		return nil // tposl.url is not set; the start-up warning said so
+	}
 	a.mu.Lock()
 	id := a.identity
 	a.mu.Unlock()
@@ -192,6 +195,9 @@ func (a *Agent) License() tposl.License {
 	now := a.now()
 	grace := a.cfg.TPOSL.Grace.Duration
 	if rec == nil {
+		if a.tposl == nil {
+			return tposl.Unknown("tposl.url is not set: the till is not registered")
+		}
 		return tposl.Unknown("the licence server has not answered yet")
 	}
 	if serial == "" {

@@ -307,14 +307,13 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return bad("data_dir", "must not be empty")
 	}
-	if c.TPOSL.URL == "" {
-		return bad("tposl.url", "is required (the full TPOSL endpoint URL, e.g. https://lisans.example.com/api/TPOSL)")
+	if c.TPOSL.URL != "" {
+		if err := checkURL(c.TPOSL.URL); err != nil {
+			return bad("tposl.url", "%v", err)
+		}
 	}
-	if err := checkURL(c.TPOSL.URL); err != nil {
-		return bad("tposl.url", "%v", err)
-	}
-	if c.TPOSL.Interval.Duration < 10*time.Second {
-		return bad("tposl.interval", "must be at least 10s (got %s)", c.TPOSL.Interval)
+	if c.TPOSL.Interval.Duration <= 0 {
+		return bad("tposl.interval", "must be positive, e.g. 6h (got %s)", c.TPOSL.Interval)
 	}
 	if c.TPOSL.Timeout.Duration <= 0 {
 		return bad("tposl.timeout", "must be positive")
@@ -322,11 +321,10 @@ func (c *Config) Validate() error {
 	if c.TPOSL.Grace.Duration <= 0 {
 		return bad("tposl.grace", "must be positive")
 	}
-	if c.Oduyo.BaseURL == "" {
-		return bad("oduyo.base_url", "is required (e.g. https://www.siteadi.com)")
-	}
-	if err := checkURL(c.Oduyo.BaseURL); err != nil {
-		return bad("oduyo.base_url", "%v", err)
+	if c.Oduyo.BaseURL != "" {
+		if err := checkURL(c.Oduyo.BaseURL); err != nil {
+			return bad("oduyo.base_url", "%v", err)
+		}
 	}
 	if c.Oduyo.Timeout.Duration <= 0 {
 		return bad("oduyo.timeout", "must be positive")
@@ -348,14 +346,14 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
 		return bad("api.listen", "must be host:port, e.g. 127.0.0.1:8787 (%v)", err)
 	}
-	if len(c.API.Token) < 16 {
-		return bad("api.token", "must be at least 16 characters (run 'tposagent install' to generate one)")
+	if c.API.Token == "" {
+		return bad("api.token", "is required: every call of the local API needs it (run 'tposagent install' to generate one)")
 	}
-	if c.Outbox.MaxSize < 1<<20 {
-		return bad("outbox.max_size", "must be at least 1MiB (got %s)", c.Outbox.MaxSize)
+	if c.Outbox.MaxSize <= 0 {
+		return bad("outbox.max_size", "must be positive, e.g. 256MiB (got %s)", c.Outbox.MaxSize)
 	}
-	if c.Outbox.RetryMax.Duration < time.Second {
-		return bad("outbox.retry_max", "must be at least 1s")
+	if c.Outbox.RetryMax.Duration <= 0 {
+		return bad("outbox.retry_max", "must be positive, e.g. 5m")
 	}
 	if c.Outbox.ReconnectJitter.Duration < 0 {
 		return bad("outbox.reconnect_jitter", "must not be negative")
@@ -368,8 +366,8 @@ func (c *Config) Validate() error {
 	default:
 		return bad("log.level", "must be debug, info, warn or error (got %q)", c.Log.Level)
 	}
-	if c.Log.MaxSize < 64<<10 {
-		return bad("log.max_size", "must be at least 64KiB")
+	if c.Log.MaxSize <= 0 {
+		return bad("log.max_size", "must be positive, e.g. 10MiB")
 	}
 	if c.Log.MaxBackups < 0 {
 		return bad("log.max_backups", "must not be negative")
@@ -380,6 +378,21 @@ func (c *Config) Validate() error {
 // Warnings are things that work but that a person should know about.
 func (c *Config) Warnings() []string {
 	var w []string
+	if c.TPOSL.URL == "" {
+		w = append(w, "tposl.url is not set: the till is not registered and the licence stays unknown")
+	}
+	if c.Oduyo.BaseURL == "" {
+		w = append(w, "oduyo.base_url is not set: records are accepted and kept, but not sent")
+	}
+	if c.TPOSL.Interval.Duration > 0 && c.TPOSL.Interval.Duration < time.Minute {
+		w = append(w, fmt.Sprintf("tposl.interval %s is very short: every till registers that often", c.TPOSL.Interval))
+	}
+	if t := len(c.API.Token); t > 0 && t < 16 {
+		w = append(w, "api.token is short (under 16 characters): easy to guess")
+	}
+	if c.Outbox.MaxSize > 0 && c.Outbox.MaxSize < 1<<20 {
+		w = append(w, fmt.Sprintf("outbox.max_size %s is under 1MiB: the queue fills after a few records", c.Outbox.MaxSize))
+	}
 	if host, _, err := net.SplitHostPort(c.API.Listen); err == nil && !isLoopbackHost(host) {
 		w = append(w, fmt.Sprintf("api.listen %s is not loopback: the local API is reachable from the network (token required on every call)", c.API.Listen))
 	}

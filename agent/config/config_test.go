@@ -86,7 +86,8 @@ func TestLoadErrors(t *testing.T) {
 		{"wrong type", strings.Replace(validFile, `[store]`, "[store]\npos_no = \"one\"", 1), "store.pos_no", 0, ""},
 		{"public http", strings.Replace(validFile, "https://lisans.example.com", "http://lisans.example.com", 1), "tposl.url", 0, "https"},
 		{"none needs serial", strings.Replace(validFile, `"/dev/ttyUSB0"`, `"none"`, 1), "device.fiscal_serial", 0, "required"},
-		{"short token", strings.Replace(validFile, `"0123456789abcdef0123"`, `"x"`, 1), "api.token", 0, "16"},
+		{"no token", strings.Replace(validFile, `"0123456789abcdef0123"`, `""`, 1), "api.token", 0, "required"},
+		{"zero interval", strings.Replace(validFile, `"1h"`, `"0s"`, 1), "tposl.interval", 0, "positive"},
 		{"syntax", validFile + "[[[", "", 23, ""},
 		{"not utf-8", validFile + "# \xff\n", "", 0, "UTF-8"},
 	}
