@@ -160,6 +160,11 @@ func Bootstrap(opts BootstrapOptions) (*BootstrapResult, error) {
 	if err := check.Validate(); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
+	// The agent accepts any token (with a warning); an installer sets
+	// only strong ones.
+	if len(c.API.Token) < MinTokenLen {
+		return nil, fmt.Errorf("bootstrap: api.token must be at least %d characters (leave it out to generate one)", MinTokenLen)
+	}
 	res.Config = &check
 	res.DataDir = check.DataDir
 
@@ -213,6 +218,9 @@ func snapshot(c *config.Config) map[string]string {
 	}
 	return m
 }
+
+// MinTokenLen is the shortest api.token install accepts.
+const MinTokenLen = 16
 
 // NewToken returns TokenBytes random bytes from r as lower-case hex.
 func NewToken(r io.Reader) (string, error) {

@@ -107,8 +107,8 @@ func execute(parent context.Context, main func(context.Context) error, reqs <-ch
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	done := make(chan error, 1)
+	status <- stateRunning // queued before main runs: an interrogation sees it
 	go func() { done <- main(ctx) }()
-	status <- stateRunning
 	log.Info("service running")
 
 	for {
@@ -175,6 +175,17 @@ func relay(ctx context.Context, main func(context.Context) error, in <-chan ctrl
 			cur = s
 			report(s)
 		case c := <-in:
+			// States the execution has already sent come first, so that
+			// an interrogation never reports one that is out of date.
+			for drained := false; !drained; {
+				select {
+				case s := <-states:
+					cur = s
+					report(s)
+				default:
+					drained = true
+				}
+			}
 			switch c {
 			case ctrlInterrogate:
 				report(cur)
