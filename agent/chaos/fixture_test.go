@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tposagent/tposagent/agent"
+	"github.com/tposagent/tposagent/agent/agenttest"
 	"github.com/tposagent/tposagent/agent/config"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
@@ -48,25 +48,17 @@ var scanTotals struct {
 }
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tposagent-chaos-bin-")
+	bin, cleanup, err := agenttest.Build()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	agentBin = filepath.Join(dir, "tposagent")
-	if runtime.GOOS == "windows" {
-		agentBin += ".exe"
-	}
-	out, err := exec.Command("go", "build", "-o", agentBin, "../../cmd/tposagent").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build tposagent: %v\n%s", err, out)
-		os.Exit(1)
-	}
+	agentBin = bin
 	code := m.Run()
 	scanTotals.Lock()
 	fmt.Printf("RESULT secret-scan texts=%d bytes=%d found=%d\n", scanTotals.texts, scanTotals.bytes, scanTotals.found)
 	scanTotals.Unlock()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 

@@ -24,6 +24,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/tposagent/tposagent/agent"
+	"github.com/tposagent/tposagent/agent/agenttest"
 	"github.com/tposagent/tposagent/agent/config"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
@@ -45,19 +46,14 @@ func TestMain(m *testing.M) {
 	if lossyfs.Mountable() != nil {
 		os.Exit(m.Run()) // the tests skip with the reason
 	}
-	dir, err := os.MkdirTemp("", "tposagent-powercut-bin-")
+	bin, cleanup, err := agenttest.Build()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	agentBin = filepath.Join(dir, "tposagent")
-	out, err := exec.Command("go", "build", "-o", agentBin, "../../cmd/tposagent").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build tposagent: %v\n%s", err, out)
-		os.Exit(1)
-	}
+	agentBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
