@@ -139,7 +139,10 @@ func printStatus(w io.Writer, s localapi.Status, now time.Time) {
 // or the agent's explanation.
 func licenseLine(l tposl.License) string {
 	line := string(l.State)
-	if l.Message != "" {
+	switch {
+	case strings.HasPrefix(l.Message, line):
+		line = l.Message // "demo licence: 20 days left, …" says the state itself
+	case l.Message != "":
 		line += ": " + l.Message
 	}
 	if !l.CheckedAt.IsZero() && l.Source == tposl.SourceServer {

@@ -167,7 +167,8 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.enqueueAll(ctx); err != nil {
 		return err
 	}
-	s, err := d.client.Status(ctx)
+	// The agent notices the outage on its first send or probe.
+	s, err := d.waitStatus(ctx, "the agent to notice the outage", func(s localapi.Status) bool { return !s.Online })
 	if err != nil {
 		return err
 	}
@@ -311,6 +312,28 @@ func (d *demo) stopAgent() error {
 	case <-time.After(6 * time.Second):
 		d.agent.Process.Kill()
 		return errors.New("the agent did not stop within 6 s; killed")
+	}
+}
+
+// waitStatus polls the status until cond holds (10 s at most).
+func (d *demo) waitStatus(ctx context.Context, what string, cond func(localapi.Status) bool) (localapi.Status, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := d.client.Status(ctx)
+		if err != nil {
+			return s, err
+		}
+		if cond(s) {
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			return s, fmt.Errorf("demo: timed out waiting for %s; see %s", what, d.agentLog.Name())
+		}
+		select {
+		case <-ctx.Done():
+			return s, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
