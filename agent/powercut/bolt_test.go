@@ -9,10 +9,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -173,49 +171,17 @@ func runBoltCuts(t *testing.T, cuts int, sd uint64, fsOpts lossyfs.Options) stri
 	var acked atomic.Uint64
 	var torn, unsynced int
 	for cut := 1; cut <= cuts; cut++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), boltChildEnv+"="+filepath.Join(dir, "bolt.db"))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		readDone, first := make(chan struct{}), make(chan struct{})
-		var firstOnce sync.Once
-		go func() {
-			defer close(readDone)
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				var n uint64
-				if _, err := fmt.Sscanf(sc.Text(), "ok %d", &n); err == nil {
-					acked.Store(n)
-					firstOnce.Do(func() { close(first) })
-				}
+		c := startChild(t, boltChildEnv+"="+filepath.Join(dir, "bolt.db"), func(line string) bool {
+			var n uint64
+			if _, err := fmt.Sscanf(line, "ok %d", &n); err == nil {
+				acked.Store(n)
+				return true
 			}
-		}()
-		// A random moment: mostly once the child works, sometimes while
-		// it opens the file.
-		if rnd.IntN(5) != 0 {
-			select {
-			case <-first:
-			case <-readDone:
-			case <-time.After(20 * time.Second):
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatalf("cut %d: the child did not commit within 20 s: %s", cut, stderr.String())
-			}
-		}
-		time.Sleep(time.Duration(rnd.IntN(150)) * time.Millisecond)
-		rep := fsys.Cut()
+			return false
+		})
+		rep := c.cut(t, cut, rnd, 150, fsys)
 		torn += rep.TornOps
 		unsynced += rep.UnsyncedOps
-		cmd.Process.Kill()
-		<-readDone
-		cmd.Wait()
 		if err := fsys.Unmount(); err != nil {
 			t.Fatal(err)
 		}

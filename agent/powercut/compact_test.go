@@ -4,13 +4,11 @@ package powercut
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -143,60 +141,28 @@ func TestOutboxCompactionPowerCuts(t *testing.T) {
 		renames     int
 	)
 	for cut := 1; cut <= cuts; cut++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), outboxChildEnv+"="+filepath.Join(dir, "outbox.db"))
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		readDone, first := make(chan struct{}), make(chan struct{})
-		var firstOnce sync.Once
-		go func() {
-			defer close(readDone)
-			sc := bufio.NewScanner(out)
-			for sc.Scan() {
-				var n uint64
-				mu.Lock()
-				switch {
-				case strings.HasPrefix(sc.Text(), "ok "):
-					fmt.Sscanf(sc.Text(), "ok %d", &n)
-					acked[n] = true
-					firstOnce.Do(func() { close(first) })
-				case strings.HasPrefix(sc.Text(), "sent "):
-					fmt.Sscanf(sc.Text(), "sent %d", &n)
-					sent[n] = true
-				case sc.Text() == "compacted":
-					compactions++
-				}
-				mu.Unlock()
+		c := startChild(t, outboxChildEnv+"="+filepath.Join(dir, "outbox.db"), func(line string) (ack bool) {
+			var n uint64
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case strings.HasPrefix(line, "ok "):
+				fmt.Sscanf(line, "ok %d", &n)
+				acked[n] = true
+				return true
+			case strings.HasPrefix(line, "sent "):
+				fmt.Sscanf(line, "sent %d", &n)
+				sent[n] = true
+			case line == "compacted":
+				compactions++
 			}
-		}()
-		// A random moment: mostly once the child works, sometimes while
-		// it opens the file.
-		if rnd.IntN(5) != 0 {
-			select {
-			case <-first:
-			case <-readDone:
-			case <-time.After(20 * time.Second):
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatalf("cut %d: the child did not commit within 20 s: %s", cut, stderr.String())
-			}
-		}
-		time.Sleep(time.Duration(rnd.IntN(400)) * time.Millisecond)
-		rep := fsys.Cut()
+			return false
+		})
+		rep := c.cut(t, cut, rnd, 400, fsys)
 		torn += rep.TornOps
 		renames += rep.PendingRenames
-		cmd.Process.Kill()
-		<-readDone
-		cmd.Wait() // killed, or failed on EIO after the cut
-		if strings.Contains(stderr.String(), "quarantined") {
-			t.Fatalf("cut %d (seed %d): the outbox quarantined its file: %s", cut, sd, stderr.String())
+		if strings.Contains(c.stderr.String(), "quarantined") {
+			t.Fatalf("cut %d (seed %d): the outbox quarantined its file: %s", cut, sd, c.stderr.String())
 		}
 		if err := fsys.Unmount(); err != nil {
 			t.Fatal(err)
