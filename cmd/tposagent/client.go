@@ -262,32 +262,29 @@ var specialOrder = []string{"integration_id", "code", "status", "key1", "key2", 
 	"space1", "space2", "space3", "space4", "space5", "special_created_in", "special_updated_in"}
 
 func cmdKasa(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] != "update" {
-		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
-			fmt.Fprintln(e.stdout, "Usage: tposagent kasa update [flags] | -f file.json\n\nRun 'tposagent kasa update --help' for the flags.")
-			return nil
-		}
-		return usageErrorf("usage: tposagent kasa update [flags] (see tposagent kasa update --help)")
-	}
-	return enqueueCommand(ctx, e, args[1:], "kasa update", "/v1/kasa", kasaFields, kasaOrder,
+	return enqueueCommand(ctx, e, args, "kasa", "update", "/v1/kasa", kasaFields, kasaOrder,
 		"  tposagent kasa update --integration-id 2 --status 1 --key1 21 --balance 1.260,50 --description \"MERKEZ KASA\"\n"+
 			"  tposagent kasa update -f kasa.json\n")
 }
 
 func cmdSpecialCode(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] != "create" {
-		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
-			fmt.Fprintln(e.stdout, "Usage: tposagent special-code create [flags] | -f file.json\n\nRun 'tposagent special-code create --help' for the flags.")
-			return nil
-		}
-		return usageErrorf("usage: tposagent special-code create [flags] (see tposagent special-code create --help)")
-	}
-	return enqueueCommand(ctx, e, args[1:], "special-code create", "/v1/special-codes", specialFields, specialOrder,
+	return enqueueCommand(ctx, e, args, "special-code", "create", "/v1/special-codes", specialFields, specialOrder,
 		"  tposagent special-code create --integration-id 1111111 --code TESTCODE --status 1 --typecode 26\n"+
 			"  echo '{\"integration_id\":\"7\",\"code\":\"İNDİRİM\"}' | tposagent special-code create -f -\n")
 }
 
-func enqueueCommand(ctx context.Context, e *env, args []string, name, path string, fields map[string]string, order []string, examples string) error {
+// enqueueCommand is "NOUN VERB [flags] | -f file.json": it posts one
+// record to the local API at path.
+func enqueueCommand(ctx context.Context, e *env, args []string, noun, verb, path string, fields map[string]string, order []string, examples string) error {
+	name := noun + " " + verb
+	if len(args) == 0 || args[0] != verb {
+		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
+			fmt.Fprintf(e.stdout, "Usage: tposagent %s [flags] | -f file.json\n\nRun 'tposagent %s --help' for the flags.\n", name, name)
+			return nil
+		}
+		return usageErrorf("usage: tposagent %s [flags] (see tposagent %s --help)", name, name)
+	}
+	args = args[1:]
 	fs := newFlagSet(e, name, name+" [flags] | -f file.json", examples)
 	addConfigFlag(fs, e)
 	rf := newRecordFlags(fs, fields, order)

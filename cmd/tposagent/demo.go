@@ -149,10 +149,11 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.startAgent(ctx, "started"); err != nil {
 		return err
 	}
-	lic, err := d.waitLicense(ctx)
+	st, err := d.waitStatus(ctx, "the registration", func(s localapi.Status) bool { return s.License.Source == tposl.SourceServer })
 	if err != nil {
 		return err
 	}
+	lic := st.License
 	if reqs := d.tposl.Requests(); len(reqs) > 0 {
 		p := reqs[len(reqs)-1]
 		d.detail("registered: YK_FISCAL_SERI_NO=%s POS_SERI_NO=%s PC_NAME=%s FIRMA_ADI=%q", p.YKFiscalSeriNo, p.PosSeriNo, p.PCName, p.FirmaAdi)
@@ -315,9 +316,9 @@ func (d *demo) stopAgent() error {
 	}
 }
 
-// waitStatus polls the status until cond holds (10 s at most).
+// waitStatus polls the status until cond holds (15 s at most).
 func (d *demo) waitStatus(ctx context.Context, what string, cond func(localapi.Status) bool) (localapi.Status, error) {
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		s, err := d.client.Status(ctx)
 		if err != nil {
@@ -332,24 +333,6 @@ func (d *demo) waitStatus(ctx context.Context, what string, cond func(localapi.S
 		select {
 		case <-ctx.Done():
 			return s, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-func (d *demo) waitLicense(ctx context.Context) (tposl.License, error) {
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		l, err := d.client.License(ctx)
-		if err == nil && l.Source == tposl.SourceServer {
-			return l, nil
-		}
-		if time.Now().After(deadline) {
-			return l, fmt.Errorf("demo: no registration within 15 s (licence %s: %s); see %s", l.State, l.Message, d.agentLog.Name())
-		}
-		select {
-		case <-ctx.Done():
-			return l, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
