@@ -73,7 +73,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("%d records went into a full 4 MiB disk without a 503", len(accepted))
 	}
 	if !strings.Contains(refusal, "no space left") || !strings.Contains(refusal, "nothing was stored") {
-		t.Errorf("503 body %q does not say the disk is full and nothing was stored", refusal)
+		t.Fatalf("503 body %q does not say the disk is full and nothing was stored", refusal)
 	}
 	t.Logf("disk full after %d records: %s", len(accepted), strings.TrimSpace(refusal))
 	st, err := f.status()
@@ -81,7 +81,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	if st.Outbox.Pending != len(accepted) {
-		t.Errorf("on a full disk: %d pending, want the %d accepted", st.Outbox.Pending, len(accepted))
+		t.Fatalf("on a full disk: %d pending, want the %d accepted", st.Outbox.Pending, len(accepted))
 	}
 
 	// Take the last bytes too, then kill -9 and restart on a disk with
@@ -92,7 +92,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatalf("restart on a full disk: %v", err)
 	}
 	if st, err := f.status(); err != nil || st.Outbox.Pending != len(accepted) {
-		t.Errorf("after a restart on a full disk: %d pending (%v), want the %d accepted", st.Outbox.Pending, err, len(accepted))
+		t.Fatalf("after a restart on a full disk: %d pending (%v), want the %d accepted", st.Outbox.Pending, err, len(accepted))
 	}
 
 	// Space comes back: the same agent accepts again, and everything drains.
@@ -111,12 +111,12 @@ func TestDiskFull(t *testing.T) {
 	}
 	f.oduyo.SetDown(false)
 	f.waitDrained(60 * time.Second)
-	f.checkDelivered(accepted)
+	lost := f.checkDelivered(accepted)
 	f.stop()
 	if err := checkBolt(filepath.Join(f.dataDir, "outbox.db")); err != nil {
-		t.Errorf("outbox.db after the disk-full episode: %v", err)
+		t.Fatalf("outbox.db after the disk-full episode: %v", err)
 	}
-	t.Logf("RESULT disk-full accepted=%d refused_with_503=%d lost=0 accepted_after_space_returned=%d", len(accepted)-after, refused, after)
+	t.Logf("RESULT disk-full accepted=%d refused_with_503=%d lost=%d accepted_after_space_returned=%d", len(accepted)-after, refused, lost, after)
 }
 
 // topOff appends to the filler until the file system has no byte left.

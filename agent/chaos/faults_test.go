@@ -28,9 +28,11 @@ func bigCode(id string) map[string]any {
 	return col
 }
 
-// checkDelivered fails for every id that the server did not get exactly
-// as sent (the kasa or special code column compared field by field).
-func (f *fixture) checkDelivered(want map[string]map[string]any) {
+// checkDelivered stops the test if the server did not get every id
+// exactly as sent (the kasa or special code column compared field by
+// field); it returns the number of records lost, which is then 0 by
+// construction of a test that is still running.
+func (f *fixture) checkDelivered(want map[string]map[string]any) (lost int) {
 	t := f.t
 	t.Helper()
 	ds := f.oduyo.Delivered()
@@ -41,7 +43,7 @@ func (f *fixture) checkDelivered(want map[string]map[string]any) {
 			got[d.IntegrationID] = col
 		}
 	}
-	missing := 0
+	missing, altered := 0, 0
 	for id, w := range want {
 		g, ok := got[id]
 		if !ok {
@@ -50,6 +52,7 @@ func (f *fixture) checkDelivered(want map[string]map[string]any) {
 		}
 		for k, v := range w {
 			if g[k] != v {
+				altered++
 				t.Errorf("%s: field %s arrived as %.40q…, sent %.40q…", id, k, g[k], v)
 			}
 		}
@@ -61,6 +64,10 @@ func (f *fixture) checkDelivered(want map[string]map[string]any) {
 		t.Errorf("%d of %d accepted records were never delivered; outbox (%v): %s\nlog (tail):\n%s",
 			missing, len(want), err, b, log[max(0, len(log)-4000):])
 	}
+	if missing+altered > 0 {
+		t.FailNow()
+	}
+	return missing + altered
 }
 
 func TestQueueFull(t *testing.T) {
@@ -72,6 +79,7 @@ func TestQueueFull(t *testing.T) {
 
 	accepted := map[string]map[string]any{}
 	var full string
+	refused := 0
 	for i := 0; i < 500 && full == ""; i++ {
 		col := bigCode(fmt.Sprintf("full-%04d", i))
 		code, body, err := post(ctx, hc, f.api(), "/v1/special-codes", col)
@@ -82,6 +90,7 @@ func TestQueueFull(t *testing.T) {
 			accepted[col["integration_id"].(string)] = col
 		case code == http.StatusServiceUnavailable:
 			full = body
+			refused++
 		default:
 			t.Fatalf("enqueue %d: %d %s", i, code, body)
 		}
@@ -91,12 +100,13 @@ func TestQueueFull(t *testing.T) {
 		t.Fatalf("500 records of 16 KB went into a 1 MiB outbox without a 503")
 	}
 	if !strings.Contains(full, "outbox is full") || !strings.Contains(full, "max_size") || !strings.Contains(full, "nothing was stored") {
-		t.Errorf("503 body %q does not say the outbox is full and nothing was stored", full)
+		t.Fatalf("503 body %q does not say the outbox is full and nothing was stored", full)
 	}
 	// Still full for the next producer, and a kill does not lose anything.
 	if code, body, _ := post(ctx, hc, f.api(), "/v1/special-codes", bigCode("full-extra")); code != http.StatusServiceUnavailable {
-		t.Errorf("enqueue into a full outbox: %d %s, want 503", code, body)
+		t.Fatalf("enqueue into a full outbox: %d %s, want 503", code, body)
 	}
+	refused++
 	f.kill()
 	f.mustStart()
 	st, err := f.status()
@@ -104,7 +114,7 @@ func TestQueueFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	if st.Outbox.Pending != len(accepted) {
-		t.Errorf("after a kill: %d pending, want the %d accepted", st.Outbox.Pending, len(accepted))
+		t.Fatalf("after a kill: %d pending, want the %d accepted", st.Outbox.Pending, len(accepted))
 	}
 	t.Logf("accepted %d records of ~16 KB (%d bytes on disk) before the 503: %s", len(accepted), st.Outbox.Bytes, strings.TrimSpace(full))
 
@@ -112,7 +122,7 @@ func TestQueueFull(t *testing.T) {
 	f.oduyo.SetDown(false)
 	f.api().Do(ctx, "GET", "/v1/status", nil, nil)
 	f.waitDrained(60 * time.Second)
-	f.checkDelivered(accepted)
+	lost := f.checkDelivered(accepted)
 	after := 0
 	for i := range 10 {
 		col := bigCode(fmt.Sprintf("after-%02d", i))
@@ -123,8 +133,8 @@ func TestQueueFull(t *testing.T) {
 		after++
 	}
 	f.waitDrained(30 * time.Second)
-	f.checkDelivered(accepted)
-	t.Logf("RESULT queue-full accepted=%d refused_with_503=yes lost=0 accepted_after_drain=%d", len(accepted)-after, after)
+	lost += f.checkDelivered(accepted)
+	t.Logf("RESULT queue-full accepted=%d refused_with_503=%d lost=%d accepted_after_drain=%d", len(accepted)-after, refused, lost, after)
 	f.stop()
 }
 
