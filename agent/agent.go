@@ -23,7 +23,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/oduyo"
 	"github.com/tposagent/tposagent/agent/tposl"
@@ -202,7 +202,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	srv := &http.Server{
 		Handler: localapi.NewHandler(localapi.Config{
 			Token:   a.cfg.API.Token.Reveal(),
-			Queue:   a.queue,
+			Queue:   LocalQueue(a.queue),
 			Status:  a.Status,
 			License: a.License,
 			Metrics: a.writeMetrics,

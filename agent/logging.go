@@ -10,7 +10,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/internal/config"
 )
 
 // Logging is the agent's log output: text to a console writer, a

@@ -15,7 +15,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/internal/config"
 )
 
 // ErrMissing is returned (wrapped) by Bootstrap when required values are

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/internal/config"
 )
 
 // full is a complete set of required values, with Turkish text.

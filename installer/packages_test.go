@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/internal/config"
 )
 
 // TestPackages inspects what "make packages" built. Run it with

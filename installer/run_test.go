@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/internal/config"
 )
 
 // drain returns the states queued in ch without blocking.

@@ -1,4 +1,4 @@
-package localapi
+package localapi_test
 
 // Fuzzing of the local API: every byte the POS application may send
 // reaches the real handler over a real outbox file. The invariants:
@@ -31,7 +31,11 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/tposagent/tposagent/agent/oduyo"
+	"github.com/tposagent/tposagent/agent"
+
+	"github.com/tposagent/tposagent/agent/localapi"
+
+	"github.com/tposagent/tposagent/agent/records"
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/outbox"
 )
@@ -47,10 +51,10 @@ func fuzzHandler(f *testing.F) (http.Handler, *outbox.Queue) {
 		f.Fatalf("open outbox: %v", err)
 	}
 	f.Cleanup(func() { q.Close() })
-	h := NewHandler(Config{
+	h := localapi.NewHandler(localapi.Config{
 		Token:   fuzzToken,
-		Queue:   q,
-		Status:  func() Status { return Status{Version: "fuzz", License: tposl.Unknown("fuzz")} },
+		Queue:   agent.LocalQueue(q),
+		Status:  func() localapi.Status { return localapi.Status{Version: "fuzz", License: tposl.Unknown("fuzz")} },
 		License: func() tposl.License { return tposl.Unknown("fuzz") },
 	})
 	return h, q
@@ -78,7 +82,7 @@ func checkAnswer(t *testing.T, q *outbox.Queue, rec *httptest.ResponseRecorder, 
 		if after != before+1 {
 			t.Fatalf("202 but pending %d -> %d", before, after)
 		}
-		var acc Accepted
+		var acc localapi.Accepted
 		if err := json.Unmarshal(body, &acc); err != nil || acc.ID == 0 || acc.Key == "" {
 			t.Fatalf("202 body %q: %v", body, err)
 		}
@@ -89,9 +93,9 @@ func checkAnswer(t *testing.T, q *outbox.Queue, rec *httptest.ResponseRecorder, 
 		if !utf8.Valid(it.Payload) || !json.Valid(it.Payload) {
 			t.Fatalf("stored payload is not valid UTF-8 JSON: %q", it.Payload)
 		}
-		normalize := oduyo.NormalizeKasa
+		normalize := records.NormalizeKasa
 		if path == "/v1/special-codes" {
-			normalize = oduyo.NormalizeSpecialCode
+			normalize = records.NormalizeSpecialCode
 		}
 		again, key, err := normalize(it.Payload)
 		if err != nil {
@@ -117,7 +121,7 @@ func checkAnswer(t *testing.T, q *outbox.Queue, rec *httptest.ResponseRecorder, 
 	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		t.Fatalf("error answer %d with content type %q", code, ct)
 	}
-	var eb ErrorBody
+	var eb localapi.ErrorBody
 	if err := json.Unmarshal(body, &eb); err != nil || strings.TrimSpace(eb.Error) == "" {
 		t.Fatalf("error answer %d without a message: %q (%v)", code, body, err)
 	}
@@ -196,11 +200,11 @@ func FuzzKasa(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	// A body just over the limit: 413, nothing stored.
-	f.Add([]byte(`{"id":1,"note":"` + strings.Repeat("a", MaxBody) + `"}`))
+	f.Add([]byte(`{"id":1,"note":"` + strings.Repeat("a", localapi.MaxBody) + `"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		before := queuePending(t, q)
 		rec := post(h, "/v1/kasa", body)
-		if len(body) > MaxBody && rec.Code != http.StatusRequestEntityTooLarge {
+		if len(body) > localapi.MaxBody && rec.Code != http.StatusRequestEntityTooLarge {
 			t.Fatalf("%d-byte body: answer %d, want 413", len(body), rec.Code)
 		}
 		if !utf8.Valid(body) && rec.Code != http.StatusBadRequest && rec.Code != http.StatusRequestEntityTooLarge {

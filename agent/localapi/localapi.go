@@ -1,6 +1,10 @@
-// Package localapi is the HTTP API the POS application calls on the till
-// (DESIGN.md, "Local API"), and the client the CLI uses to talk to the
-// running agent.
+// Package localapi is the HTTP API the POS application calls on the till,
+// and the client the CLI uses to talk to the running agent.
+//
+// It owns the small interfaces it needs (Queue for the records, and
+// functions for the status and the licence) and the record validation of
+// agent/records; it imports neither the outbox nor a server client — the
+// agent adapts those to it.
 //
 // Every call needs "Authorization: Bearer <api.token>", compared in
 // constant time. Errors are {"error": "...", "field": "..."} with 400, 401,
@@ -22,15 +26,15 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/tposagent/tposagent/agent/oduyo"
+	"github.com/tposagent/tposagent/agent/records"
 	"github.com/tposagent/tposagent/agent/tposl"
-	"github.com/tposagent/tposagent/outbox"
 )
 
 // MaxBody is the largest request body accepted (413 beyond).
 const MaxBody = 1 << 20
 
-// Status is the body of GET /v1/status (DESIGN.md fixes its core keys).
+// Status is the body of GET /v1/status (its core keys are a contract with
+// the POS developers: docs/local-api.md).
 type Status struct {
 	Registered bool          `json:"registered"`
 	Online     bool          `json:"online"`
@@ -77,7 +81,7 @@ type Outbox struct {
 // Config is what the handler needs from the agent.
 type Config struct {
 	Token   string
-	Queue   *outbox.Queue
+	Queue   Queue
 	Status  func() Status        // a snapshot for /v1/status and /metrics
 	License func() tposl.License // for /v1/license
 	Logger  *slog.Logger
@@ -100,8 +104,8 @@ func NewHandler(cfg Config) http.Handler {
 	m := http.NewServeMux()
 	m.HandleFunc("GET /v1/status", h.status)
 	m.HandleFunc("GET /v1/license", h.license)
-	m.HandleFunc("POST /v1/kasa", h.enqueue(outbox.KindKasa, oduyo.NormalizeKasa))
-	m.HandleFunc("POST /v1/special-codes", h.enqueue(outbox.KindSpecialCode, oduyo.NormalizeSpecialCode))
+	m.HandleFunc("POST /v1/kasa", h.enqueue(KindKasa, records.NormalizeKasa))
+	m.HandleFunc("POST /v1/special-codes", h.enqueue(KindSpecialCode, records.NormalizeSpecialCode))
 	m.HandleFunc("GET /v1/outbox", h.list)
 	m.HandleFunc("POST /v1/outbox/{id}/retry", h.retry)
 	m.HandleFunc("DELETE /v1/outbox/{id}", h.drop)
@@ -160,13 +164,7 @@ func (h *handler) license(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, h.cfg.License())
 }
 
-// Accepted is the body of a 202.
-type Accepted struct {
-	ID  uint64 `json:"id"`
-	Key string `json:"key"`
-}
-
-func (h *handler) enqueue(kind outbox.Kind, normalize func([]byte) (json.RawMessage, string, error)) http.HandlerFunc {
+func (h *handler) enqueue(kind Kind, normalize func([]byte) (json.RawMessage, string, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 		if err != nil {
@@ -184,7 +182,7 @@ func (h *handler) enqueue(kind outbox.Kind, normalize func([]byte) (json.RawMess
 		}
 		col, key, err := normalize(body)
 		if err != nil {
-			var fe *oduyo.FieldError
+			var fe *records.FieldError
 			if errors.As(err, &fe) {
 				writeError(w, http.StatusBadRequest, err.Error(), fe.Field)
 				return
@@ -192,9 +190,9 @@ func (h *handler) enqueue(kind outbox.Kind, normalize func([]byte) (json.RawMess
 			writeError(w, http.StatusBadRequest, err.Error(), "")
 			return
 		}
-		it, err := h.cfg.Queue.Enqueue(r.Context(), outbox.Entry{Kind: kind, Key: key, Payload: col, Coalesce: kind == outbox.KindKasa})
+		acc, err := h.cfg.Queue.Enqueue(r.Context(), Record{Kind: kind, Key: key, Column: col})
 		switch {
-		case errors.Is(err, outbox.ErrFull):
+		case errors.Is(err, ErrFull):
 			w.Header().Set("Retry-After", "60")
 			writeError(w, http.StatusServiceUnavailable, "outbox is full (outbox.max_size): nothing was stored; retry after the queue drains", "")
 			return
@@ -204,46 +202,17 @@ func (h *handler) enqueue(kind outbox.Kind, normalize func([]byte) (json.RawMess
 			writeError(w, http.StatusServiceUnavailable, "cannot store the record durably: "+err.Error()+"; nothing was stored", "")
 			return
 		}
-		writeJSON(w, http.StatusAccepted, Accepted{ID: it.ID, Key: it.Key})
+		writeJSON(w, http.StatusAccepted, acc)
 	}
-}
-
-// ItemView is one queue entry in GET /v1/outbox.
-type ItemView struct {
-	ID          uint64          `json:"id"`
-	Kind        outbox.Kind     `json:"kind"`
-	Key         string          `json:"key"`
-	Created     time.Time       `json:"created"`
-	Attempts    int             `json:"attempts"`
-	NextAttempt *time.Time      `json:"next_attempt,omitempty"`
-	LastError   string          `json:"last_error,omitempty"`
-	DeadReason  string          `json:"dead_reason,omitempty"`
-	DeadAt      *time.Time      `json:"dead_at,omitempty"`
-	Payload     json.RawMessage `json:"payload"`
-}
-
-func view(it outbox.Item) ItemView {
-	return ItemView{
-		ID: it.ID, Kind: it.Kind, Key: it.Key, Created: it.Created, Attempts: it.Attempts,
-		NextAttempt: timePtr(it.NextAttempt), LastError: it.LastError,
-		DeadReason: it.DeadReason, DeadAt: timePtr(it.DeadAt), Payload: it.Payload,
-	}
-}
-
-func timePtr(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	return &t
 }
 
 func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	state := outbox.Pending
+	state := Pending
 	switch q.Get("state") {
 	case "", "pending":
 	case "dead":
-		state = outbox.Dead
+		state = Dead
 	default:
 		writeError(w, http.StatusBadRequest, `state must be "pending" or "dead"`, "state")
 		return
@@ -262,11 +231,10 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "list outbox: "+err.Error(), "")
 		return
 	}
-	out := make([]ItemView, 0, len(items))
-	for _, it := range items {
-		out = append(out, view(it))
+	if items == nil {
+		items = []ItemView{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"state": q.Get("state"), "items": out})
+	writeJSON(w, http.StatusOK, map[string]any{"state": q.Get("state"), "items": items})
 }
 
 func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
@@ -284,9 +252,9 @@ func (h *handler) act(w http.ResponseWriter, r *http.Request, do func(uint64) er
 		return
 	}
 	switch err := do(id); {
-	case errors.Is(err, outbox.ErrNotFound):
+	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no outbox item %d", id), "id")
-	case errors.Is(err, outbox.ErrInFlight):
+	case errors.Is(err, ErrInFlight):
 		writeError(w, http.StatusConflict, fmt.Sprintf("item %d is being sent right now; try again in a moment", id), "id")
 	case err != nil:
 		writeError(w, http.StatusServiceUnavailable, err.Error(), "")

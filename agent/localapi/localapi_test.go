@@ -1,4 +1,4 @@
-package localapi
+package localapi_test
 
 import (
 	"bytes"
@@ -11,6 +11,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tposagent/tposagent/agent"
+
+	"github.com/tposagent/tposagent/agent/localapi"
 
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/outbox"
@@ -25,10 +29,10 @@ func newServer(t *testing.T, maxSize int64) (*httptest.Server, *outbox.Queue) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { q.Close() })
-	h := NewHandler(Config{
+	h := localapi.NewHandler(localapi.Config{
 		Token:   token,
-		Queue:   q,
-		Status:  func() Status { return Status{Version: "test", License: tposl.Unknown("x")} },
+		Queue:   agent.LocalQueue(q),
+		Status:  func() localapi.Status { return localapi.Status{Version: "test", License: tposl.Unknown("x")} },
 		License: func() tposl.License { return tposl.Unknown("never reached") },
 	})
 	srv := httptest.NewServer(h)
@@ -36,7 +40,7 @@ func newServer(t *testing.T, maxSize int64) (*httptest.Server, *outbox.Queue) {
 	return srv, q
 }
 
-func do(t *testing.T, srv *httptest.Server, method, path, body string) (int, ErrorBody, []byte) {
+func do(t *testing.T, srv *httptest.Server, method, path, body string) (int, localapi.ErrorBody, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -47,7 +51,7 @@ func do(t *testing.T, srv *httptest.Server, method, path, body string) (int, Err
 	defer resp.Body.Close()
 	var buf bytes.Buffer
 	buf.ReadFrom(resp.Body)
-	var eb ErrorBody
+	var eb localapi.ErrorBody
 	json.Unmarshal(buf.Bytes(), &eb)
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") && path != "/metrics" {
 		t.Errorf("%s %s: content type %q", method, path, ct)
@@ -82,7 +86,7 @@ func TestEnqueueAnswers(t *testing.T) {
 		{"invalid utf-8", "/v1/kasa", "{\"integration_id\":\"2\",\"note\":\"\xff\xfe\"}", 400, ""},
 		{"not json", "/v1/kasa", `hello`, 400, ""},
 		{"array", "/v1/kasa", `[{"integration_id":"2"}]`, 400, ""},
-		{"too big", "/v1/kasa", `{"note":"` + strings.Repeat("a", MaxBody) + `"}`, 413, ""},
+		{"too big", "/v1/kasa", `{"note":"` + strings.Repeat("a", localapi.MaxBody) + `"}`, 413, ""},
 		{"wrapper not wanted", "/v1/kasa", `{"column":{"integration_id":"2"}}`, 400, "column"},
 	}
 	want := 0
@@ -94,7 +98,7 @@ func TestEnqueueAnswers(t *testing.T) {
 			}
 			if code == 202 {
 				want++
-				var a Accepted
+				var a localapi.Accepted
 				if err := json.Unmarshal(raw, &a); err != nil || a.ID == 0 {
 					t.Errorf("202 body %s: want {\"id\": N}", raw)
 				}
@@ -201,31 +205,31 @@ func TestUnauthorized(t *testing.T) {
 
 func TestClient(t *testing.T) {
 	srv, _ := newServer(t, 0)
-	c := &Client{BaseURL: srv.URL, Token: token}
+	c := &localapi.Client{BaseURL: srv.URL, Token: token}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := c.Enqueue(ctx, "/v1/kasa", []byte(`{"integration_id":"1","price":"x"}`)); err == nil {
 		t.Error("bad record accepted")
 	} else {
-		var ae *APIError
+		var ae *localapi.APIError
 		if !errors.As(err, &ae) || ae.StatusCode != 400 || ae.Field != "price" {
 			t.Errorf("err = %#v", err)
 		}
 	}
-	bad := &Client{BaseURL: srv.URL, Token: "wrong"}
+	bad := &localapi.Client{BaseURL: srv.URL, Token: "wrong"}
 	if _, err := bad.Status(ctx); err == nil || !strings.Contains(err.Error(), "token") {
 		t.Errorf("wrong token: %v", err)
 	}
 	srv.Close()
-	if _, err := c.Status(ctx); !errors.Is(err, ErrNotRunning) {
-		t.Errorf("closed server: %v, want ErrNotRunning", err)
+	if _, err := c.Status(ctx); !errors.Is(err, localapi.ErrNotRunning) {
+		t.Errorf("closed server: %v, want localapi.ErrNotRunning", err)
 	}
 }
 
 func TestBaseURLFor(t *testing.T) {
 	for in, want := range map[string]string{"127.0.0.1:8787": "http://127.0.0.1:8787", "0.0.0.0:80": "http://127.0.0.1:80", ":9": "http://127.0.0.1:9", "[::]:1": "http://127.0.0.1:1"} {
-		if got := BaseURLFor(in); got != want {
-			t.Errorf("BaseURLFor(%q) = %q, want %q", in, got, want)
+		if got := localapi.BaseURLFor(in); got != want {
+			t.Errorf("localapi.BaseURLFor(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -81,7 +81,7 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // Classify returns the class of err and how long the server asked us to
-// wait. A *Error keeps its class; a *FieldError is Permanent; network
+// wait. A *Error keeps its class; network
 // errors, timeouts, context errors and anything unknown are Transient.
 // Classify(nil) returns (Transient, 0): callers check for nil first.
 func Classify(err error) (Class, time.Duration) {
@@ -91,10 +91,6 @@ func Classify(err error) (Class, time.Duration) {
 	var oe *Error
 	if errors.As(err, &oe) {
 		return oe.Class, oe.RetryAfter
-	}
-	var fe *FieldError
-	if errors.As(err, &fe) {
-		return Permanent, 0
 	}
 	// Network errors, timeouts, context errors and the unknown: retry.
 	return Transient, 0

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -155,7 +156,7 @@ func cleanMessage(s string) string {
 func keyList(obj map[string]json.RawMessage) string {
 	keys := make([]string, 0, len(obj))
 	for k := range obj {
-		keys = append(keys, fieldName(k))
+		keys = append(keys, printableKey(k))
 	}
 	sort.Strings(keys)
 	if len(keys) > 10 {
@@ -165,4 +166,19 @@ func keyList(obj map[string]json.RawMessage) string {
 		return "none"
 	}
 	return strings.Join(keys, ", ")
+}
+
+// utf8BOM is what some Windows servers put before a JSON body.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
+// printableKey shows a key of a server's answer in an error: short, and
+// quoted when it holds control characters.
+func printableKey(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return strconv.Quote(s)
+	}
+	return s
 }

@@ -144,7 +144,6 @@ func TestClassify(t *testing.T) {
 		{fmt.Errorf("send: %w", e), Transient, 3 * time.Second},
 		{&Error{Class: Permanent}, Permanent, 0},
 		{&Error{Class: Auth}, Auth, 0},
-		{&FieldError{Field: "id", Msg: "required"}, Permanent, 0},
 		{context.DeadlineExceeded, Transient, 0},
 		{context.Canceled, Transient, 0},
 		{errors.New("something"), Transient, 0},

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/internal/config"
 )
 
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/tposagent/tposagent/agent"
-	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/tposl"
 )

@@ -15,7 +15,7 @@ import (
 
 	"github.com/tposagent/tposagent/agent"
 	"github.com/tposagent/tposagent/agent/agenttest"
-	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
 	"github.com/tposagent/tposagent/agent/tposl"

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/installer"
 )
 

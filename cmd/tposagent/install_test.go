@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/installer"
 )
 

@@ -5,7 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/tposagent/tposagent/agent"
-	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/installer"
 )
 

@@ -29,7 +29,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/installer"
 )
 

@@ -25,10 +25,10 @@ import (
 
 	"github.com/tposagent/tposagent/agent"
 	"github.com/tposagent/tposagent/agent/agenttest"
-	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
-	"github.com/tposagent/tposagent/agent/powercut/lossyfs"
+	"github.com/tposagent/tposagent/internal/testrig/lossyfs"
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/agent/tposl/tposltest"
 )

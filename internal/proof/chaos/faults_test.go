@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/internal/config"
 )
 
 // bigCode is a special code of about 16 KB (8 fields of 1960 bytes), most of it Turkish text that

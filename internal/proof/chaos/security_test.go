@@ -24,7 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tposagent/tposagent/agent/config"
+	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
 	"github.com/tposagent/tposagent/agent/tposl/tposltest"

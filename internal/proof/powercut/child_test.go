@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tposagent/tposagent/agent/powercut/lossyfs"
+	"github.com/tposagent/tposagent/internal/testrig/lossyfs"
 )
 
 // child is the test binary re-run as a worker on the mount (bbolt must

@@ -17,7 +17,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/tposagent/tposagent/agent/powercut/lossyfs"
+	"github.com/tposagent/tposagent/internal/testrig/lossyfs"
 )
 
 // boltChildEnv makes the test binary a bbolt writer on the mount (a child

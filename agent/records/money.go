@@ -1,4 +1,4 @@
-package oduyo
+package records
 
 import (
 	"encoding/json"

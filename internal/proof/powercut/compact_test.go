@@ -17,7 +17,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/tposagent/tposagent/agent/powercut/lossyfs"
+	"github.com/tposagent/tposagent/internal/testrig/lossyfs"
 	"github.com/tposagent/tposagent/outbox"
 )
 

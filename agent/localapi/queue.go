@@ -1,0 +1,74 @@
+package localapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Queue is the durable queue behind the record endpoints. Implementations
+// are safe for concurrent use. Enqueue returns only once the record is
+// durable. Failures wrap ErrFull, ErrNotFound or ErrInFlight where those
+// apply; any other error is a storage failure, answered with 503.
+type Queue interface {
+	Enqueue(ctx context.Context, r Record) (Accepted, error)
+	List(state State, limit int) ([]ItemView, error)
+	// Retry moves a dead item back to the queue.
+	Retry(id uint64) error
+	// Drop deletes a pending or dead item.
+	Drop(id uint64) error
+}
+
+// Errors a Queue wraps.
+var (
+	ErrFull     = errors.New("queue is full")
+	ErrNotFound = errors.New("no such item")
+	ErrInFlight = errors.New("item is being sent")
+)
+
+// Kind names what a record is.
+type Kind string
+
+// The record kinds of the API.
+const (
+	KindKasa        Kind = "kasa"
+	KindSpecialCode Kind = "special_code"
+)
+
+// Record is one validated record to queue: Column is the canonical column
+// object from agent/records and Key the target record's key (FIFO per key).
+type Record struct {
+	Kind   Kind
+	Key    string
+	Column json.RawMessage
+}
+
+// State selects the items GET /v1/outbox lists.
+type State int
+
+// States.
+const (
+	Pending State = iota // waiting or being sent
+	Dead                 // dead letters
+)
+
+// Accepted is the body of a 202.
+type Accepted struct {
+	ID  uint64 `json:"id"`
+	Key string `json:"key"`
+}
+
+// ItemView is one queue entry in GET /v1/outbox.
+type ItemView struct {
+	ID          uint64          `json:"id"`
+	Kind        Kind            `json:"kind"`
+	Key         string          `json:"key"`
+	Created     time.Time       `json:"created"`
+	Attempts    int             `json:"attempts"`
+	NextAttempt *time.Time      `json:"next_attempt,omitempty"`
+	LastError   string          `json:"last_error,omitempty"`
+	DeadReason  string          `json:"dead_reason,omitempty"`
+	DeadAt      *time.Time      `json:"dead_at,omitempty"`
+	Payload     json.RawMessage `json:"payload"`
+}

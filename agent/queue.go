@@ -1,0 +1,67 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tposagent/tposagent/agent/localapi"
+	"github.com/tposagent/tposagent/outbox"
+)
+
+// LocalQueue adapts the outbox to the local API's Queue: kasa updates
+// coalesce (each carries the full card state), special codes never do,
+// and the outbox's errors become the API's.
+func LocalQueue(q *outbox.Queue) localapi.Queue { return localQueue{q} }
+
+type localQueue struct{ q *outbox.Queue }
+
+func (l localQueue) Enqueue(ctx context.Context, r localapi.Record) (localapi.Accepted, error) {
+	it, err := l.q.Enqueue(ctx, outbox.Entry{Kind: outbox.Kind(r.Kind), Key: r.Key, Payload: r.Column, Coalesce: r.Kind == localapi.KindKasa})
+	if err != nil {
+		return localapi.Accepted{}, apiError(err)
+	}
+	return localapi.Accepted{ID: it.ID, Key: it.Key}, nil
+}
+
+func (l localQueue) List(state localapi.State, limit int) ([]localapi.ItemView, error) {
+	s := outbox.Pending
+	if state == localapi.Dead {
+		s = outbox.Dead
+	}
+	items, err := l.q.List(s, limit)
+	if err != nil {
+		return nil, apiError(err)
+	}
+	out := make([]localapi.ItemView, 0, len(items))
+	for _, it := range items {
+		out = append(out, localapi.ItemView{
+			ID: it.ID, Kind: localapi.Kind(it.Kind), Key: it.Key, Created: it.Created, Attempts: it.Attempts,
+			NextAttempt: timePtr(it.NextAttempt), LastError: it.LastError,
+			DeadReason: it.DeadReason, DeadAt: timePtr(it.DeadAt), Payload: it.Payload,
+		})
+	}
+	return out, nil
+}
+
+func (l localQueue) Retry(id uint64) error { return apiError(l.q.Retry(id)) }
+func (l localQueue) Drop(id uint64) error  { return apiError(l.q.Drop(id)) }
+
+// apiError keeps err's text and chain and adds the local API's sentinel.
+func apiError(err error) error {
+	var sentinel error
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, outbox.ErrFull):
+		sentinel = localapi.ErrFull
+	case errors.Is(err, outbox.ErrNotFound):
+		sentinel = localapi.ErrNotFound
+	case errors.Is(err, outbox.ErrInFlight):
+		sentinel = localapi.ErrInFlight
+	default:
+		return err
+	}
+	return fmt.Errorf("%w (%w)", err, sentinel)
+}
+
