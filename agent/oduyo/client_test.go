@@ -9,11 +9,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tposagent/tposagent/agent/records"
 
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
 )
@@ -117,7 +121,7 @@ func (h *harness) keep(err error) error {
 
 func (h *harness) kasa(t *testing.T, key, in string) error {
 	t.Helper()
-	col, _, err := NormalizeKasa([]byte(in))
+	col, _, err := records.NormalizeKasa([]byte(in))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +152,7 @@ func TestDeliverKasaAndSpecialCode(t *testing.T) {
 	if err := h.kasa(t, "k1", `{"id":2,"integration_id":"2","description":"Kadıköy ŞUBE ğüşıöçİ","balance":"1.260,50"}`); err != nil {
 		t.Fatal(err)
 	}
-	col, _, err := NormalizeSpecialCode([]byte(specSpecialCode))
+	col, _, err := records.NormalizeSpecialCode(specExample(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +313,7 @@ func TestCallerCancel(t *testing.T) {
 		}
 		cancel()
 	}()
-	col, _, _ := NormalizeKasa([]byte(`{"id":1}`))
+	col, _, _ := records.NormalizeKasa([]byte(`{"id":1}`))
 	err := h.keep(h.c.UpdateKasa(ctx, "k", col))
 	wantClass(t, err, Transient, 0)
 	if !errors.Is(err, context.Canceled) {
@@ -361,7 +365,7 @@ func TestStatusFalseIsPermanent(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 	wantClass(t, h.kasa(t, "k2", `{"id":77}`), Permanent, 404)
-	col, _, _ := NormalizeSpecialCode([]byte(`{"integration_id":"BAD-1","code":"X"}`))
+	col, _, _ := records.NormalizeSpecialCode([]byte(`{"integration_id":"BAD-1","code":"X"}`))
 	wantClass(t, h.keep(h.c.CreateSpecialCode(context.Background(), "s", col)), Permanent, 404)
 	// Other records are not affected.
 	if err := h.kasa(t, "k3", `{"integration_id":"GOOD"}`); err != nil {
@@ -497,7 +501,7 @@ func TestConcurrentCallersShareOneLogin(t *testing.T) {
 	h := newHarness(t, nil)
 	// A slow login makes sure the callers overlap.
 	h.srv.FailNextLogin(1, oduyotest.Fault{Delay: 100 * time.Millisecond})
-	col, _, _ := NormalizeKasa([]byte(`{"id":1}`))
+	col, _, _ := records.NormalizeKasa([]byte(`{"id":1}`))
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	errs := make(chan error, 100)
@@ -800,4 +804,14 @@ func TestSecretScan(t *testing.T) {
 			}
 		}
 	}
+}
+
+// specExample is the special code example of Ödüyo's API documentation.
+func specExample(t testing.TB) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "records", "testdata", "special-code-spec-example.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/tposagent/tposagent/agent/records"
+
 	"github.com/tposagent/tposagent/agent/oduyo"
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
 )
@@ -17,7 +19,7 @@ func ExampleNewServer() {
 	if err != nil {
 		panic(err)
 	}
-	col, key, err := oduyo.NormalizeKasa([]byte(`{"id":2,"description":"MERKEZ KASA","balance":"1.260,50"}`))
+	col, key, err := records.NormalizeKasa([]byte(`{"id":2,"description":"MERKEZ KASA","balance":"1.260,50"}`))
 	if err != nil {
 		panic(err)
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tposagent/tposagent/agent/records"
+
 	"github.com/tposagent/tposagent/agent"
 	"github.com/tposagent/tposagent/agent/oduyo"
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
@@ -154,9 +156,9 @@ func newMatrixEnv(t *testing.T, clientTimeout time.Duration) *matrixEnv {
 	e := &matrixEnv{t: t, clock: clock, srv: srv, q: q, ids: map[uint64]record{}, start: clock.Now()}
 	e.rec = &recorder{inner: agent.NewSender(client), clock: clock, q: func() *outbox.Queue { return q }}
 	for _, r := range matrixRecords {
-		normalize := oduyo.NormalizeKasa
+		normalize := records.NormalizeKasa
 		if r.kind == outbox.KindSpecialCode {
-			normalize = oduyo.NormalizeSpecialCode
+			normalize = records.NormalizeSpecialCode
 		}
 		col, key, err := normalize([]byte(r.column))
 		if err != nil {
