@@ -16,12 +16,12 @@ import (
 	"time"
 
 	"github.com/tposagent/tposagent/agent"
-	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/agent/tposl/tposltest"
 	"github.com/tposagent/tposagent/device/devicetest"
+	"github.com/tposagent/tposagent/internal/config"
 )
 
 // The demo's fixed identity of the simulated cash register.

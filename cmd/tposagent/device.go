@@ -11,8 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/device"
+	"github.com/tposagent/tposagent/internal/config"
 )
 
 // cmdDevice lists serial ports or reads the fiscal identity now. It talks to

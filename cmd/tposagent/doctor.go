@@ -15,10 +15,10 @@ import (
 	"github.com/shirou/gopsutil/v4/disk"
 
 	"github.com/tposagent/tposagent/agent"
-	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/oduyo"
 	"github.com/tposagent/tposagent/device"
+	"github.com/tposagent/tposagent/internal/config"
 )
 
 // A finding of doctor: ok, warn or FAIL, with what to do about it.

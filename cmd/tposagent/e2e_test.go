@@ -15,12 +15,12 @@ import (
 
 	"github.com/tposagent/tposagent/agent"
 	"github.com/tposagent/tposagent/agent/agenttest"
-	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/agent/tposl/tposltest"
 	"github.com/tposagent/tposagent/device/devicetest"
+	"github.com/tposagent/tposagent/internal/config"
 )
 
 // binary is the real tposagent, built once for the subprocess tests.

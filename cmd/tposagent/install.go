@@ -7,13 +7,11 @@ import (
 	"fmt"
 	iofs "io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 
 	"golang.org/x/term"
 
-	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/installer"
 )
 
@@ -181,103 +179,4 @@ func printBootstrap(e *env, r *installer.BootstrapResult, dry bool) {
 	} else {
 		fmt.Fprintf(e.stdout, "api token: kept\n")
 	}
-}
-
-func configPathOrDefault(e *env) string {
-	p := e.configPath
-	if p == "" {
-		p = config.DefaultPath()
-	}
-	if abs, err := filepath.Abs(p); err == nil {
-		p = abs
-	}
-	return p
-}
-
-// manager returns the service manager for the configured service.
-func manager(e *env) (*installer.Manager, error) {
-	m, err := installer.NewManager(installer.Spec{ConfigPath: configPathOrDefault(e)}, nil)
-	if err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
-func cmdUninstall(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "uninstall", "uninstall [--purge]", "  sudo tposagent uninstall           # keeps config and data\n  sudo tposagent uninstall --purge   # removes them too\n")
-	addConfigFlag(fs, e)
-	purge := fs.Bool("purge", false, "also delete the config file and the data directory (the outbox!)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	path := configPathOrDefault(e)
-	m, err := manager(e)
-	switch {
-	case errors.Is(err, installer.ErrNoServiceManager) && *purge:
-		fmt.Fprintf(e.stdout, "service:   %v; nothing to remove\n", err)
-	case err != nil:
-		return fmt.Errorf("uninstall: %w", err)
-	default:
-		err := m.Uninstall()
-		switch {
-		case errors.Is(err, installer.ErrNotInstalled):
-			fmt.Fprintf(e.stdout, "service:   not installed\n")
-		case err != nil:
-			return fmt.Errorf("uninstall: %w", err)
-		default:
-			fmt.Fprintf(e.stdout, "service:   stopped and removed\n")
-		}
-	}
-	if !*purge {
-		fmt.Fprintf(e.stdout, "kept:      %s and the data dir (use --purge to delete them)\n", path)
-		return nil
-	}
-	dataDir := config.DefaultDataDir()
-	if data, err := os.ReadFile(path); err == nil {
-		c, err := config.Parse(data, path)
-		if err != nil {
-			return fmt.Errorf("uninstall --purge: %w (fix or delete it by hand)", err)
-		}
-		c.Resolve()
-		dataDir = c.DataDir
-	} else if !errors.Is(err, iofs.ErrNotExist) {
-		return fmt.Errorf("uninstall --purge: read config: %w", err)
-	}
-	if err := installer.Purge(path, dataDir); err != nil {
-		return fmt.Errorf("uninstall: %w", err)
-	}
-	fmt.Fprintf(e.stdout, "purged:    %s and %s\n", path, dataDir)
-	return nil
-}
-
-func cmdStart(ctx context.Context, e *env, args []string) error {
-	return control(e, args, "start", (*installer.Manager).Start)
-}
-
-func cmdStop(ctx context.Context, e *env, args []string) error {
-	return control(e, args, "stop", (*installer.Manager).Stop)
-}
-
-func cmdRestart(ctx context.Context, e *env, args []string) error {
-	return control(e, args, "restart", (*installer.Manager).Restart)
-}
-
-func control(e *env, args []string, op string, f func(*installer.Manager) error) error {
-	fs := newFlagSet(e, op, op, "")
-	addConfigFlag(fs, e)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usageErrorf("%s: unexpected argument %q", op, fs.Arg(0))
-	}
-	m, err := manager(e)
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	if err := f(m); err != nil {
-		return err
-	}
-	fmt.Fprintf(e.stdout, "%s: done\n", op)
-	return nil
 }

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/installer"
+	"github.com/tposagent/tposagent/internal/config"
 )
 
 // installStdinTrap fails the test when anything reads it.

@@ -5,8 +5,8 @@ import (
 	"log/slog"
 
 	"github.com/tposagent/tposagent/agent"
-	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/installer"
+	"github.com/tposagent/tposagent/internal/config"
 )
 
 func cmdRun(ctx context.Context, e *env, args []string) error {

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tposagent/tposagent/agent/localapi"
+)
+
+func cmdOutbox(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "outbox", "outbox list | dead | retry ID | drop ID",
+		"  tposagent outbox list            # pending records\n"+
+			"  tposagent outbox dead            # records the server refused, with the reason\n"+
+			"  tposagent outbox retry 42        # send a dead record again\n"+
+			"  tposagent outbox drop 42         # delete a record for good\n")
+	addConfigFlag(fs, e)
+	asJSON := fs.Bool("json", false, "print as JSON")
+	limit := fs.Int("limit", 100, "at most this many items")
+	rest, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) == 0 {
+		fs.Usage()
+		return usageErrorf("outbox: say list, dead, retry ID or drop ID")
+	}
+	c, err := apiClient(e)
+	if err != nil {
+		return err
+	}
+	switch rest[0] {
+	case "list", "dead":
+		state := "pending"
+		if rest[0] == "dead" {
+			state = "dead"
+		}
+		items, err := c.List(ctx, state, *limit)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(e.stdout, items)
+		}
+		printItems(e.stdout, items, state, time.Now())
+		return nil
+	case "retry", "drop":
+		if len(rest) != 2 {
+			return usageErrorf("outbox %s: give one item ID", rest[0])
+		}
+		method, path := "POST", "/v1/outbox/"+rest[1]+"/retry"
+		if rest[0] == "drop" {
+			method, path = "DELETE", "/v1/outbox/"+rest[1]
+		}
+		if err := c.Do(ctx, method, path, nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "item %s: %s done\n", rest[1], rest[0])
+		return nil
+	}
+	return usageErrorf("outbox: unknown action %q (list, dead, retry ID, drop ID)", rest[0])
+}
+
+func printItems(w io.Writer, items []localapi.ItemView, state string, now time.Time) {
+	if len(items) == 0 {
+		fmt.Fprintf(w, "no %s items\n", state)
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if state == "dead" {
+		fmt.Fprintln(tw, "ID\tKIND\tRECORD\tAGE\tATTEMPTS\tREASON")
+	} else {
+		fmt.Fprintln(tw, "ID\tKIND\tRECORD\tAGE\tATTEMPTS\tLAST ERROR")
+	}
+	for _, it := range items {
+		reason := it.LastError
+		if state == "dead" {
+			reason = it.DeadReason
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\n", it.ID, it.Kind, it.Key, now.Sub(it.Created).Round(time.Second), it.Attempts, reason)
+	}
+	tw.Flush()
+}
+
+// humanBytes prints a size for a person: 1.5 GiB, 820 MiB, 12 KiB.
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	v := float64(n) / float64(div)
+	if v >= 100 {
+		return fmt.Sprintf("%.0f %ciB", v, "KMGTPE"[exp])
+	}
+	return fmt.Sprintf("%.1f %ciB", v, "KMGTPE"[exp])
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	iofs "io/fs"
+	"os"
+
+	"github.com/tposagent/tposagent/installer"
+	"github.com/tposagent/tposagent/internal/config"
+)
+
+func cmdUninstall(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "uninstall", "uninstall [--purge]", "  sudo tposagent uninstall           # keeps config and data\n  sudo tposagent uninstall --purge   # removes them too\n")
+	addConfigFlag(fs, e)
+	purge := fs.Bool("purge", false, "also delete the config file and the data directory (the outbox!)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	path := configPathOrDefault(e)
+	m, err := manager(e)
+	switch {
+	case errors.Is(err, installer.ErrNoServiceManager) && *purge:
+		fmt.Fprintf(e.stdout, "service:   %v; nothing to remove\n", err)
+	case err != nil:
+		return fmt.Errorf("uninstall: %w", err)
+	default:
+		err := m.Uninstall()
+		switch {
+		case errors.Is(err, installer.ErrNotInstalled):
+			fmt.Fprintf(e.stdout, "service:   not installed\n")
+		case err != nil:
+			return fmt.Errorf("uninstall: %w", err)
+		default:
+			fmt.Fprintf(e.stdout, "service:   stopped and removed\n")
+		}
+	}
+	if !*purge {
+		fmt.Fprintf(e.stdout, "kept:      %s and the data dir (use --purge to delete them)\n", path)
+		return nil
+	}
+	dataDir := config.DefaultDataDir()
+	if data, err := os.ReadFile(path); err == nil {
+		c, err := config.Parse(data, path)
+		if err != nil {
+			return fmt.Errorf("uninstall --purge: %w (fix or delete it by hand)", err)
+		}
+		c.Resolve()
+		dataDir = c.DataDir
+	} else if !errors.Is(err, iofs.ErrNotExist) {
+		return fmt.Errorf("uninstall --purge: read config: %w", err)
+	}
+	if err := installer.Purge(path, dataDir); err != nil {
+		return fmt.Errorf("uninstall: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "purged:    %s and %s\n", path, dataDir)
+	return nil
+}
