@@ -2,7 +2,9 @@
 // identity (device), registers the till and keeps the licence state
 // (agent/tposl), delivers records through the durable queue (outbox) to the
 // ERP API (agent/oduyo), and serves the local API (agent/localapi) for the
-// POS application. It owns no protocol of its own.
+// POS application. It owns no protocol of its own. It may import the rooms
+// below it (the clients, device, outbox, the config) but never installer or
+// cmd, and never a fake.
 //
 // The life of an Agent: New(cfg, opts) → Run(ctx), which returns when ctx is
 // done, after stopping the local API, abandoning in-flight requests within a
@@ -23,12 +25,12 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/oduyo"
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/internal/atomicfile"
+	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/outbox"
 )
 

@@ -8,11 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/agent/tposl/tposltest"
 	"github.com/tposagent/tposagent/device/devicetest"
+	"github.com/tposagent/tposagent/internal/config"
+	"github.com/tposagent/tposagent/internal/testrig"
 	"github.com/tposagent/tposagent/outbox"
 )
 
@@ -46,15 +47,6 @@ func testConfig(t *testing.T, tp *tposltest.Server, od *oduyotest.Server) *confi
 	c.API.Listen, c.API.Token = "127.0.0.1:0", "agent-test-token-0123456789"
 	c.Log.File = "-"
 	return &c
-}
-
-func poll(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
 }
 
 // start runs a.Run in a goroutine. The returned stop cancels it and
@@ -101,21 +93,21 @@ func TestLicenceFollowsServerAndDecaysOffline(t *testing.T) {
 	}
 	stop := start(t, a)
 
-	poll(t, "licensed", func() bool { return a.License().State == tposl.Licensed })
+	testrig.WaitFor(t, "licensed", 10*time.Second, func() bool { return a.License().State == tposl.Licensed })
 	if l := a.License(); l.Source != tposl.SourceServer {
 		t.Errorf("source %q, want server", l.Source)
 	}
 	// The server's answer changes: the next interval picks it up.
 	tp.SetReturn(tposl.Return{Status: true, Aktif: 0})
-	poll(t, "inactive", func() bool { return a.License().State == tposl.Inactive })
+	testrig.WaitFor(t, "inactive", 10*time.Second, func() bool { return a.License().State == tposl.Inactive })
 
 	// The server goes away: the last answer holds, then decays to unknown.
 	tp.SetReturn(tposl.Return{Status: true, Aktif: 1, LisansStatus: 1})
-	poll(t, "licensed again", func() bool { return a.License().State == tposl.Licensed })
+	testrig.WaitFor(t, "licensed again", 10*time.Second, func() bool { return a.License().State == tposl.Licensed })
 	tp.SetFault(tposltest.Fault{Mode: tposltest.Down})
 	// The agent keeps trying while the server is away, and a failure
 	// leaves the last answer in place.
-	poll(t, "a failed registration", func() bool { return a.Status().LastRegistrationError != "" })
+	testrig.WaitFor(t, "a failed registration", 10*time.Second, func() bool { return a.Status().LastRegistrationError != "" })
 	if l := a.License(); l.State != tposl.Licensed {
 		t.Errorf("after a failed registration: %s, want licensed (the last answer holds)", l.State)
 	}
@@ -167,17 +159,17 @@ func TestRegistersAgainWhenTheCashRegisterChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	start(t, a)
-	poll(t, "first registration", func() bool { return a.License().State == tposl.Licensed })
+	testrig.WaitFor(t, "first registration", 10*time.Second, func() bool { return a.License().State == tposl.Licensed })
 	if n := len(tp.Requests()); n != 1 {
 		t.Errorf("%d registrations before the change, want 1", n)
 	}
 	sim.SetFiscalSerial("JI20099999")
-	poll(t, "registration with the new serial", func() bool {
+	testrig.WaitFor(t, "registration with the new serial", 10*time.Second, func() bool {
 		r := tp.Requests()
 		return len(r) >= 2 && r[len(r)-1].YKFiscalSeriNo == "JI20099999"
 	})
 	// The server approved the old device: the new one is a mismatch.
-	poll(t, "mismatch", func() bool { return a.License().State == tposl.Mismatch })
+	testrig.WaitFor(t, "mismatch", 10*time.Second, func() bool { return a.License().State == tposl.Mismatch })
 }
 
 func TestRegistrationWakesAnOfflineOutbox(t *testing.T) {
@@ -200,9 +192,9 @@ func TestRegistrationWakesAnOfflineOutbox(t *testing.T) {
 	if _, err := a.queue.Enqueue(ctx, outbox.Entry{Kind: outbox.KindSpecialCode, Key: "special_code:1", Payload: []byte(`{"integration_id":"1","code":"A"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "offline", func() bool { st, _ := a.queue.Stats(); return st.Offline })
+	testrig.WaitFor(t, "offline", 10*time.Second, func() bool { st, _ := a.queue.Stats(); return st.Offline })
 	od.SetDown(false)
-	poll(t, "delivery after the kick", func() bool { return len(od.Delivered()) == 1 })
+	testrig.WaitFor(t, "delivery after the kick", 10*time.Second, func() bool { return len(od.Delivered()) == 1 })
 }
 
 func TestRunsWithoutServersConfigured(t *testing.T) {
@@ -227,7 +219,7 @@ func TestRunsWithoutServersConfigured(t *testing.T) {
 	if _, err := a.queue.Enqueue(ctx, outbox.Entry{Kind: outbox.KindSpecialCode, Key: "special_code:1", Payload: []byte(`{"integration_id":"1","code":"A"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "device read", func() bool { return a.Status().Device.FiscalSerial == "JI20012345" })
+	testrig.WaitFor(t, "device read", 10*time.Second, func() bool { return a.Status().Device.FiscalSerial == "JI20012345" })
 	st := a.Status()
 	if st.License.State != tposl.StateUnknown || !strings.Contains(st.License.Message, "tposl.url") || st.Outbox.Pending != 1 {
 		t.Errorf("status: licence %s %q, pending %d", st.License.State, st.License.Message, st.Outbox.Pending)

@@ -64,4 +64,3 @@ func apiError(err error) error {
 	}
 	return fmt.Errorf("%w (%w)", err, sentinel)
 }
-

@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tposagent/tposagent/internal/atomicfile"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/tposagent/tposagent/internal/atomicfile"
 )
 
 // CacheFile is the name of the cache file in Config.CacheDir.

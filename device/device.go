@@ -13,6 +13,9 @@
 // one by one with one try each and a per-port limit of Config.Timeout, stops
 // at the first valid identity and remembers that port: the next Read asks it
 // first, with the full number of tries.
+//
+// It imports nothing of the agent or the outbox; the agent decides what
+// an identity is used for.
 package device
 
 import (

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/device/devicetest"
+	"github.com/tposagent/tposagent/internal/testrig"
 	"go.bug.st/serial"
 )
 
@@ -26,18 +27,6 @@ func startSim(t *testing.T, opts devicetest.Options) *devicetest.Sim {
 	}
 	t.Cleanup(func() { sim.Close() })
 	return sim
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestProbeReadsIdentity(t *testing.T) {
@@ -117,7 +106,7 @@ func TestProbeFaults(t *testing.T) {
 				}
 			}
 			if tt.requests > 0 {
-				waitFor(t, "requests", func() bool { return sim.Requests() >= tt.requests })
+				testrig.WaitFor(t, "requests", 3*time.Second, func() bool { return sim.Requests() >= tt.requests })
 				if n := sim.Requests(); n != tt.requests {
 					t.Errorf("device saw %d requests, want %d", n, tt.requests)
 				}

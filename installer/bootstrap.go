@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/tposagent/tposagent/internal/atomicfile"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -14,6 +13,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/tposagent/tposagent/internal/atomicfile"
 
 	"github.com/tposagent/tposagent/internal/config"
 )

@@ -195,14 +195,6 @@ func TestBootstrapUnattendedMissing(t *testing.T) {
 	}
 }
 
-// failReader fails the test when anything reads it.
-type failReader struct{ t *testing.T }
-
-func (r failReader) Read([]byte) (int, error) {
-	r.t.Error("stdin was read")
-	return 0, io.EOF
-}
-
 func TestBootstrapPrompts(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "config.toml")

@@ -11,5 +11,9 @@
 //
 // Paths are never taken from the working directory: a Windows service
 // starts in System32. The config and data directory come from
-// agent/config (ProgramData on Windows) or from absolute flags.
+// internal/config (ProgramData on Windows) or from absolute flags.
+//
+// It imports nothing of agent (not even transitively): what it needs of
+// the config comes from internal/config, and the agent's body is handed to
+// Run as a function.
 package installer

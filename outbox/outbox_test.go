@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tposagent/tposagent/internal/testrig"
 	"github.com/tposagent/tposagent/outbox"
 	"github.com/tposagent/tposagent/outbox/outboxtest"
 )
@@ -80,18 +81,6 @@ func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// waitFor polls cond with a deadline (no fixed sleeps for timers).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func stats(t *testing.T, q *outbox.Queue) outbox.Stats {
@@ -197,9 +186,9 @@ func TestFIFOPerKeyParallelAcrossKeys(t *testing.T) {
 		return nil
 	}
 	e.run(t)
-	waitFor(t, "3 sends in flight", func() bool { mu.Lock(); defer mu.Unlock(); return len(active) == 3 })
+	testrig.WaitFor(t, "3 sends in flight", 15*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(active) == 3 })
 	close(release)
-	waitFor(t, "drain", func() bool { st := stats(t, e.q); return st.Pending == 0 && st.InFlight == 0 })
+	testrig.WaitFor(t, "drain", 15*time.Second, func() bool { st := stats(t, e.q); return st.Pending == 0 && st.InFlight == 0 })
 	if overlapSameKey {
 		t.Error("two items of one key were in flight at once")
 	}
@@ -251,7 +240,7 @@ func TestCoalescing(t *testing.T) {
 		return nil
 	}
 	e.run(t)
-	waitFor(t, "kasa:1 in flight", func() bool {
+	testrig.WaitFor(t, "kasa:1 in flight", 15*time.Second, func() bool {
 		items, _ := e.q.List(outbox.Pending, 0)
 		for _, it := range items {
 			if it.Key == "kasa:1" && it.InFlight {
@@ -263,7 +252,7 @@ func TestCoalescing(t *testing.T) {
 	enq(t, e.q, outbox.KindKasa, "kasa:1", 10, true)
 	enq(t, e.q, outbox.KindKasa, "kasa:1", 11, true)
 	close(gate)
-	waitFor(t, "drain", func() bool { st := stats(t, e.q); return st.Pending == 0 && st.InFlight == 0 })
+	testrig.WaitFor(t, "drain", 15*time.Second, func() bool { st := stats(t, e.q); return st.Pending == 0 && st.InFlight == 0 })
 	var seqs []int
 	for _, c := range e.s.CallsFor("kasa:1") {
 		seqs = append(seqs, seqOf(t, c.Item))
@@ -290,7 +279,7 @@ func TestRetryClasses(t *testing.T) {
 			t.Fatal(err)
 		}
 		var it outbox.Item
-		waitFor(t, "attempt recorded", func() bool {
+		testrig.WaitFor(t, "attempt recorded", 15*time.Second, func() bool {
 			items, _ := e.q.List(outbox.Pending, 0)
 			if len(items) == 1 && items[0].Attempts == i+1 && !items[0].InFlight {
 				it = items[0]
@@ -304,7 +293,7 @@ func TestRetryClasses(t *testing.T) {
 		if it.LastError == "" {
 			t.Errorf("attempt %d: no last error", i+1)
 		}
-		waitFor(t, "timer armed", func() bool { d, ok := e.clock.Next(); return ok && d.Equal(it.NextAttempt) })
+		testrig.WaitFor(t, "timer armed", 15*time.Second, func() bool { d, ok := e.clock.Next(); return ok && d.Equal(it.NextAttempt) })
 		if len(e.s.Calls()) != i+1 {
 			t.Fatalf("sent before the backoff passed")
 		}
@@ -313,7 +302,7 @@ func TestRetryClasses(t *testing.T) {
 	if err := e.s.WaitCalls(ctx, 5); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "delivered", func() bool { return stats(t, e.q).Delivered == 1 })
+	testrig.WaitFor(t, "delivered", 15*time.Second, func() bool { return stats(t, e.q).Delivered == 1 })
 	if el := e.clock.Now().Sub(start); el != 11*time.Second {
 		t.Errorf("elapsed %v", el)
 	}
@@ -330,7 +319,7 @@ func TestRetryAfterPausesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	until := e.clock.Now().Add(30 * time.Second)
-	waitFor(t, "pause", func() bool { return stats(t, e.q).PausedUntil.Equal(until) })
+	testrig.WaitFor(t, "pause", 15*time.Second, func() bool { return stats(t, e.q).PausedUntil.Equal(until) })
 	if err := e.clock.WaitFor(ctx, func(ds []time.Time) bool { return len(ds) == 1 && ds[0].Equal(until) }); err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +330,7 @@ func TestRetryAfterPausesEverything(t *testing.T) {
 	if err := e.s.WaitCalls(ctx, 3); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "drain", func() bool { return stats(t, e.q).Pending == 0 })
+	testrig.WaitFor(t, "drain", 15*time.Second, func() bool { return stats(t, e.q).Pending == 0 })
 }
 
 func TestReauthRetriesOnceAtOnce(t *testing.T) {
@@ -351,7 +340,7 @@ func TestReauthRetriesOnceAtOnce(t *testing.T) {
 	e.s.ScriptID(a.ID, outbox.Result{Verdict: outbox.Reauth}, outbox.Result{Verdict: outbox.Delivered})
 	e.s.ScriptID(b.ID, outbox.Result{Verdict: outbox.Reauth}, outbox.Result{Verdict: outbox.Reauth, Reason: "HTTP 401"})
 	e.run(t)
-	waitFor(t, "results", func() bool {
+	testrig.WaitFor(t, "results", 15*time.Second, func() bool {
 		items, _ := e.q.List(outbox.Pending, 0)
 		return stats(t, e.q).Delivered == 1 && len(items) == 1 && items[0].Attempts == 1
 	})
@@ -370,7 +359,7 @@ func TestRejectDeadLettersWithoutBlocking(t *testing.T) {
 	enq(t, e.q, outbox.KindKasa, "b", 0, false)
 	e.s.ScriptID(bad.ID, outbox.Result{Verdict: outbox.Reject, Reason: `HTTP 404: {"status": false}`})
 	stop := e.run(t)
-	waitFor(t, "drain", func() bool { st := stats(t, e.q); return st.Pending == 0 && st.Dead == 1 })
+	testrig.WaitFor(t, "drain", 15*time.Second, func() bool { st := stats(t, e.q); return st.Pending == 0 && st.Dead == 1 })
 	st := stats(t, e.q)
 	if st.Delivered != 2 || st.DeadLettered != 1 {
 		t.Fatalf("stats %+v", st)
@@ -406,12 +395,12 @@ func TestDropInFlight(t *testing.T) {
 	gate := make(chan struct{})
 	e.s.Hook = func(ctx context.Context, _ outbox.Item) *outbox.Result { <-gate; return nil }
 	e.run(t)
-	waitFor(t, "in flight", func() bool { return stats(t, e.q).InFlight == 1 })
+	testrig.WaitFor(t, "in flight", 15*time.Second, func() bool { return stats(t, e.q).InFlight == 1 })
 	if err := e.q.Drop(it.ID); !errors.Is(err, outbox.ErrInFlight) {
 		t.Errorf("drop in flight: %v", err)
 	}
 	close(gate)
-	waitFor(t, "delivered", func() bool { return stats(t, e.q).Delivered == 1 })
+	testrig.WaitFor(t, "delivered", 15*time.Second, func() bool { return stats(t, e.q).Delivered == 1 })
 }
 
 func TestOfflineProbeAndReconnect(t *testing.T) {
@@ -443,7 +432,7 @@ func TestOfflineProbeAndReconnect(t *testing.T) {
 	if err := e.s.WaitCalls(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "offline", func() bool {
+	testrig.WaitFor(t, "offline", 15*time.Second, func() bool {
 		st := stats(t, e.q)
 		return st.Offline && !st.Online && st.InFlight == 0 && len(e.s.Calls()) == 3
 	})
@@ -469,7 +458,7 @@ func TestOfflineProbeAndReconnect(t *testing.T) {
 	mu.Unlock()
 	e.s.SetProbe(nil)
 	probes := e.s.Probes()
-	waitFor(t, "probe timer idle", func() bool { return e.clock.Pending() == 1 })
+	testrig.WaitFor(t, "probe timer idle", 15*time.Second, func() bool { return e.clock.Pending() == 1 })
 	e.q.Kick()
 	if err := e.s.WaitProbes(ctx, probes+1); err != nil {
 		t.Fatal(err)
@@ -485,7 +474,7 @@ func TestOfflineProbeAndReconnect(t *testing.T) {
 		t.Error("not online after a good probe")
 	}
 	e.clock.Advance(15 * time.Second)
-	waitFor(t, "drain", func() bool { st := stats(t, e.q); return st.Pending == 0 && st.Delivered == 3 })
+	testrig.WaitFor(t, "drain", 15*time.Second, func() bool { st := stats(t, e.q); return st.Pending == 0 && st.Delivered == 3 })
 }
 
 func TestErrFullKeepsAccepted(t *testing.T) {
@@ -509,7 +498,7 @@ func TestErrFullKeepsAccepted(t *testing.T) {
 		t.Fatalf("pending %d, accepted %d", st.Pending, accepted)
 	}
 	e.run(t)
-	waitFor(t, "drain", func() bool { return stats(t, e.q).Delivered == uint64(accepted) })
+	testrig.WaitFor(t, "drain", 15*time.Second, func() bool { return stats(t, e.q).Delivered == uint64(accepted) })
 	if _, err := e.q.Enqueue(context.Background(), outbox.Entry{Kind: outbox.KindKasa, Key: "again", Payload: payload}); err != nil {
 		t.Fatalf("enqueue after drain: %v", err)
 	}
@@ -649,7 +638,7 @@ func TestCompactsAfterDrain(t *testing.T) {
 		t.Fatalf("file only %d bytes", before)
 	}
 	e.run(t)
-	waitFor(t, "compaction", func() bool { st := stats(t, e.q); return st.Pending == 0 && st.Compactions == 1 })
+	testrig.WaitFor(t, "compaction", 15*time.Second, func() bool { st := stats(t, e.q); return st.Pending == 0 && st.Compactions == 1 })
 	st := stats(t, e.q)
 	if st.Bytes*8 > before {
 		t.Fatalf("file %d bytes after compaction, was %d", st.Bytes, before)
@@ -659,7 +648,7 @@ func TestCompactsAfterDrain(t *testing.T) {
 	}
 	// Still usable, and the counters survived the swap.
 	enq(t, e.q, outbox.KindKasa, "after", 1, false)
-	waitFor(t, "delivered after compaction", func() bool { return stats(t, e.q).Delivered == 2001 })
+	testrig.WaitFor(t, "delivered after compaction", 15*time.Second, func() bool { return stats(t, e.q).Delivered == 2001 })
 }
 
 func TestRunStopsWithinGrace(t *testing.T) {
@@ -672,7 +661,7 @@ func TestRunStopsWithinGrace(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.q.Run(ctx, e.s) }()
-	waitFor(t, "in flight", func() bool { return stats(t, e.q).InFlight == 1 })
+	testrig.WaitFor(t, "in flight", 15*time.Second, func() bool { return stats(t, e.q).InFlight == 1 })
 	start := time.Now()
 	cancel()
 	select {
@@ -691,7 +680,7 @@ func TestRunStopsWithinGrace(t *testing.T) {
 func TestSecondRunRefused(t *testing.T) {
 	e := newEnv(t, nil)
 	e.run(t)
-	waitFor(t, "probe", func() bool { return e.s.Probes() >= 1 })
+	testrig.WaitFor(t, "probe", 15*time.Second, func() bool { return e.s.Probes() >= 1 })
 	if err := e.q.Run(context.Background(), e.s); !errors.Is(err, outbox.ErrRunning) {
 		t.Fatalf("second run: %v", err)
 	}
@@ -729,10 +718,10 @@ func TestLogsCarryNoPayload(t *testing.T) {
 	e.s.ScriptProbe(nil)
 	e.s.SetProbe(errors.New("dial tcp 127.0.0.1:1: connection refused"))
 	e.run(t)
-	waitFor(t, "offline", func() bool { return stats(t, e.q).Offline })
+	testrig.WaitFor(t, "offline", 15*time.Second, func() bool { return stats(t, e.q).Offline })
 	e.s.SetProbe(nil)
 	e.q.Kick()
-	waitFor(t, "dead", func() bool { return stats(t, e.q).Dead == 1 })
+	testrig.WaitFor(t, "dead", 15*time.Second, func() bool { return stats(t, e.q).Dead == 1 })
 	st := stats(t, e.q)
 	for _, s := range []string{logs.String(), fmt.Sprintf("%+v", st)} {
 		if strings.Contains(s, secret) || strings.Contains(s, it.IdempotencyKey) {
@@ -762,7 +751,7 @@ func TestRetryDeadInFrontOfHead(t *testing.T) {
 	e.s.ScriptID(a1.ID, outbox.Result{Verdict: outbox.Reject, Reason: "HTTP 400"})
 	e.s.ScriptID(a2.ID, outbox.Result{Verdict: outbox.Retry, Reason: "HTTP 500"})
 	stop := e.run(t)
-	waitFor(t, "a2 backed off", func() bool {
+	testrig.WaitFor(t, "a2 backed off", 15*time.Second, func() bool {
 		items, _ := e.q.List(outbox.Pending, 0)
 		return stats(t, e.q).Dead == 1 && len(items) == 1 && items[0].Attempts == 1 && !items[0].InFlight
 	})
@@ -777,9 +766,9 @@ func TestRetryDeadInFrontOfHead(t *testing.T) {
 		t.Fatalf("after retry in front of the head: %v", err)
 	}
 	e.run(t)
-	waitFor(t, "a1 again", func() bool { return stats(t, e.q).Delivered == 1 })
+	testrig.WaitFor(t, "a1 again", 15*time.Second, func() bool { return stats(t, e.q).Delivered == 1 })
 	e.clock.Advance(time.Hour)
-	waitFor(t, "drain", func() bool { st := stats(t, e.q); return st.Pending == 0 && st.InFlight == 0 })
+	testrig.WaitFor(t, "drain", 15*time.Second, func() bool { st := stats(t, e.q); return st.Pending == 0 && st.InFlight == 0 })
 	var got []int
 	for _, c := range e.s.CallsFor("a") {
 		got = append(got, seqOf(t, c.Item))
@@ -832,7 +821,7 @@ func TestReconnectResetsBackoff(t *testing.T) {
 	e.s.SetProbe(errors.New("no route to host"))
 	e.run(t)
 	holdAtStart(t, e, 10*time.Second)
-	waitFor(t, "offline", func() bool {
+	testrig.WaitFor(t, "offline", 15*time.Second, func() bool {
 		st := stats(t, e.q)
 		return st.Offline && st.InFlight == 0 && len(e.s.Calls()) == 3
 	})
@@ -846,7 +835,7 @@ func TestReconnectResetsBackoff(t *testing.T) {
 		t.Fatalf("reconnect jitter timer: %v", err)
 	}
 	e.clock.Advance(10 * time.Second) // well before the 30s item backoff
-	waitFor(t, "drain", func() bool { st := stats(t, e.q); return st.Pending == 0 && st.Delivered == 3 })
+	testrig.WaitFor(t, "drain", 15*time.Second, func() bool { st := stats(t, e.q); return st.Pending == 0 && st.Delivered == 3 })
 }
 
 func TestLoweredMaxSizeStillOpens(t *testing.T) {

@@ -3,11 +3,12 @@ package outbox
 import (
 	"context"
 	"fmt"
-	"github.com/tposagent/tposagent/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/tposagent/tposagent/internal/atomicfile"
 
 	bolt "go.etcd.io/bbolt"
 )

@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tposagent/tposagent/internal/atomicfile"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/tposagent/tposagent/internal/atomicfile"
 )
 
 // ErrCacheCorrupt is wrapped by Cache.Load when the file cannot be read as

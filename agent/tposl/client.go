@@ -52,7 +52,7 @@ type Client struct {
 // ErrConfig is wrapped by New for an unusable configuration.
 var ErrConfig = errors.New("invalid tposl client config")
 
-// New checks the configuration and returns a client. As DESIGN.md says,
+// New checks the configuration and returns a client. As docs/protocols.md says,
 // plain http:// is accepted for loopback (silently) and for a private
 // network (10/8, 172.16/12, 192.168/16, link-local, fc00::/7, or a single
 // label or .local/.lan/.internal/.home.arpa name) with a warning in the log,

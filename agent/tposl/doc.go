@@ -9,7 +9,7 @@
 //     found out (Facts) and the web access Credentials.
 //   - Client.Register posts Params as JSON and decodes the JSON or XML
 //     answer into Return; failures are an *Error with a Kind.
-//   - Evaluate turns Return into a License (pure; DESIGN.md's table).
+//   - Evaluate turns Return into a License (pure; the table in docs/protocols.md).
 //   - Cache saves the last good answer; Effective re-evaluates it while the
 //     server cannot be reached and decays it to "unknown" after the grace
 //     period (DefaultGrace, 7 days).
@@ -49,4 +49,7 @@
 // text from Register has every occurrence of it (also JSON- and
 // URL-escaped) replaced, whatever a server or proxy echoes back. Secrets
 // shorter than 3 bytes are not scrubbed.
+//
+// It imports neither the Ödüyo client, the outbox nor the device: the
+// agent hands it the identity and the host facts.
 package tposl

@@ -10,7 +10,7 @@ import (
 // State is the licence state of the till.
 type State string
 
-// The licence states, as in DESIGN.md.
+// The licence states, as docs/protocols.md lists them.
 const (
 	Licensed     State = "licensed"
 	Demo         State = "demo"
@@ -103,7 +103,7 @@ func Unknown(reason string) License {
 }
 
 // Evaluate turns the server's answer into a licence state. It is pure: the
-// first matching row of DESIGN.md's table wins, "today" is the calendar
+// first matching row of the table in docs/protocols.md wins, "today" is the calendar
 // date of now in now's location, and server dates without a zone are read
 // in that location. Source is "server" and CheckedAt is now.
 //
@@ -245,7 +245,7 @@ func quoteShort(s string) string {
 }
 
 // dateLayouts are tried in order by ParseDate. Besides the formats of
-// DESIGN.md it takes the zone-less ISO form and "02.01.2006 15:04:05",
+// docs/protocols.md it takes the zone-less ISO form and "02.01.2006 15:04:05",
 // which .NET servers with the Turkish culture also produce.
 var dateLayouts = []string{
 	"2006-01-02",

@@ -172,7 +172,7 @@ func redactIf(s string) string {
 }
 
 // Build fills all 23 fields of Params from the store profile, the facts
-// and the credentials, as DESIGN.md's source table says. Strings are
+// and the credentials, as the source table in docs/protocols.md says. Strings are
 // trimmed of surrounding white space. Informational fields over their
 // limit are shortened (on a rune boundary); any other field over its
 // limit, or text that is not valid UTF-8, is a *FieldError.

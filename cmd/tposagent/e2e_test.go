@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,20 +15,21 @@ import (
 	"time"
 
 	"github.com/tposagent/tposagent/agent"
-	"github.com/tposagent/tposagent/agent/agenttest"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/agent/tposl/tposltest"
 	"github.com/tposagent/tposagent/device/devicetest"
 	"github.com/tposagent/tposagent/internal/config"
+	"github.com/tposagent/tposagent/internal/testrig"
+	"github.com/tposagent/tposagent/internal/till"
 )
 
 // binary is the real tposagent, built once for the subprocess tests.
 var binary string
 
 func TestMain(m *testing.M) {
-	bin, cleanup, err := agenttest.Build()
+	bin, cleanup, err := till.Build()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -38,8 +40,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// fixture is a till on loopback: simulated ÖKC, fake servers, a config.
+// fixture is a till on loopback: simulated ÖKC, fake servers, a config,
+// and the agent run by the shared real-binary harness (internal/till).
 type fixture struct {
+	*till.Till
 	t       *testing.T
 	dir     string
 	cfg     config.Config
@@ -47,9 +51,6 @@ type fixture struct {
 	sim     *devicetest.Sim
 	tposl   *tposltest.Server
 	oduyo   *oduyotest.Server
-	proc    *exec.Cmd
-	exited  chan error
-	stderr  *bytes.Buffer
 	client  *localapi.Client
 }
 
@@ -95,81 +96,46 @@ func newFixture(t *testing.T) *fixture {
 	c.Log.Level = "debug"
 	f.cfg = c
 	f.cfgPath = filepath.Join(f.dir, "config.toml")
-	if err := os.WriteFile(f.cfgPath, config.Encode(&c), 0o600); err != nil {
+	tl, err := till.New(&c, till.Options{Binary: binary, ConfigPath: f.cfgPath})
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { f.kill() })
+	f.Till = tl
+	t.Cleanup(f.kill)
 	return f
 }
 
-// start runs the real binary and waits until its local API answers.
+// start runs the real binary and waits until its local API answers; it
+// returns how long that took. The client is the CLI's own (apiClient), so
+// the tests go through the same address discovery as a user.
 func (f *fixture) start() time.Duration {
 	f.t.Helper()
-	os.Remove(filepath.Join(f.dir, "data", agent.APIAddrFile))
-	f.stderr = &bytes.Buffer{}
-	cmd := exec.Command(binary, "run", "--config", f.cfgPath)
-	cmd.Stderr = f.stderr
-	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
+	d, err := f.Start(context.Background(), 10*time.Second)
+	if err != nil {
 		f.t.Fatal(err)
 	}
-	f.proc, f.exited = cmd, make(chan error, 1)
-	go func() { f.exited <- cmd.Wait() }()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := apiClient(&env{configPath: f.cfgPath}); err == nil {
-			if _, err := c.Status(context.Background()); err == nil {
-				f.client = c
-				return time.Since(t0)
-			}
-		}
-		select {
-		case err := <-f.exited:
-			f.t.Fatalf("agent exited at start: %v\n%s", err, f.stderr)
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("local API did not answer within 10 s\n%s", f.stderr)
-		}
+	c, err := apiClient(&env{configPath: f.cfgPath})
+	if err != nil {
+		f.t.Fatal(err)
 	}
+	f.client = c
+	return d
 }
 
-func (f *fixture) kill() {
-	if f.proc == nil {
-		return
-	}
-	f.proc.Process.Kill()
-	<-f.exited
-	f.proc = nil
-}
+func (f *fixture) kill() { f.Kill() }
 
-// stop sends SIGINT and returns how long the agent took to exit.
+// stop interrupts the agent and returns how long it took to exit; 0 where
+// the OS cannot interrupt another process (the agent was killed).
 func (f *fixture) stop() time.Duration {
 	f.t.Helper()
-	t0 := time.Now()
-	if err := interruptProcess(f.proc.Process); err != nil {
-		f.kill()
+	d, err := f.Stop(10 * time.Second)
+	switch {
+	case errors.Is(err, till.ErrCannotInterrupt):
 		return 0
+	case err != nil:
+		f.t.Errorf("agent stop: %v\n%s", err, f.Output())
 	}
-	select {
-	case err := <-f.exited:
-		f.proc = nil
-		if err != nil {
-			f.t.Errorf("agent exit after SIGINT: %v\n%s", err, f.stderr)
-		}
-	case <-time.After(10 * time.Second):
-		f.t.Fatalf("agent did not stop within 10 s of SIGINT")
-	}
-	return time.Since(t0)
-}
-
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(timeout); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return d
 }
 
 func TestEndToEnd(t *testing.T) {
@@ -183,8 +149,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	// Registration with the fields DESIGN.md's source table gives.
-	waitFor(t, "registration", 15*time.Second, func() bool { return f.tposl.Calls() > 0 && len(f.tposl.Requests()) > 0 })
+	// Registration with the fields the source table of docs/protocols.md gives.
+	testrig.WaitFor(t, "registration", 15*time.Second, func() bool { return f.tposl.Calls() > 0 && len(f.tposl.Requests()) > 0 })
 	p := f.tposl.Requests()[0]
 	host, _ := os.Hostname()
 	checks := map[string][2]string{
@@ -213,7 +179,7 @@ func TestEndToEnd(t *testing.T) {
 
 	// The licence at /v1/license, and the CLI's exit code.
 	var lic tposl.License
-	waitFor(t, "licence from the server", 10*time.Second, func() bool {
+	testrig.WaitFor(t, "licence from the server", 10*time.Second, func() bool {
 		l, err := f.client.License(ctx)
 		lic = l
 		return err == nil && l.Source == tposl.SourceServer
@@ -254,7 +220,7 @@ func TestEndToEnd(t *testing.T) {
 		enqueue(i)
 	}
 	f.oduyo.SetDown(false)
-	waitFor(t, "the queue to drain", 30*time.Second, func() bool {
+	testrig.WaitFor(t, "the queue to drain", 30*time.Second, func() bool {
 		s, err := f.client.Status(ctx)
 		return err == nil && s.Outbox.Pending == 0 && s.Outbox.InFlight == 0
 	})
@@ -302,7 +268,7 @@ func TestEndToEnd(t *testing.T) {
 func (f *fixture) scanSecrets(t *testing.T) {
 	t.Helper()
 	secrets := append([]string{e2eTPOSLPassword, e2eToken, f.oduyo.APIKey, f.oduyo.Password}, f.oduyo.Sessions()...)
-	texts := map[string][]byte{"agent stderr": f.stderr.Bytes()}
+	texts := map[string][]byte{"agent stderr": bytes.Join(f.Outputs(), nil)}
 	filepath.Walk(f.dir, func(path string, info os.FileInfo, err error) error {
 		if err == nil && info.Mode().IsRegular() && path != f.cfgPath {
 			b, _ := os.ReadFile(path)
@@ -402,7 +368,7 @@ func TestDemoRunsAndLeaksNoSecret(t *testing.T) {
 func TestDoctor(t *testing.T) {
 	f := newFixture(t)
 	f.start()
-	waitFor(t, "registration", 10*time.Second, func() bool { return f.tposl.Calls() > 0 })
+	testrig.WaitFor(t, "registration", 10*time.Second, func() bool { return f.tposl.Calls() > 0 })
 	code, out, errOut := runCLI(t, "doctor", "--config", f.cfgPath)
 	if code != exitOK {
 		t.Fatalf("doctor on a healthy till: exit %d\n%s%s", code, out, errOut)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tposagent/tposagent/internal/testrig"
 )
 
 // TestFootprint measures the idle agent: resident memory, CPU over a
@@ -35,8 +37,8 @@ func TestFootprint(t *testing.T) {
 			f.stop()
 		}
 	}
-	pid := f.proc.Process.Pid
-	waitFor(t, "registration", 10*time.Second, func() bool { return f.tposl.Calls() > 0 })
+	pid := f.PID()
+	testrig.WaitFor(t, "registration", 10*time.Second, func() bool { return f.tposl.Calls() > 0 })
 	time.Sleep(500 * time.Millisecond) // let start-up work settle before the idle window
 	cpu0, t0 := cpuTicks(t, pid), time.Now()
 	time.Sleep(window) // measuring idle CPU over wall time: the sleep is the measurement

@@ -18,7 +18,7 @@ import (
 	"syscall"
 )
 
-// Exit codes, as DESIGN.md fixes them.
+// Exit codes (a contract with scripts: README, "Commands").
 const (
 	exitOK      = 0
 	exitError   = 1

@@ -13,6 +13,8 @@
 // Every parser here caps what it accepts (MaxFrameLen) and never allocates
 // more than the input it was given; errors are typed sentinels, all of which
 // except ErrResultCode match ErrBadFrame with errors.Is.
+//
+// It is pure: bytes in, bytes out; no port, no clock of its own.
 package gmp3
 
 import (

@@ -3,6 +3,8 @@
 // file in the same directory, fsync, rename over the target, fsync of the
 // directory. The agent's caches (licence, device identity, API address) and
 // the installer's config file are written this way.
+//
+// It imports nothing of the project.
 package atomicfile
 
 import (

@@ -1,5 +1,5 @@
 // Package config reads, validates and writes the agent's TOML configuration
-// file (DESIGN.md, "Configuration").
+// file (README, "Configuration").
 //
 // The file is decoded strictly: an unknown key is an error naming the key
 // and its line, so that a typo never silently disables a feature. A UTF-8
@@ -10,6 +10,9 @@
 //
 // Load distinguishes "no config file" (ErrNotFound) from "a config file that
 // is wrong" (*Error, with the line when the parser knows it).
+//
+// It is read by the agent, the CLI and the installer, and imports none of
+// them.
 package config
 
 import (
@@ -29,7 +32,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 )
 
-// Config is the whole file. The TOML keys are a contract (DESIGN.md).
+// Config is the whole file. The TOML keys are a contract (README, "Configuration").
 type Config struct {
 	DataDir string `toml:"data_dir"`
 	Store   Store  `toml:"store"`

@@ -2,7 +2,7 @@
 // tests of the client, the agent's end-to-end tests and the demo. It needs
 // no *testing.T.
 //
-// The server speaks the wire format of DESIGN.md: form login issuing
+// The server speaks the wire format of docs/protocols.md: form login issuing
 // session ids, kasa updates and special code creation with Apikey and
 // Authorization headers. It records every delivered record in order and
 // can be told to fail in the ways a real network and server fail: down

@@ -29,8 +29,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/installer"
+	"github.com/tposagent/tposagent/internal/config"
 )
 
 const (

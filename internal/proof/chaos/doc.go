@@ -1,5 +1,5 @@
 // Package chaos holds the reliability and security scenarios of tposagent
-// (issue 7, points 1, 6 and 8): the real binary, built once in TestMain,
+// (crash, faults and secrets): the real binary, built once in TestMain,
 // runs against the fake servers (agent/oduyo/oduyotest,
 // agent/tposl/tposltest) and is killed, starved of disk, fed corrupt files
 // and probed for leaked secrets. The package has no code of its own; it is

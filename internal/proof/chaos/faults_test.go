@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tposagent/tposagent/internal/config"
+	"github.com/tposagent/tposagent/internal/till"
 )
 
 // bigCode is a special code of about 16 KB (8 fields of 1960 bytes), most of it Turkish text that
@@ -303,7 +304,7 @@ func TestSecondAgentOtherConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(agentBin, "run", "--config", otherPath)
-	cmd.Env = childEnv()
+	cmd.Env = till.CleanEnv()
 	t0 := time.Now()
 	done := make(chan struct{})
 	var out []byte

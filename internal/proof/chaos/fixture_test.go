@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,13 +18,13 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/tposagent/tposagent/agent"
-	"github.com/tposagent/tposagent/agent/agenttest"
-	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/agent/tposl/tposltest"
+	"github.com/tposagent/tposagent/internal/config"
+	"github.com/tposagent/tposagent/internal/testrig"
+	"github.com/tposagent/tposagent/internal/till"
 )
 
 // The secrets every fixture of the run configures; the scans look for them.
@@ -48,7 +47,7 @@ var scanTotals struct {
 }
 
 func TestMain(m *testing.M) {
-	bin, cleanup, err := agenttest.Build()
+	bin, cleanup, err := till.Build()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -62,28 +61,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Clone(s.b.Bytes())
-}
-
-func (s *syncBuffer) String() string { return string(s.Bytes()) }
-
-// fixture is one till: fake servers, a config, and the agent process.
+// fixture is one till: fake servers, a config, and the agent process
+// (run by the shared real-binary harness, internal/till).
 type fixture struct {
+	*till.Till
 	t       *testing.T
 	dir     string // holds config.toml
 	dataDir string // absolute
@@ -92,13 +73,8 @@ type fixture struct {
 	tposl   *tposltest.Server
 	oduyo   *oduyotest.Server
 
-	mu     sync.Mutex
-	proc   *exec.Cmd
-	exited chan error
-	stderr *syncBuffer // the current run's stderr
-	runs   int
-	texts  map[string][]byte // everything the run printed or answered, for the secret scan
-	client *localapi.Client
+	mu    sync.Mutex
+	texts map[string][]byte // everything the agent answered or the CLI printed, for the secret scan
 }
 
 // newFixture makes a till whose data dir is dataDir ("" for <tmp>/data);
@@ -138,78 +114,35 @@ func newFixture(t *testing.T, dataDir string, edit func(*config.Config)) *fixtur
 	}
 	f.cfg = c
 	f.cfgPath = filepath.Join(f.dir, "config.toml")
-	f.writeConfig()
+	tl, err := till.New(&c, till.Options{Binary: agentBin, ConfigPath: f.cfgPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Till = tl
 	t.Cleanup(f.kill)
 	return f
 }
 
 func (f *fixture) writeConfig() {
 	f.t.Helper()
-	if err := os.WriteFile(f.cfgPath, config.Encode(&f.cfg), 0o600); err != nil {
+	if err := f.WriteConfig(&f.cfg); err != nil {
 		f.t.Fatal(err)
 	}
-}
-
-// childEnv is the environment without TPOSAGENT_* overrides of the tester.
-func childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "TPOSAGENT_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // launch starts the agent without waiting for it.
 func (f *fixture) launch(wrap ...string) {
 	f.t.Helper()
-	os.Remove(filepath.Join(f.dataDir, agent.APIAddrFile))
-	args := append(append([]string{}, wrap...), agentBin, "run", "--config", f.cfgPath)
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = childEnv()
-	buf := &syncBuffer{}
-	cmd.Stderr, cmd.Stdout = buf, buf
-	if err := cmd.Start(); err != nil {
+	if err := f.Launch(wrap...); err != nil {
 		f.t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	f.mu.Lock()
-	f.proc, f.exited, f.stderr = cmd, exited, buf
-	f.runs++
-	f.mu.Unlock()
 }
 
 // start runs the agent and waits until its local API answers; it returns
 // an error instead of failing so that goroutines may call it.
 func (f *fixture) start(wrap ...string) error {
-	f.launch(wrap...)
-	f.mu.Lock()
-	exited, buf := f.exited, f.stderr
-	f.mu.Unlock()
-	addrFile := filepath.Join(f.dataDir, agent.APIAddrFile)
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		if b, err := os.ReadFile(addrFile); err == nil && bytes.HasSuffix(b, []byte("\n")) {
-			c := &localapi.Client{BaseURL: localapi.BaseURLFor(strings.TrimSpace(string(b))), Token: apiToken,
-				HTTP: &http.Client{Timeout: 5 * time.Second}}
-			if _, err := c.Status(context.Background()); err == nil {
-				f.mu.Lock()
-				f.client = c
-				f.mu.Unlock()
-				return nil
-			}
-		}
-		select {
-		case err := <-exited:
-			exited <- err
-			return fmt.Errorf("agent exited at start: %v\n%s", err, buf)
-		case <-time.After(3 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("local API did not answer within 15 s\n%s", buf)
-		}
-	}
+	_, err := f.Start(context.Background(), 15*time.Second, wrap...)
+	return err
 }
 
 func (f *fixture) mustStart(wrap ...string) {
@@ -220,83 +153,21 @@ func (f *fixture) mustStart(wrap ...string) {
 }
 
 // api is the client of the running agent.
-func (f *fixture) api() *localapi.Client {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.client
-}
+func (f *fixture) api() *localapi.Client { return f.API() }
 
 // kill sends SIGKILL and waits for the exit; the run's output is kept.
-func (f *fixture) kill() {
-	f.mu.Lock()
-	cmd, exited := f.proc, f.exited
-	f.proc = nil
-	f.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	cmd.Process.Kill()
-	<-exited
-	f.keepOutput()
-}
+func (f *fixture) kill() { f.Kill() }
 
 // stop interrupts the agent (SIGINT; a kill on Windows) and waits.
 func (f *fixture) stop() {
 	f.t.Helper()
-	f.mu.Lock()
-	cmd, exited := f.proc, f.exited
-	f.proc = nil
-	f.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	if err := interrupt(cmd.Process); err != nil {
-		cmd.Process.Kill()
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			f.t.Errorf("agent exit after interrupt: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		<-exited
-		f.t.Errorf("agent did not stop within 10 s of an interrupt")
-	}
-	f.keepOutput()
-}
-
-// wait waits for an agent that is expected to exit on its own.
-func (f *fixture) wait(timeout time.Duration) (error, bool) {
-	f.mu.Lock()
-	exited := f.exited
-	f.mu.Unlock()
-	select {
-	case err := <-exited:
-		f.mu.Lock()
-		f.proc = nil
-		f.mu.Unlock()
-		f.keepOutput()
-		return err, true
-	case <-time.After(timeout):
-		return nil, false
-	}
-}
-
-func (f *fixture) keepOutput() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.stderr != nil {
-		f.texts[fmt.Sprintf("agent output, run %d", f.runs)] = f.stderr.Bytes()
+	if _, err := f.Stop(10 * time.Second); err != nil {
+		f.t.Errorf("agent stop: %v", err)
 	}
 }
 
 // output is the current (or last) run's output.
-func (f *fixture) output() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.stderr.String()
-}
+func (f *fixture) output() string { return f.Output() }
 
 // record keeps a text (an error, a status answer) for the secret scan.
 func (f *fixture) record(name string, b []byte) {
@@ -305,27 +176,22 @@ func (f *fixture) record(name string, b []byte) {
 	f.texts[name] = append(f.texts[name], b...)
 }
 
-// cli runs a client command of the agentBin against this fixture's config.
+// cli runs a client command of the agent against this fixture's config.
 func (f *fixture) cli(args ...string) (string, error) {
-	// The global flag: "outbox dead --config F" would stop parsing at "dead".
-	cmd := exec.Command(agentBin, append([]string{"--config", f.cfgPath}, args...)...)
-	cmd.Env = childEnv()
-	out, err := cmd.CombinedOutput()
-	f.record("tposagent "+strings.Join(args, " "), out)
-	return string(out), err
+	out, err := f.CLI(args...)
+	f.record("tposagent "+strings.Join(args, " "), []byte(out))
+	return out, err
 }
 
 // status reads /v1/status and keeps the raw answer for the scan.
 func (f *fixture) status() (localapi.Status, error) {
-	var raw json.RawMessage
-	err := f.api().Do(context.Background(), "GET", "/v1/status", nil, &raw)
+	s, raw, err := f.Status(context.Background())
 	if err != nil {
 		f.record("status error", []byte(err.Error()))
-		return localapi.Status{}, err
+		return s, err
 	}
 	f.record("GET /v1/status", raw)
-	var s localapi.Status
-	return s, json.Unmarshal(raw, &s)
+	return s, nil
 }
 
 // post enqueues a column object; it returns the HTTP status (0 when the
@@ -353,22 +219,11 @@ func post(ctx context.Context, hc *http.Client, c *localapi.Client, path string,
 	return resp.StatusCode, string(body), nil
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(timeout); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // waitDrained waits until nothing is pending or in flight.
 func (f *fixture) waitDrained(timeout time.Duration) localapi.Status {
 	f.t.Helper()
 	var last localapi.Status
-	waitFor(f.t, "the queue to drain", timeout, func() bool {
+	testrig.WaitFor(f.t, "the queue to drain", timeout, func() bool {
 		s, err := f.status()
 		last = s
 		return err == nil && s.Outbox.Pending == 0 && s.Outbox.InFlight == 0
@@ -448,6 +303,9 @@ func (f *fixture) scanSecrets() {
 		texts[k] = v
 	}
 	f.mu.Unlock()
+	for i, out := range f.Outputs() {
+		texts[fmt.Sprintf("agent output, run %d", i+1)] = out
+	}
 	filepath.Walk(f.dir, func(path string, info os.FileInfo, err error) error {
 		if err == nil && info.Mode().IsRegular() && path != f.cfgPath {
 			if b, err := os.ReadFile(path); err == nil {

@@ -14,9 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
 	"github.com/tposagent/tposagent/installer"
+	"github.com/tposagent/tposagent/internal/config"
+	"github.com/tposagent/tposagent/internal/testrig"
 )
 
 // umask000 runs the agent under "umask 000", so that only the modes the
@@ -26,7 +27,7 @@ var umask000 = []string{"sh", "-c", `umask 000; exec "$0" "$@"`}
 func TestFilePermissions(t *testing.T) {
 	f := newFixture(t, "", func(c *config.Config) { c.Log.MaxSize = 64 << 10 })
 	f.mustStart(umask000...)
-	waitFor(t, "registration (license.json)", 20*time.Second, func() bool {
+	testrig.WaitFor(t, "registration (license.json)", 20*time.Second, func() bool {
 		st, err := f.status()
 		return err == nil && st.Registered
 	})
@@ -133,7 +134,7 @@ func TestSecretScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.waitDelivered(ids, 30*time.Second)
-	waitFor(t, "the rejected record in the dead letters", 20*time.Second, func() bool {
+	testrig.WaitFor(t, "the rejected record in the dead letters", 20*time.Second, func() bool {
 		st, err := f.status()
 		return err == nil && st.Outbox.Dead == 1
 	})
@@ -177,13 +178,10 @@ func TestSecretScan(t *testing.T) {
 	}
 
 	// A crash: SIGQUIT makes the Go runtime dump every goroutine.
-	f.mu.Lock()
-	proc := f.proc.Process
-	f.mu.Unlock()
-	if err := proc.Signal(syscall.SIGQUIT); err != nil {
+	if err := f.Signal(syscall.SIGQUIT); err != nil {
 		t.Fatal(err)
 	}
-	err, ok := f.wait(10 * time.Second)
+	err, ok := f.Wait(10 * time.Second)
 	if !ok {
 		t.Fatal("the agent did not exit within 10 s of SIGQUIT")
 	}

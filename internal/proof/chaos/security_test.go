@@ -24,10 +24,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
 	"github.com/tposagent/tposagent/agent/tposl/tposltest"
+	"github.com/tposagent/tposagent/internal/config"
+	"github.com/tposagent/tposagent/internal/testrig"
 )
 
 func TestAPIToken(t *testing.T) {
@@ -85,7 +86,7 @@ func TestAPIToken(t *testing.T) {
 // compared with crypto/subtle, and never with ==, bytes.Equal or the like.
 func TestTokenComparedInConstantTime(t *testing.T) {
 	fset := token.NewFileSet()
-	files, _ := filepath.Glob("../localapi/*.go")
+	files, _ := filepath.Glob("../../../agent/localapi/*.go")
 	calls := 0
 	for _, name := range files {
 		if strings.HasSuffix(name, "_test.go") {
@@ -333,7 +334,7 @@ func TestTLSVerified(t *testing.T) {
 	f.mustStart()
 	enqueue("tls-2")
 	f.waitDelivered([]string{"tls-1", "tls-2"}, 30*time.Second)
-	waitFor(t, "registration over TLS", 20*time.Second, func() bool {
+	testrig.WaitFor(t, "registration over TLS", 20*time.Second, func() bool {
 		st, err := f.status()
 		return err == nil && st.Registered
 	})
@@ -350,10 +351,10 @@ func TestTLSVerified(t *testing.T) {
 	f.stop()
 
 	// No code path turns verification off.
-	for _, dir := range []string{"..", "../../cmd/tposagent", "../../installer"} {
+	for _, dir := range []string{"../../../agent", "../../../cmd", "../../../installer", "../../../device", "../../../outbox", "../../../internal"} {
 		filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
 			if err != nil || info.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") ||
-				strings.Contains(path, "test"+string(filepath.Separator)) || strings.Contains(path, "chaos") {
+				strings.Contains(path, "test"+string(filepath.Separator)) || strings.Contains(path, "proof") {
 				return nil
 			}
 			if b, _ := os.ReadFile(path); strings.Contains(string(b), "InsecureSkipVerify") {

@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/tposagent/tposagent/agent"
-	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/agent/tposl/tposltest"
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/device/devicetest"
+	"github.com/tposagent/tposagent/internal/config"
+	"github.com/tposagent/tposagent/internal/testrig"
 )
 
 const (
@@ -131,18 +132,6 @@ func errText(err error) string {
 	return err.Error()
 }
 
-// tillFixture is an agent in process with the fake servers and the
-// simulated device.
-type tillFixture struct {
-	t      *testing.T
-	cfg    config.Config
-	tposl  *tposltest.Server
-	oduyo  *oduyotest.Server
-	agent  *agent.Agent
-	client *localapi.Client
-	stop   func()
-}
-
 const tillToken = "faults-token-51c0e4a9b7d2f386"
 
 func newTillConfig(t *testing.T, port string, ts *tposltest.Server, od *oduyotest.Server) config.Config {
@@ -219,15 +208,6 @@ func startAgent(t *testing.T, cfg config.Config, recheck time.Duration, logs *lo
 	return a, &localapi.Client{BaseURL: "http://" + a.Addr().String(), Token: tillToken}, stop
 }
 
-func poll(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-	}
-}
-
 // testAgentDeviceFaults: a running agent reads the device, the device goes
 // bad in every way in turn (and recovers in between); the agent keeps
 // serving, shows the error and the cached identity, and registers with the
@@ -250,7 +230,7 @@ func testAgentDeviceFaults(t *testing.T) {
 		}
 		return st
 	}
-	poll(t, "a good read and a registration", 20*time.Second, func() bool {
+	testrig.WaitFor(t, "a good read and a registration", 20*time.Second, func() bool {
 		st := status()
 		return st.Device.Source == string(device.SourceDevice) && st.Device.FiscalSerial == simSerial && st.Registered
 	})
@@ -264,7 +244,7 @@ func testAgentDeviceFaults(t *testing.T) {
 		sim.SetFault(df.fault)
 		start := time.Now()
 		var st localapi.Status
-		poll(t, "status to show "+df.fault.String(), 20*time.Second, func() bool {
+		testrig.WaitFor(t, "status to show "+df.fault.String(), 20*time.Second, func() bool {
 			st = status()
 			for _, s := range df.text {
 				if strings.Contains(st.Device.Error, s) {
@@ -292,12 +272,12 @@ func testAgentDeviceFaults(t *testing.T) {
 			continue // the port is gone for good
 		}
 		sim.SetFault(devicetest.FaultNone)
-		poll(t, "recovery after "+df.fault.String(), 20*time.Second, func() bool {
+		testrig.WaitFor(t, "recovery after "+df.fault.String(), 20*time.Second, func() bool {
 			st := status()
 			return st.Device.Source == string(device.SourceDevice) && st.Device.Error == ""
 		})
 	}
-	poll(t, "the records to be delivered", 20*time.Second, func() bool { return len(od.Delivered()) >= n })
+	testrig.WaitFor(t, "the records to be delivered", 20*time.Second, func() bool { return len(od.Delivered()) >= n })
 	stop()
 
 	// A fresh start with the device bad: the cached identity is used and
@@ -307,7 +287,7 @@ func testAgentDeviceFaults(t *testing.T) {
 	cfg.Device.Port = sim2.Port()
 	before := len(ts.Requests())
 	_, client, _ = startAgent(t, cfg, time.Hour, logs)
-	poll(t, "registration after a start with a silent device", 20*time.Second, func() bool { return len(ts.Requests()) > before })
+	testrig.WaitFor(t, "registration after a start with a silent device", 20*time.Second, func() bool { return len(ts.Requests()) > before })
 	st := status()
 	if st.Device.Source != string(device.SourceCache) || st.Device.FiscalSerial != simSerial || !strings.Contains(st.Device.Error, device.ErrTimeout.Error()) {
 		t.Errorf("after a start with a silent device: %+v", st.Device)

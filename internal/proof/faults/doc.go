@@ -1,13 +1,13 @@
-// Package faults holds the fault-matrix tests of tposagent (issue 7,
-// points 3, 4 and 7): they prove, with the real parts and an injected
-// clock, what DESIGN.md promises when the servers, the cash register or
-// the network misbehave. The package has no code of its own; everything
+// Package faults holds the fault-matrix tests of tposagent: they prove,
+// with the real parts and an injected clock, what docs/protocols.md and
+// docs/architecture.md promise when the servers, the cash register or the
+// network misbehave. The package has no code of its own; everything
 // is in its tests.
 //
 //   - TestServerFaultMatrix: a real outbox file, agent.NewSender over the
 //     Ödüyo client, the fake Ödüyo server (oduyotest) failing in every way
-//     a server fails. Each fault is retried or dead-lettered as DESIGN.md
-//     says, nothing is lost, and the backoff (exponential, full jitter,
+//     a server fails. Each fault is retried or dead-lettered as
+//     docs/architecture.md says, nothing is lost, and the backoff (exponential, full jitter,
 //     capped, Retry-After in seconds or as a date, reconnect jitter) is
 //     measured on the injected clock.
 //   - TestDeviceFaultMatrix: every fault mode of the simulated ÖKC on a

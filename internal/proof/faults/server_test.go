@@ -380,7 +380,7 @@ func TestServerFaultMatrix(t *testing.T) {
 	}
 }
 
-// checkMatrix asserts what DESIGN.md promises for the row and logs its
+// checkMatrix asserts what the docs promise for the row and logs its
 // figures.
 func checkMatrix(t *testing.T, e *matrixEnv, row matrixRow) {
 	sends, probes := e.rec.snapshot()

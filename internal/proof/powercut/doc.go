@@ -1,5 +1,5 @@
-// Package powercut holds the power-cut tests of tposagent (issue 7, point 2):
-// the real agent binary runs with its data dir on lossyfs, a FUSE filesystem
+// Package powercut holds the power-cut tests of tposagent: the real agent
+// binary runs with its data dir on lossyfs, a FUSE filesystem
 // of the test's own that keeps every write in memory until the file is
 // fsynced, and at random moments the power is "cut": everything not yet
 // synced is thrown away, except a random part of it that is applied torn

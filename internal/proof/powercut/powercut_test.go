@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -23,14 +21,13 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/tposagent/tposagent/agent"
-	"github.com/tposagent/tposagent/agent/agenttest"
-	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
-	"github.com/tposagent/tposagent/internal/testrig/lossyfs"
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/agent/tposl/tposltest"
+	"github.com/tposagent/tposagent/internal/config"
+	"github.com/tposagent/tposagent/internal/testrig/lossyfs"
+	tilltest "github.com/tposagent/tposagent/internal/till"
 )
 
 // agentBin is the real tposagent, built in TestMain when FUSE can be mounted.
@@ -46,7 +43,7 @@ func TestMain(m *testing.M) {
 	if lossyfs.Mountable() != nil {
 		os.Exit(m.Run()) // the tests skip with the reason
 	}
-	bin, cleanup, err := agenttest.Build()
+	bin, cleanup, err := tilltest.Build()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -105,8 +102,10 @@ type item struct {
 	id   uint64 // the outbox id from the 202
 }
 
-// till is the agent under test and what it talks to.
+// till is the agent under test (run by the shared real-binary harness,
+// internal/till) and what it talks to.
 type till struct {
+	*tilltest.Till
 	t        *testing.T
 	dir      string // the mount, the agent's data_dir
 	work     string // scratch space off the mount
@@ -114,12 +113,7 @@ type till struct {
 	cfgPath  string
 	fs       *lossyfs.FS
 	oduyo    *oduyotest.Server
-	proc     *exec.Cmd
-	exited   chan error
-	stderr   *bytes.Buffer
-	logs     bytes.Buffer // the stderr of every run, for the secret scan
 	secrets  []string
-	client   atomic.Pointer[localapi.Client]
 	mu       sync.Mutex
 	accepted map[int]item
 	attempts atomic.Int64
@@ -157,9 +151,11 @@ func newTill(t *testing.T, fsys *lossyfs.FS) *till {
 	c.Log.Level = "info"
 	tl.secrets = []string{c.TPOSL.Password.Reveal(), c.Oduyo.APIKey.Reveal(), c.Oduyo.Password.Reveal(), pcToken}
 	tl.cfgPath = filepath.Join(root, "config.toml")
-	if err := os.WriteFile(tl.cfgPath, config.Encode(&c), 0o600); err != nil {
+	h, err := tilltest.New(&c, tilltest.Options{Binary: agentBin, ConfigPath: tl.cfgPath})
+	if err != nil {
 		t.Fatal(err)
 	}
+	tl.Till = h
 	t.Cleanup(tl.kill)
 	return tl
 }
@@ -167,52 +163,19 @@ func newTill(t *testing.T, fsys *lossyfs.FS) *till {
 // start runs the agent; waitAPI waits until its local API answers.
 func (tl *till) start() {
 	tl.t.Helper()
-	if err := os.Remove(filepath.Join(tl.dir, agent.APIAddrFile)); err != nil && !os.IsNotExist(err) {
-		tl.t.Fatalf("remove stale api.addr: %v", err)
-	}
-	tl.stderr = &bytes.Buffer{}
-	cmd := exec.Command(agentBin, "run", "--config", tl.cfgPath)
-	cmd.Stderr = tl.stderr
-	if err := cmd.Start(); err != nil {
+	if err := tl.Launch(); err != nil {
 		tl.t.Fatal(err)
 	}
-	tl.proc, tl.exited = cmd, make(chan error, 1)
-	go func() { tl.exited <- cmd.Wait() }()
 }
 
 func (tl *till) waitAPI() {
 	tl.t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if b, err := os.ReadFile(filepath.Join(tl.dir, agent.APIAddrFile)); err == nil && len(bytes.TrimSpace(b)) > 0 {
-			c := &localapi.Client{BaseURL: "http://" + string(bytes.TrimSpace(b)), Token: pcToken,
-				HTTP: &http.Client{Timeout: 5 * time.Second}}
-			if _, err := c.Status(context.Background()); err == nil {
-				tl.client.Store(c)
-				return
-			}
-		}
-		select {
-		case err := <-tl.exited:
-			tl.proc = nil
-			tl.t.Fatalf("agent exited at start: %v\n%s", err, tl.stderr)
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			tl.t.Fatalf("local API did not answer within 20 s\n%s", tl.stderr)
-		}
+	if err := tl.WaitAPI(context.Background(), 20*time.Second); err != nil {
+		tl.t.Fatal(err)
 	}
 }
 
-func (tl *till) kill() {
-	tl.client.Store(nil)
-	if tl.proc == nil {
-		return
-	}
-	tl.proc.Process.Kill() // SIGKILL
-	<-tl.exited
-	tl.proc = nil
-	tl.logs.Write(tl.stderr.Bytes())
-}
+func (tl *till) kill() { tl.Kill() }
 
 // produce enqueues until stop is closed: even tags are kasa updates of one
 // of 30 cards (the note carries the tag), odd ones special codes.
@@ -224,7 +187,7 @@ func (tl *till) produce(stop <-chan struct{}, rnd *rand.Rand) {
 			return
 		default:
 		}
-		c := tl.client.Load()
+		c := tl.API()
 		if c == nil {
 			time.Sleep(2 * time.Millisecond) // the agent is down: wait for the next one
 			continue
@@ -305,7 +268,7 @@ func (tl *till) snapshot(withQueue bool) live {
 	if withQueue {
 		// The queue first, then the server: an item leaves the queue only
 		// after the server has recorded it, so none falls between.
-		c := tl.client.Load()
+		c := tl.API()
 		for _, state := range []string{"pending", "dead"} {
 			items, err := c.List(context.Background(), state, 10000)
 			if err != nil {
@@ -495,7 +458,7 @@ func runAgentCuts(t *testing.T, cuts int, sd uint64, fsOpts lossyfs.Options) str
 			early++
 			time.Sleep(time.Duration(rnd.IntN(60)) * time.Millisecond)
 		} else {
-			if tl.client.Load() == nil {
+			if tl.API() == nil {
 				tl.waitAPI()
 			}
 			time.Sleep(time.Duration(rnd.IntN(400)) * time.Millisecond)
@@ -531,18 +494,18 @@ func runAgentCuts(t *testing.T, cuts int, sd uint64, fsOpts lossyfs.Options) str
 	// Drain: producers stop, Ödüyo stays up, the queue must empty.
 	stopAll()
 	tl.oduyo.SetDown(false)
-	if tl.client.Load() == nil {
+	if tl.API() == nil {
 		tl.waitAPI()
 	}
 	var st localapi.Status
 	for deadline := time.Now().Add(60 * time.Second); ; {
-		s, err := tl.client.Load().Status(context.Background())
+		s, err := tl.API().Status(context.Background())
 		if err == nil && s.Outbox.Pending == 0 && s.Outbox.InFlight == 0 {
 			st = s
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("queue did not drain in 60 s: %+v, %v\n%s", s.Outbox, err, tl.stderr)
+			t.Fatalf("queue did not drain in 60 s: %+v, %v\n%s", s.Outbox, err, tl.Output())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -586,7 +549,7 @@ func runAgentCuts(t *testing.T, cuts int, sd uint64, fsOpts lossyfs.Options) str
 func (tl *till) scanSecrets(t *testing.T) {
 	t.Helper()
 	secrets := append(slices.Clone(tl.secrets), tl.oduyo.Sessions()...)
-	texts := map[string][]byte{"agent stderr": tl.logs.Bytes()}
+	texts := map[string][]byte{"agent stderr": bytes.Join(tl.Outputs(), nil)}
 	names, _ := tl.fs.Names("")
 	for _, n := range names {
 		if b, err := tl.fs.ReadFile(n); err == nil {

@@ -1,0 +1,393 @@
+// Package till runs the real tposagent binary as a subprocess, the way a
+// till runs it: it writes the config, starts `tposagent run`, waits for
+// the local API, polls the status, keeps everything the process printed,
+// and stops or kills it. The end-to-end tests, the proof suites
+// (internal/proof/...) and `tposagent demo` all drive the agent through
+// it, so there is one harness to trust.
+//
+// It links no test framework: the demo ships it. It must not import the
+// proof suites or anything under cmd.
+package till
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tposagent/tposagent/agent"
+	"github.com/tposagent/tposagent/agent/localapi"
+	"github.com/tposagent/tposagent/internal/config"
+)
+
+// Till is one agent installation: a config file, a data dir, and at most
+// one running agent process. Its methods are safe for concurrent use.
+type Till struct {
+	bin     string
+	cfgPath string
+	dataDir string
+	token   string
+	env     []string
+	log     io.Writer // a copy of every run's output (optional)
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan error
+	out     *syncBuffer // the current (or last) run's output
+	runs    int
+	outputs [][]byte // every finished run's output
+	client  *localapi.Client
+}
+
+// Options configure New.
+type Options struct {
+	Binary string // the tposagent executable
+	// ConfigPath is where the config is written (0600).
+	ConfigPath string
+	// Env is the agent's environment; nil means this process's environment
+	// without TPOSAGENT_* variables (so that a tester's overrides do not leak
+	// into the agent).
+	Env []string
+	// Log, if set, receives a copy of everything the agent prints.
+	Log io.Writer
+}
+
+// New writes cfg to opts.ConfigPath and returns the till; nothing runs yet.
+func New(cfg *config.Config, opts Options) (*Till, error) {
+	t := &Till{bin: opts.Binary, cfgPath: opts.ConfigPath, env: opts.Env, log: opts.Log}
+	if t.env == nil {
+		t.env = CleanEnv()
+	}
+	if err := t.WriteConfig(cfg); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// CleanEnv is this process's environment without TPOSAGENT_* variables.
+func CleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TPOSAGENT_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// WriteConfig replaces the config file; a running agent reads it at its
+// next start.
+func (t *Till) WriteConfig(cfg *config.Config) error {
+	if err := os.WriteFile(t.cfgPath, config.Encode(cfg), 0o600); err != nil {
+		return fmt.Errorf("write config: %w", err)
+	}
+	dataDir := cfg.DataDir
+	if !filepath.IsAbs(dataDir) {
+		dataDir = filepath.Join(filepath.Dir(t.cfgPath), dataDir)
+	}
+	t.mu.Lock()
+	t.dataDir, t.token = dataDir, cfg.API.Token.Reveal()
+	t.mu.Unlock()
+	return nil
+}
+
+// ConfigPath is the config file's path.
+func (t *Till) ConfigPath() string { return t.cfgPath }
+
+// DataDir is the agent's data dir (absolute).
+func (t *Till) DataDir() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.dataDir
+}
+
+// Launch starts `tposagent run --config …` without waiting for it. wrap,
+// if given, is a command line the agent's is appended to (e.g. strace).
+func (t *Till) Launch(wrap ...string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.cmd != nil {
+		return errors.New("till: the agent is already running")
+	}
+	if err := os.Remove(filepath.Join(t.dataDir, agent.APIAddrFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale %s: %w", agent.APIAddrFile, err)
+	}
+	args := append(append([]string{}, wrap...), t.bin, "run", "--config", t.cfgPath)
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = t.env
+	buf := &syncBuffer{}
+	var w io.Writer = buf
+	if t.log != nil {
+		w = io.MultiWriter(buf, t.log)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start agent: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.cmd, t.exited, t.out, t.client = cmd, exited, buf, nil
+	t.runs++
+	return nil
+}
+
+// Start launches the agent and waits until its local API answers (at most
+// timeout); it returns how long that took.
+func (t *Till) Start(ctx context.Context, timeout time.Duration, wrap ...string) (time.Duration, error) {
+	t0 := time.Now()
+	if err := t.Launch(wrap...); err != nil {
+		return 0, err
+	}
+	if err := t.WaitAPI(ctx, timeout); err != nil {
+		return 0, err
+	}
+	return time.Since(t0), nil
+}
+
+// WaitAPI waits until the launched agent's local API answers (at most
+// timeout); after it, API returns its client.
+func (t *Till) WaitAPI(ctx context.Context, timeout time.Duration) error {
+	t.mu.Lock()
+	exited, out, dataDir, token := t.exited, t.out, t.dataDir, t.token
+	running := t.cmd != nil
+	t.mu.Unlock()
+	if !running {
+		return errors.New("till: the agent is not running")
+	}
+	addrFile := filepath.Join(dataDir, agent.APIAddrFile)
+	deadline := time.Now().Add(timeout)
+	for {
+		// The agent writes the file atomically, ending in a newline.
+		if b, err := os.ReadFile(addrFile); err == nil && bytes.HasSuffix(b, []byte("\n")) {
+			c := &localapi.Client{BaseURL: localapi.BaseURLFor(strings.TrimSpace(string(b))), Token: token,
+				HTTP: &http.Client{Timeout: 5 * time.Second}}
+			if _, err := c.Status(ctx); err == nil {
+				t.mu.Lock()
+				t.client = c
+				t.mu.Unlock()
+				return nil
+			}
+		}
+		select {
+		case err := <-exited:
+			exited <- err // Wait, Kill and Stop read it again
+			return fmt.Errorf("the agent exited at start (%v):\n%s", err, out)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(3 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the local API did not answer within %v:\n%s", timeout, out)
+		}
+	}
+}
+
+// Running reports whether an agent process is up.
+func (t *Till) Running() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.cmd != nil
+}
+
+// PID is the running agent's process id (0 when none runs).
+func (t *Till) PID() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.cmd == nil {
+		return 0
+	}
+	return t.cmd.Process.Pid
+}
+
+// Signal sends sig to the running agent.
+func (t *Till) Signal(sig os.Signal) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.cmd == nil {
+		return errors.New("till: the agent is not running")
+	}
+	return t.cmd.Process.Signal(sig)
+}
+
+// take detaches the running process, if any, from the till.
+func (t *Till) take() (*exec.Cmd, chan error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cmd, exited := t.cmd, t.exited
+	t.cmd, t.client = nil, nil
+	return cmd, exited
+}
+
+// Kill sends SIGKILL (TerminateProcess on Windows) and waits for the exit.
+func (t *Till) Kill() {
+	cmd, exited := t.take()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Kill()
+	<-exited
+	t.finishRun()
+}
+
+// ErrCannotInterrupt: the OS offers no way to ask another process to stop,
+// so Stop killed the agent.
+var ErrCannotInterrupt = errors.New("cannot interrupt the agent")
+
+// Stop asks the agent to stop as its service manager would and waits up to
+// timeout; past it, the agent is killed and an error says so. It returns
+// the agent's exit error and how long the stop took.
+func (t *Till) Stop(timeout time.Duration) (time.Duration, error) {
+	cmd, exited := t.take()
+	if cmd == nil {
+		return 0, nil
+	}
+	defer t.finishRun()
+	t0 := time.Now()
+	if err := interrupt(cmd.Process); err != nil {
+		cmd.Process.Kill()
+		<-exited
+		return time.Since(t0), fmt.Errorf("%w: %w (killed)", ErrCannotInterrupt, err)
+	}
+	select {
+	case err := <-exited:
+		return time.Since(t0), err
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		<-exited
+		return time.Since(t0), fmt.Errorf("the agent did not stop within %v of an interrupt; killed", timeout)
+	}
+}
+
+// Wait waits up to timeout for an agent expected to exit by itself; ok is
+// false if it is still running.
+func (t *Till) Wait(timeout time.Duration) (err error, ok bool) {
+	t.mu.Lock()
+	exited := t.exited
+	running := t.cmd != nil
+	t.mu.Unlock()
+	if !running {
+		return nil, true
+	}
+	select {
+	case err := <-exited:
+		t.take()
+		t.finishRun()
+		return err, true
+	case <-time.After(timeout):
+		return nil, false
+	}
+}
+
+func (t *Till) finishRun() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.out != nil {
+		t.outputs = append(t.outputs, t.out.Bytes())
+	}
+}
+
+// API is the client of the running agent's local API (nil before Start).
+func (t *Till) API() *localapi.Client {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.client
+}
+
+// Output is what the current (or last) run printed.
+func (t *Till) Output() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.out == nil {
+		return ""
+	}
+	return t.out.String()
+}
+
+// Outputs is what every finished run printed, in order.
+func (t *Till) Outputs() [][]byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([][]byte(nil), t.outputs...)
+}
+
+// Runs is how many times the agent was launched.
+func (t *Till) Runs() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.runs
+}
+
+// CLI runs `tposagent --config <this till's config> args…` and returns its
+// combined output.
+func (t *Till) CLI(args ...string) (string, error) {
+	// The flag goes first: "outbox dead --config F" would stop parsing at "dead".
+	cmd := exec.Command(t.bin, append([]string{"--config", t.cfgPath}, args...)...)
+	cmd.Env = t.env
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// Status reads GET /v1/status; raw is the answer as sent.
+func (t *Till) Status(ctx context.Context) (s localapi.Status, raw []byte, err error) {
+	c := t.API()
+	if c == nil {
+		return s, nil, errors.New("till: the agent is not running")
+	}
+	var m json.RawMessage
+	if err := c.Do(ctx, "GET", "/v1/status", nil, &m); err != nil {
+		return s, nil, err
+	}
+	return s, m, json.Unmarshal(m, &s)
+}
+
+// WaitStatus polls the status every interval until cond holds, ctx ends
+// or timeout passes; it returns the last status read.
+func (t *Till) WaitStatus(ctx context.Context, timeout, interval time.Duration, cond func(localapi.Status) bool) (localapi.Status, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		s, _, err := t.Status(ctx)
+		if err == nil && cond(s) {
+			return s, nil
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = fmt.Errorf("the condition did not hold within %v", timeout)
+			}
+			return s, err
+		}
+		select {
+		case <-ctx.Done():
+			return s, ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.b.Bytes())
+}
+
+func (s *syncBuffer) String() string { return string(s.Bytes()) }
