@@ -94,6 +94,11 @@ func outboxChild() int {
 // outboxItems lists the ids in the items bucket of a copy of the file
 // (the layout is in the outbox's package documentation).
 func outboxItems(data []byte, dir string) (map[uint64]bool, error) {
+	if len(data) == 0 {
+		// Created, but cut before bbolt's first sync: no item can be in it
+		// (and a read-only bbolt cannot open an empty file).
+		return map[uint64]bool{}, nil
+	}
 	p := filepath.Join(dir, "check.db")
 	if err := os.WriteFile(p, data, 0o600); err != nil {
 		return nil, err
