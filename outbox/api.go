@@ -98,7 +98,7 @@ func (q *Queue) Stats() (Stats, error) {
 		Quarantined: p.quarantined, QuarantinedAt: p.quarantinedAt, Compactions: p.compactions,
 	}
 	err := q.view(func(t *txb) error {
-		if k, v := t.items.Cursor().First(); k != nil && len(k) == 8 {
+		if k, v := t.items.Cursor().First(); len(k) == 8 {
 			if it, err := decodeRecord(0, v); err == nil && !it.Created.IsZero() {
 				st.OldestPendingAge = max(q.clock.Now().Sub(it.Created), 0)
 			}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tposagent/tposagent/internal/clock"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -22,7 +23,7 @@ type Queue struct {
 	opts  Options
 	path  string
 	log   *slog.Logger
-	clock Clock
+	clock clock.Clock
 	rnd   func() float64
 
 	dbMu sync.RWMutex // write-locked only to swap db (compaction, Close)

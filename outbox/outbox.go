@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/tposagent/tposagent/internal/clock"
 )
 
 // Kind names what an item is; the outbox only stores it.
@@ -160,7 +162,7 @@ type Options struct {
 	// CheckMaxSize: files up to this size get a full bbolt consistency
 	// check at Open (bigger ones a cheap one). Default 64 MiB; < 0 never.
 	CheckMaxSize int64
-	Clock        Clock          // nil = real time
+	Clock        clock.Clock    // nil = real time
 	Rand         func() float64 // nil = math/rand/v2; in [0,1), for jitter
 	Logger       *slog.Logger   // nil = discard
 
@@ -225,7 +227,7 @@ func (o *Options) setDefaults() {
 		o.batchLimit = maxBatch
 	}
 	if o.Clock == nil {
-		o.Clock = realClock{}
+		o.Clock = clock.Real{}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
