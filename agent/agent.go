@@ -144,6 +144,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		Concurrency:     cfg.Outbox.Concurrency,
 		RetryBase:       opts.RetryBase,
 		RetryMax:        cfg.Outbox.RetryMax.Duration,
+		RetryAfterMax:   cfg.Outbox.RetryAfterMax.Duration,
 		ReconnectJitter: cfg.Outbox.ReconnectJitter.Duration,
 		Clock:           opts.Clock,
 		Rand:            opts.Rand,

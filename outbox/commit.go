@@ -5,6 +5,8 @@ package outbox
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -36,7 +38,8 @@ type commitResult struct {
 	job     *commitJob
 	c       counters
 	results []any
-	err     error
+	failed  []error // requests taken out of the transaction, with why
+	err     error   // the transaction itself failed: every request gets it
 }
 
 func (q *Queue) startCommit() {
@@ -72,48 +75,101 @@ func (q *Queue) startCommit() {
 }
 
 func (q *Queue) runCommit(job *commitJob) commitResult {
-	res := commitResult{job: job, c: job.c, results: make([]any, len(job.ops))}
-	c := &res.c
-	res.err = q.db.Update(func(tx *bolt.Tx) error {
-		t, err := openTxb(tx)
+	// A request that fails in a way that spoils the transaction is taken
+	// out and the rest is applied again without it, as bbolt's Batch
+	// re-runs a failing function alone: one bad request is answered with
+	// its own error and never fails the others.
+	failed := make([]error, len(job.ops))
+	for {
+		res := commitResult{job: job, c: job.c, results: make([]any, len(job.ops)), failed: failed}
+		bad := -1
+		err := q.db.Update(func(tx *bolt.Tx) error {
+			t, err := openTxb(tx)
+			if err != nil {
+				return err
+			}
+			used := usedBytes(q.db, tx)
+			hwm := tx.Size()
+			for i, r := range job.ops {
+				if failed[i] != nil {
+					continue
+				}
+				if err := q.applyOne(t, job, r, &res, i, &used, &hwm); err != nil && !isLogical(err) {
+					bad, failed[i] = i, err
+					return err
+				}
+			}
+			return q.putCounters(t, &res.c)
+		})
+		if err != nil && bad >= 0 {
+			q.log.Error("outbox request failed; the rest of its commit is applied without it",
+				"request", describe(job.ops[bad]), "err", failed[bad])
+			continue
+		}
 		if err != nil {
+			res.err = fmt.Errorf("commit outbox batch: %w", err)
+			q.log.Error("outbox commit failed", "err", res.err, "requests", len(job.ops))
+		}
+		return res
+	}
+}
+
+// applyOne applies one request; a panic (bbolt on a damaged page) is the
+// request's error, not the agent's end.
+func (q *Queue) applyOne(t *txb, job *commitJob, r request, res *commitResult, i int, used, hwm *int64) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: panic: %v", errRequestPanicked, p)
+		}
+	}()
+	c := &res.c
+	switch r := r.(type) {
+	case *enqueueReq:
+		var it Item
+		it, err = q.applyEnqueue(t, job, r.e, c, used, hwm)
+		res.results[i] = enqueueRes{it: it, err: err}
+	case *completeReq:
+		err = q.applyComplete(t, r, job.now, c)
+	case *unreadableReq:
+		err = q.applyUnreadable(t, r.id, r.key, r.err, job.now, c)
+	case *adminReq:
+		var sendNow bool
+		sendNow, err = q.applyAdmin(t, job, r, c)
+		if err != nil {
+			err = fmt.Errorf("%s outbox item %d: %w", r.op, r.id, err)
+		}
+		res.results[i] = adminRes{err: err, sendNow: sendNow}
+	}
+	return err
+}
+
+var errRequestPanicked = errors.New("outbox request panicked")
+
+func describe(r request) string {
+	switch r := r.(type) {
+	case *enqueueReq:
+		return fmt.Sprintf("enqueue %s %s", r.e.Kind, r.e.Key)
+	case *completeReq:
+		return fmt.Sprintf("result of item %d (%s)", r.it.ID, r.res.Verdict)
+	case *unreadableReq:
+		return fmt.Sprintf("dead-letter unreadable item %d", r.id)
+	case *adminReq:
+		return fmt.Sprintf("%s item %d", r.op, r.id)
+	}
+	return fmt.Sprintf("%T", r)
+}
+
+func (q *Queue) putCounters(t *txb, c *counters) error {
+	for _, kv := range []struct {
+		k []byte
+		v uint64
+	}{{metaPending, uint64(max(c.pending, 0))}, {metaDead, uint64(max(c.dead, 0))}, {metaEnqueued, c.enqueued},
+		{metaDelivered, c.delivered}, {metaCoalesced, c.coalesced}, {metaDeadLettered, c.deadLettered}} {
+		if err := putCounter(t.meta, kv.k, kv.v); err != nil {
 			return err
 		}
-		used := usedBytes(q.db, tx)
-		for i, r := range job.ops {
-			var err error
-			switch r := r.(type) {
-			case *enqueueReq:
-				var it Item
-				it, err = q.applyEnqueue(t, job, r.e, c, &used)
-				res.results[i] = enqueueRes{it: it, err: err}
-			case *completeReq:
-				err = q.applyComplete(t, r, job.now, c)
-			case *adminReq:
-				err = q.applyAdmin(t, job, r, c)
-				res.results[i] = err
-			}
-			if err != nil && !isLogical(err) {
-				return err
-			}
-		}
-		m := t.meta
-		for _, kv := range []struct {
-			k []byte
-			v uint64
-		}{{metaPending, uint64(max(c.pending, 0))}, {metaDead, uint64(max(c.dead, 0))}, {metaEnqueued, c.enqueued},
-			{metaDelivered, c.delivered}, {metaCoalesced, c.coalesced}, {metaDeadLettered, c.deadLettered}} {
-			if err := putCounter(m, kv.k, kv.v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if res.err != nil {
-		res.err = fmt.Errorf("commit outbox batch: %w", res.err)
-		q.log.Error("outbox commit failed", "err", res.err, "requests", len(job.ops))
 	}
-	return res
+	return nil
 }
 
 func (q *Queue) finishCommit(res commitResult) {
@@ -136,25 +192,42 @@ func (q *Queue) finishCommit(res commitResult) {
 		ls.drained = true
 	}
 	for _, r := range job.ops {
-		if r, ok := r.(*completeReq); ok {
+		switch r := r.(type) {
+		case *completeReq:
 			q.release(r.it)
+		case *unreadableReq:
+			q.release(Item{ID: r.id, Key: r.key})
+		}
+	}
+	for i, r := range job.ops {
+		if _, ok := r.(*adminReq); ok && res.err == nil && res.failed[i] == nil {
+			if ar, _ := res.results[i].(adminRes); ar.sendNow {
+				q.sendNow()
+			}
 		}
 	}
 	q.publish() // before the replies: a caller's next Stats sees its change
 	for i, r := range job.ops {
+		err := res.err
+		if err == nil && res.failed[i] != nil {
+			err = res.failed[i]
+			if _, admin := r.(*adminReq); !admin {
+				err = fmt.Errorf("outbox %s: %w", describe(r), err)
+			}
+		}
 		switch r := r.(type) {
 		case *enqueueReq:
-			if res.err != nil {
-				r.reply <- enqueueRes{err: res.err}
+			if err != nil {
+				r.reply <- enqueueRes{err: err}
 			} else {
 				r.reply <- res.results[i].(enqueueRes)
 			}
 		case *adminReq:
-			if res.err != nil {
-				r.reply <- res.err
+			if err != nil {
+				r.reply <- err
 			} else {
-				e, _ := res.results[i].(error)
-				r.reply <- e
+				ar, _ := res.results[i].(adminRes)
+				r.reply <- ar.err
 			}
 		}
 	}
@@ -167,7 +240,7 @@ func (q *Queue) release(it Item) {
 	delete(q.ls.busyIDs, it.ID)
 }
 
-func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used *int64) (Item, error) {
+func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used, hwm *int64) (Item, error) {
 	now := job.now
 	est := int64(len(e.Payload) + 3*len(e.Key) + 160)
 	if *used+est > q.opts.MaxSize {
@@ -230,19 +303,7 @@ func (q *Queue) applyComplete(t *txb, r *completeReq, now time.Time, c *counters
 	id, key := r.it.ID, r.it.Key
 	it, ok, err := t.getItem(id)
 	if err != nil {
-		// A record we cannot read can never be sent: keep it visible in dead.
-		q.log.Error("outbox record unreadable, moving it to dead letters", "id", id, "err", err)
-		raw := bytes.Clone(t.items.Get(idKey(id)))
-		if err := t.removePending(id, key); err != nil {
-			return err
-		}
-		if err := t.dead.Put(idKey(id), raw); err != nil {
-			return err
-		}
-		c.pending--
-		c.dead++
-		c.deadLettered++
-		return t.reschedule(key)
+		return q.applyUnreadable(t, id, key, err, now, c)
 	}
 	if !ok {
 		return nil
@@ -283,51 +344,107 @@ func (q *Queue) applyComplete(t *txb, r *completeReq, now time.Time, c *counters
 	return t.reschedule(key)
 }
 
-func (q *Queue) applyAdmin(t *txb, job *commitJob, r *adminReq, c *counters) error {
+// applyAdmin runs Retry or Drop; sendNow tells that Retry found the item
+// pending and made its key due now.
+func (q *Queue) applyAdmin(t *txb, job *commitJob, r *adminReq, c *counters) (sendNow bool, err error) {
 	k := idKey(r.id)
 	switch r.op {
 	case opRetry:
+		if t.items.Get(k) != nil {
+			return true, q.makeDueNow(t, r.id)
+		}
 		v := t.dead.Get(k)
 		if v == nil {
-			return fmt.Errorf("retry outbox item %d: %w", r.id, ErrNotFound)
+			return false, ErrNotFound
 		}
 		it, err := decodeRecord(r.id, v)
 		if err != nil {
-			return err
+			return false, err
+		}
+		if it.Kind == KindUnreadable {
+			return false, ErrUnreadable
 		}
 		if err := t.dead.Delete(k); err != nil {
-			return err
+			return false, err
 		}
 		it.Attempts, it.NextAttempt, it.LastError, it.DeadReason, it.DeadAt = 0, time.Time{}, "", "", time.Time{}
 		if err := t.putPending(&it); err != nil {
-			return err
+			return false, err
 		}
 		c.dead--
 		c.pending++
-		return t.reschedule(it.Key)
+		return false, t.reschedule(it.Key)
 	case opDrop:
 		if job.busyIDs[r.id] {
-			return fmt.Errorf("drop outbox item %d: %w", r.id, ErrInFlight)
+			return false, ErrInFlight
 		}
-		if v := t.items.Get(k); v != nil {
-			it, err := decodeRecord(r.id, v)
+		if t.items.Get(k) != nil {
+			key, err := t.keyOf(r.id)
 			if err != nil {
-				return err
+				return false, err
 			}
-			if err := t.removePending(r.id, it.Key); err != nil {
-				return err
+			if err := t.removePending(r.id, key); err != nil {
+				return false, err
 			}
 			c.pending--
-			return t.reschedule(it.Key)
+			return false, t.reschedule(key)
 		}
 		if t.dead.Get(k) != nil {
 			if err := t.dead.Delete(k); err != nil {
-				return err
+				return false, err
 			}
 			c.dead--
-			return nil
+			return false, nil
 		}
-		return fmt.Errorf("drop outbox item %d: %w", r.id, ErrNotFound)
+		return false, ErrNotFound
 	}
-	return fmt.Errorf("outbox admin op %d: unknown", r.op)
+	return false, errors.New("unknown operation")
+}
+
+// makeDueNow makes the key of pending item id due now: its head (the item
+// itself or an older one of its key, which must go first) loses its
+// backoff.
+func (q *Queue) makeDueNow(t *txb, id uint64) error {
+	key, err := t.keyOf(id)
+	if err != nil {
+		return err
+	}
+	ids := t.keyIDs(key)
+	if len(ids) == 0 {
+		return nil
+	}
+	head, ok, err := t.getItem(ids[0])
+	if err != nil || !ok {
+		return nil // an unreadable head is dead-lettered by the next dispatch
+	}
+	head.NextAttempt = time.Time{}
+	if err := t.items.Put(idKey(head.ID), encodeRecord(&head)); err != nil {
+		return err
+	}
+	return t.reschedule(key)
+}
+
+// applyUnreadable moves a pending record that cannot be decoded to the
+// dead letters, as a readable record that keeps the stored bytes, so that
+// it is visible, can be dropped, and no longer holds its key.
+func (q *Queue) applyUnreadable(t *txb, id uint64, key string, cause error, now time.Time, c *counters) error {
+	raw := t.items.Get(idKey(id))
+	if raw == nil {
+		return nil
+	}
+	q.log.Error("outbox record unreadable, moving it to the dead letters", "id", id, "key", key, "err", cause)
+	payload, _ := json.Marshal(map[string]string{"unreadable_record_base64": base64.StdEncoding.EncodeToString(raw)})
+	reason := cleanReason("unreadable record: "+cause.Error(), "unreadable record")
+	it := Item{ID: id, Kind: KindUnreadable, Key: key, Payload: payload, IdempotencyKey: newIdempotencyKey(),
+		Created: now, LastError: reason, DeadReason: reason, DeadAt: now}
+	if err := t.removePending(id, key); err != nil {
+		return err
+	}
+	if err := t.dead.Put(idKey(id), encodeRecord(&it)); err != nil {
+		return err
+	}
+	c.pending--
+	c.dead++
+	c.deadLettered++
+	return t.reschedule(key)
 }

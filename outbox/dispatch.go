@@ -30,11 +30,15 @@ func (q *Queue) canDispatch(now time.Time) bool {
 func (q *Queue) tick() {
 	ls := &q.ls
 	now := q.clock.Now()
+	q.forgetFarFuture(now)
 	if ls.run != nil && !ls.online && !ls.probing && !now.Before(ls.nextProbe) {
 		q.startProbe()
 	}
 	if q.canDispatch(now) {
 		q.dispatch(now)
+	}
+	if !ls.committing && len(ls.pendingOps) > 0 {
+		q.startCommit()
 	}
 	if ls.drained && !ls.committing && len(ls.busy) == 0 && ls.c.pending == 0 {
 		ls.drained = false
@@ -77,6 +81,30 @@ func (q *Queue) tick() {
 	}
 }
 
+// horizon is the furthest ahead a due time, a pause or a probe can be
+// set; anything further was set before the wall clock went back.
+func (q *Queue) horizon() time.Duration {
+	return max(q.opts.RetryMax, q.opts.RetryAfterMax, q.opts.ReconnectJitter)
+}
+
+// forgetFarFuture drops the loop's waits that the wall clock going back
+// (dead CMOS battery, NTP correction) has stretched beyond what they can
+// be: a pause, a reconnect hold or a probe time further away than its
+// maximum ends now.
+func (q *Queue) forgetFarFuture(now time.Time) {
+	ls := &q.ls
+	if ls.pausedUntil.After(now.Add(q.opts.RetryAfterMax)) {
+		q.log.Warn("outbox pause ends now: the clock went back", "paused_until", ls.pausedUntil, "now", now)
+		ls.pausedUntil = time.Time{}
+	}
+	if ls.holdUntil.After(now.Add(q.opts.ReconnectJitter)) {
+		ls.holdUntil = time.Time{}
+	}
+	if ls.nextProbe.After(now.Add(q.opts.RetryMax)) {
+		ls.nextProbe = now
+	}
+}
+
 // dispatch hands due heads of idle keys to the workers.
 func (q *Queue) dispatch(now time.Time) {
 	ls := &q.ls
@@ -88,23 +116,45 @@ func (q *Queue) dispatch(now time.Time) {
 		if err != nil {
 			return err
 		}
+		// Due heads come first in sched. A due time further away than any
+		// backoff or Retry-After can reach was written before the clock
+		// went back: it counts as due now, or the key would wait for as
+		// long as the clock jumped.
+		limit := now.Add(q.horizon()).UnixNano()
 		c := t.sched.Cursor()
-		for k, v := c.First(); k != nil && free > 0; k, v = c.Next() {
+		k, v := c.First()
+		for ; k != nil && free > 0; k, v = c.Next() {
 			if len(k) != 16 {
 				continue
 			}
 			due := int64(binary.BigEndian.Uint64(k))
-			if due > now.UnixNano() {
-				ls.nextDue = time.Unix(0, due)
-				break
+			if due > now.UnixNano() && due <= limit {
+				if ls.nextDue.IsZero() {
+					ls.nextDue = time.Unix(0, due)
+				}
+				if k, v = c.Seek(schedKey(limit+1, 0)); k == nil {
+					break
+				}
+				if len(k) != 16 {
+					continue
+				}
 			}
 			if _, busy := ls.busy[string(v)]; busy || ls.locked[string(v)] > 0 {
 				continue
 			}
 			id := binary.BigEndian.Uint64(k[8:])
 			it, ok, err := t.getItem(id)
-			if err != nil || !ok {
-				q.log.Error("outbox head unreadable, skipping", "id", id, "err", err)
+			if !ok && err == nil {
+				q.log.Error("outbox index names a missing item", "id", id, "key", string(v))
+				continue
+			}
+			if err != nil {
+				// It can never be sent: the next commit moves it to the
+				// dead letters; until then its key is held.
+				key := string(v)
+				ls.busy[key] = id
+				ls.busyIDs[id] = key
+				ls.pendingOps = append(ls.pendingOps, &unreadableReq{id: id, key: key, err: err})
 				continue
 			}
 			picked = append(picked, it)
@@ -135,6 +185,7 @@ func (q *Queue) publish() {
 	p.offline = !ls.online
 	p.pausedUntil, p.lastSuccess, p.lastErrorAt, p.lastError = ls.pausedUntil, ls.lastSuccess, ls.lastErrorAt, ls.lastError
 	p.compactions = ls.compactions
+	p.queued, p.committing = len(ls.pendingOps), ls.committing
 	if len(p.inFlightIDs) != len(ls.busyIDs) || len(ls.busyIDs) > 0 {
 		p.inFlightIDs = make(map[uint64]bool, len(ls.busyIDs))
 		for id := range ls.busyIDs {

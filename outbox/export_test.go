@@ -120,3 +120,45 @@ func (q *Queue) CheckIndex() error {
 		return nil
 	})
 }
+
+// SetRecordForTest overwrites the stored bytes of item id in the pending
+// (or dead) bucket, as a damaged disk would, leaving the indexes alone.
+func (q *Queue) SetRecordForTest(id uint64, state State, raw []byte) error {
+	return q.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketItems)
+		if state == Dead {
+			b = tx.Bucket(bucketDead)
+		}
+		return b.Put(idKey(id), raw)
+	})
+}
+
+// HoldWritesForTest takes bbolt's writer lock until release is called, so
+// that the requests arriving meanwhile wait for one commit together.
+func (q *Queue) HoldWritesForTest() (release func()) {
+	held, done, finished := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		_ = q.db.Update(func(*bolt.Tx) error {
+			close(held)
+			<-done
+			return nil
+		})
+	}()
+	<-held
+	return func() { close(done); <-finished }
+}
+
+// CommittingForTest tells whether a commit is running.
+func (q *Queue) CommittingForTest() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.pub.committing
+}
+
+// QueuedForTest is how many requests wait for the next commit.
+func (q *Queue) QueuedForTest() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.pub.queued
+}

@@ -43,10 +43,32 @@ const (
 	opDrop
 )
 
+func (op adminOp) String() string {
+	switch op {
+	case opRetry:
+		return "retry"
+	case opDrop:
+		return "drop"
+	}
+	return fmt.Sprintf("admin op %d", int(op))
+}
+
 type adminReq struct {
 	op    adminOp
 	id    uint64
 	reply chan error
+}
+
+type adminRes struct {
+	err     error
+	sendNow bool // Retry found the item pending
+}
+
+// unreadableReq moves an undecodable pending record to the dead letters.
+type unreadableReq struct {
+	id  uint64
+	key string
+	err error
 }
 
 type runStartReq struct {
@@ -58,12 +80,13 @@ type runStopReq struct {
 	reply chan struct{}
 }
 
-func (*enqueueReq) isRequest()  {}
-func (*completeReq) isRequest() {}
-func (*probeReq) isRequest()    {}
-func (*adminReq) isRequest()    {}
-func (*runStartReq) isRequest() {}
-func (*runStopReq) isRequest()  {}
+func (*enqueueReq) isRequest()    {}
+func (*completeReq) isRequest()   {}
+func (*probeReq) isRequest()      {}
+func (*adminReq) isRequest()      {}
+func (*unreadableReq) isRequest() {}
+func (*runStartReq) isRequest()   {}
+func (*runStopReq) isRequest()    {}
 
 const maxBatch = 4096
 
@@ -88,10 +111,13 @@ type loopState struct {
 	lastProbeOK time.Time
 	holdUntil   time.Time // reconnect jitter
 	pausedUntil time.Time // Retry-After
-	nextDue     time.Time // earliest future due head seen by the last scan
-	drained     bool      // pending went to zero: consider compaction
-	failures    int       // consecutive transient failures, for the recovery log line
-	sending     int       // items handed to workers whose result has not come back
+	// events numbers pauses and probe starts, so that only a probe
+	// started after a pause began can end it.
+	events, pausedEvent, probeEvent uint64
+	nextDue                         time.Time // earliest future due head seen by the last scan
+	drained                         bool      // pending went to zero: consider compaction
+	failures                        int       // consecutive transient failures, for the recovery log line
+	sending                         int       // items handed to workers whose result has not come back
 
 	pendingOps []request      // waiting for the next commit
 	committing bool           // a commit runs in its own goroutine
@@ -150,10 +176,13 @@ func (q *Queue) loop() {
 		case <-timerC:
 			ls.timer, ls.timerAt = nil, time.Time{}
 		case <-q.kick:
-			if ls.probing {
+			switch {
+			case ls.probing:
 				ls.kicked = true // the running probe may predate the hint
-			} else if !ls.online {
+			case !ls.online:
 				ls.nextProbe = time.Time{}
+			case q.clock.Now().Before(ls.pausedUntil):
+				q.startProbe() // if the server answers, the pause ends
 			}
 		case <-q.quit:
 			if ls.timer != nil {

@@ -33,10 +33,12 @@ func (q *Queue) noteResult(r *completeReq, now time.Time) {
 		if ls.failures == 1 || ls.failures%100 == 0 {
 			q.log.Warn("outbox send failed, will retry", "id", r.it.ID, "key", r.it.Key, "failures", ls.failures, "err", ls.lastError)
 		}
-		if res.RetryAfter > 0 {
+		if res.RetryAfter > 0 { // capped at RetryAfterMax by the worker
 			ls.reachable = true
 			if until := now.Add(res.RetryAfter); until.After(ls.pausedUntil) {
 				ls.pausedUntil = until
+				ls.events++
+				ls.pausedEvent = ls.events
 				q.log.Warn("outbox paused by server Retry-After", "until", until)
 			}
 			return
@@ -58,6 +60,8 @@ func (q *Queue) startProbe() {
 		return
 	}
 	ls.probing = true
+	ls.events++
+	ls.probeEvent = ls.events
 	rs.wg.Add(1)
 	go func() {
 		defer rs.wg.Done()
@@ -75,6 +79,14 @@ func (q *Queue) handleProbe(r *probeReq, now time.Time) {
 		ls.kicked = false
 		ls.reachable = true
 		ls.lastProbeOK = now
+		if !ls.pausedUntil.IsZero() && ls.probeEvent > ls.pausedEvent {
+			// The server answers again after it asked for the pause.
+			q.log.Info("outbox pause ended early: a probe succeeded", "paused_until", ls.pausedUntil)
+			ls.pausedUntil = time.Time{}
+			if err := q.resetBackoff(now); err != nil { // the items waited out the pause too
+				q.log.Error("outbox reset backoff", "err", err)
+			}
+		}
 		if !ls.online {
 			ls.online = true
 			jitter := time.Duration(q.rnd() * float64(q.opts.ReconnectJitter))
@@ -104,6 +116,24 @@ func (q *Queue) handleProbe(r *probeReq, now time.Time) {
 	if ls.kicked {
 		ls.kicked = false
 		ls.nextProbe = now
+	}
+}
+
+// sendNow is an operator's "send now" (Retry on a pending item): the
+// server's pause and the reconnect hold end, and an offline queue probes
+// at once.
+func (q *Queue) sendNow() {
+	ls := &q.ls
+	if !ls.pausedUntil.IsZero() {
+		q.log.Info("outbox pause ended by an operator's retry", "paused_until", ls.pausedUntil)
+	}
+	ls.pausedUntil, ls.holdUntil = time.Time{}, time.Time{}
+	if !ls.online {
+		if ls.probing {
+			ls.kicked = true
+		} else {
+			ls.nextProbe = time.Time{}
+		}
 	}
 }
 

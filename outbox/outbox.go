@@ -19,6 +19,10 @@ type Kind string
 const (
 	KindKasa        Kind = "kasa"
 	KindSpecialCode Kind = "special_code"
+	// KindUnreadable marks a dead letter made from a stored record that
+	// could not be decoded; its payload holds the stored bytes
+	// ({"unreadable_record_base64": ...}). It cannot be retried.
+	KindUnreadable Kind = "unreadable"
 )
 
 // Entry is what a producer hands to Enqueue.
@@ -128,13 +132,16 @@ type Stats struct {
 	// those being sent included; InFlight is the part being sent now.
 	Pending, InFlight, Dead int
 	OldestPendingAge        time.Duration
-	Bytes                   int64     // file size on disk
-	Online                  bool      // last send/probe reached the server
-	Offline                 bool      // sending is suspended until a probe succeeds
-	PausedUntil             time.Time // Retry-After pause
-	LastSuccess             time.Time
-	LastError               string
-	LastErrorAt             time.Time
+	Bytes                   int64 // file size on disk
+	Online                  bool  // last send/probe reached the server
+	Offline                 bool  // sending is suspended until a probe succeeds
+	// PausedUntil is the end of a server's Retry-After pause (at most
+	// Options.RetryAfterMax away); zero when there is none. A probe that
+	// succeeds after the pause began, or Retry on a pending item, ends it.
+	PausedUntil time.Time
+	LastSuccess time.Time
+	LastError   string
+	LastErrorAt time.Time
 	// Lifetime counters, persisted in the file so they survive restarts.
 	Enqueued, Delivered, Coalesced, DeadLettered uint64
 	Quarantined                                  string // path of a file moved aside at Open, "" if none
@@ -149,6 +156,9 @@ type Options struct {
 	Concurrency int           // default 4 parallel keys
 	RetryBase   time.Duration // default 1s
 	RetryMax    time.Duration // default 5m
+	// RetryAfterMax caps a server's Retry-After (default 1h): a longer
+	// pause is shortened to it.
+	RetryAfterMax time.Duration
 	// ReconnectJitter: random 0..N before the first send after a
 	// reconnect; 0 means none (the agent passes 30s in production).
 	ReconnectJitter time.Duration
@@ -178,6 +188,7 @@ var (
 	ErrClosed       = errors.New("outbox is closed")
 	ErrInvalidEntry = errors.New("invalid outbox entry")
 	ErrRunning      = errors.New("outbox sender loop is already running")
+	ErrUnreadable   = errors.New("outbox item is an unreadable record and cannot be sent (drop it)")
 )
 
 const (
@@ -185,6 +196,7 @@ const (
 	defaultConcurrency    = 4
 	defaultRetryBase      = time.Second
 	defaultRetryMax       = 5 * time.Minute
+	defaultRetryAfterMax  = time.Hour
 	defaultOpenTimeout    = time.Second
 	defaultStopGrace      = 4 * time.Second
 	defaultCompactMinSize = 8 << 20
@@ -207,6 +219,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.RetryMax < o.RetryBase {
 		o.RetryMax = o.RetryBase
+	}
+	if o.RetryAfterMax <= 0 {
+		o.RetryAfterMax = defaultRetryAfterMax
 	}
 	if o.ReconnectJitter < 0 {
 		o.ReconnectJitter = 0

@@ -111,6 +111,7 @@ func (q *Queue) send(rs *runState, it Item) (res Result) {
 		}
 	}()
 	res = rs.sender.Send(rs.sendCtx, it)
+	res.RetryAfter = min(max(res.RetryAfter, 0), q.opts.RetryAfterMax)
 	switch res.Verdict {
 	case Delivered, Retry, Reauth, Reject:
 	default:
