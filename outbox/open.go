@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tposagent/tposagent/internal/atomicfile"
 	"github.com/tposagent/tposagent/internal/clock"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -129,50 +130,140 @@ func (q *Queue) boltOptions() *bolt.Options {
 }
 
 // openChecked opens the file and checks it; errors about the file's
-// content come wrapped in corruptError.
-func (q *Queue) openChecked() (db *bolt.DB, err error) {
+// content come wrapped in corruptError, anything else (an I/O error, a
+// sharing violation, no memory for the mapping) is returned as it is: the
+// file may be fine, so it is reported and retried, never quarantined.
+//
+// An existing file is checked before bbolt may write to it: a read-write
+// open commits (ensureBuckets) and on Windows grows the file to its
+// mapping, so a damaged file would no longer be kept aside byte for byte.
+// The check is: our own read of the meta pages (a truncated or scribbled
+// file never reaches bbolt, whose reads through the mapping would fault),
+// then a read-only bbolt open with its consistency check.
+func (q *Queue) openChecked() (*bolt.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(q.path), 0o700); err != nil {
 		return nil, fmt.Errorf("open outbox %s: %w", q.path, err)
 	}
-	// A truncated or scribbled file makes bbolt read through its mmap past
-	// the end of the file: SIGBUS, which would kill the agent (and a
-	// service manager would restart it into the same crash). Turn such a
-	// fault into a panic we can recover from and quarantine the file.
+	fi, err := os.Stat(q.path)
+	fresh := errors.Is(err, fs.ErrNotExist)
+	if err != nil && !fresh {
+		return nil, fmt.Errorf("open outbox %s: %w", q.path, err)
+	}
+	if !fresh && fi.Size() > 0 {
+		_, err := precheckMeta(q.path)
+		if err != nil {
+			return nil, err
+		}
+		db, err := q.boltOpen(true)
+		if err != nil {
+			return nil, err
+		}
+		err = q.checkFile(db)
+		if cerr := db.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("open outbox %s: close after check: %w", q.path, cerr)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	db, err := q.boltOpen(false)
+	if err != nil {
+		return nil, err
+	}
+	if err := q.layout(db); err != nil {
+		_ = db.Close()
+		if isCorruption(err) || errors.Is(err, errCorruptRecord) {
+			return nil, &corruptError{fmt.Errorf("open outbox %s: %w", q.path, err)}
+		}
+		return nil, fmt.Errorf("open outbox %s: %w", q.path, err)
+	}
+	if fresh || fi.Size() == 0 {
+		// The new file's directory entry (after a first start or a
+		// quarantine rename) must be durable before any 202 rests on it.
+		if err := atomicfile.SyncDir(filepath.Dir(q.path)); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("open outbox %s: fsync data dir: %w", q.path, err)
+		}
+	}
+	return db, nil
+}
+
+// layout makes the buckets; the first write loads the freelist, and a
+// damaged one makes bbolt panic.
+func (q *Queue) layout(db *bolt.DB) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = &corruptError{fmt.Errorf("bbolt panicked: %v", r)}
+		}
+	}()
+	return db.Update(ensureBuckets)
+}
+
+// panicAfterOpenFile, set by tests, stands for a panic inside bbolt's
+// Open after it has opened the file.
+var panicAfterOpenFile func(readOnly bool)
+
+// boltOpen opens the file with bbolt. A panic inside bbolt (a damaged
+// page) is recovered, and the file handle bbolt had opened is closed: left
+// open it would keep the lock and, on Windows, make the quarantine rename
+// fail, so that the agent would crash-loop on the file.
+func (q *Queue) boltOpen(readOnly bool) (db *bolt.DB, err error) {
+	var f *os.File
+	o := q.boltOptions()
+	o.ReadOnly = readOnly
+	o.OpenFile = func(name string, flag int, mode os.FileMode) (*os.File, error) {
+		ff, err := os.OpenFile(name, flag, mode)
+		f = ff
+		if err == nil && panicAfterOpenFile != nil {
+			panicAfterOpenFile(readOnly)
+		}
+		return ff, err
+	}
+	// A read through the mapping past the end of the file is SIGBUS, which
+	// would kill the agent: turn such a fault into a panic we recover.
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			if db != nil {
 				_ = db.Close()
+			} else if f != nil {
+				_ = f.Close()
 			}
 			db, err = nil, &corruptError{fmt.Errorf("open outbox %s: bbolt panicked: %v", q.path, r)}
 		}
 	}()
-	db, err = bolt.Open(q.path, 0o600, q.boltOptions())
+	db, err = bolt.Open(q.path, 0o600, o)
 	if err != nil {
 		switch {
 		case errors.Is(err, berrors.ErrTimeout):
 			return nil, fmt.Errorf("open outbox %s: %w", q.path, ErrLocked)
-		case errors.Is(err, fs.ErrPermission), errors.Is(err, fs.ErrNotExist), errors.Is(err, berrors.ErrMaxSizeReached):
-			return nil, fmt.Errorf("open outbox %s: %w", q.path, err)
+		case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+			return nil, &corruptError{fmt.Errorf("open outbox %s: %w", q.path, err)}
 		}
-		return nil, &corruptError{fmt.Errorf("open outbox %s: %w", q.path, err)}
+		return nil, fmt.Errorf("open outbox %s: %w", q.path, err)
 	}
+	return db, nil
+}
+
+// checkFile runs the read-only checks of an existing file.
+func (q *Queue) checkFile(db *bolt.DB) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = &corruptError{fmt.Errorf("check outbox %s: bbolt panicked: %v", q.path, r)}
+		}
+	}()
 	// Pages beyond the end of the file: truncated. Checked before any
 	// page is touched, and before tx.Check, whose goroutine could not
 	// recover from the fault.
 	if err := notTruncated(db, q.path); err != nil {
-		_ = db.Close()
-		return nil, &corruptError{fmt.Errorf("open outbox %s: %w", q.path, err)}
-	}
-	if err := db.Update(ensureBuckets); err != nil {
-		_ = db.Close()
-		return nil, &corruptError{fmt.Errorf("open outbox %s: %w", q.path, err)}
+		return &corruptError{fmt.Errorf("open outbox %s: %w", q.path, err)}
 	}
 	if err := q.check(db); err != nil {
-		_ = db.Close()
-		return nil, &corruptError{fmt.Errorf("check outbox %s: %w", q.path, err)}
+		return &corruptError{fmt.Errorf("check outbox %s: %w", q.path, err)}
 	}
-	return db, nil
+	return nil
 }
 
 // check runs bbolt's full consistency check on files up to CheckMaxSize
@@ -188,8 +279,12 @@ func (q *Queue) check(db *bolt.DB) error {
 				return err
 			}
 		}
-		if tx.Bucket(bucketMeta) == nil {
+		m := tx.Bucket(bucketMeta)
+		if m == nil {
 			return nil // not made yet (a crash between create and layout): ensureBuckets does it
+		}
+		if v := getCounter(m, metaVersion); v != 0 && v != layoutVersion {
+			return fmt.Errorf("%w: layout version %d, want %d", errCorruptRecord, v, layoutVersion)
 		}
 		t, err := openTxb(tx)
 		if err != nil {
