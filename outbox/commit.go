@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 
@@ -240,10 +241,21 @@ func (q *Queue) release(it Item) {
 	delete(q.ls.busyIDs, it.ID)
 }
 
+// commitSlack is room for the pages any commit copies (the meta bucket,
+// branch pages, the freelist).
+const commitSlack = 1 << 20
+
 func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used, hwm *int64) (Item, error) {
 	now := job.now
 	est := int64(len(e.Payload) + 3*len(e.Key) + 160)
-	if *used+est > q.opts.MaxSize {
+	// Two checks: the live content against MaxSize, and the pages' high
+	// water mark (which grows when a commit copies pages before freeing
+	// the old ones, or finds no free run long enough) against bbolt's own
+	// limit, so that bbolt's ErrMaxSizeReached, which would fail the whole
+	// commit, never comes first. Each enqueue may copy a couple of index
+	// pages beside its own bytes.
+	pages := est + 2*int64(t.tx.DB().Info().PageSize)
+	if *used+est > q.opts.MaxSize || boltGrowth(runtime.GOOS, *hwm+pages+commitSlack) > q.boltMax.Load() {
 		return Item{}, fmt.Errorf("enqueue %s %s: %w (max %d bytes)", e.Kind, e.Key, ErrFull, q.opts.MaxSize)
 	}
 	var inherit int64
@@ -280,6 +292,7 @@ func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used,
 	c.pending++
 	c.enqueued++
 	*used += est
+	*hwm += pages
 	if first {
 		if err := t.reschedule(e.Key); err != nil {
 			return Item{}, err

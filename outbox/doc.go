@@ -42,7 +42,11 @@
 //     probes at once. When a probe succeeds every backoff is reset and the
 //     queue drains after a random 0..ReconnectJitter wait.
 //   - Bounded: Enqueue fails with ErrFull when the live content would pass
-//     MaxSize. When a drain empties the queue and the file is at least
+//     MaxSize, or when the file's pages would pass bbolt's own limit, set
+//     above it (MaxSize plus a quarter, at least 16 MiB, rounded up the way
+//     bbolt grows the file): ErrFull always comes before bbolt's
+//     ErrMaxSizeReached. On Windows bbolt sizes the file in powers of two
+//     up to 1 GiB, so the file may take up to that rounded size on disk. When a drain empties the queue and the file is at least
 //     CompactMinSize and four times its content, it is compacted (copied to
 //     <path>.compact, then renamed over the file).
 //   - A file bbolt cannot open, or that fails its check, is renamed to

@@ -8,8 +8,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tposagent/tposagent/internal/atomicfile"
@@ -44,6 +46,8 @@ type Queue struct {
 	pub published
 
 	ls loopState // owned by the loop goroutine
+
+	boltMax atomic.Int64 // bbolt's MaxSize for the open file (boltLimit)
 }
 
 // published is the part of the loop's state that Stats reads.
@@ -115,18 +119,60 @@ func isCorruption(err error) bool {
 }
 
 func (q *Queue) boltOptions() *bolt.Options {
-	// bbolt's own MaxSize is a backstop above ours: our ErrFull comes first.
-	// It never goes below the current file, so that lowering max_size
-	// cannot make an existing file unopenable.
-	backstop := q.opts.MaxSize + max(q.opts.MaxSize/4, 16<<20)
-	if fi, err := os.Stat(q.path); err == nil && fi.Size()+(64<<20) > backstop {
-		backstop = fi.Size() + 64<<20
-	}
+	limit := boltLimit(runtime.GOOS, q.opts.MaxSize, q.path)
+	q.boltMax.Store(limit)
 	mx := 0
-	if backstop <= int64(^uint(0)>>1) {
-		mx = int(backstop)
+	if limit <= int64(^uint(0)>>1) {
+		mx = int(limit)
 	}
 	return &bolt.Options{Timeout: q.opts.OpenTimeout, MaxSize: mx}
+}
+
+// boltLimit is bbolt's own MaxSize, a backstop above ours so that ErrFull
+// always comes first: our limit plus a margin for the pages a commit
+// copies before it frees the old ones, rounded up to the size bbolt grows
+// the file to when its pages reach that (see boltGrowth). It never goes
+// below the current file, so that lowering max_size cannot make an
+// existing file unopenable.
+func boltLimit(goos string, maxSize int64, path string) int64 {
+	want := maxSize + sizeMargin(maxSize)
+	if fi, err := os.Stat(path); err == nil && fi.Size()+(64<<20) > want {
+		want = fi.Size() + 64<<20
+	}
+	return boltGrowth(goos, want)
+}
+
+func sizeMargin(maxSize int64) int64 { return max(maxSize/4, 16<<20) }
+
+// boltGrowth is the file size bbolt needs before its pages may reach n
+// bytes, the size it compares with its MaxSize (bbolt 1.4/1.5 allocate):
+// on Windows the file is the mapping, which grows in powers of two from
+// 32 KiB to 1 GiB and then by 1 GiB; elsewhere the file grows by
+// boltAllocSize beyond what the pages need once the mapping
+// passes that size.
+func boltGrowth(goos string, n int64) int64 {
+	mapping := boltMmapSize(n)
+	if goos == "windows" {
+		return mapping
+	}
+	if mapping <= boltAllocSize {
+		return mapping
+	}
+	return n + boltAllocSize
+}
+
+// boltAllocSize is bbolt's DefaultAllocSize (16 MiB), the step it grows
+// a file by beyond the pages it needs (not exported by bbolt).
+const boltAllocSize = 16 << 20
+
+func boltMmapSize(n int64) int64 {
+	for i := 15; i <= 30; i++ {
+		if n <= 1<<i {
+			return 1 << i
+		}
+	}
+	const step = 1 << 30
+	return (n + step - 1) / step * step
 }
 
 // openChecked opens the file and checks it; errors about the file's
