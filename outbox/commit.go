@@ -41,6 +41,7 @@ type commitResult struct {
 	results []any
 	failed  []error // requests taken out of the transaction, with why
 	err     error   // the transaction itself failed: every request gets it
+	gone    string  // the file was deleted or replaced (fileGone)
 }
 
 func (q *Queue) startCommit() {
@@ -81,8 +82,17 @@ func (q *Queue) runCommit(job *commitJob) commitResult {
 	// re-runs a failing function alone: one bad request is answered with
 	// its own error and never fails the others.
 	failed := make([]error, len(job.ops))
+	// Nothing is accepted into a file that has lost its name.
+	gone := q.fileGone()
+	if gone != "" {
+		for i, r := range job.ops {
+			if _, ok := r.(*enqueueReq); ok {
+				failed[i] = ErrFileGone
+			}
+		}
+	}
 	for {
-		res := commitResult{job: job, c: job.c, results: make([]any, len(job.ops)), failed: failed}
+		res := commitResult{job: job, c: job.c, results: make([]any, len(job.ops)), failed: failed, gone: gone}
 		bad := -1
 		err := q.db.Update(func(tx *bolt.Tx) error {
 			t, err := openTxb(tx)
@@ -110,6 +120,11 @@ func (q *Queue) runCommit(job *commitJob) commitResult {
 		if err != nil {
 			res.err = fmt.Errorf("commit outbox batch: %w", err)
 			q.log.Error("outbox commit failed", "err", res.err, "requests", len(job.ops))
+		} else if res.gone == "" {
+			// The name went while this commit ran: its enqueues are in
+			// the open file (and in the copy saved from it), but no 202
+			// may rest on a file without a name.
+			res.gone = q.fileGone()
 		}
 		return res
 	}
@@ -207,9 +222,16 @@ func (q *Queue) finishCommit(res commitResult) {
 			}
 		}
 	}
+	if res.gone != "" {
+		q.onFileGone(res.gone)
+	}
 	q.publish() // before the replies: a caller's next Stats sees its change
 	for i, r := range job.ops {
 		err := res.err
+		if _, ok := r.(*enqueueReq); ok && res.gone != "" && err == nil {
+			r.(*enqueueReq).reply <- enqueueRes{err: fmt.Errorf("enqueue: %w: %s", ErrFileGone, ls.gone)}
+			continue
+		}
 		if err == nil && res.failed[i] != nil {
 			err = res.failed[i]
 			if _, admin := r.(*adminReq); !admin {

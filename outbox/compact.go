@@ -79,6 +79,7 @@ func (q *Queue) compact() error {
 		return fmt.Errorf("compact outbox: reopen: %w", err)
 	}
 	q.db = db
+	q.noteIdentity()
 	if renameErr != nil {
 		return fmt.Errorf("compact outbox: rename: %w", renameErr)
 	}

@@ -185,6 +185,7 @@ func (q *Queue) publish() {
 	p.offline = !ls.online
 	p.pausedUntil, p.lastSuccess, p.lastErrorAt, p.lastError = ls.pausedUntil, ls.lastSuccess, ls.lastErrorAt, ls.lastError
 	p.compactions = ls.compactions
+	p.gone = ls.gone
 	p.queued, p.committing = len(ls.pendingOps), ls.committing
 	if len(p.inFlightIDs) != len(ls.busyIDs) || len(ls.busyIDs) > 0 {
 		p.inFlightIDs = make(map[uint64]bool, len(ls.busyIDs))

@@ -124,6 +124,8 @@ type loopState struct {
 	locked     map[string]int // keys a running commit may change (coalescing)
 	barrier    int            // admin operations in the running commit: no dispatch
 
+	gone string // the file was deleted or replaced: what to tell callers
+
 	lastSuccess, lastErrorAt time.Time
 	lastError                string
 	compactions              int
@@ -145,6 +147,8 @@ func (q *Queue) loop() {
 	defer close(q.done)
 	ls := &q.ls
 	batch := make([]request, 0, 64)
+	identity := time.NewTicker(identityCheckEvery)
+	defer identity.Stop()
 	for {
 		q.tick()
 		var timerC <-chan time.Time
@@ -175,6 +179,14 @@ func (q *Queue) loop() {
 			}
 		case <-timerC:
 			ls.timer, ls.timerAt = nil, time.Time{}
+		case <-identity.C:
+			if what := q.fileGone(); what != "" && !ls.committing {
+				q.onFileGone(what)
+			}
+		case what := <-q.goneHint:
+			if !ls.committing {
+				q.onFileGone(what)
+			}
 		case <-q.kick:
 			switch {
 			case ls.probing:
@@ -265,6 +277,12 @@ func (q *Queue) accept(batch []request) {
 				continue
 			}
 			q.noteResult(r, now) // what the server said counts at once (a pause stops dispatch now)
+			ls.pendingOps = append(ls.pendingOps, r)
+		case *enqueueReq:
+			if ls.gone != "" {
+				r.reply <- enqueueRes{err: fmt.Errorf("enqueue: %w: %s", ErrFileGone, ls.gone)}
+				continue
+			}
 			ls.pendingOps = append(ls.pendingOps, r)
 		default:
 			ls.pendingOps = append(ls.pendingOps, r)

@@ -35,6 +35,7 @@ type Queue struct {
 	reqs       chan request
 	kick       chan struct{}
 	commitDone chan commitResult
+	goneHint   chan string // Stats saw the file deleted or replaced
 	quit       chan struct{}
 	done       chan struct{}
 	closeOnce  sync.Once
@@ -47,7 +48,8 @@ type Queue struct {
 
 	ls loopState // owned by the loop goroutine
 
-	boltMax atomic.Int64 // bbolt's MaxSize for the open file (boltLimit)
+	boltMax atomic.Int64                // bbolt's MaxSize for the open file (boltLimit)
+	ident   atomic.Pointer[os.FileInfo] // the open file, to notice it deleted or replaced
 }
 
 // published is the part of the loop's state that Stats reads.
@@ -59,6 +61,7 @@ type published struct {
 	lastError                                    string
 	quarantined                                  string
 	quarantinedAt                                time.Time
+	gone                                         string
 	compactions                                  int
 	inFlightIDs                                  map[uint64]bool
 	queued                                       int  // requests waiting for a commit (tests)
@@ -77,7 +80,7 @@ func Open(opts Options) (*Queue, error) {
 	opts.setDefaults()
 	q := &Queue{
 		opts: opts, path: opts.Path, log: opts.Logger, clock: opts.Clock, rnd: opts.Rand,
-		reqs: make(chan request, 1024), kick: make(chan struct{}, 1), commitDone: make(chan commitResult, 1),
+		reqs: make(chan request, 1024), kick: make(chan struct{}, 1), commitDone: make(chan commitResult, 1), goneHint: make(chan string, 1),
 		quit: make(chan struct{}), done: make(chan struct{}), maxBatch: opts.batchLimit,
 	}
 	if q.rnd == nil {
@@ -98,6 +101,7 @@ func Open(opts Options) (*Queue, error) {
 		}
 	}
 	q.db = db
+	q.noteIdentity()
 	if err := q.loadCounters(); err != nil {
 		_ = db.Close()
 		return nil, err

@@ -145,8 +145,12 @@ type Stats struct {
 	// Lifetime counters, persisted in the file so they survive restarts.
 	Enqueued, Delivered, Coalesced, DeadLettered uint64
 	Quarantined                                  string // path of a file moved aside at Open, "" if none
-	QuarantinedAt                                time.Time
-	Compactions                                  int // compactions since Open
+	// FileGone says that the file was deleted or replaced while the
+	// agent ran, where its content was saved, and that new records are
+	// refused until a restart; "" normally.
+	FileGone      string
+	QuarantinedAt time.Time
+	Compactions   int // compactions since Open
 }
 
 // Options configure Open. Zero values take the defaults.
@@ -188,6 +192,7 @@ var (
 	ErrClosed       = errors.New("outbox is closed")
 	ErrInvalidEntry = errors.New("invalid outbox entry")
 	ErrRunning      = errors.New("outbox sender loop is already running")
+	ErrFileGone     = errors.New("outbox file was deleted or replaced while the agent ran")
 	ErrUnreadable   = errors.New("outbox item is an unreadable record and cannot be sent (drop it)")
 )
 

@@ -76,6 +76,9 @@ type Outbox struct {
 	PausedUntil       *time.Time `json:"paused_until,omitempty"`
 	LastError         string     `json:"last_error,omitempty"`
 	Quarantined       string     `json:"quarantined,omitempty"`
+	// FileGone: the outbox file was deleted or replaced while the agent
+	// ran; new records are refused until a restart.
+	FileGone string `json:"file_gone,omitempty"`
 }
 
 // Config is what the handler needs from the agent.
