@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tposagent/tposagent/internal/testrig"
 	"github.com/tposagent/tposagent/outbox"
 )
 
@@ -45,7 +46,7 @@ func TestClockBackwardsDoesNotStallABackoff(t *testing.T) {
 	e.clock.Advance(500 * time.Millisecond) // the backoff's real duration passes
 	// Any later timer the queue arms must be within RetryMax.
 	waitSend(t, e, 2, "after the clock went back a year")
-	waitFor(t, "delivered", func() bool { return stats(t, e.q).Delivered == 1 })
+	testrig.WaitFor(t, "delivered", 15*time.Second, func() bool { return stats(t, e.q).Delivered == 1 })
 }
 
 // A due time written before the clock went back is due now even when the
@@ -56,7 +57,7 @@ func TestClockBackwardsAcrossRestart(t *testing.T) {
 	e.s.ScriptID(it.ID, outbox.Result{Verdict: outbox.Retry, Reason: "HTTP 502"})
 	stop := e.run(t)
 	waitSend(t, e, 1, "first attempt")
-	waitFor(t, "backoff stored", func() bool {
+	testrig.WaitFor(t, "backoff stored", 15*time.Second, func() bool {
 		items, _ := e.q.List(outbox.Pending, 0)
 		return len(items) == 1 && !items[0].NextAttempt.IsZero()
 	})
@@ -74,7 +75,7 @@ func TestClockBackwardsEndsAPause(t *testing.T) {
 	e.s.ScriptID(a.ID, outbox.Result{Verdict: outbox.Retry, RetryAfter: 10 * time.Minute, Reason: "HTTP 429"})
 	e.run(t)
 	waitSend(t, e, 1, "first attempt")
-	waitFor(t, "paused", func() bool { return !stats(t, e.q).PausedUntil.IsZero() })
+	testrig.WaitFor(t, "paused", 15*time.Second, func() bool { return !stats(t, e.q).PausedUntil.IsZero() })
 	e.clock.Jump(-year)
 	e.clock.Advance(10 * time.Minute) // the pause's real length passes
 	waitSend(t, e, 2, "after the pause with the clock a year back")

@@ -6,13 +6,15 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/tposagent/tposagent/internal/testrig"
 	"github.com/tposagent/tposagent/outbox"
 )
 
 // oneBatch runs bad and n enqueues so that they share one commit: the
 // writer lock is held while they arrive, then released.
-func oneBatch(t *testing.T, e *env, n int, bad func() error) (badErr error, enqErrs []error) {
+func oneBatch(t *testing.T, e *env, n int, bad func() error) (enqErrs []error, badErr error) {
 	t.Helper()
 	release := e.q.HoldWritesForTest()
 	first := make(chan error, 1)
@@ -20,7 +22,7 @@ func oneBatch(t *testing.T, e *env, n int, bad func() error) (badErr error, enqE
 		_, err := e.q.Enqueue(context.Background(), outbox.Entry{Kind: outbox.KindKasa, Key: "first", Payload: []byte(`{}`)})
 		first <- err
 	}()
-	waitFor(t, "first commit waiting for the lock", e.q.CommittingForTest)
+	testrig.WaitFor(t, "first commit waiting for the lock", 15*time.Second, e.q.CommittingForTest)
 	var wg sync.WaitGroup
 	enqErrs = make([]error, n)
 	wg.Add(n + 1)
@@ -32,13 +34,13 @@ func oneBatch(t *testing.T, e *env, n int, bad func() error) (badErr error, enqE
 				Key: fmt.Sprintf("sc:%d", i), Payload: []byte(`{"code":"x"}`)})
 		}()
 	}
-	waitFor(t, "all requests waiting for one commit", func() bool { return e.q.QueuedForTest() == n+1 })
+	testrig.WaitFor(t, "all requests waiting for one commit", 15*time.Second, func() bool { return e.q.QueuedForTest() == n+1 })
 	release()
 	wg.Wait()
 	if err := <-first; err != nil {
 		t.Fatalf("first enqueue: %v", err)
 	}
-	return badErr, enqErrs
+	return enqErrs, badErr
 }
 
 // Issue: one Drop of an unreadable record failed 63 of 64 concurrent
@@ -50,7 +52,7 @@ func TestDropOfUnreadableRecordFailsNothingElse(t *testing.T) {
 	if err := e.q.SetRecordForTest(victim.ID, outbox.Pending, []byte("\x01\xff garbage")); err != nil {
 		t.Fatal(err)
 	}
-	dropErr, errs := oneBatch(t, e, 63, func() error { return e.q.Drop(victim.ID) })
+	errs, dropErr := oneBatch(t, e, 63, func() error { return e.q.Drop(victim.ID) })
 	failed := 0
 	for _, err := range errs {
 		if err != nil {
@@ -76,12 +78,12 @@ func TestFailingRequestIsIsolatedInItsCommit(t *testing.T) {
 	e.s.SetDefault(outbox.Result{Verdict: outbox.Reject, Reason: "HTTP 422 bad code"})
 	victim := enq(t, e.q, outbox.KindSpecialCode, "sc:victim", 1, false)
 	stop := e.run(t)
-	waitFor(t, "dead letter", func() bool { return stats(t, e.q).Dead == 1 })
+	testrig.WaitFor(t, "dead letter", 15*time.Second, func() bool { return stats(t, e.q).Dead == 1 })
 	stop()
 	if err := e.q.SetRecordForTest(victim.ID, outbox.Dead, []byte("\x01\x05{bad")); err != nil {
 		t.Fatal(err)
 	}
-	retryErr, errs := oneBatch(t, e, 40, func() error { return e.q.Retry(victim.ID) })
+	errs, retryErr := oneBatch(t, e, 40, func() error { return e.q.Retry(victim.ID) })
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("enqueues failed beside a failing retry: %v", err)
 	}

@@ -9,7 +9,9 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/tposagent/tposagent/internal/testrig"
 	"github.com/tposagent/tposagent/outbox"
 )
 
@@ -77,7 +79,7 @@ func TestReplacedFileIsNoticed(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Noticed by status too, before any enqueue.
-	waitFor(t, "status", func() bool { return strings.Contains(stats(t, e.q).FileGone, "replaced") })
+	testrig.WaitFor(t, "status", 15*time.Second, func() bool { return strings.Contains(stats(t, e.q).FileGone, "replaced") })
 	if _, err := e.q.Enqueue(context.Background(), outbox.Entry{Kind: outbox.KindKasa, Key: "kasa:2", Payload: []byte(`{}`)}); !errors.Is(err, outbox.ErrFileGone) {
 		t.Fatalf("enqueue after the file was replaced: %v, want ErrFileGone", err)
 	}
@@ -90,7 +92,7 @@ func TestReplacedFileIsNoticed(t *testing.T) {
 	}
 	// Delivery goes on from the open file.
 	e.run(t)
-	waitFor(t, "delivered", func() bool { return stats(t, e.q).Delivered == 1 })
+	testrig.WaitFor(t, "delivered", 15*time.Second, func() bool { return stats(t, e.q).Delivered == 1 })
 	if e.s.Calls()[0].Item.ID != a.ID {
 		t.Fatal("wrong item sent")
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tposagent/tposagent/internal/testrig"
 	"github.com/tposagent/tposagent/outbox"
 )
 
@@ -16,8 +17,8 @@ func pausedBy(t *testing.T, e *env, ra time.Duration) outbox.Item {
 	e.s.ScriptID(it.ID, outbox.Result{Verdict: outbox.Retry, RetryAfter: ra, Reason: "HTTP 503"})
 	e.run(t)
 	waitSend(t, e, 1, "first attempt")
-	waitFor(t, "paused", func() bool { return !stats(t, e.q).PausedUntil.IsZero() })
-	waitFor(t, "retry stored", func() bool { return stats(t, e.q).InFlight == 0 })
+	testrig.WaitFor(t, "paused", 15*time.Second, func() bool { return !stats(t, e.q).PausedUntil.IsZero() })
+	testrig.WaitFor(t, "retry stored", 15*time.Second, func() bool { return stats(t, e.q).InFlight == 0 })
 	return it
 }
 
@@ -62,7 +63,7 @@ func TestRetryOfPendingItemSendsNow(t *testing.T) {
 		t.Fatalf("still paused until %v after an operator's retry", st.PausedUntil)
 	}
 	waitSend(t, e, 2, "send now")
-	waitFor(t, "delivered", func() bool { return stats(t, e.q).Delivered == 1 })
+	testrig.WaitFor(t, "delivered", 15*time.Second, func() bool { return stats(t, e.q).Delivered == 1 })
 	if err := e.q.Retry(it.ID); !errors.Is(err, outbox.ErrNotFound) {
 		t.Fatalf("retry of a delivered item: %v, want ErrNotFound", err)
 	}
@@ -79,7 +80,7 @@ func TestProbeSuccessEndsPause(t *testing.T) {
 		t.Fatalf("no probe during the pause after a kick: %v", err)
 	}
 	waitSend(t, e, 2, "after a successful probe")
-	waitFor(t, "pause ended", func() bool { return stats(t, e.q).PausedUntil.IsZero() })
+	testrig.WaitFor(t, "pause ended", 15*time.Second, func() bool { return stats(t, e.q).PausedUntil.IsZero() })
 }
 
 // A probe that fails leaves the pause alone.
@@ -92,7 +93,7 @@ func TestFailedProbeKeepsPause(t *testing.T) {
 	if err := e.s.WaitProbes(ctxT(t), probes+1); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "probe result applied", func() bool { return stats(t, e.q).Offline })
+	testrig.WaitFor(t, "probe result applied", 15*time.Second, func() bool { return stats(t, e.q).Offline })
 	if st := stats(t, e.q); st.PausedUntil.IsZero() {
 		t.Fatal("a failed probe ended the pause")
 	}

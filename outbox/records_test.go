@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/tposagent/tposagent/internal/testrig"
 	"github.com/tposagent/tposagent/outbox"
 )
 
@@ -41,7 +43,7 @@ func TestUnreadableRecordIsDeadLetteredAlone(t *testing.T) {
 		t.Fatalf("after reopen: quarantined %q, pending %d; want the file kept with its 50 items", st.Quarantined, st.Pending)
 	}
 	e.run(t)
-	waitFor(t, "49 delivered and 1 dead", func() bool {
+	testrig.WaitFor(t, "49 delivered and 1 dead", 15*time.Second, func() bool {
 		st := stats(t, q)
 		return st.Delivered == 49 && st.Dead == 1 && st.Pending == 0
 	})

@@ -8,7 +8,9 @@ import (
 	"os"
 	"runtime"
 	"testing"
+	"time"
 
+	"github.com/tposagent/tposagent/internal/testrig"
 	"github.com/tposagent/tposagent/outbox"
 )
 
@@ -46,7 +48,7 @@ func TestErrFullComesBeforeBoltsLimit(t *testing.T) {
 			}
 			// Nothing accepted is lost: a drain delivers every one.
 			e.run(t)
-			waitFor(t, "drained", func() bool { return stats(t, e.q).Delivered == uint64(accepted) })
+			testrig.WaitFor(t, "drained", 15*time.Second, func() bool { return stats(t, e.q).Delivered == uint64(accepted) })
 			fi, _ := os.Stat(e.path)
 			t.Logf("max %d MiB: %d accepted, then %v; file %d MiB", mib, accepted, err, fi.Size()>>20)
 		})
