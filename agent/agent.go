@@ -30,6 +30,7 @@ import (
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/internal/atomicfile"
+	"github.com/tposagent/tposagent/internal/clock"
 	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/outbox"
 )
@@ -47,7 +48,7 @@ type Options struct {
 	// RetryBase is the first backoff step of the outbox (0: its default).
 	RetryBase time.Duration
 	// Clock drives the outbox's timers (nil: real time).
-	Clock outbox.Clock
+	Clock clock.Clock
 	// Rand is the outbox's jitter source (nil: math/rand/v2).
 	Rand func() float64
 }
@@ -143,6 +144,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		Concurrency:     cfg.Outbox.Concurrency,
 		RetryBase:       opts.RetryBase,
 		RetryMax:        cfg.Outbox.RetryMax.Duration,
+		RetryAfterMax:   cfg.Outbox.RetryAfterMax.Duration,
 		ReconnectJitter: cfg.Outbox.ReconnectJitter.Duration,
 		Clock:           opts.Clock,
 		Rand:            opts.Rand,

@@ -17,19 +17,19 @@ import (
 	"github.com/tposagent/tposagent/outbox"
 )
 
-// clock is a settable "now" for the licence logic; timers stay real.
-type clock struct {
+// nowClock is a settable "now" for the licence logic; timers stay real.
+type nowClock struct {
 	mu  sync.Mutex
 	off time.Duration
 }
 
-func (c *clock) Now() time.Time {
+func (c *nowClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return time.Now().Add(c.off)
 }
 
-func (c *clock) Add(d time.Duration) {
+func (c *nowClock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.off += d
 	c.mu.Unlock()
@@ -84,7 +84,7 @@ func TestLicenceFollowsServerAndDecaysOffline(t *testing.T) {
 	defer tp.Close()
 	od := oduyotest.NewServer()
 	defer od.Close()
-	clk := &clock{}
+	clk := &nowClock{}
 	tp.SetReturn(tposl.Return{Status: true, Aktif: 1, LisansStatus: 1})
 	cfg := testConfig(t, tp, od)
 	a, err := New(cfg, Options{Now: clk.Now})

@@ -59,6 +59,8 @@ func apiError(err error) error {
 		sentinel = localapi.ErrNotFound
 	case errors.Is(err, outbox.ErrInFlight):
 		sentinel = localapi.ErrInFlight
+	case errors.Is(err, outbox.ErrUnreadable):
+		sentinel = localapi.ErrUnsendable
 	default:
 		return err
 	}

@@ -42,6 +42,10 @@ func (a *Agent) Status() localapi.Status {
 		OldestPendingAgeS: int64(st.OldestPendingAge / time.Second), Bytes: st.Bytes,
 		Enqueued: st.Enqueued, Delivered: st.Delivered, Coalesced: st.Coalesced, DeadLettered: st.DeadLettered,
 		PausedUntil: timePtr(st.PausedUntil), LastError: st.LastError, Quarantined: st.Quarantined,
+		FileGone: st.FileGone,
+	}
+	if st.FileGone != "" {
+		s.Warnings = append(s.Warnings, st.FileGone)
 	}
 	if st.Quarantined != "" {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("a corrupt outbox file was moved aside to %s at %s", st.Quarantined, st.QuarantinedAt.Format(time.RFC3339)))

@@ -95,10 +95,19 @@ func (q *Queue) Stats() (Stats, error) {
 		Pending: p.pending, InFlight: p.inFlight, Dead: p.dead, Online: p.online, Offline: p.offline,
 		PausedUntil: p.pausedUntil, LastSuccess: p.lastSuccess, LastError: p.lastError, LastErrorAt: p.lastErrorAt,
 		Enqueued: p.enqueued, Delivered: p.delivered, Coalesced: p.coalesced, DeadLettered: p.deadLettered,
-		Quarantined: p.quarantined, QuarantinedAt: p.quarantinedAt, Compactions: p.compactions,
+		Quarantined: p.quarantined, QuarantinedAt: p.quarantinedAt, Compactions: p.compactions, FileGone: p.gone,
+	}
+	if st.FileGone == "" {
+		if what := q.fileGone(); what != "" {
+			select { // the loop reacts; this call reports it already
+			case q.goneHint <- what:
+			default:
+			}
+			st.FileGone = fmt.Sprintf("outbox file %s was %s while the agent ran", q.path, what)
+		}
 	}
 	err := q.view(func(t *txb) error {
-		if k, v := t.items.Cursor().First(); k != nil && len(k) == 8 {
+		if k, v := t.items.Cursor().First(); len(k) == 8 {
 			if it, err := decodeRecord(0, v); err == nil && !it.Created.IsZero() {
 				st.OldestPendingAge = max(q.clock.Now().Sub(it.Created), 0)
 			}

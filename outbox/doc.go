@@ -9,7 +9,9 @@
 //     results, retry/drop) into one transaction: concurrent producers share
 //     the fsync (group commit). The commit runs in its own goroutine while
 //     the loop collects the next batch and keeps handing due items of other
-//     keys to the workers.
+//     keys to the workers. A request that fails inside the transaction is
+//     taken out and the rest applied again without it: it gets its own
+//     error, the others commit.
 //   - Delivery is at least once: an item is deleted only after the Sender
 //     said Delivered. Each item has a stable IdempotencyKey.
 //   - FIFO per Entry.Key; different keys are sent in parallel, at most
@@ -20,16 +22,31 @@
 //     items of the same Key and Kind (never the one in flight).
 //   - Verdicts: Delivered deletes; Retry backs off with full jitter
 //     (uniform in [0, min(RetryMax, RetryBase*2^(attempts-1)))), at least
-//     RetryAfter, and a RetryAfter pauses all sending until it has passed;
+//     RetryAfter (capped at RetryAfterMax), and a RetryAfter pauses all
+//     sending until it has passed, a probe started after it succeeds
+//     (Kick asks for one) or Retry is called on a pending item ("send
+//     now");
 //     Reauth sends again at once, once (a second Reauth is a Retry); Reject
 //     moves the item to the dead letters with its reason. A failing item
 //     only delays its own key.
+//   - Unreadable records: a pending record that cannot be decoded is moved
+//     to the dead letters by itself (Kind KindUnreadable, reason
+//     "unreadable record", the stored bytes kept in its payload); it cannot
+//     be retried, only dropped. Records are not decoded at Open, so one
+//     damaged record never condemns the file.
+//   - Time: due times are wall-clock. One further ahead than any backoff,
+//     pause or hold can reach was set before the clock went back and counts
+//     as due now; timers measure elapsed time (internal/clock).
 //   - Offline: a Retry without RetryAfter triggers a Probe. While the probe
 //     fails the queue sends nothing and probes on a capped backoff; Kick
 //     probes at once. When a probe succeeds every backoff is reset and the
 //     queue drains after a random 0..ReconnectJitter wait.
 //   - Bounded: Enqueue fails with ErrFull when the live content would pass
-//     MaxSize. When a drain empties the queue and the file is at least
+//     MaxSize, or when the file's pages would pass bbolt's own limit, set
+//     above it (MaxSize plus a quarter, at least 16 MiB, rounded up the way
+//     bbolt grows the file): ErrFull always comes before bbolt's
+//     ErrMaxSizeReached. On Windows bbolt sizes the file in powers of two
+//     up to 1 GiB, so the file may take up to that rounded size on disk. When a drain empties the queue and the file is at least
 //     CompactMinSize and four times its content, it is compacted (copied to
 //     <path>.compact, then renamed over the file).
 //   - A file bbolt cannot open, or that fails its check, is renamed to

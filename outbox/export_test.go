@@ -1,8 +1,11 @@
 package outbox
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
+	"os"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -119,4 +122,113 @@ func (q *Queue) CheckIndex() error {
 		}
 		return nil
 	})
+}
+
+// SetRecordForTest overwrites the stored bytes of item id in the pending
+// (or dead) bucket, as a damaged disk would, leaving the indexes alone.
+func (q *Queue) SetRecordForTest(id uint64, state State, raw []byte) error {
+	return q.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketItems)
+		if state == Dead {
+			b = tx.Bucket(bucketDead)
+		}
+		return b.Put(idKey(id), raw)
+	})
+}
+
+// HoldWritesForTest takes bbolt's writer lock until release is called, so
+// that the requests arriving meanwhile wait for one commit together.
+func (q *Queue) HoldWritesForTest() (release func()) {
+	held, done, finished := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		_ = q.db.Update(func(*bolt.Tx) error {
+			close(held)
+			<-done
+			return nil
+		})
+	}()
+	<-held
+	return func() { close(done); <-finished }
+}
+
+// CommittingForTest tells whether a commit is running.
+func (q *Queue) CommittingForTest() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.pub.committing
+}
+
+// QueuedForTest is how many requests wait for the next commit.
+func (q *Queue) QueuedForTest() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.pub.queued
+}
+
+// LeafPagesForTest lists the leaf pages of a closed file, and its page size.
+func LeafPagesForTest(path string) (pageSize int, leaves []int, err error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second, PreLoadFreelist: true})
+	if err != nil {
+		return 0, nil, err
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		for id := 2; int64(id)*int64(db.Info().PageSize) < tx.Size(); id++ {
+			p, err := tx.Page(id)
+			if err != nil {
+				return err
+			}
+			if p != nil && p.Type == "leaf" {
+				leaves = append(leaves, id)
+			}
+		}
+		return nil
+	})
+	return db.Info().PageSize, leaves, err
+}
+
+// SetNoFreelistForTest rewrites both meta pages of a closed file as if it
+// had been written without a freelist (bbolt then rebuilds the freelist
+// at a read-write open by walking every page).
+func SetNoFreelistForTest(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	b := make([]byte, boltPageHeader+boltMetaSize)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return err
+	}
+	m, ok := parseMeta(b)
+	if !ok {
+		return fmt.Errorf("meta 0 invalid")
+	}
+	for _, off := range []int64{0, int64(m.pageSize)} {
+		if _, err := f.ReadAt(b, off); err != nil {
+			return err
+		}
+		meta := b[boltPageHeader:]
+		binary.LittleEndian.PutUint64(meta[32:], boltNoFreelist)
+		h := fnv.New64a()
+		_, _ = h.Write(meta[:56])
+		binary.LittleEndian.PutUint64(meta[56:], h.Sum64())
+		if _, err := f.WriteAt(b, off); err != nil {
+			return err
+		}
+	}
+	return f.Sync()
+}
+
+// PanicInBoltOpenForTest makes the next n bbolt opens panic right after
+// bbolt has opened the file, as a damaged page would; undo restores.
+func PanicInBoltOpenForTest(n int) (undo func()) {
+	panicAfterOpenFile = func(bool) {
+		if n > 0 {
+			n--
+			panic("injected: bbolt found a damaged page")
+		}
+	}
+	return func() { panicAfterOpenFile = nil }
 }

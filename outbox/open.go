@@ -8,10 +8,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/tposagent/tposagent/internal/atomicfile"
+	"github.com/tposagent/tposagent/internal/clock"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -22,7 +26,7 @@ type Queue struct {
 	opts  Options
 	path  string
 	log   *slog.Logger
-	clock Clock
+	clock clock.Clock
 	rnd   func() float64
 
 	dbMu sync.RWMutex // write-locked only to swap db (compaction, Close)
@@ -31,6 +35,7 @@ type Queue struct {
 	reqs       chan request
 	kick       chan struct{}
 	commitDone chan commitResult
+	goneHint   chan string // Stats saw the file deleted or replaced
 	quit       chan struct{}
 	done       chan struct{}
 	closeOnce  sync.Once
@@ -42,6 +47,9 @@ type Queue struct {
 	pub published
 
 	ls loopState // owned by the loop goroutine
+
+	boltMax atomic.Int64                // bbolt's MaxSize for the open file (boltLimit)
+	ident   atomic.Pointer[os.FileInfo] // the open file, to notice it deleted or replaced
 }
 
 // published is the part of the loop's state that Stats reads.
@@ -53,8 +61,11 @@ type published struct {
 	lastError                                    string
 	quarantined                                  string
 	quarantinedAt                                time.Time
+	gone                                         string
 	compactions                                  int
 	inFlightIDs                                  map[uint64]bool
+	queued                                       int  // requests waiting for a commit (tests)
+	committing                                   bool // a commit is running (tests)
 }
 
 // Open opens (or creates) the outbox file. A file bbolt cannot open or
@@ -69,7 +80,7 @@ func Open(opts Options) (*Queue, error) {
 	opts.setDefaults()
 	q := &Queue{
 		opts: opts, path: opts.Path, log: opts.Logger, clock: opts.Clock, rnd: opts.Rand,
-		reqs: make(chan request, 1024), kick: make(chan struct{}, 1), commitDone: make(chan commitResult, 1),
+		reqs: make(chan request, 1024), kick: make(chan struct{}, 1), commitDone: make(chan commitResult, 1), goneHint: make(chan string, 1),
 		quit: make(chan struct{}), done: make(chan struct{}), maxBatch: opts.batchLimit,
 	}
 	if q.rnd == nil {
@@ -90,6 +101,7 @@ func Open(opts Options) (*Queue, error) {
 		}
 	}
 	q.db = db
+	q.noteIdentity()
 	if err := q.loadCounters(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -111,70 +123,205 @@ func isCorruption(err error) bool {
 }
 
 func (q *Queue) boltOptions() *bolt.Options {
-	// bbolt's own MaxSize is a backstop above ours: our ErrFull comes first.
-	// It never goes below the current file, so that lowering max_size
-	// cannot make an existing file unopenable.
-	backstop := q.opts.MaxSize + max(q.opts.MaxSize/4, 16<<20)
-	if fi, err := os.Stat(q.path); err == nil && fi.Size()+(64<<20) > backstop {
-		backstop = fi.Size() + 64<<20
-	}
+	limit := boltLimit(runtime.GOOS, q.opts.MaxSize, q.path)
+	q.boltMax.Store(limit)
 	mx := 0
-	if backstop <= int64(^uint(0)>>1) {
-		mx = int(backstop)
+	if limit <= int64(^uint(0)>>1) {
+		mx = int(limit)
 	}
 	return &bolt.Options{Timeout: q.opts.OpenTimeout, MaxSize: mx}
 }
 
+// boltLimit is bbolt's own MaxSize, a backstop above ours so that ErrFull
+// always comes first: our limit plus a margin for the pages a commit
+// copies before it frees the old ones, rounded up to the size bbolt grows
+// the file to when its pages reach that (see boltGrowth). It never goes
+// below the current file, so that lowering max_size cannot make an
+// existing file unopenable.
+func boltLimit(goos string, maxSize int64, path string) int64 {
+	want := maxSize + sizeMargin(maxSize)
+	if fi, err := os.Stat(path); err == nil && fi.Size()+(64<<20) > want {
+		want = fi.Size() + 64<<20
+	}
+	return boltGrowth(goos, want)
+}
+
+func sizeMargin(maxSize int64) int64 { return max(maxSize/4, 16<<20) }
+
+// boltGrowth is the file size bbolt needs before its pages may reach n
+// bytes, the size it compares with its MaxSize (bbolt 1.4/1.5 allocate):
+// on Windows the file is the mapping, which grows in powers of two from
+// 32 KiB to 1 GiB and then by 1 GiB; elsewhere the file grows by
+// boltAllocSize beyond what the pages need once the mapping
+// passes that size.
+func boltGrowth(goos string, n int64) int64 {
+	mapping := boltMmapSize(n)
+	if goos == "windows" {
+		return mapping
+	}
+	if mapping <= boltAllocSize {
+		return mapping
+	}
+	return n + boltAllocSize
+}
+
+// boltAllocSize is bbolt's DefaultAllocSize (16 MiB), the step it grows
+// a file by beyond the pages it needs (not exported by bbolt).
+const boltAllocSize = 16 << 20
+
+func boltMmapSize(n int64) int64 {
+	for i := 15; i <= 30; i++ {
+		if n <= 1<<i {
+			return 1 << i
+		}
+	}
+	const step = 1 << 30
+	return (n + step - 1) / step * step
+}
+
 // openChecked opens the file and checks it; errors about the file's
-// content come wrapped in corruptError.
-func (q *Queue) openChecked() (db *bolt.DB, err error) {
+// content come wrapped in corruptError, anything else (an I/O error, a
+// sharing violation, no memory for the mapping) is returned as it is: the
+// file may be fine, so it is reported and retried, never quarantined.
+//
+// An existing file is checked before bbolt may write to it: a read-write
+// open commits (ensureBuckets) and on Windows grows the file to its
+// mapping, so a damaged file would no longer be kept aside byte for byte.
+// The check is: our own read of the meta pages (a truncated or scribbled
+// file never reaches bbolt, whose reads through the mapping would fault),
+// then a read-only bbolt open with its consistency check.
+func (q *Queue) openChecked() (*bolt.DB, error) {
 	if err := os.MkdirAll(filepath.Dir(q.path), 0o700); err != nil {
 		return nil, fmt.Errorf("open outbox %s: %w", q.path, err)
 	}
-	// A truncated or scribbled file makes bbolt read through its mmap past
-	// the end of the file: SIGBUS, which would kill the agent (and a
-	// service manager would restart it into the same crash). Turn such a
-	// fault into a panic we can recover from and quarantine the file.
+	fi, err := os.Stat(q.path)
+	fresh := errors.Is(err, fs.ErrNotExist)
+	if err != nil && !fresh {
+		return nil, fmt.Errorf("open outbox %s: %w", q.path, err)
+	}
+	if !fresh && fi.Size() > 0 {
+		_, err := precheckMeta(q.path)
+		if err != nil {
+			return nil, err
+		}
+		db, err := q.boltOpen(true)
+		if err != nil {
+			return nil, err
+		}
+		err = q.checkFile(db)
+		if cerr := db.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("open outbox %s: close after check: %w", q.path, cerr)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	db, err := q.boltOpen(false)
+	if err != nil {
+		return nil, err
+	}
+	if err := q.layout(db); err != nil {
+		_ = db.Close()
+		if isCorruption(err) || errors.Is(err, errCorruptRecord) {
+			return nil, &corruptError{fmt.Errorf("open outbox %s: %w", q.path, err)}
+		}
+		return nil, fmt.Errorf("open outbox %s: %w", q.path, err)
+	}
+	if fresh || fi.Size() == 0 {
+		// The new file's directory entry (after a first start or a
+		// quarantine rename) must be durable before any 202 rests on it.
+		if err := atomicfile.SyncDir(filepath.Dir(q.path)); err != nil {
+			_ = db.Close()
+			return nil, fmt.Errorf("open outbox %s: fsync data dir: %w", q.path, err)
+		}
+	}
+	return db, nil
+}
+
+// layout makes the buckets; the first write loads the freelist, and a
+// damaged one makes bbolt panic.
+func (q *Queue) layout(db *bolt.DB) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = &corruptError{fmt.Errorf("bbolt panicked: %v", r)}
+		}
+	}()
+	return db.Update(ensureBuckets)
+}
+
+// panicAfterOpenFile, set by tests, stands for a panic inside bbolt's
+// Open after it has opened the file.
+var panicAfterOpenFile func(readOnly bool)
+
+// boltOpen opens the file with bbolt. A panic inside bbolt (a damaged
+// page) is recovered, and the file handle bbolt had opened is closed: left
+// open it would keep the lock and, on Windows, make the quarantine rename
+// fail, so that the agent would crash-loop on the file.
+func (q *Queue) boltOpen(readOnly bool) (db *bolt.DB, err error) {
+	var f *os.File
+	o := q.boltOptions()
+	o.ReadOnly = readOnly
+	o.OpenFile = func(name string, flag int, mode os.FileMode) (*os.File, error) {
+		ff, err := os.OpenFile(name, flag, mode)
+		f = ff
+		if err == nil && panicAfterOpenFile != nil {
+			panicAfterOpenFile(readOnly)
+		}
+		return ff, err
+	}
+	// A read through the mapping past the end of the file is SIGBUS, which
+	// would kill the agent: turn such a fault into a panic we recover.
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			if db != nil {
 				_ = db.Close()
+			} else if f != nil {
+				_ = f.Close()
 			}
 			db, err = nil, &corruptError{fmt.Errorf("open outbox %s: bbolt panicked: %v", q.path, r)}
 		}
 	}()
-	db, err = bolt.Open(q.path, 0o600, q.boltOptions())
+	db, err = bolt.Open(q.path, 0o600, o)
 	if err != nil {
 		switch {
 		case errors.Is(err, berrors.ErrTimeout):
 			return nil, fmt.Errorf("open outbox %s: %w", q.path, ErrLocked)
-		case errors.Is(err, fs.ErrPermission), errors.Is(err, fs.ErrNotExist), errors.Is(err, berrors.ErrMaxSizeReached):
-			return nil, fmt.Errorf("open outbox %s: %w", q.path, err)
+		case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+			return nil, &corruptError{fmt.Errorf("open outbox %s: %w", q.path, err)}
 		}
-		return nil, &corruptError{fmt.Errorf("open outbox %s: %w", q.path, err)}
-	}
-	// Pages beyond the end of the file: truncated. Checked before any
-	// page is touched, and before tx.Check, whose goroutine could not
-	// recover from the fault.
-	if err := notTruncated(db, q.path); err != nil {
-		_ = db.Close()
-		return nil, &corruptError{fmt.Errorf("open outbox %s: %w", q.path, err)}
-	}
-	if err := db.Update(ensureBuckets); err != nil {
-		_ = db.Close()
-		return nil, &corruptError{fmt.Errorf("open outbox %s: %w", q.path, err)}
-	}
-	if err := q.check(db); err != nil {
-		_ = db.Close()
-		return nil, &corruptError{fmt.Errorf("check outbox %s: %w", q.path, err)}
+		return nil, fmt.Errorf("open outbox %s: %w", q.path, err)
 	}
 	return db, nil
 }
 
+// checkFile runs the read-only checks of an existing file.
+func (q *Queue) checkFile(db *bolt.DB) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = &corruptError{fmt.Errorf("check outbox %s: bbolt panicked: %v", q.path, r)}
+		}
+	}()
+	// Pages beyond the end of the file: truncated. Checked before any
+	// page is touched, and before tx.Check, whose goroutine could not
+	// recover from the fault.
+	if err := notTruncated(db, q.path); err != nil {
+		return &corruptError{fmt.Errorf("open outbox %s: %w", q.path, err)}
+	}
+	if err := q.check(db); err != nil {
+		return &corruptError{fmt.Errorf("check outbox %s: %w", q.path, err)}
+	}
+	return nil
+}
+
 // check runs bbolt's full consistency check on files up to CheckMaxSize
-// and a cheap one (buckets, first and last records) on bigger ones, so
-// that opening a big queue stays fast and does not touch every page.
+// and a cheap one (buckets, the pages of the first and last records) on
+// bigger ones, so that opening a big queue stays fast and does not touch
+// every page. Records are not decoded here: one damaged record is
+// dead-lettered by itself when its turn comes, it does not condemn the
+// file.
 func (q *Queue) check(db *bolt.DB) error {
 	return db.View(func(tx *bolt.Tx) error {
 		if q.opts.CheckMaxSize > 0 && tx.Size() <= q.opts.CheckMaxSize {
@@ -182,23 +329,21 @@ func (q *Queue) check(db *bolt.DB) error {
 				return err
 			}
 		}
+		m := tx.Bucket(bucketMeta)
+		if m == nil {
+			return nil // not made yet (a crash between create and layout): ensureBuckets does it
+		}
+		if v := getCounter(m, metaVersion); v != 0 && v != layoutVersion {
+			return fmt.Errorf("%w: layout version %d, want %d", errCorruptRecord, v, layoutVersion)
+		}
 		t, err := openTxb(tx)
 		if err != nil {
 			return err
 		}
-		for _, b := range []*bolt.Bucket{t.items, t.dead} {
+		for _, b := range []*bolt.Bucket{t.items, t.dead, t.sched, t.bykey} {
 			c := b.Cursor()
-			for _, k := range [][]byte{firstKey(c), lastKey(c)} {
-				if k == nil {
-					continue
-				}
-				if len(k) != 8 {
-					return fmt.Errorf("%w: bad item key", errCorruptRecord)
-				}
-				if _, err := decodeRecord(0, b.Get(k)); err != nil {
-					return err
-				}
-			}
+			firstKey(c)
+			lastKey(c)
 		}
 		return nil
 	})

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/tposagent/tposagent/internal/clock"
 )
 
 // Kind names what an item is; the outbox only stores it.
@@ -17,6 +19,10 @@ type Kind string
 const (
 	KindKasa        Kind = "kasa"
 	KindSpecialCode Kind = "special_code"
+	// KindUnreadable marks a dead letter made from a stored record that
+	// could not be decoded; its payload holds the stored bytes
+	// ({"unreadable_record_base64": ...}). It cannot be retried.
+	KindUnreadable Kind = "unreadable"
 )
 
 // Entry is what a producer hands to Enqueue.
@@ -126,18 +132,25 @@ type Stats struct {
 	// those being sent included; InFlight is the part being sent now.
 	Pending, InFlight, Dead int
 	OldestPendingAge        time.Duration
-	Bytes                   int64     // file size on disk
-	Online                  bool      // last send/probe reached the server
-	Offline                 bool      // sending is suspended until a probe succeeds
-	PausedUntil             time.Time // Retry-After pause
-	LastSuccess             time.Time
-	LastError               string
-	LastErrorAt             time.Time
+	Bytes                   int64 // file size on disk
+	Online                  bool  // last send/probe reached the server
+	Offline                 bool  // sending is suspended until a probe succeeds
+	// PausedUntil is the end of a server's Retry-After pause (at most
+	// Options.RetryAfterMax away); zero when there is none. A probe that
+	// succeeds after the pause began, or Retry on a pending item, ends it.
+	PausedUntil time.Time
+	LastSuccess time.Time
+	LastError   string
+	LastErrorAt time.Time
 	// Lifetime counters, persisted in the file so they survive restarts.
 	Enqueued, Delivered, Coalesced, DeadLettered uint64
 	Quarantined                                  string // path of a file moved aside at Open, "" if none
-	QuarantinedAt                                time.Time
-	Compactions                                  int // compactions since Open
+	// FileGone says that the file was deleted or replaced while the
+	// agent ran, where its content was saved, and that new records are
+	// refused until a restart; "" normally.
+	FileGone      string
+	QuarantinedAt time.Time
+	Compactions   int // compactions since Open
 }
 
 // Options configure Open. Zero values take the defaults.
@@ -147,6 +160,9 @@ type Options struct {
 	Concurrency int           // default 4 parallel keys
 	RetryBase   time.Duration // default 1s
 	RetryMax    time.Duration // default 5m
+	// RetryAfterMax caps a server's Retry-After (default 1h): a longer
+	// pause is shortened to it.
+	RetryAfterMax time.Duration
 	// ReconnectJitter: random 0..N before the first send after a
 	// reconnect; 0 means none (the agent passes 30s in production).
 	ReconnectJitter time.Duration
@@ -160,7 +176,7 @@ type Options struct {
 	// CheckMaxSize: files up to this size get a full bbolt consistency
 	// check at Open (bigger ones a cheap one). Default 64 MiB; < 0 never.
 	CheckMaxSize int64
-	Clock        Clock          // nil = real time
+	Clock        clock.Clock    // nil = real time
 	Rand         func() float64 // nil = math/rand/v2; in [0,1), for jitter
 	Logger       *slog.Logger   // nil = discard
 
@@ -176,6 +192,8 @@ var (
 	ErrClosed       = errors.New("outbox is closed")
 	ErrInvalidEntry = errors.New("invalid outbox entry")
 	ErrRunning      = errors.New("outbox sender loop is already running")
+	ErrFileGone     = errors.New("outbox file was deleted or replaced while the agent ran")
+	ErrUnreadable   = errors.New("outbox item is an unreadable record and cannot be sent (drop it)")
 )
 
 const (
@@ -183,6 +201,7 @@ const (
 	defaultConcurrency    = 4
 	defaultRetryBase      = time.Second
 	defaultRetryMax       = 5 * time.Minute
+	defaultRetryAfterMax  = time.Hour
 	defaultOpenTimeout    = time.Second
 	defaultStopGrace      = 4 * time.Second
 	defaultCompactMinSize = 8 << 20
@@ -206,6 +225,9 @@ func (o *Options) setDefaults() {
 	if o.RetryMax < o.RetryBase {
 		o.RetryMax = o.RetryBase
 	}
+	if o.RetryAfterMax <= 0 {
+		o.RetryAfterMax = defaultRetryAfterMax
+	}
 	if o.ReconnectJitter < 0 {
 		o.ReconnectJitter = 0
 	}
@@ -225,7 +247,7 @@ func (o *Options) setDefaults() {
 		o.batchLimit = maxBatch
 	}
 	if o.Clock == nil {
-		o.Clock = realClock{}
+		o.Clock = clock.Real{}
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tposagent/tposagent/internal/clock/clocktest"
 	"github.com/tposagent/tposagent/internal/testrig"
 	"github.com/tposagent/tposagent/outbox"
 	"github.com/tposagent/tposagent/outbox/outboxtest"
@@ -21,7 +22,7 @@ import (
 
 type env struct {
 	q     *outbox.Queue
-	clock *outboxtest.Clock
+	clock *clocktest.Clock
 	s     *outboxtest.Sender
 	path  string
 	opts  outbox.Options
@@ -29,7 +30,7 @@ type env struct {
 
 func newEnv(t *testing.T, mod func(*outbox.Options)) *env {
 	t.Helper()
-	clock := outboxtest.NewClock(time.Time{})
+	clock := clocktest.New(time.Time{})
 	opts := outbox.Options{
 		Path:  filepath.Join(t.TempDir(), "outbox.db"),
 		Clock: clock,

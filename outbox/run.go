@@ -3,14 +3,8 @@ package outbox
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
-
-	"github.com/tposagent/tposagent/internal/atomicfile"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // runState is one Run call as the loop sees it.
@@ -117,6 +111,7 @@ func (q *Queue) send(rs *runState, it Item) (res Result) {
 		}
 	}()
 	res = rs.sender.Send(rs.sendCtx, it)
+	res.RetryAfter = min(max(res.RetryAfter, 0), q.opts.RetryAfterMax)
 	switch res.Verdict {
 	case Delivered, Retry, Reauth, Reject:
 	default:
@@ -151,51 +146,4 @@ func (q *Queue) Kick() {
 	case q.kick <- struct{}{}:
 	default:
 	}
-}
-
-// compact copies the live content into a fresh file and swaps it in.
-func (q *Queue) compact() error {
-	tmp := q.path + ".compact"
-	_ = os.Remove(tmp)
-	dst, err := bolt.Open(tmp, 0o600, q.boltOptions())
-	if err != nil {
-		return fmt.Errorf("compact outbox: open %s: %w", tmp, err)
-	}
-	q.dbMu.Lock()
-	defer q.dbMu.Unlock()
-	if err := bolt.Compact(dst, q.db, 64<<20); err != nil {
-		_ = dst.Close()
-		_ = os.Remove(tmp)
-		return fmt.Errorf("compact outbox: %w", err)
-	}
-	if err := dst.Close(); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("compact outbox: close %s: %w", tmp, err)
-	}
-	if err := q.db.Close(); err != nil {
-		return fmt.Errorf("compact outbox: close: %w", err)
-	}
-	renameErr := os.Rename(tmp, q.path)
-	if renameErr == nil {
-		if err := atomicfile.SyncDir(filepath.Dir(q.path)); err != nil {
-			// The new name may not survive a power cut; a second try is
-			// cheap, and a failure must at least be visible.
-			if err = atomicfile.SyncDir(filepath.Dir(q.path)); err != nil {
-				q.log.Error("outbox compaction: cannot fsync the data dir; the compacted file's name may not survive a power cut", "err", err)
-			}
-		}
-	} else {
-		_ = os.Remove(tmp)
-	}
-	db, err := bolt.Open(q.path, 0o600, q.boltOptions())
-	if err != nil {
-		// Nothing sensible is left to do but to report it loudly.
-		q.log.Error("outbox reopen after compaction failed", "err", err)
-		return fmt.Errorf("compact outbox: reopen: %w", err)
-	}
-	q.db = db
-	if renameErr != nil {
-		return fmt.Errorf("compact outbox: rename: %w", renameErr)
-	}
-	return nil
 }

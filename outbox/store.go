@@ -207,6 +207,28 @@ func (t *txb) keyIDs(key string) []uint64 {
 	return ids
 }
 
+// keyOf finds the key of pending item id without decoding its record
+// (which may be unreadable): from the sched entry when it is a head, else
+// by a walk of the index.
+func (t *txb) keyOf(id uint64) (string, error) {
+	if v := t.items.Get(idKey(id)); v != nil {
+		if it, err := decodeRecord(id, v); err == nil {
+			return it.Key, nil
+		}
+	}
+	c := t.bykey.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if len(k) < 10 {
+			continue
+		}
+		n := int(binary.BigEndian.Uint16(k))
+		if len(k) == 2+n+8 && binary.BigEndian.Uint64(k[2+n:]) == id {
+			return string(k[2 : 2+n]), nil
+		}
+	}
+	return "", fmt.Errorf("%w: item %d is not in the key index", errCorruptRecord, id)
+}
+
 // putPending stores it as pending (items + bykey); the caller reschedules.
 func (t *txb) putPending(it *Item) error {
 	if err := t.items.Put(idKey(it.ID), encodeRecord(it)); err != nil {

@@ -76,6 +76,9 @@ type Outbox struct {
 	PausedUntil       *time.Time `json:"paused_until,omitempty"`
 	LastError         string     `json:"last_error,omitempty"`
 	Quarantined       string     `json:"quarantined,omitempty"`
+	// FileGone: the outbox file was deleted or replaced while the agent
+	// ran; new records are refused until a restart.
+	FileGone string `json:"file_gone,omitempty"`
 }
 
 // Config is what the handler needs from the agent.
@@ -254,6 +257,8 @@ func (h *handler) act(w http.ResponseWriter, r *http.Request, do func(uint64) er
 	switch err := do(id); {
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no outbox item %d", id), "id")
+	case errors.Is(err, ErrUnsendable):
+		writeError(w, http.StatusConflict, fmt.Sprintf("item %d is a damaged record that cannot be sent; drop it", id), "id")
 	case errors.Is(err, ErrInFlight):
 		writeError(w, http.StatusConflict, fmt.Sprintf("item %d is being sent right now; try again in a moment", id), "id")
 	case err != nil:

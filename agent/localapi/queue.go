@@ -14,7 +14,8 @@ import (
 type Queue interface {
 	Enqueue(ctx context.Context, r Record) (Accepted, error)
 	List(state State, limit int) ([]ItemView, error)
-	// Retry moves a dead item back to the queue.
+	// Retry moves a dead item back to the queue; on a pending item it
+	// means "send now" (ending a server's pause).
 	Retry(id uint64) error
 	// Drop deletes a pending or dead item.
 	Drop(id uint64) error
@@ -25,6 +26,9 @@ var (
 	ErrFull     = errors.New("queue is full")
 	ErrNotFound = errors.New("no such item")
 	ErrInFlight = errors.New("item is being sent")
+	// ErrUnsendable: a dead item that can never be sent (a damaged
+	// record kept for inspection); it can only be dropped.
+	ErrUnsendable = errors.New("item cannot be sent")
 )
 
 // Kind names what a record is.

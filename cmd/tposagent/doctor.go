@@ -105,6 +105,12 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 			if s.Outbox.Dead > 0 {
 				add("warn", "outbox", "%d record(s) refused by Ödüyo: see tposagent outbox dead", s.Outbox.Dead)
 			}
+			if s.Outbox.FileGone != "" {
+				add("FAIL", "outbox", "%s", s.Outbox.FileGone)
+			}
+			if p := s.Outbox.PausedUntil; p != nil && p.After(time.Now()) {
+				add("warn", "outbox", "sending paused by the server (Retry-After) until %s; tposagent outbox retry ID sends a record now", fmtTime(p))
+			}
 		}
 	}
 

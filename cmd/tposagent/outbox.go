@@ -14,7 +14,7 @@ func cmdOutbox(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "outbox", "outbox list | dead | retry ID | drop ID",
 		"  tposagent outbox list            # pending records\n"+
 			"  tposagent outbox dead            # records the server refused, with the reason\n"+
-			"  tposagent outbox retry 42        # send a dead record again\n"+
+			"  tposagent outbox retry 42        # send a dead record again; a pending one now (ends a server's pause)\n"+
 			"  tposagent outbox drop 42         # delete a record for good\n")
 	addConfigFlag(fs, e)
 	asJSON := fs.Bool("json", false, "print as JSON")

@@ -111,6 +111,7 @@ type API struct {
 type Outbox struct {
 	MaxSize         Size     `toml:"max_size"`
 	RetryMax        Duration `toml:"retry_max"`
+	RetryAfterMax   Duration `toml:"retry_after_max"` // cap of a server's Retry-After pause
 	ReconnectJitter Duration `toml:"reconnect_jitter"`
 	Concurrency     int      `toml:"concurrency"`
 }
@@ -139,6 +140,7 @@ func Default() Config {
 		Outbox: Outbox{
 			MaxSize:         256 << 20,
 			RetryMax:        Duration{5 * time.Minute},
+			RetryAfterMax:   Duration{time.Hour},
 			ReconnectJitter: Duration{30 * time.Second},
 			Concurrency:     4,
 		},
@@ -357,6 +359,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Outbox.RetryMax.Duration <= 0 {
 		return bad("outbox.retry_max", "must be positive, e.g. 5m")
+	}
+	if c.Outbox.RetryAfterMax.Duration <= 0 {
+		return bad("outbox.retry_after_max", "must be positive, e.g. 1h")
 	}
 	if c.Outbox.ReconnectJitter.Duration < 0 {
 		return bad("outbox.reconnect_jitter", "must not be negative")

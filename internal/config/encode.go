@@ -90,6 +90,7 @@ token  = {{secret .API.Token}}
 [outbox]
 max_size         = {{q .Outbox.MaxSize.String}}
 retry_max        = {{q .Outbox.RetryMax.String}}
+retry_after_max  = {{q .Outbox.RetryAfterMax.String}}   # longest pause a server's Retry-After can ask for
 reconnect_jitter = {{q .Outbox.ReconnectJitter.String}}
 concurrency      = {{.Outbox.Concurrency}}
 

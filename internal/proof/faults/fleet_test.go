@@ -14,8 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tposagent/tposagent/internal/clock"
+	"github.com/tposagent/tposagent/internal/clock/clocktest"
 	"github.com/tposagent/tposagent/outbox"
-	"github.com/tposagent/tposagent/outbox/outboxtest"
 )
 
 // The fleet: N real outboxes (one bbolt file each) on one injected clock,
@@ -88,20 +89,20 @@ func longFleetSize(t *testing.T) int {
 // timer the agent's queue armed last, so that the test knows when that
 // queue is idle (waiting for a timer in the future).
 type agentClock struct {
-	shared *outboxtest.Clock
+	shared *clocktest.Clock
 	mu     sync.Mutex
 	cur    *agentTimer
 }
 
 type agentTimer struct {
-	outbox.Timer
+	clock.Timer
 	at time.Time
 	c  *agentClock
 }
 
 func (c *agentClock) Now() time.Time { return c.shared.Now() }
 
-func (c *agentClock) NewTimer(d time.Duration) outbox.Timer {
+func (c *agentClock) NewTimer(d time.Duration) clock.Timer {
 	at := c.shared.Now().Add(d)
 	t := &agentTimer{Timer: c.shared.NewTimer(d), at: at, c: c}
 	c.mu.Lock()
@@ -129,7 +130,7 @@ func (c *agentClock) armedAfter(now time.Time) bool {
 
 // fleetServer counts what arrives once it is up.
 type fleetServer struct {
-	clock *outboxtest.Clock
+	clock *clocktest.Clock
 	upAt  time.Time
 
 	mu        sync.Mutex
@@ -219,7 +220,7 @@ func (a *fleetAgent) settled(now time.Time) bool {
 
 type fleet struct {
 	t      *testing.T
-	clock  *outboxtest.Clock
+	clock  *clocktest.Clock
 	srv    *fleetServer
 	agents []*fleetAgent
 	start  time.Time
@@ -228,7 +229,7 @@ type fleet struct {
 // newFleet opens n outboxes with items and runs them, all offline.
 func newFleet(t *testing.T, n int, jitter, outage time.Duration) *fleet {
 	t.Helper()
-	clock := outboxtest.NewClock(time.Time{})
+	clock := clocktest.New(time.Time{})
 	f := &fleet{t: t, clock: clock, start: clock.Now(),
 		srv: &fleetServer{clock: clock, upAt: clock.Now().Add(outage), perSecond: map[int64]int{}, sendsPer: map[int64]int{}}}
 	dir := fleetDir(t)

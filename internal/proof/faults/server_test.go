@@ -19,8 +19,8 @@ import (
 	"github.com/tposagent/tposagent/agent"
 	"github.com/tposagent/tposagent/agent/oduyo"
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
+	"github.com/tposagent/tposagent/internal/clock/clocktest"
 	"github.com/tposagent/tposagent/outbox"
-	"github.com/tposagent/tposagent/outbox/outboxtest"
 )
 
 // The queue's timing in the matrix. Rand is fixed at 0.5, so the full
@@ -73,7 +73,7 @@ type probeEvent struct {
 // so that the test moves the clock only when the queue is idle.
 type recorder struct {
 	inner  outbox.Sender
-	clock  *outboxtest.Clock
+	clock  *clocktest.Clock
 	q      func() *outbox.Queue
 	active atomic.Int64
 
@@ -119,7 +119,7 @@ func (r *recorder) snapshot() ([]sendEvent, []probeEvent) {
 // matrixEnv is one row's world: fake server, client, queue, clock.
 type matrixEnv struct {
 	t     *testing.T
-	clock *outboxtest.Clock
+	clock *clocktest.Clock
 	srv   *oduyotest.Server
 	q     *outbox.Queue
 	rec   *recorder
@@ -129,7 +129,7 @@ type matrixEnv struct {
 
 func newMatrixEnv(t *testing.T, clientTimeout time.Duration) *matrixEnv {
 	t.Helper()
-	clock := outboxtest.NewClock(time.Time{})
+	clock := clocktest.New(time.Time{})
 	srv := oduyotest.NewServer(oduyotest.WithClock(clock.Now))
 	t.Cleanup(srv.Close)
 	client, err := oduyo.New(oduyo.Config{

@@ -1,0 +1,182 @@
+package outbox_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/tposagent/tposagent/outbox"
+)
+
+// filledFile writes n items to a new outbox file and closes it.
+func filledFile(t *testing.T, n int) *env {
+	t.Helper()
+	e := newEnv(t, nil)
+	payload := bytes.Repeat([]byte("x"), 900)
+	for i := range n {
+		if _, err := e.q.Enqueue(ctxT(t), outbox.Entry{Kind: outbox.KindKasa, Key: fmt.Sprint("k", i),
+			Payload: []byte(fmt.Sprintf(`{"seq":%d,"pad":%q}`, i, payload))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func smashPage(t *testing.T, path string, pageSize, page int) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(bytes.Repeat([]byte{0xA5}, pageSize), int64(page*pageSize)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openHandlesTo counts this process's open files that are path (Linux;
+// -1 where /proc is not there).
+func openHandlesTo(t *testing.T, path string) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, e := range ents {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && target == path {
+			n++
+		}
+	}
+	return n
+}
+
+// A file without a stored freelist and with a damaged page: bbolt's
+// read-write open (and its check) walks every page to rebuild the
+// freelist, on a goroutine where the damage is a panic that kills the
+// process. Such a file is never handed to bbolt: it is quarantined.
+func TestNoFreelistAndDamagedPageIsQuarantined(t *testing.T) {
+	e := filledFile(t, 200)
+	pageSize, leaves, err := outbox.LeafPagesForTest(e.path)
+	if err != nil || len(leaves) < 10 {
+		t.Fatalf("leaves %v: %v", leaves, err)
+	}
+	if err := outbox.SetNoFreelistForTest(e.path); err != nil {
+		t.Fatal(err)
+	}
+	smashPage(t, e.path, pageSize, leaves[len(leaves)/2]) // a middle page: the cheap check does not read it
+	damaged, _ := os.ReadFile(e.path)
+	opts := e.opts
+	opts.CheckMaxSize = -1 // the cheap check only, as for a big file
+	q, err := outbox.Open(opts)
+	if err != nil {
+		t.Fatalf("open: %v (the damaged file must be moved aside, not block the start)", err)
+	}
+	defer q.Close()
+	st := stats(t, q)
+	if st.Quarantined == "" {
+		t.Fatalf("not quarantined: %+v", st)
+	}
+	if moved, err := os.ReadFile(st.Quarantined); err != nil || !bytes.Equal(moved, damaged) {
+		t.Fatalf("quarantined file differs from the damaged one (%d vs %d bytes): %v", len(moved), len(damaged), err)
+	}
+	enq(t, q, outbox.KindKasa, "after", 1, false)
+}
+
+// A panic inside bbolt's Open after it opened the file: the handle is
+// closed before the file is moved aside (left open, on Windows the rename
+// fails and the agent crash-loops on the file).
+func TestPanicInBoltOpenClosesTheFile(t *testing.T) {
+	e := filledFile(t, 20)
+	before, _ := os.ReadFile(e.path)
+	undo := outbox.PanicInBoltOpenForTest(1)
+	defer undo()
+	q, err := outbox.Open(e.opts)
+	if err != nil {
+		t.Fatalf("open: %v (the file must be moved aside, not block the start)", err)
+	}
+	defer q.Close()
+	st := stats(t, q)
+	if st.Quarantined == "" {
+		t.Fatalf("not quarantined after a panic in bbolt: %+v", st)
+	}
+	if n := openHandlesTo(t, st.Quarantined); n > 0 {
+		t.Fatalf("%d handle(s) still open on the quarantined file", n)
+	}
+	if moved, err := os.ReadFile(st.Quarantined); err != nil || !bytes.Equal(moved, before) {
+		t.Fatalf("quarantined file changed: %v", err)
+	}
+	enq(t, q, outbox.KindKasa, "after", 1, false)
+}
+
+// The file moved aside is the damaged file byte for byte: nothing writes
+// to it first (a read-write open commits, and on Windows grows the file
+// to its mapping).
+func TestQuarantineKeepsTheFileByteForByte(t *testing.T) {
+	e := filledFile(t, 200)
+	pageSize, leaves, err := outbox.LeafPagesForTest(e.path)
+	if err != nil || len(leaves) < 10 {
+		t.Fatalf("leaves %v: %v", leaves, err)
+	}
+	smashPage(t, e.path, pageSize, leaves[len(leaves)/2])
+	damaged, err := os.ReadFile(e.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := outbox.Open(e.opts)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer q.Close()
+	st := stats(t, q)
+	if st.Quarantined == "" {
+		t.Fatalf("a smashed page was not caught by the check: %+v", st)
+	}
+	moved, err := os.ReadFile(st.Quarantined)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(moved, damaged) {
+		diff := -1
+		for i := range min(len(moved), len(damaged)) {
+			if moved[i] != damaged[i] {
+				diff = i
+				break
+			}
+		}
+		t.Fatalf("quarantined file was changed: %d bytes, damaged %d, first difference at %d", len(moved), len(damaged), diff)
+	}
+}
+
+// A file that cannot be read is an error to report and retry, not
+// corruption: it is not moved aside (here the path is a directory; an
+// EIO or a sharing violation takes the same path).
+func TestUnreadableFileIsNotQuarantined(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "outbox.db")
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(path, "x"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q, err := outbox.Open(outbox.Options{Path: path})
+	if err == nil {
+		q.Close()
+		t.Fatal("open of a directory succeeded")
+	}
+	if fi, serr := os.Stat(path); serr != nil || !fi.IsDir() {
+		t.Fatalf("the unreadable path was moved or replaced (%v): open said %v", serr, err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 {
+		t.Fatalf("directory has %d entries after a failed open, want 1 (nothing moved aside)", len(ents))
+	}
+	t.Logf("open: %v (%s)", err, runtime.GOOS)
+}
