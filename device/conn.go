@@ -20,8 +20,11 @@ import (
 const TCPPrefix = "tcp://"
 
 // watchGrace is how long after its deadline a read or write may still
-// return by itself before the watcher closes the port under it.
-const watchGrace = 200 * time.Millisecond
+// return by itself before the watcher closes the port under it, and then
+// how long the closed call is given to return before it is left behind.
+// Generous: a busy machine delays goroutines, and closing the port ends
+// the whole probe.
+const watchGrace = time.Second
 
 // errIdle is a read that timed out with nothing (an internal signal).
 var errIdle = errors.New("read timed out")
@@ -53,10 +56,10 @@ type rawPort interface {
 // watchGrace after the deadline the port is aborted and the call abandoned
 // (ErrStalled). Not safe for concurrent use (one exchange at a time).
 type conn struct {
-	raw    rawPort
-	name   string
-	dead   atomic.Bool
-	once   sync.Once
+	raw  rawPort
+	name string
+	dead atomic.Bool
+	once sync.Once
 }
 
 func newConn(raw rawPort, name string) *conn {

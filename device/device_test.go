@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,8 @@ import (
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/device/devicetest"
 	"github.com/tposagent/tposagent/device/gmp3"
+	"go.bug.st/serial"
+	"go.bug.st/serial/enumerator"
 )
 
 // transports lists what the simulator can run on here.
@@ -365,6 +368,55 @@ func TestCorruptCacheIgnored(t *testing.T) {
 		r := newReader(t, device.Config{Port: "none", CacheDir: dir})
 		if id := r.Cached(); id.FiscalSerial != "" {
 			t.Fatalf("cache %q gave %+v", content[:min(20, len(content))], id)
+		}
+	}
+}
+
+func TestPortsFallBackToNames(t *testing.T) {
+	none := func() ([]*enumerator.PortDetails, error) { return nil, nil }
+	failing := func() ([]*enumerator.PortDetails, error) { return nil, errors.New("setupapi unavailable") }
+	names := func() ([]string, error) { return []string{"COM10", "COM2"}, nil }
+	for _, detailed := range []func() ([]*enumerator.PortDetails, error){none, failing} {
+		got, err := device.ListPorts(detailed, names)
+		if err != nil || len(got) != 2 || got[0].Name != "COM2" || got[1].Name != "COM10" {
+			t.Fatalf("got %+v, %v", got, err)
+		}
+	}
+	usb := func() ([]*enumerator.PortDetails, error) {
+		return []*enumerator.PortDetails{{Name: "/dev/ttyUSB0", IsUSB: true, VID: "0403", PID: "6001"}}, nil
+	}
+	got, err := device.ListPorts(usb, func() ([]string, error) { t.Fatal("names listed although details were found"); return nil, nil })
+	if err != nil || len(got) != 1 || got[0].VID != "0403" {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+	if _, err := device.ListPorts(failing, func() ([]string, error) { return nil, errors.New("no") }); err == nil {
+		t.Fatal("both enumerators failed without an error")
+	}
+}
+
+func TestSortPorts(t *testing.T) {
+	ps := []device.PortInfo{{Name: "COM10"}, {Name: "COM2"}, {Name: "/dev/ttyUSB1", IsUSB: true}, {Name: "/dev/ttyUSB0", IsUSB: true}}
+	device.SortPorts(ps)
+	var names []string
+	for _, p := range ps {
+		names = append(names, p.Name)
+	}
+	if got := strings.Join(names, " "); got != "/dev/ttyUSB0 /dev/ttyUSB1 COM2 COM10" {
+		t.Fatalf("order %s", got)
+	}
+}
+
+func TestOpenErrorKinds(t *testing.T) {
+	for _, tt := range []struct {
+		in   error
+		want error
+	}{
+		{&serial.PortError{}, device.ErrBusy}, // the zero code is PortBusy
+		{fs.ErrPermission, device.ErrPermission},
+		{&fs.PathError{Op: "open", Path: "/dev/ttyUSB0", Err: fs.ErrNotExist}, device.ErrNoDevice},
+	} {
+		if got := device.OpenError(tt.in); !errors.Is(got, tt.want) {
+			t.Errorf("openError(%v) = %v, want %v", tt.in, got, tt.want)
 		}
 	}
 }

@@ -31,11 +31,15 @@ type echoTry struct {
 type outcome int
 
 const (
-	outSilent  outcome = iota + 1 // nothing came back
-	outNoise                      // bytes, but no ACK and no frame
-	outNAK                        // the device refused our frame
-	outReply                      // the device took our frame; its answer was bad
-	outFinal                      // no use trying again (refusal, echo, unplugged, stalled, cancelled)
+	outSilent outcome = iota + 1 // nothing came back
+	// outNAK: the device refused our frame, which says only "not this
+	// dialect".
+	outNAK
+	// outNoise: bytes, but no ACK and no frame: something is wrong with
+	// the line whatever the dialect.
+	outNoise
+	outReply // the device took our frame; its answer was bad
+	outFinal // no use trying again (refusal, echo, unplugged, stalled, cancelled)
 )
 
 func classify(err error) outcome {

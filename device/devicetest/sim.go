@@ -241,7 +241,9 @@ func (d *dev) run() {
 		} else if d.sc.Buffered() > 0 && time.Since(d.lastByte) > d.s.opts.InterByte {
 			// Half a frame and the line went quiet: refuse it.
 			d.sc.Reset()
-			d.write([]byte{gmp3.NAK})
+			if f := Fault(d.s.fault.Load()); f != FaultSilent && f != FaultDeaf {
+				d.write([]byte{gmp3.NAK})
+			}
 		}
 		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 			var ne net.Error
@@ -282,10 +284,17 @@ func (d *dev) frames() bool {
 		}
 		if err != nil {
 			// Not a frame of our dialect: refuse it and forget the rest,
-			// as a device clears its input after an error.
+			// as a device clears its input after an error. A line that
+			// misbehaves misbehaves whatever it is sent.
 			d.s.opts.Logger.Debug("devicetest: bad frame", "err", err)
 			d.sc.Reset()
-			d.write([]byte{gmp3.NAK})
+			switch fault := Fault(d.s.fault.Load()); fault {
+			case FaultSilent, FaultDeaf:
+			case FaultGarbage, FaultZeroFlood:
+				d.answer(gmp3.Frame{}, gmp3.Request{})
+			default:
+				d.write([]byte{gmp3.NAK})
+			}
 			return false
 		}
 		d.s.mu.Lock()
@@ -325,6 +334,7 @@ func (d *dev) answer(f gmp3.Frame, req gmp3.Request) {
 		return b
 	}
 	d.resends = 0
+	d.lastReply = nil
 	switch fault {
 	case FaultSilent, FaultDeaf:
 	case FaultNone:
