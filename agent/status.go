@@ -12,7 +12,6 @@ import (
 func (a *Agent) Status() localapi.Status {
 	lic := a.License()
 	a.mu.Lock()
-	id, devErr := a.identity, a.deviceErr
 	s := localapi.Status{
 		Registered:            a.registered,
 		License:               lic,
@@ -23,13 +22,7 @@ func (a *Agent) Status() localapi.Status {
 		Warnings:              a.cfg.Warnings(),
 	}
 	a.mu.Unlock()
-	s.Device = localapi.Device{
-		FiscalSerial: id.FiscalSerial, Source: string(id.Source), Port: id.Port, ReadAt: timePtr(id.ReadAt),
-		ECRSerial: id.ECRSerial, Brand: id.Brand, Model: id.Model, Error: devErr,
-	}
-	if s.Device.Source == "" {
-		s.Device.Source = "none"
-	}
+	s.Device = a.ids.view()
 	st, err := a.queue.Stats()
 	if err != nil {
 		s.Outbox.LastError = "cannot read outbox stats: " + err.Error()

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tposagent/tposagent/internal/testrig"
 )
 
 // stubPort is a port whose driver calls block until released, as a stalled
@@ -65,13 +67,7 @@ func TestWatcherAbandonsStalledCalls(t *testing.T) {
 				t.Fatalf("after the stall: %v", err)
 			}
 			stub.free() // the driver finally returns
-			deadline := time.Now().Add(5 * time.Second)
-			for Stuck() != 0 {
-				if time.Now().After(deadline) {
-					t.Fatal("stuck goroutine never finished")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			testrig.WaitFor(t, "the stuck goroutine to finish", 5*time.Second, func() bool { return Stuck() == 0 })
 			t.Logf("%s, abort obeyed %v: returned after %v", op, obey, took.Round(time.Millisecond))
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/device/devicetest"
 	"github.com/tposagent/tposagent/device/gmp3"
+	"github.com/tposagent/tposagent/internal/testrig"
 	"go.bug.st/serial"
 	"go.bug.st/serial/enumerator"
 )
@@ -50,16 +51,10 @@ func newReader(t *testing.T, cfg device.Config) *device.Reader {
 	return r
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor is testrig.WaitFor with this package's patience.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testrig.WaitFor(t, what, 5*time.Second, cond)
 }
 
 // TestEachDialectEndToEnd reads the fiscal id from a simulated device of

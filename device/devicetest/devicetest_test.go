@@ -9,6 +9,7 @@ import (
 
 	"github.com/tposagent/tposagent/device/devicetest"
 	"github.com/tposagent/tposagent/device/gmp3"
+	"github.com/tposagent/tposagent/internal/testrig"
 	"go.bug.st/serial"
 )
 
@@ -47,12 +48,8 @@ func TestCloseIsPrompt(t *testing.T) {
 					p.SetReadTimeout(time.Second)
 					read = p.Read
 				}
-				deadline := time.Now().Add(3 * time.Second)
-				for len(sim.Received()) < len(req) && f != devicetest.FaultDeaf {
-					if time.Now().After(deadline) {
-						t.Fatal("request never seen")
-					}
-					time.Sleep(5 * time.Millisecond)
+				if f != devicetest.FaultDeaf {
+					testrig.WaitFor(t, "the request", 3*time.Second, func() bool { return len(sim.Received()) >= len(req) })
 				}
 				start := time.Now()
 				sim.Close()
