@@ -69,9 +69,12 @@ func Start(opts Options) (*Sim, error) {
 	return s, nil
 }
 
-// StartAny starts the device on a pseudo-terminal where there are some,
-// else on TCP (Windows).
+// StartAny starts the device on opts.Transport; when that is empty or PTY,
+// on a pseudo-terminal where there are some, else on TCP (Windows).
 func StartAny(opts Options) (*Sim, error) {
+	if opts.Transport == TCP {
+		return Start(opts)
+	}
 	opts.Transport = PTY
 	s, err := Start(opts)
 	if errors.Is(err, ErrUnsupported) {
