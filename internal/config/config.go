@@ -143,10 +143,10 @@ func Default() Config {
 			Timeout:  Duration{30 * time.Second},
 			Grace:    Duration{7 * 24 * time.Hour},
 		},
-		Oduyo:  Oduyo{Timeout: Duration{20 * time.Second}},
+		Oduyo: Oduyo{Timeout: Duration{20 * time.Second}},
 		Device: Device{Port: "auto", Protocol: "auto", Baud: 115200, AckTimeout: Duration{4500 * time.Millisecond},
 			Tries: 3, ProbeBudget: Duration{45 * time.Second}},
-		API:    API{Listen: "127.0.0.1:8787"},
+		API: API{Listen: "127.0.0.1:8787"},
 		Outbox: Outbox{
 			MaxSize:         256 << 20,
 			RetryMax:        Duration{5 * time.Minute},

@@ -76,7 +76,9 @@ func deviceFaults() []deviceFault {
 		out = append(out, r)
 	}
 	// The hang-up ends the device for good: last.
-	sort.SliceStable(out, func(i, j int) bool { return out[j].fault == devicetest.FaultHangUp && out[i].fault != devicetest.FaultHangUp })
+	sort.SliceStable(out, func(i, j int) bool {
+		return out[j].fault == devicetest.FaultHangUp && out[i].fault != devicetest.FaultHangUp
+	})
 	return out
 }
 
