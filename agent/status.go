@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/tposagent/tposagent/agent/localapi"
+	"github.com/tposagent/tposagent/device"
 )
 
 // Status is a snapshot for the local API, the CLI and /metrics.
@@ -50,6 +51,7 @@ func (a *Agent) writeMetrics(w io.Writer) {
 	for _, r := range []string{"ok", "error"} {
 		fmt.Fprintf(w, "tposagent_registrations_total{result=%q} %d\n", r, a.regCount[r])
 	}
+	fmt.Fprintf(w, "# HELP tposagent_device_stuck_calls Serial driver calls abandoned at their deadline that have not returned.\n# TYPE tposagent_device_stuck_calls gauge\ntposagent_device_stuck_calls %d\n", device.Stuck())
 }
 
 func timePtr(t time.Time) *time.Time {
