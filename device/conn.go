@@ -22,9 +22,13 @@ const TCPPrefix = "tcp://"
 // watchGrace is how long after its deadline a read or write may still
 // return by itself before the watcher closes the port under it, and then
 // how long the closed call is given to return before it is left behind.
-// Generous: a busy machine delays goroutines, and closing the port ends
-// the whole probe.
-const watchGrace = time.Second
+// Generous: a busy machine (or wine) delays goroutines, and closing the
+// port ends the whole probe.
+const watchGrace = 2 * time.Second
+
+// closeGrace is how long a call is given to return after the port was
+// closed under it before it is counted as stuck and left behind.
+const closeGrace = 500 * time.Millisecond
 
 // errIdle is a read that timed out with nothing (an internal signal).
 var errIdle = errors.New("read timed out")
@@ -96,7 +100,7 @@ func (c *conn) do(what string, deadline time.Time, op func() (int, error)) (int,
 	select {
 	case <-done:
 		return 0, fmt.Errorf("%s on %s did not return by its deadline; port closed: %w", what, c.name, ErrStalled)
-	case <-time.After(watchGrace):
+	case <-time.After(closeGrace):
 	}
 	stuck.Add(1)
 	go func() {

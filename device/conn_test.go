@@ -56,7 +56,7 @@ func TestWatcherAbandonsStalledCalls(t *testing.T) {
 			if !errors.Is(err, ErrStalled) {
 				t.Fatalf("%s (abort obeyed %v): err = %v", op, obey, err)
 			}
-			if limit := 50*time.Millisecond + 2*watchGrace + 300*time.Millisecond; took > limit {
+			if limit := 50*time.Millisecond + watchGrace + closeGrace + 500*time.Millisecond; took > limit {
 				t.Fatalf("%s (abort obeyed %v): took %v, limit %v", op, obey, took, limit)
 			}
 			if got := Stuck(); obey && got != 0 || !obey && got != 1 {

@@ -390,9 +390,18 @@ func (d *dev) answer(f gmp3.Frame, req gmp3.Request) {
 	case FaultBusy:
 		d.ackAndSend(reply(req.Sequence, gmp3.ResultBusy))
 	case FaultSlow:
+		// Byte i leaves at start + i·ByteDelay: with a coarse timer
+		// (Windows) a few go together, the pace stays the same.
 		b := append([]byte{gmp3.ACK}, reply(req.Sequence, "")...)
-		for i := range b {
-			if !d.write(b[i:i+1]) || !d.s.sleep(d.s.opts.ByteDelay) {
+		start := time.Now()
+		for i := 0; i < len(b); {
+			n := max(1, int(time.Since(start)/d.s.opts.ByteDelay)+1-i)
+			n = min(n, len(b)-i)
+			if !d.write(b[i:i+n]) {
+				return
+			}
+			i += n
+			if i < len(b) && !d.s.sleep(time.Until(start.Add(time.Duration(i)*d.s.opts.ByteDelay))) {
 				return
 			}
 		}
