@@ -121,9 +121,12 @@ func TestBoundedAllocation(t *testing.T) {
 				}
 			}
 		})
-		if n > 3*MaxFrame {
+		// The buffer (8 KiB) and a few error values for candidates that
+		// reached their checksum; the race detector adds some.
+		if n > 32<<10 {
 			t.Errorf("%s: scanning 1 MiB allocated %d bytes", name, n)
 		}
+		t.Logf("%s: 1 MiB scanned with %d bytes allocated", name, n)
 		if s.Dropped < len(in)-MaxFrame {
 			t.Errorf("%s: dropped only %d", name, s.Dropped)
 		}
