@@ -43,6 +43,7 @@ type identities struct {
 	cache     device.Identity
 	pos       device.Identity
 	chosen    string // fiscal serial last chosen
+	chosenECR string // and its ECR serial (POS_SERI_NO when the config has none)
 	conflict  string // the disagreement last logged, "" when none
 }
 
@@ -79,7 +80,7 @@ func (s *identities) known() string {
 }
 
 // deviceRead records the outcome of a device read; true when the chosen
-// fiscal serial changed.
+// fiscal serial (or its ECR serial) changed: time to register again.
 func (s *identities) deviceRead(id device.Identity, err error) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -94,8 +95,8 @@ func (s *identities) deviceRead(id device.Identity, err error) bool {
 }
 
 // report keeps the POS's report durably; true when the chosen fiscal
-// serial changed. A fiscal serial without the shape of one is a
-// *records.FieldError.
+// serial (or its ECR serial) changed. A fiscal serial without the shape of
+// one is a *records.FieldError.
 func (s *identities) report(r localapi.DeviceReport) (bool, error) {
 	if !gmp3.ValidFiscalID(r.FiscalSerial) {
 		return false, &records.FieldError{Field: "fiscal_serial", Msg: fmt.Sprintf("%q is not a fiscal id: 2 upper-case letters and 8 digits (JI20012345) or 10 digits (AV0000017893)", r.FiscalSerial)}
@@ -206,8 +207,8 @@ func (s *identities) update() bool {
 		s.log.Warn("fiscal serial changed; registering again", "old", s.chosen, "new", id.FiscalSerial, "source", id.Source)
 	}
 	if id.FiscalSerial != "" {
-		changed = changed || s.chosen == ""
-		s.chosen = id.FiscalSerial
+		changed = changed || s.chosen == "" || id.ECRSerial != s.chosenECR
+		s.chosen, s.chosenECR = id.FiscalSerial, id.ECRSerial
 	}
 	return changed
 }

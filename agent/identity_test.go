@@ -38,7 +38,17 @@ func TestIdentityOrder(t *testing.T) {
 	if got := s.current(); got.FiscalSerial != "JI20000002" || got.Source != device.SourcePOS || got.ECRSerial != "E2" {
 		t.Fatalf("pos over cache: %+v", got)
 	}
-	s.deviceRead(device.Identity{FiscalSerial: "JI20000002", Source: device.SourceDevice, Protocol: "crc16-arc"}, nil)
+	if s.deviceRead(device.Identity{FiscalSerial: "JI20000002", Source: device.SourceDevice, Protocol: "crc16-arc"}, nil) {
+		t.Fatal("the same identity from another source asked for a registration")
+	}
+	// A new ECR serial for the same fiscal id changes POS_SERI_NO: register.
+	if changed, _ := s.report(localapi.DeviceReport{FiscalSerial: "JI20000002", ECRSerial: "E2"}); changed {
+		t.Fatal("the same report again asked for a registration")
+	}
+	if changed, _ := s.report(localapi.DeviceReport{FiscalSerial: "JI20000002", ECRSerial: "E3"}); !changed {
+		t.Fatal("a new ECR serial did not ask for a registration")
+	}
+	s.report(localapi.DeviceReport{FiscalSerial: "JI20000002", ECRSerial: "E2"})
 	if got := s.current(); got.Source != device.SourceDevice || got.ECRSerial != "E2" {
 		t.Fatalf("device over pos, completed by the pos report: %+v", got)
 	}

@@ -159,6 +159,12 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	lic := st.License
+	// The report changed POS_SERI_NO: the agent registers again with it.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if reqs := d.tposl.Requests(); len(reqs) > 0 && reqs[len(reqs)-1].PosSeriNo == demoECR {
+			break
+		}
+	}
 	if reqs := d.tposl.Requests(); len(reqs) > 0 {
 		p := reqs[len(reqs)-1]
 		d.detail("registered: YK_FISCAL_SERI_NO=%s POS_SERI_NO=%s PC_NAME=%s FIRMA_ADI=%q", p.YKFiscalSeriNo, p.PosSeriNo, p.PCName, p.FirmaAdi)
