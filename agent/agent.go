@@ -68,16 +68,16 @@ type Agent struct {
 
 	startedAt time.Time
 
-	mu         sync.Mutex
-	identity   device.Identity
-	deviceErr  string
-	record     *tposl.Record // last answer of the licence server (persisted)
-	fromServer bool          // record came from the server in this run
-	registered bool
-	lastReg    time.Time
-	lastRegErr string
-	regCount   map[string]uint64 // registrations by result
-	serialSeen chan struct{}     // fiscal serial changed: register now
+	mu            sync.Mutex
+	ids           *identities
+	lastDeviceErr string        // the last device read's error, to log a new one once
+	record        *tposl.Record // last answer of the licence server (persisted)
+	fromServer    bool          // record came from the server in this run
+	registered    bool
+	lastReg       time.Time
+	lastRegErr    string
+	regCount      map[string]uint64 // registrations by result
+	serialSeen    chan struct{}     // fiscal serial changed: register now
 }
 
 // ErrAlreadyRunning is returned by New when another agent holds the data dir.
@@ -127,17 +127,24 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 			return nil, err
 		}
 	}
-	a.reader = device.NewReader(device.Config{
-		Port:         cfg.Device.Port,
-		Baud:         cfg.Device.Baud,
-		FiscalSerial: cfg.Device.FiscalSerial,
-		Exclude:      cfg.Device.Exclude,
-		Timeout:      cfg.Device.Timeout.Duration,
-		CacheDir:     cfg.DataDir,
-		Logger:       opts.Logger.With("component", "device"),
-	})
-
 	var err error
+	a.reader, err = device.NewReader(device.Config{
+		Port:        cfg.Device.Port,
+		Protocol:    cfg.Device.Protocol,
+		Baud:        cfg.Device.Baud,
+		AckTimeout:  cfg.Device.AckTimeout.Duration,
+		Tries:       cfg.Device.Tries,
+		ProbeBudget: cfg.Device.ProbeBudget.Duration,
+		Exclude:     cfg.Device.Exclude,
+		CacheDir:    cfg.DataDir,
+		Logger:      opts.Logger.With("component", "device"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("device: %w", err)
+	}
+	a.ids = newIdentities(cfg.Device.FiscalSerial, a.reader.Port(), a.reader.Cached(), filepath.Join(cfg.DataDir, POSDeviceFile),
+		opts.Logger.With("component", "identity"), opts.Now)
+
 	a.queue, err = outbox.Open(outbox.Options{
 		Path:            filepath.Join(cfg.DataDir, "outbox.db"),
 		MaxSize:         int64(cfg.Outbox.MaxSize),
@@ -210,6 +217,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			Status:  a.Status,
 			License: a.License,
 			Metrics: a.writeMetrics,
+			Device:  a,
 			Logger:  a.opts.Logger.With("component", "localapi"),
 		}),
 		ReadHeaderTimeout: 5 * time.Second,

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/device"
 )
@@ -62,51 +63,73 @@ func (a *Agent) registrationLoop(ctx context.Context) {
 	}
 }
 
-// readDevice refreshes the identity; a changed fiscal serial triggers a
-// registration at once.
+// readDevice reads the device now (unless device.port is "none") and
+// records the outcome; a changed fiscal serial triggers a registration at
+// once.
 func (a *Agent) readDevice(ctx context.Context) {
-	id, err := a.reader.Read(ctx)
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	prevErr := a.deviceErr
-	a.deviceErr = ""
-	if err != nil {
-		a.deviceErr = err.Error()
-		if a.deviceErr != prevErr {
-			if id.FiscalSerial != "" {
-				a.log.Warn("cannot read the cash register; using the last known identity", "err", err, "source", id.Source, "fiscal_serial", id.FiscalSerial)
-			} else {
-				a.log.Error("cannot read the cash register and no identity is known (connect the ÖKC or set device.fiscal_serial)", "err", err)
-			}
-		}
-	} else if prevErr != "" {
-		a.log.Info("cash register readable again", "fiscal_serial", id.FiscalSerial, "port", id.Port)
-	}
-	if id.FiscalSerial == "" {
+	if a.reader.Port() == device.PortNone {
 		return
 	}
-	prev := a.identity.FiscalSerial
-	a.identity = id
-	if prev != "" && prev != id.FiscalSerial {
-		a.log.Warn("fiscal serial changed; registering again", "old", prev, "new", id.FiscalSerial)
-		select {
-		case a.serialSeen <- struct{}{}:
-		default:
+	id, err := a.reader.Read(ctx, a.ids.known())
+	if ctx.Err() != nil {
+		return // stopping: not the device's fault
+	}
+	a.mu.Lock()
+	prevErr := a.lastDeviceErr
+	a.lastDeviceErr = ""
+	if err != nil {
+		a.lastDeviceErr = err.Error()
+	}
+	a.mu.Unlock()
+	if err != nil && err.Error() != prevErr {
+		if known := a.ids.current(); known.FiscalSerial != "" {
+			a.log.Warn("cannot read the cash register; using the identity from another source", "err", err, "source", known.Source, "fiscal_serial", known.FiscalSerial)
+		} else {
+			a.log.Error("cannot read the cash register and no identity is known (connect the ÖKC, set device.fiscal_serial, or let the POS report it: PUT /v1/device)", "err", err)
 		}
+	} else if err == nil && prevErr != "" {
+		a.log.Info("cash register readable again", "fiscal_serial", id.FiscalSerial, "port", id.Port, "protocol", id.Protocol)
+	}
+	if a.ids.deviceRead(id, err) {
+		a.kickRegistration()
 	}
 }
 
+// kickRegistration makes the registration loop register now.
+func (a *Agent) kickRegistration() {
+	select {
+	case a.serialSeen <- struct{}{}:
+	default:
+	}
+}
+
+// Device is the identity and its sources (GET /v1/device).
+func (a *Agent) Device() localapi.Device { return a.ids.view() }
+
+// ReportDevice keeps the POS's report (PUT /v1/device) and registers again
+// when it changes the identity in use.
+func (a *Agent) ReportDevice(r localapi.DeviceReport) (localapi.Device, error) {
+	changed, err := a.ids.report(r)
+	if err != nil {
+		return localapi.Device{}, err
+	}
+	if changed {
+		a.kickRegistration()
+	}
+	return a.ids.view(), nil
+}
+
+var _ localapi.DeviceIdentity = (*Agent)(nil)
+
 // errNoSerial: registering without a fiscal serial would create a bogus
 // record on the licence server.
-var errNoSerial = errors.New("no fiscal serial known: connect the ÖKC (device.port) or set device.fiscal_serial")
+var errNoSerial = errors.New("no fiscal serial known: connect the ÖKC (device.port), set device.fiscal_serial, or let the POS report it (PUT /v1/device)")
 
 func (a *Agent) register(ctx context.Context) error {
 	if a.tposl == nil {
 		return nil // tposl.url is not set; the start-up warning said so
 	}
-	a.mu.Lock()
-	id := a.identity
-	a.mu.Unlock()
+	id := a.ids.current()
 	if id.FiscalSerial == "" {
 		a.setRegistration(nil, errNoSerial)
 		return errNoSerial
@@ -189,8 +212,9 @@ func (a *Agent) setRegistration(rec *tposl.Record, err error) {
 // at the current time; while offline, the persisted answer, decaying to
 // unknown after tposl.grace.
 func (a *Agent) License() tposl.License {
+	serial := a.ids.current().FiscalSerial
 	a.mu.Lock()
-	rec, fromServer, serial := a.record, a.fromServer, a.identity.FiscalSerial
+	rec, fromServer := a.record, a.fromServer
 	a.mu.Unlock()
 	now := a.now()
 	grace := a.cfg.TPOSL.Grace.Duration

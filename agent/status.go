@@ -6,13 +6,13 @@ import (
 	"time"
 
 	"github.com/tposagent/tposagent/agent/localapi"
+	"github.com/tposagent/tposagent/device"
 )
 
 // Status is a snapshot for the local API, the CLI and /metrics.
 func (a *Agent) Status() localapi.Status {
 	lic := a.License()
 	a.mu.Lock()
-	id, devErr := a.identity, a.deviceErr
 	s := localapi.Status{
 		Registered:            a.registered,
 		License:               lic,
@@ -23,13 +23,7 @@ func (a *Agent) Status() localapi.Status {
 		Warnings:              a.cfg.Warnings(),
 	}
 	a.mu.Unlock()
-	s.Device = localapi.Device{
-		FiscalSerial: id.FiscalSerial, Source: string(id.Source), Port: id.Port, ReadAt: timePtr(id.ReadAt),
-		ECRSerial: id.ECRSerial, Brand: id.Brand, Model: id.Model, Error: devErr,
-	}
-	if s.Device.Source == "" {
-		s.Device.Source = "none"
-	}
+	s.Device = a.ids.view()
 	st, err := a.queue.Stats()
 	if err != nil {
 		s.Outbox.LastError = "cannot read outbox stats: " + err.Error()
@@ -61,6 +55,7 @@ func (a *Agent) writeMetrics(w io.Writer) {
 	for _, r := range []string{"ok", "error"} {
 		fmt.Fprintf(w, "tposagent_registrations_total{result=%q} %d\n", r, a.regCount[r])
 	}
+	fmt.Fprintf(w, "# HELP tposagent_device_stuck_calls Serial driver calls abandoned at their deadline that have not returned.\n# TYPE tposagent_device_stuck_calls gauge\ntposagent_device_stuck_calls %d\n", device.Stuck())
 }
 
 func timePtr(t time.Time) *time.Time {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/tposagent/tposagent/device/gmp3"
 	"github.com/tposagent/tposagent/internal/atomicfile"
 )
 
@@ -19,28 +20,41 @@ const CacheFile = "device.json"
 const maxCacheSize = 64 << 10
 
 type cacheData struct {
-	Identity Identity `json:"identity"`
-	AutoPort string   `json:"auto_port,omitempty"` // the port auto-detection found last
+	Identity Identity          `json:"identity"`
+	AutoPort string            `json:"auto_port,omitempty"` // the port auto-detection found last
+	Dialects map[string]string `json:"dialects,omitempty"`  // port → the dialect that answered there
 }
 
-// loadCache returns the cached identity (Source cache) and the remembered
-// auto port; zero values when there is none or it cannot be read.
-func (r *Reader) loadCache() (Identity, string) {
+// Cached is the identity of the last good read, remembered on disk
+// (Source cache), or the zero Identity.
+func (r *Reader) Cached() Identity {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id := r.loadCache().Identity
+	if id.FiscalSerial != "" {
+		id.Source = SourceCache
+	}
+	return id
+}
+
+// loadCache returns what the cache holds; zero values when there is none
+// or it cannot be read.
+func (r *Reader) loadCache() cacheData {
 	if r.cfg.CacheDir == "" {
-		return Identity{}, ""
+		return cacheData{}
 	}
 	c, err := readCache(filepath.Join(r.cfg.CacheDir, CacheFile))
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			r.log.Warn("ignoring the device cache", "err", err)
 		}
-		return Identity{}, ""
+		return cacheData{}
 	}
-	id := c.Identity
-	if id.FiscalSerial != "" {
-		id.Source = SourceCache
+	if c.Identity.FiscalSerial != "" && !gmp3.ValidFiscalID(c.Identity.FiscalSerial) {
+		r.log.Warn("ignoring a cached fiscal serial without a fiscal-id shape", "fiscal_serial", c.Identity.FiscalSerial)
+		c.Identity = Identity{}
 	}
-	return id, c.AutoPort
+	return c
 }
 
 func readCache(path string) (cacheData, error) {
@@ -58,26 +72,31 @@ func readCache(path string) (cacheData, error) {
 		return c, fmt.Errorf("read device cache %s: larger than %d bytes", path, maxCacheSize)
 	}
 	if err := json.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("read device cache %s: %w", path, err)
+		return cacheData{}, fmt.Errorf("read device cache %s: %w", path, err)
 	}
 	return c, nil
 }
 
-// saveCache remembers id, and its port as the auto winner when auto found it.
-func (r *Reader) saveCache(id Identity, auto bool) error {
+// maxRememberedPorts bounds the port → dialect map.
+const maxRememberedPorts = 32
+
+// saveCache remembers id, its dialect with its port, and its port as the
+// auto winner when auto found it.
+func (r *Reader) saveCache(c cacheData, id Identity, auto bool) error {
 	if r.cfg.CacheDir == "" {
 		return nil
 	}
-	path := filepath.Join(r.cfg.CacheDir, CacheFile)
-	c := cacheData{Identity: id}
+	c.Identity = id
 	if auto {
 		c.AutoPort = id.Port
-	} else if old, err := readCache(path); err == nil {
-		c.AutoPort = old.AutoPort
 	}
+	if c.Dialects == nil || len(c.Dialects) >= maxRememberedPorts {
+		c.Dialects = map[string]string{}
+	}
+	c.Dialects[id.Port] = id.Protocol
 	b, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return fmt.Errorf("write device cache: %w", err)
 	}
-	return atomicfile.Write(path, append(b, '\n'), 0o600)
+	return atomicfile.Write(filepath.Join(r.cfg.CacheDir, CacheFile), append(b, '\n'), 0o600)
 }

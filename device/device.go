@@ -1,18 +1,23 @@
 // Package device reads what the till registration needs from the hardware:
-// the fiscal identity of the cash register (ÖKC) over a serial port, with the
-// read-only GMP-3 ECHO exchange, and facts of the host PC.
+// the fiscal identity of the cash register (ÖKC) with the read-only GMP-3
+// ECHO exchange over a serial port or TCP, and facts of the host PC.
 //
-// The agent never pairs with the device, never sends a fiscal command and
-// never keeps the port open: a read opens the port, sends ECHO, waits for the
-// answer with a deadline (up to Config.Tries times) and closes it. When the
-// port is busy (the POS program holds it; Windows COM ports are exclusive) or
-// the device is absent, Reader.Read falls back to the identity it cached at
-// the last good read, so the agent still starts.
+// The agent never pairs with the device (never writes INIT, KEY_EX or a
+// fiscal command), and never keeps the port open: a read opens the port,
+// sends ECHO, waits for the ACK and the answer with deadlines, and closes
+// it. Every read and write on the port ends by its deadline on every OS: a
+// call the driver does not return from is abandoned by closing the port
+// under it (see Stuck).
 //
-// Port "auto" probes every serial port (USB first, Config.Exclude skipped)
-// one by one with one try each and a per-port limit of Config.Timeout, stops
-// at the first valid identity and remembers that port: the next Read asks it
-// first, with the full number of tries.
+// What is known and what is inferred: the framing, the checksums, the ACK
+// and NAK rules and the tags come from public vendor code. That the 12-byte
+// id in the header of an ECHO response is the device's own fiscal id is an
+// inference no public source proves; it is accepted only with result "00",
+// the echoed sequence and a fiscal-id shape.
+//
+// Port "auto" asks the port that answered last with every dialect and try,
+// then each listed serial port (USB first, Config.Exclude skipped) with one
+// try per dialect. The dialect that answered is remembered with its port.
 //
 // It imports nothing of the agent or the outbox; the agent decides what
 // an identity is used for.
@@ -22,9 +27,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tposagent/tposagent/device/gmp3"
@@ -33,25 +40,29 @@ import (
 // Source says where an identity came from.
 type Source string
 
-// Sources of an identity.
+// Sources of an identity, in the order registration prefers them.
 const (
-	SourceDevice Source = "device" // read from the device just now
-	SourceCache  Source = "cache"  // the last identity read, remembered on disk
 	SourceConfig Source = "config" // device.fiscal_serial from the configuration
+	SourceDevice Source = "device" // read from the device just now
+	SourcePOS    Source = "pos"    // reported by the paired POS program
+	SourceCache  Source = "cache"  // the last identity read, remembered on disk
 )
 
-// Identity is the fiscal identity of the till's ÖKC.
+// Identity is the fiscal identity of the till's ÖKC. The device itself
+// gives only the fiscal id (ECHO carries no brand, model or ECR serial);
+// the other fields come from the POS report or the configuration.
 type Identity struct {
-	FiscalSerial string    `json:"fiscal_serial"`        // the ECHO response id, spaces trimmed, e.g. JI20012345
-	ECRSerial    string    `json:"ecr_serial,omitempty"` // tag DFC10C
-	Brand        string    `json:"brand,omitempty"`      // tag DFC10A, decoded from Windows-1254
-	Model        string    `json:"model,omitempty"`      // tag DFC10B, decoded from Windows-1254
+	FiscalSerial string    `json:"fiscal_serial"` // e.g. JI20012345
+	ECRSerial    string    `json:"ecr_serial,omitempty"`
+	Brand        string    `json:"brand,omitempty"`
+	Model        string    `json:"model,omitempty"`
 	Port         string    `json:"port,omitempty"`
+	Protocol     string    `json:"protocol,omitempty"` // the dialect that answered
 	Source       Source    `json:"source"`
-	ReadAt       time.Time `json:"read_at"` // when the device answered (for cache: the original read)
+	ReadAt       time.Time `json:"read_at"` // when the device answered (or the POS reported)
 }
 
-// Age is how old the identity is at now (how long ago the device answered).
+// Age is how old the identity is at now.
 func (id Identity) Age(now time.Time) time.Duration {
 	if id.ReadAt.IsZero() {
 		return 0
@@ -61,27 +72,37 @@ func (id Identity) Age(now time.Time) time.Duration {
 
 // Errors of a device read; match them with errors.Is. Frame errors (the
 // device or something else answered, but not with a valid ECHO response)
-// all match ErrBadFrame, and some match a more specific one too.
+// all match ErrBadFrame; a refusal by the device matches ErrResultCode.
 var (
 	// ErrBusy: the port is held by another program, most likely the POS.
 	ErrBusy = errors.New("port busy")
 	// ErrPermission: the user may not open the port (on Linux: not in the
 	// group owning it, see PortGroup).
 	ErrPermission = errors.New("permission denied")
-	// ErrNoDevice: no such port, not a serial port, or (auto) no port
-	// answered like a fiscal device.
+	// ErrNoDevice: no such port, not a serial port, nothing listening on
+	// the TCP address, or (auto) no port answered like a fiscal device.
 	ErrNoDevice = errors.New("no fiscal device")
+	// ErrNoPort: device.port is "none"; nothing is read.
+	ErrNoPort = errors.New(`device.port is "none"`)
 	// ErrTimeout: the device did not answer, or not completely, in time.
 	ErrTimeout = errors.New("no answer in time")
+	// ErrNAK: the device refused every frame we sent (NAK).
+	ErrNAK = errors.New("device refused the frame (nak)")
 	// ErrDisconnected: the port went away during the exchange (unplugged).
 	ErrDisconnected = errors.New("port disconnected")
+	// ErrStalled: the port driver did not return a read or write by its
+	// deadline; the port was closed under it.
+	ErrStalled = errors.New("port driver stalled")
 
 	ErrBadFrame      = gmp3.ErrBadFrame      // any invalid answer
-	ErrBadLRC        = gmp3.ErrBadLRC        // checksum mismatch
+	ErrChecksum      = gmp3.ErrChecksum      // checksum mismatch
 	ErrWrongSequence = gmp3.ErrWrongSequence // an answer to another request
 	ErrWrongType     = gmp3.ErrWrongType     // not an ECHO response
 	ErrEchoed        = gmp3.ErrEchoed        // our own request came back
-	ErrResultCode    = gmp3.ErrResultCode    // the device answered with an error code (not a frame error)
+	ErrBadID         = gmp3.ErrBadID         // the header id has no fiscal-id shape
+	ErrResultCode    = gmp3.ErrResultCode    // the device refused (result code not "00")
+	ErrUnregistered  = gmp3.ErrUnregistered  // result 03: the device does not know the header id
+	ErrDeviceBusy    = gmp3.ErrDeviceBusy    // result 91
 	// ErrGarbage: bytes arrived but none formed a frame.
 	ErrGarbage error = &noiseError{"garbage instead of a frame"}
 	// ErrZeroFlood: only 0x00 bytes arrived.
@@ -95,47 +116,65 @@ func (e *noiseError) Is(target error) bool { return target == ErrBadFrame }
 
 // Defaults of Config.
 const (
-	DefaultBaud    = 115200
-	DefaultTimeout = time.Second
-	DefaultTries   = 3
+	DefaultBaud        = 115200
+	DefaultAckTimeout  = 4500 * time.Millisecond // Hugin's ACK wait and read timeout
+	DefaultTries       = 3                       // Hugin's MAX_TRY_COUNT
+	DefaultProbeBudget = 45 * time.Second
 )
 
-// Port values with a meaning of their own.
+// Port and protocol values with a meaning of their own.
 const (
-	PortAuto = "auto"
-	PortNone = "none"
+	PortAuto     = "auto"
+	PortNone     = "none"
+	ProtocolAuto = "auto"
 )
 
-// Config configures a Reader. The zero value reads port "auto" at 115200
-// baud with 1 s per try and 3 tries, without a cache.
+// Config configures a Reader. The zero value reads port "auto" with
+// protocol "auto", 115200 baud 8N1, Hugin's 4.5 s ACK wait and 3 tries per
+// dialect, within 45 s, without a cache.
 type Config struct {
-	Port         string        // "auto" (default), "none", or a port name (COM3, /dev/ttyUSB0)
-	Baud         int           // default 115200
-	FiscalSerial string        // config override / fallback ("none" requires it)
-	Exclude      []string      // ports auto never probes
-	Timeout      time.Duration // answer timeout per try, default 1s
-	Tries        int           // default 3
-	CacheDir     string        // where the last identity and the auto winner are remembered (atomic writes); "" = no cache
-	Logger       *slog.Logger  // nil: discard
+	Port        string        // "auto" (default), "none", a serial port (COM3, /dev/ttyUSB0) or "tcp://host:port"
+	Protocol    string        // "auto" (default), "crc16-arc", "crc16-ccitt", "t300"
+	Baud        int           // default 115200
+	AckTimeout  time.Duration // wait for ACK, and then for the whole answer; default 4.5 s
+	Tries       int           // sends per dialect; default 3
+	ProbeBudget time.Duration // a whole Read, all ports and dialects; default 45 s
+	Exclude     []string      // ports auto never probes
+	CacheDir    string        // where the last identity, the auto port and the dialects are remembered; "" = nowhere
+	Logger      *slog.Logger  // nil: discard
 
-	// ListPorts replaces Ports for "auto" (tests, or a caller that knows
-	// better); nil uses Ports.
+	// Trace, when set, receives every byte sent and received (see
+	// ReadTrace for the format).
+	Trace io.Writer
+	// ListPorts replaces Ports for "auto"; nil uses Ports.
 	ListPorts func() ([]PortInfo, error)
-	// Now replaces time.Now for read and cache times; nil uses time.Now.
+	// Now replaces time.Now for the request's date and time and the read
+	// time; nil uses time.Now.
 	Now func() time.Time
+	// Sequence gives the sequence number of each read's request; nil
+	// numbers them 1, 2, … for the process.
+	Sequence func() int
 }
+
+// ErrBadConfig is returned by NewReader for an invalid Config.
+var ErrBadConfig = errors.New("bad device config")
 
 // Reader reads the identity as Config says. Its methods are safe for
 // concurrent use; reads are serialised (one port open at a time).
 type Reader struct {
-	cfg  Config
-	log  *slog.Logger
-	open openFunc
-	mu   sync.Mutex
+	cfg      Config
+	dialects []gmp3.Dialect // nil: auto
+	log      *slog.Logger
+	mu       sync.Mutex
+	tr       *tracer
 }
 
+// sequence numbers the ECHO requests of this process (1…999999, wrapping),
+// so a late answer to an earlier request is never taken for the current one.
+var sequence atomic.Int64
+
 // NewReader returns a Reader with cfg's defaults filled in.
-func NewReader(cfg Config) *Reader {
+func NewReader(cfg Config) (*Reader, error) {
 	cfg.Port = strings.TrimSpace(cfg.Port)
 	switch strings.ToLower(cfg.Port) {
 	case "", PortAuto:
@@ -143,14 +182,28 @@ func NewReader(cfg Config) *Reader {
 	case PortNone:
 		cfg.Port = PortNone
 	}
+	if addr, ok := strings.CutPrefix(cfg.Port, TCPPrefix); ok && !strings.Contains(addr, ":") {
+		return nil, fmt.Errorf("device port %q: want tcp://host:port: %w", cfg.Port, ErrBadConfig)
+	}
+	r := &Reader{}
+	if p := strings.TrimSpace(cfg.Protocol); p != "" && !strings.EqualFold(p, ProtocolAuto) {
+		d, err := gmp3.ParseDialect(p)
+		if err != nil {
+			return nil, fmt.Errorf("device protocol: %w: %w", err, ErrBadConfig)
+		}
+		r.dialects = []gmp3.Dialect{d}
+	}
 	if cfg.Baud <= 0 {
 		cfg.Baud = DefaultBaud
 	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = DefaultTimeout
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = DefaultAckTimeout
 	}
 	if cfg.Tries <= 0 {
 		cfg.Tries = DefaultTries
+	}
+	if cfg.ProbeBudget <= 0 {
+		cfg.ProbeBudget = DefaultProbeBudget
 	}
 	if cfg.ListPorts == nil {
 		cfg.ListPorts = Ports
@@ -158,80 +211,89 @@ func NewReader(cfg Config) *Reader {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	cfg.FiscalSerial = strings.TrimSpace(cfg.FiscalSerial)
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if cfg.Sequence == nil {
+		cfg.Sequence = func() int { return gmp3.NormSequence(int(sequence.Add(1))) }
 	}
-	return &Reader{cfg: cfg, log: log, open: openSerial}
+	r.log = cfg.Logger
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Trace != nil {
+		r.tr = newTracer(cfg.Trace)
+	}
+	r.cfg = cfg
+	return r, nil
 }
 
-// Read returns the freshest identity available. err != nil means the device
-// itself could not be read (errors.Is: ErrBusy, ErrNoDevice, ErrTimeout,
-// ErrPermission, ErrDisconnected, ErrBadFrame …, or the context's error),
-// and the returned Identity may still be usable from cache or config (check
-// id.FiscalSerial != ""). A configured FiscalSerial overrides the device's
-// (Source config), but the device is still read for the ECR serial, brand and
-// model when a port is set; port "none" returns the configured identity
-// without touching any port.
-func (r *Reader) Read(ctx context.Context) (Identity, error) {
+// Port is the configured port ("auto", "none", a name or tcp://…).
+func (r *Reader) Port() string { return r.cfg.Port }
+
+// Read asks the device for its fiscal id now. known is the best fiscal id
+// already known (config, POS report, cache), sent in the request header
+// because some devices refuse an id that is not theirs; "" sends twelve
+// '0'. The result has Source device. Errors match the sentinels of this
+// package (ErrBusy, ErrNoDevice, ErrTimeout, ErrNAK, ErrBadFrame …,
+// ErrResultCode, ErrNoPort) or the context's error.
+func (r *Reader) Read(ctx context.Context, known string) (Identity, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	cached, winner := r.loadCache()
-
+	if r.cfg.Port == PortNone {
+		return Identity{}, fmt.Errorf("read device: %w", ErrNoPort)
+	}
+	if known != "" && !gmp3.ValidFiscalID(known) {
+		r.log.Warn("ignoring a known fiscal id without a fiscal-id shape for the request header", "fiscal_serial", known)
+		known = ""
+	}
+	bctx, cancel := context.WithTimeout(ctx, r.cfg.ProbeBudget)
+	defer cancel()
+	c := r.loadCache()
 	var id Identity
 	var err error
-	switch r.cfg.Port {
-	case PortNone:
-		if r.cfg.FiscalSerial == "" {
-			err = fmt.Errorf("read device: port is %q but no fiscal serial is configured: %w", PortNone, ErrNoDevice)
-			break
+	if r.cfg.Port == PortAuto {
+		id, err = r.auto(bctx, c, known)
+	} else {
+		id, err = r.probe(bctx, r.cfg.Port, r.order(c.Dialects[r.cfg.Port], known), r.cfg.Tries, known)
+	}
+	if err != nil {
+		if ctx.Err() == nil && bctx.Err() != nil {
+			err = fmt.Errorf("%w (probe budget of %v spent): %w", err, r.cfg.ProbeBudget, ErrTimeout)
 		}
-		return r.configIdentity(cached), nil
-	case PortAuto:
-		id, err = r.auto(ctx, winner)
-	default:
-		id, err = probe(ctx, r.open, r.cfg.Port, r.cfg.Baud, r.cfg.Timeout, r.cfg.Tries, r.cfg.Now, r.log)
+		return Identity{}, fmt.Errorf("read device: %w", err)
 	}
-	if err == nil {
-		if werr := r.saveCache(id, r.cfg.Port == PortAuto); werr != nil {
-			r.log.Warn("cannot remember the device identity", "err", werr)
-		}
-		if r.cfg.FiscalSerial != "" {
-			if r.cfg.FiscalSerial != id.FiscalSerial {
-				r.log.Warn("configured fiscal serial differs from the device's; using the configured one",
-					"configured", r.cfg.FiscalSerial, "device", id.FiscalSerial, "port", id.Port)
-			}
-			id.FiscalSerial = r.cfg.FiscalSerial
-			id.Source = SourceConfig
-		}
-		return id, nil
+	if werr := r.saveCache(c, id, r.cfg.Port == PortAuto); werr != nil {
+		r.log.Warn("cannot remember the device identity", "err", werr)
 	}
-
-	if r.cfg.FiscalSerial != "" {
-		return r.configIdentity(cached), err
-	}
-	if cached.FiscalSerial != "" {
-		r.log.Debug("using the cached device identity", "fiscal_serial", cached.FiscalSerial,
-			"age", cached.Age(r.cfg.Now()).Round(time.Second).String(), "err", err)
-		return cached, err
-	}
-	return Identity{}, err
+	return id, nil
 }
 
-// configIdentity is the configured fiscal serial, with what the cache knows
-// of the same device.
-func (r *Reader) configIdentity(cached Identity) Identity {
-	id := Identity{FiscalSerial: r.cfg.FiscalSerial, Source: SourceConfig, ReadAt: r.cfg.Now()}
-	if cached.FiscalSerial == r.cfg.FiscalSerial {
-		id.ECRSerial, id.Brand, id.Model, id.Port = cached.ECRSerial, cached.Brand, cached.Model, cached.Port
+// order is the dialects to try: the configured one; else the remembered
+// one first, then ARC, CCITT, T300 (T300 first for a known FT… id).
+func (r *Reader) order(remembered, known string) []gmp3.Dialect {
+	if r.dialects != nil {
+		return r.dialects
 	}
-	return id
+	out := make([]gmp3.Dialect, 0, 3)
+	if d, err := gmp3.ParseDialect(remembered); err == nil {
+		out = append(out, d)
+	}
+	if strings.HasPrefix(known, "FT") {
+		out = append(out, gmp3.T300)
+	}
+	for _, d := range gmp3.Dialects() {
+		dup := false
+		for _, o := range out {
+			dup = dup || o == d
+		}
+		if !dup {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
-// auto probes the remembered winner first, with every try, then each listed
-// port once.
-func (r *Reader) auto(ctx context.Context, winner string) (Identity, error) {
+// auto probes the remembered port first, with every try, then each listed
+// port with one try per dialect.
+func (r *Reader) auto(ctx context.Context, c cacheData, known string) (Identity, error) {
 	list, lerr := r.cfg.ListPorts()
 	if lerr != nil {
 		r.log.Warn("cannot list serial ports", "err", lerr)
@@ -246,7 +308,7 @@ func (r *Reader) auto(ctx context.Context, winner string) (Identity, error) {
 		seen[key] = true
 		names = append(names, name)
 	}
-	add(winner)
+	add(c.AutoPort)
 	for _, p := range list {
 		add(p.Name)
 	}
@@ -259,16 +321,16 @@ func (r *Reader) auto(ctx context.Context, winner string) (Identity, error) {
 	var busy, last error
 	for i, name := range names {
 		tries := 1
-		if i == 0 && name == winner {
+		if i == 0 && name == c.AutoPort {
 			tries = r.cfg.Tries
 		}
-		id, err := probe(ctx, r.open, name, r.cfg.Baud, r.cfg.Timeout, tries, r.cfg.Now, r.log)
+		id, err := r.probe(ctx, name, r.order(c.Dialects[name], known), tries, known)
 		if err == nil {
-			r.log.Info("fiscal device found", "port", name, "fiscal_serial", id.FiscalSerial)
+			r.log.Info("fiscal device found", "port", name, "fiscal_serial", id.FiscalSerial, "protocol", id.Protocol)
 			return id, nil
 		}
 		if ctx.Err() != nil {
-			return Identity{}, fmt.Errorf("auto-detect device: %w", ctx.Err())
+			return Identity{}, fmt.Errorf("auto-detect device: %w (last: %v)", ctx.Err(), err)
 		}
 		r.log.Debug("no fiscal device on port", "port", name, "err", err)
 		last = err
@@ -290,4 +352,50 @@ func (r *Reader) excluded(name string) bool {
 		}
 	}
 	return false
+}
+
+// probe opens one port, asks ECHO in each dialect up to tries times, and
+// closes it.
+func (r *Reader) probe(ctx context.Context, name string, dialects []gmp3.Dialect, tries int, known string) (Identity, error) {
+	if err := ctx.Err(); err != nil {
+		return Identity{}, fmt.Errorf("probe %s: %w", name, err)
+	}
+	c, err := dial(ctx, name, r.cfg.Baud, r.cfg.AckTimeout, r.tr)
+	if err != nil {
+		return Identity{}, fmt.Errorf("probe %s: %w", name, err)
+	}
+	defer c.Close()
+	seq, at := r.cfg.Sequence(), r.cfg.Now()
+	var best error
+	var bestRank outcome
+	for _, d := range dialects {
+		hid, err := gmp3.HeaderID(d, known)
+		if err != nil {
+			hid, _ = gmp3.HeaderID(d, "")
+		}
+		req, err := gmp3.EchoRequest(d, hid, seq, at)
+		if err != nil {
+			return Identity{}, fmt.Errorf("probe %s: %w", name, err)
+		}
+		r.tr.comment("dialect %s, header id %s, sequence %d, clock %s", d, hid, seq, at.Format("2006-01-02T15:04:05"))
+		t := &echoTry{c: c, d: d, req: req, seq: seq, ack: r.cfg.AckTimeout, tries: tries}
+		for try := 1; try <= tries; try++ {
+			resp, err := t.run(ctx)
+			if err == nil {
+				r.tr.comment("answered: fiscal id %s (%s)", resp.FiscalID, d)
+				return Identity{FiscalSerial: resp.FiscalID, Port: name, Protocol: d.String(), Source: SourceDevice, ReadAt: r.cfg.Now()}, nil
+			}
+			err = fmt.Errorf("probe %s: %s try %d: %w", name, d, try, err)
+			r.log.Debug("echo failed", "err", err)
+			r.tr.comment("%v", err)
+			rank := classify(err)
+			if rank > bestRank {
+				best, bestRank = err, rank
+			}
+			if rank == outFinal {
+				return Identity{}, err
+			}
+		}
+	}
+	return Identity{}, best
 }

@@ -4,17 +4,30 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/device/devicetest"
+	"github.com/tposagent/tposagent/device/gmp3"
 	"github.com/tposagent/tposagent/internal/testrig"
 	"go.bug.st/serial"
+	"go.bug.st/serial/enumerator"
 )
+
+// transports lists what the simulator can run on here.
+func transports(t *testing.T) []string {
+	if s, err := devicetest.Start(devicetest.Options{}); err == nil {
+		s.Close()
+		return []string{devicetest.PTY, devicetest.TCP}
+	}
+	return []string{devicetest.TCP}
+}
 
 func startSim(t *testing.T, opts devicetest.Options) *devicetest.Sim {
 	t.Helper()
@@ -29,138 +42,255 @@ func startSim(t *testing.T, opts devicetest.Options) *devicetest.Sim {
 	return sim
 }
 
-func TestProbeReadsIdentity(t *testing.T) {
-	sim := startSim(t, devicetest.Options{Brand: "Hugin Şirketi", Model: "ÖKC-Tığ"})
-	before := time.Now()
-	id, err := device.Probe(context.Background(), sim.Port(), 115200, time.Second, 3)
+func newReader(t *testing.T, cfg device.Config) *device.Reader {
+	t.Helper()
+	r, err := device.NewReader(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := device.Identity{FiscalSerial: "JI20012345", ECRSerial: "JHWE20000079", Brand: "Hugin Şirketi", Model: "ÖKC-Tığ", Port: sim.Port(), Source: device.SourceDevice}
-	got := id
-	got.ReadAt = time.Time{}
-	if got != want {
-		t.Fatalf("got %+v\nwant %+v", got, want)
-	}
-	if id.ReadAt.Before(before) || time.Since(id.ReadAt) > 5*time.Second {
-		t.Fatalf("read_at %v", id.ReadAt)
-	}
-	if n := sim.Requests(); n != 1 {
-		t.Fatalf("device saw %d requests, want 1", n)
+	return r
+}
+
+// waitFor is testrig.WaitFor with this package's patience.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	testrig.WaitFor(t, what, 5*time.Second, cond)
+}
+
+// TestEachDialectEndToEnd reads the fiscal id from a simulated device of
+// each dialect, over each transport, with the dialect configured and with
+// auto.
+func TestEachDialectEndToEnd(t *testing.T) {
+	for _, tr := range transports(t) {
+		for _, d := range gmp3.Dialects() {
+			for _, proto := range []string{d.String(), device.ProtocolAuto} {
+				t.Run(fmt.Sprintf("%s/%s/%s", tr, d, proto), func(t *testing.T) {
+					t.Parallel()
+					serial := "JI20012345"
+					if d == gmp3.T300 {
+						serial = "FT40050248"
+					}
+					sim := startSim(t, devicetest.Options{Transport: tr, Dialect: d, FiscalSerial: serial})
+					r := newReader(t, device.Config{Port: sim.Port(), Protocol: proto, AckTimeout: time.Second})
+					id, err := r.Read(context.Background(), "")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if id.FiscalSerial != serial || id.Protocol != d.String() || id.Source != device.SourceDevice || id.Port != sim.Port() {
+						t.Fatalf("got %+v", id)
+					}
+				})
+			}
+		}
 	}
 }
 
-// TestProbeFaults runs every fault mode over a real pty, checking the error
-// kind and that the probe returned within its limit.
-func TestProbeFaults(t *testing.T) {
-	const timeout = 300 * time.Millisecond
-	const tries = 2
-	tests := []struct {
-		fault     devicetest.Fault
-		byteDelay time.Duration
-		want      []error // every one must match; nil: success
-		requests  int     // requests the device must have seen (0: don't check)
-	}{
-		{fault: devicetest.FaultNone, requests: 1},
-		{fault: devicetest.FaultSilent, want: []error{device.ErrTimeout}, requests: tries},
-		{fault: devicetest.FaultSlow, byteDelay: time.Millisecond, requests: 1},
-		{fault: devicetest.FaultSlow, byteDelay: 40 * time.Millisecond, want: []error{device.ErrTimeout}},
-		{fault: devicetest.FaultGarbage, want: []error{device.ErrBadFrame}, requests: tries},
-		{fault: devicetest.FaultEcho, want: []error{device.ErrEchoed, device.ErrBadFrame}, requests: 1},
-		{fault: devicetest.FaultZeroFlood, want: []error{device.ErrZeroFlood, device.ErrBadFrame}},
-		{fault: devicetest.FaultBadLRC, want: []error{device.ErrBadLRC, device.ErrBadFrame}, requests: tries},
-		{fault: devicetest.FaultWrongSequence, want: []error{device.ErrWrongSequence, device.ErrBadFrame}, requests: tries},
-		{fault: devicetest.FaultHangUp, want: []error{device.ErrDisconnected}, requests: 1},
-	}
-	for _, tt := range tests {
-		name := tt.fault.String()
-		if tt.byteDelay > 0 {
-			name += "/" + tt.byteDelay.String()
+// TestShiftedAnswer: an answer carrying 2 bytes between len and id is read.
+func TestShiftedAnswer(t *testing.T) {
+	for _, d := range gmp3.Dialects() {
+		sim := startSim(t, devicetest.Options{Transport: devicetest.TCP, Dialect: d, Shifted: true})
+		r := newReader(t, device.Config{Port: sim.Port(), Protocol: d.String(), AckTimeout: time.Second})
+		id, err := r.Read(context.Background(), "")
+		if err != nil || id.FiscalSerial != "JI20012345" {
+			t.Fatalf("%s: %+v %v", d, id, err)
 		}
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			sim := startSim(t, devicetest.Options{Fault: tt.fault, ByteDelay: tt.byteDelay})
-			to := timeout
-			if tt.want == nil {
-				to = 3 * time.Second // a good answer ends the wait; leave room for a loaded machine
-			}
+	}
+}
+
+// TestAutoDialect: auto finds a CCITT-only device after its NAKs, and a
+// T300 device; the dialect is remembered with the port and tried first
+// next time.
+func TestAutoDialect(t *testing.T) {
+	for _, tc := range []struct {
+		d        gmp3.Dialect
+		serial   string
+		requests int // ECHO requests the device decodes in its own dialect on the first read
+	}{
+		{gmp3.CCITT, "JI20012345", 1},
+		{gmp3.T300, "FT40050248", 1},
+	} {
+		t.Run(tc.d.String(), func(t *testing.T) {
+			sim := startSim(t, devicetest.Options{Transport: devicetest.TCP, Dialect: tc.d, FiscalSerial: tc.serial})
+			dir := t.TempDir()
+			r := newReader(t, device.Config{Port: sim.Port(), AckTimeout: time.Second, CacheDir: dir})
 			start := time.Now()
-			id, err := device.Probe(context.Background(), sim.Port(), 115200, to, tries)
+			id, err := r.Read(context.Background(), "")
 			took := time.Since(start)
-			// tries answer windows plus open/close slack.
-			if limit := tries*to + 700*time.Millisecond; took > limit {
-				t.Errorf("took %v, limit %v", took, limit)
+			if err != nil || id.FiscalSerial != tc.serial || id.Protocol != tc.d.String() {
+				t.Fatalf("got %+v, %v", id, err)
 			}
-			if tt.want == nil {
-				if err != nil || id.FiscalSerial != "JI20012345" {
-					t.Fatalf("id %+v, err %v", id, err)
-				}
-			} else {
-				if id.FiscalSerial != "" {
-					t.Errorf("wrong identity %+v from a faulty device", id)
-				}
-				for _, w := range tt.want {
-					if !errors.Is(err, w) {
-						t.Errorf("err = %v, want %v", err, w)
-					}
-				}
+			// NAKs come at once (or after the device's 100 ms inter-byte
+			// wait): refused dialects cost no ACK timeouts.
+			if took > 2*time.Second {
+				t.Errorf("auto took %v", took)
 			}
-			if tt.requests > 0 {
-				testrig.WaitFor(t, "requests", 3*time.Second, func() bool { return sim.Requests() >= tt.requests })
-				if n := sim.Requests(); n != tt.requests {
-					t.Errorf("device saw %d requests, want %d", n, tt.requests)
-				}
+			if n := sim.Requests(); n != tc.requests {
+				t.Errorf("device decoded %d requests, want %d", n, tc.requests)
+			}
+			t.Logf("auto found %s in %v", tc.d, took.Round(time.Millisecond))
+			before := len(sim.Received())
+			if _, err := r.Read(context.Background(), ""); err != nil {
+				t.Fatal(err)
+			}
+			// The second read goes straight to the remembered dialect: one
+			// request and one ACK.
+			got := sim.Received()[before:]
+			if f, err := gmp3.Decode(tc.d, got[:len(got)-1]); err != nil || f.Type != gmp3.TypeEchoRequest || got[len(got)-1] != gmp3.ACK {
+				t.Errorf("second read sent %x (%v)", got, err)
 			}
 		})
 	}
 }
 
-func TestSetFaultAtRunTime(t *testing.T) {
-	sim := startSim(t, devicetest.Options{Fault: devicetest.FaultSilent})
-	if _, err := device.Probe(context.Background(), sim.Port(), 0, 200*time.Millisecond, 1); !errors.Is(err, device.ErrTimeout) {
-		t.Fatalf("silent: err = %v", err)
+// TestKnownIDInHeader: the request's header carries the best known fiscal
+// id (a strict device answers 03 to any other), else twelve '0'.
+func TestKnownIDInHeader(t *testing.T) {
+	sim := startSim(t, devicetest.Options{Transport: devicetest.TCP, Fault: devicetest.FaultStrict})
+	r := newReader(t, device.Config{Port: sim.Port(), AckTimeout: time.Second})
+	_, err := r.Read(context.Background(), "")
+	if !errors.Is(err, device.ErrUnregistered) || !errors.Is(err, device.ErrResultCode) {
+		t.Fatalf("unknown id: %v", err)
 	}
-	sim.SetFault(devicetest.FaultNone)
-	id, err := device.Probe(context.Background(), sim.Port(), 0, time.Second, 1)
+	id, err := r.Read(context.Background(), "JI20012345")
 	if err != nil || id.FiscalSerial != "JI20012345" {
-		t.Fatalf("after recovery: %+v, %v", id, err)
+		t.Fatalf("known id: %+v %v", id, err)
+	}
+	// An id that is not a fiscal id is not put in the header.
+	if _, err := r.Read(context.Background(), "not-an-id"); !errors.Is(err, device.ErrUnregistered) {
+		t.Fatalf("bad known id: %v", err)
 	}
 }
 
-func TestProbeHonoursContext(t *testing.T) {
-	sim := startSim(t, devicetest.Options{Fault: devicetest.FaultSilent})
-	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	_, err := device.Probe(ctx, sim.Port(), 0, 10*time.Second, 3)
-	if !errors.Is(err, context.DeadlineExceeded) {
+// TestNeverPair runs reads against every behaviour of the device and checks,
+// on the bytes the device received, that only ECHO requests, ACK and NAK
+// were ever written.
+func TestNeverPair(t *testing.T) {
+	for _, tr := range transports(t) {
+		for _, f := range devicetest.Faults() {
+			if f == devicetest.FaultDeaf || f == devicetest.FaultZeroFlood {
+				continue // nothing to learn; slow
+			}
+			t.Run(tr+"/"+f.String(), func(t *testing.T) {
+				t.Parallel()
+				sim := startSim(t, devicetest.Options{Transport: tr, Fault: f})
+				r := newReader(t, device.Config{Port: sim.Port(), AckTimeout: 300 * time.Millisecond, Tries: 2})
+				_, _ = r.Read(context.Background(), "JI20012345")
+				_, _ = r.Read(context.Background(), "")
+				checkOnlyEcho(t, sim.Received())
+				for _, typ := range sim.Types() {
+					if typ != gmp3.TypeEchoRequest {
+						t.Fatalf("device received message type %06X", typ)
+					}
+				}
+			})
+		}
+	}
+}
+
+// checkOnlyEcho parses what the agent wrote: frames of any dialect, each
+// an ECHO request, with only ACK and NAK bytes between them.
+func checkOnlyEcho(t *testing.T, b []byte) {
+	t.Helper()
+	frames := 0
+	for len(b) > 0 {
+		switch b[0] {
+		case gmp3.ACK, gmp3.NAK:
+			b = b[1:]
+			continue
+		case gmp3.STX:
+		default:
+			t.Fatalf("agent wrote byte %02x outside a frame (rest %x)", b[0], b)
+		}
+		ok := false
+		for _, d := range gmp3.Dialects() {
+			if len(b) < 3 {
+				break
+			}
+			n := 3 + (int(b[1])<<8 | int(b[2])) + d.CheckLen() + 1
+			if n > len(b) {
+				continue
+			}
+			f, err := gmp3.Decode(d, b[:n])
+			if err != nil {
+				continue
+			}
+			if f.Type != gmp3.TypeEchoRequest {
+				t.Fatalf("agent wrote a frame of type %06X", f.Type)
+			}
+			b, ok = b[n:], true
+			frames++
+			break
+		}
+		if !ok {
+			t.Fatalf("agent wrote bytes that are no frame: %x", b)
+		}
+	}
+	if frames == 0 {
+		t.Fatal("no request seen")
+	}
+}
+
+func TestPortNone(t *testing.T) {
+	r := newReader(t, device.Config{Port: "none"})
+	if _, err := r.Read(context.Background(), ""); !errors.Is(err, device.ErrNoPort) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestBadConfig(t *testing.T) {
+	for _, cfg := range []device.Config{{Protocol: "crc32"}, {Port: "tcp://nohostport"}} {
+		if _, err := device.NewReader(cfg); !errors.Is(err, device.ErrBadConfig) {
+			t.Errorf("%+v: %v", cfg, err)
+		}
+	}
+}
+
+func TestMissingPorts(t *testing.T) {
+	r := newReader(t, device.Config{Port: filepath.Join(t.TempDir(), "ttyNONE")})
+	if _, err := r.Read(context.Background(), ""); !errors.Is(err, device.ErrNoDevice) {
+		t.Fatalf("serial: %v", err)
+	}
+	// A TCP port nobody listens on.
+	sim := startSim(t, devicetest.Options{Transport: devicetest.TCP})
+	port := sim.Port()
+	sim.Close()
+	r = newReader(t, device.Config{Port: port})
+	start := time.Now()
+	if _, err := r.Read(context.Background(), ""); !errors.Is(err, device.ErrNoDevice) {
+		t.Fatalf("tcp: %v", err)
 	}
 	if took := time.Since(start); took > time.Second {
-		t.Fatalf("took %v after the context ended", took)
+		t.Fatalf("refused connection took %v", took)
 	}
 }
 
-func TestProbeMissingPort(t *testing.T) {
-	_, err := device.Probe(context.Background(), filepath.Join(t.TempDir(), "ttyNONE"), 0, 0, 0)
-	if !errors.Is(err, device.ErrNoDevice) {
+func TestHonoursContext(t *testing.T) {
+	for _, tr := range transports(t) {
+		sim := startSim(t, devicetest.Options{Transport: tr, Fault: devicetest.FaultSilent})
+		r := newReader(t, device.Config{Port: sim.Port(), AckTimeout: 10 * time.Second})
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+		start := time.Now()
+		_, err := r.Read(ctx, "")
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%s: err = %v", tr, err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("%s: took %v after the context ended", tr, took)
+		}
+	}
+}
+
+func TestProbeBudget(t *testing.T) {
+	sim := startSim(t, devicetest.Options{Transport: devicetest.TCP, Fault: devicetest.FaultSilent})
+	r := newReader(t, device.Config{Port: sim.Port(), AckTimeout: time.Second, ProbeBudget: 400 * time.Millisecond})
+	start := time.Now()
+	_, err := r.Read(context.Background(), "")
+	if !errors.Is(err, device.ErrTimeout) {
 		t.Fatalf("err = %v", err)
 	}
-}
-
-func TestOpenErrorKinds(t *testing.T) {
-	tests := []struct {
-		in   error
-		want error
-	}{
-		{&serial.PortError{}, device.ErrBusy}, // the zero code is PortBusy
-		{fs.ErrPermission, device.ErrPermission},
-		{&fs.PathError{Op: "open", Path: "/dev/ttyUSB0", Err: fs.ErrNotExist}, device.ErrNoDevice},
-	}
-	for _, tt := range tests {
-		if got := device.OpenError(tt.in); !errors.Is(got, tt.want) {
-			t.Errorf("openError(%v) = %v, want %v", tt.in, got, tt.want)
-		}
+	if took := time.Since(start); took > 900*time.Millisecond {
+		t.Fatalf("took %v with a 400ms budget", took)
 	}
 }
 
@@ -172,7 +302,7 @@ func TestAutoFindsDevice(t *testing.T) {
 	garbage := startSim(t, devicetest.Options{Fault: devicetest.FaultGarbage})
 	flood := startSim(t, devicetest.Options{Fault: devicetest.FaultZeroFlood})
 	excluded := startSim(t, devicetest.Options{FiscalSerial: "AB99999999"})
-	good := startSim(t, devicetest.Options{FiscalSerial: "JI20099999"})
+	good := startSim(t, devicetest.Options{FiscalSerial: "JI20099999", Dialect: gmp3.CCITT})
 	list := []device.PortInfo{
 		{Name: filepath.Join(t.TempDir(), "ttyGONE"), IsUSB: true},
 		{Name: excluded.Port(), IsUSB: true},
@@ -182,157 +312,106 @@ func TestAutoFindsDevice(t *testing.T) {
 		{Name: good.Port()},
 	}
 	dir := t.TempDir()
-	r := device.NewReader(device.Config{
-		Timeout: time.Second, CacheDir: dir, Exclude: []string{excluded.Port()},
+	r := newReader(t, device.Config{
+		AckTimeout: 200 * time.Millisecond, CacheDir: dir, Exclude: []string{excluded.Port()},
 		ListPorts: func() ([]device.PortInfo, error) { return list, nil },
 	})
-	start := time.Now()
-	id, err := r.Read(context.Background())
+	id, err := r.Read(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if took := time.Since(start); took > 5*time.Second { // silent and garbage cost a second each
-		t.Errorf("auto took %v", took)
-	}
-	if id.FiscalSerial != "JI20099999" || id.Port != good.Port() || id.Source != device.SourceDevice {
+	if id.FiscalSerial != "JI20099999" || id.Port != good.Port() || id.Protocol != "crc16-ccitt" {
 		t.Fatalf("got %+v", id)
 	}
 	if excluded.Requests() != 0 {
 		t.Errorf("excluded port was probed")
 	}
-	if silent.Requests() != 1 || garbage.Requests() != 1 {
-		t.Errorf("requests: silent %d garbage %d, want one each", silent.Requests(), garbage.Requests())
-	}
-	var c struct {
-		Identity device.Identity `json:"identity"`
-		AutoPort string          `json:"auto_port"`
-	}
 	b, err := os.ReadFile(filepath.Join(dir, device.CacheFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(b, &c); err != nil || c.AutoPort != good.Port() || c.Identity.FiscalSerial != "JI20099999" {
-		t.Fatalf("cache %s (%v)", b, err)
+	var c struct {
+		Identity device.Identity   `json:"identity"`
+		AutoPort string            `json:"auto_port"`
+		Dialects map[string]string `json:"dialects"`
 	}
-
-	// The next read asks the winner first and nobody else.
-	id, err = r.Read(context.Background())
-	if err != nil || id.Port != good.Port() {
-		t.Fatalf("second read: %+v, %v", id, err)
-	}
-	if silent.Requests() != 1 || garbage.Requests() != 1 {
-		t.Errorf("second read probed other ports: silent %d garbage %d", silent.Requests(), garbage.Requests())
-	}
-}
-
-func TestAutoNothingFound(t *testing.T) {
-	silent := startSim(t, devicetest.Options{Fault: devicetest.FaultSilent})
-	r := device.NewReader(device.Config{
-		Timeout:   200 * time.Millisecond,
-		ListPorts: func() ([]device.PortInfo, error) { return []device.PortInfo{{Name: silent.Port()}}, nil },
-	})
-	id, err := r.Read(context.Background())
-	if !errors.Is(err, device.ErrNoDevice) || id.FiscalSerial != "" {
-		t.Fatalf("got %+v, %v", id, err)
-	}
-	r = device.NewReader(device.Config{ListPorts: func() ([]device.PortInfo, error) { return nil, nil }})
-	if _, err := r.Read(context.Background()); !errors.Is(err, device.ErrNoDevice) {
-		t.Fatalf("no ports: %v", err)
-	}
-}
-
-// TestCacheFallback reads the device once, then loses it (gone, then busy):
-// the identity still comes, from the cache, with the original read time.
-func TestCacheFallback(t *testing.T) {
-	sim := startSim(t, devicetest.Options{})
-	dir := t.TempDir()
-	cfg := device.Config{Port: sim.Port(), CacheDir: dir, Timeout: 2 * time.Second, Tries: 1}
-	first, err := device.NewReader(cfg).Read(context.Background())
-	if err != nil {
+	if err := json.Unmarshal(b, &c); err != nil {
 		t.Fatal(err)
 	}
-	sim.Close()
-
-	id, err := device.NewReader(cfg).Read(context.Background())
-	if !errors.Is(err, device.ErrNoDevice) {
-		t.Fatalf("err = %v", err)
+	if c.AutoPort != good.Port() || c.Identity.FiscalSerial != "JI20099999" || c.Dialects[good.Port()] != "crc16-ccitt" {
+		t.Fatalf("cache %s", b)
 	}
-	if id.Source != device.SourceCache || id.FiscalSerial != first.FiscalSerial || id.ECRSerial != first.ECRSerial || !id.ReadAt.Equal(first.ReadAt) {
-		t.Fatalf("cached %+v, first %+v", id, first)
+	if got := r.Cached(); got.FiscalSerial != "JI20099999" || got.Source != device.SourceCache {
+		t.Fatalf("cached %+v", got)
 	}
-	later := first.ReadAt.Add(time.Hour)
-	if age := id.Age(later); age != time.Hour {
-		t.Fatalf("age %v", age)
-	}
-
-	r := device.NewReader(cfg)
-	device.SetOpenError(r, &serial.PortError{}) // PortBusy
-	id, err = r.Read(context.Background())
-	if !errors.Is(err, device.ErrBusy) || id.Source != device.SourceCache || id.FiscalSerial != "JI20012345" {
-		t.Fatalf("busy: %+v, %v", id, err)
-	}
-}
-
-func TestConfigOverride(t *testing.T) {
-	sim := startSim(t, devicetest.Options{})
-	r := device.NewReader(device.Config{Port: sim.Port(), FiscalSerial: " JI11111111 ", Timeout: time.Second})
-	id, err := r.Read(context.Background())
-	if err != nil {
+	// Next time the remembered port is asked first: the others see nothing.
+	before := silent.Requests() + garbage.Requests()
+	if _, err := r.Read(context.Background(), ""); err != nil {
 		t.Fatal(err)
 	}
-	if id.FiscalSerial != "JI11111111" || id.Source != device.SourceConfig || id.ECRSerial != "JHWE20000079" || id.Brand != "INGENICO" {
-		t.Fatalf("got %+v", id)
-	}
-	sim.SetFault(devicetest.FaultSilent)
-	r = device.NewReader(device.Config{Port: sim.Port(), FiscalSerial: "JI11111111", Timeout: 100 * time.Millisecond, Tries: 1})
-	id, err = r.Read(context.Background())
-	if !errors.Is(err, device.ErrTimeout) || id.FiscalSerial != "JI11111111" || id.Source != device.SourceConfig {
-		t.Fatalf("silent device with config: %+v, %v", id, err)
-	}
-}
-
-func TestPortNone(t *testing.T) {
-	at := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
-	r := device.NewReader(device.Config{Port: "none", FiscalSerial: "JI20012345", Now: func() time.Time { return at }})
-	id, err := r.Read(context.Background())
-	if err != nil || id != (device.Identity{FiscalSerial: "JI20012345", Source: device.SourceConfig, ReadAt: at}) {
-		t.Fatalf("got %+v, %v", id, err)
-	}
-	_, err = device.NewReader(device.Config{Port: "none"}).Read(context.Background())
-	if !errors.Is(err, device.ErrNoDevice) {
-		t.Fatalf("none without serial: %v", err)
+	if after := silent.Requests() + garbage.Requests(); after != before {
+		t.Errorf("other ports probed again (%d → %d requests)", before, after)
 	}
 }
 
 func TestCorruptCacheIgnored(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, device.CacheFile), []byte("{not json"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	r := device.NewReader(device.Config{Port: filepath.Join(dir, "ttyNONE"), CacheDir: dir})
-	id, err := r.Read(context.Background())
-	if !errors.Is(err, device.ErrNoDevice) || id.FiscalSerial != "" {
-		t.Fatalf("got %+v, %v", id, err)
-	}
-}
-
-func TestSortPorts(t *testing.T) {
-	ps := []device.PortInfo{{Name: "COM10"}, {Name: "COM2"}, {Name: "COM7", IsUSB: true}, {Name: "/dev/ttyS1"}, {Name: "COM1"}}
-	device.SortPorts(ps)
-	var got []string
-	for _, p := range ps {
-		got = append(got, p.Name)
-	}
-	want := []string{"COM7", "/dev/ttyS1", "COM1", "COM2", "COM10"}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("got %v, want %v", got, want)
+	for _, content := range []string{"{not json", `{"identity":{"fiscal_serial":"bogus id"}}`, strings.Repeat(" ", 70<<10)} {
+		if err := os.WriteFile(filepath.Join(dir, device.CacheFile), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := newReader(t, device.Config{Port: "none", CacheDir: dir})
+		if id := r.Cached(); id.FiscalSerial != "" {
+			t.Fatalf("cache %q gave %+v", content[:min(20, len(content))], id)
 		}
 	}
 }
 
-func TestPortsDoesNotFail(t *testing.T) {
-	if _, err := device.Ports(); err != nil {
-		t.Fatal(err)
+func TestPortsFallBackToNames(t *testing.T) {
+	none := func() ([]*enumerator.PortDetails, error) { return nil, nil }
+	failing := func() ([]*enumerator.PortDetails, error) { return nil, errors.New("setupapi unavailable") }
+	names := func() ([]string, error) { return []string{"COM10", "COM2"}, nil }
+	for _, detailed := range []func() ([]*enumerator.PortDetails, error){none, failing} {
+		got, err := device.ListPorts(detailed, names)
+		if err != nil || len(got) != 2 || got[0].Name != "COM2" || got[1].Name != "COM10" {
+			t.Fatalf("got %+v, %v", got, err)
+		}
+	}
+	usb := func() ([]*enumerator.PortDetails, error) {
+		return []*enumerator.PortDetails{{Name: "/dev/ttyUSB0", IsUSB: true, VID: "0403", PID: "6001"}}, nil
+	}
+	got, err := device.ListPorts(usb, func() ([]string, error) { t.Fatal("names listed although details were found"); return nil, nil })
+	if err != nil || len(got) != 1 || got[0].VID != "0403" {
+		t.Fatalf("got %+v, %v", got, err)
+	}
+	if _, err := device.ListPorts(failing, func() ([]string, error) { return nil, errors.New("no") }); err == nil {
+		t.Fatal("both enumerators failed without an error")
+	}
+}
+
+func TestSortPorts(t *testing.T) {
+	ps := []device.PortInfo{{Name: "COM10"}, {Name: "COM2"}, {Name: "/dev/ttyUSB1", IsUSB: true}, {Name: "/dev/ttyUSB0", IsUSB: true}}
+	device.SortPorts(ps)
+	var names []string
+	for _, p := range ps {
+		names = append(names, p.Name)
+	}
+	if got := strings.Join(names, " "); got != "/dev/ttyUSB0 /dev/ttyUSB1 COM2 COM10" {
+		t.Fatalf("order %s", got)
+	}
+}
+
+func TestOpenErrorKinds(t *testing.T) {
+	for _, tt := range []struct {
+		in   error
+		want error
+	}{
+		{&serial.PortError{}, device.ErrBusy}, // the zero code is PortBusy
+		{fs.ErrPermission, device.ErrPermission},
+		{&fs.PathError{Op: "open", Path: "/dev/ttyUSB0", Err: fs.ErrNotExist}, device.ErrNoDevice},
+	} {
+		if got := device.OpenError(tt.in); !errors.Is(got, tt.want) {
+			t.Errorf("openError(%v) = %v, want %v", tt.in, got, tt.want)
+		}
 	}
 }

@@ -1,9 +1,24 @@
 package device
 
-// SetOpenError makes r's port opens fail with err (busy, permission …
-// cannot be produced with a pty when the tests run as root).
-func SetOpenError(r *Reader, err error) {
-	r.open = func(string, int) (port, error) { return nil, err }
-}
+import (
+	"context"
+	"time"
+)
 
-var OpenError = openError
+var (
+	OpenError = openError
+	ListPorts = listPorts
+)
+
+// StalledWrite opens port and writes n bytes with deadline d through the
+// watcher, returning how long the call took.
+func StalledWrite(port string, n int, d time.Duration) (time.Duration, error) {
+	c, err := dial(context.Background(), port, DefaultBaud, time.Second, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	start := time.Now()
+	err = c.write(make([]byte, n), start.Add(d))
+	return time.Since(start), err
+}

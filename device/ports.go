@@ -22,19 +22,28 @@ type PortInfo struct {
 }
 
 // Ports lists the serial ports of this machine, USB ones first, then by name
-// (COM2 before COM10). When the detailed enumeration is not available it
-// falls back to names only.
+// (COM2 before COM10). When the detailed enumeration fails or finds nothing
+// (it reads the registry/SetupAPI on Windows and sysfs on Linux, which some
+// drivers and wine do not fill) it falls back to the plain list of names.
 func Ports() ([]PortInfo, error) {
+	return listPorts(func() ([]*enumerator.PortDetails, error) { return enumerator.GetDetailedPortsList() }, serial.GetPortsList)
+}
+
+func listPorts(detailed func() ([]*enumerator.PortDetails, error), plain func() ([]string, error)) ([]PortInfo, error) {
 	var out []PortInfo
-	details, err := enumerator.GetDetailedPortsList()
-	if err == nil {
-		for _, d := range details {
+	details, derr := detailed()
+	for _, d := range details {
+		if d != nil && d.Name != "" {
 			out = append(out, PortInfo{Name: d.Name, IsUSB: d.IsUSB, VID: d.VID, PID: d.PID, SerialNumber: d.SerialNumber, Product: d.Product})
 		}
-	} else {
-		names, lerr := serial.GetPortsList()
-		if lerr != nil {
-			return nil, fmt.Errorf("list serial ports: %w", lerr)
+	}
+	if len(out) == 0 {
+		names, err := plain()
+		if err != nil {
+			if derr != nil {
+				return nil, fmt.Errorf("list serial ports: %w (detailed: %v)", err, derr)
+			}
+			return nil, fmt.Errorf("list serial ports: %w", err)
 		}
 		for _, n := range names {
 			out = append(out, PortInfo{Name: n})

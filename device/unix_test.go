@@ -27,7 +27,10 @@ const childEnv = "DEVICE_TEST_CHILD_PROBE"
 
 func TestMain(m *testing.M) {
 	if port := os.Getenv(childEnv); port != "" {
-		_, err := device.Probe(context.Background(), port, 0, 300*time.Millisecond, 1)
+		r, err := device.NewReader(device.Config{Port: port, AckTimeout: 300 * time.Millisecond, Tries: 1})
+		if err == nil {
+			_, err = r.Read(context.Background(), "")
+		}
 		kind := "other"
 		switch {
 		case err == nil:

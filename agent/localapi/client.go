@@ -143,3 +143,21 @@ func (c *Client) List(ctx context.Context, state string, limit int) ([]ItemView,
 	err := c.Do(ctx, http.MethodGet, fmt.Sprintf("/v1/outbox?state=%s&limit=%d", url.QueryEscape(state), limit), nil, &out)
 	return out.Items, err
 }
+
+// Device is GET /v1/device.
+func (c *Client) Device(ctx context.Context) (Device, error) {
+	var d Device
+	err := c.Do(ctx, http.MethodGet, "/v1/device", nil, &d)
+	return d, err
+}
+
+// ReportDevice is PUT /v1/device.
+func (c *Client) ReportDevice(ctx context.Context, r DeviceReport) (Device, error) {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return Device{}, fmt.Errorf("report device: %w", err)
+	}
+	var d Device
+	err = c.Do(ctx, http.MethodPut, "/v1/device", body, &d)
+	return d, err
+}

@@ -50,16 +50,66 @@ type Status struct {
 	Warnings              []string   `json:"warnings,omitempty"`
 }
 
-// Device is the fiscal identity in Status.
+// Device is the fiscal identity in Status and the body of GET /v1/device:
+// the identity registration uses, and every source with its value and age.
 type Device struct {
 	FiscalSerial string     `json:"fiscal_serial"`
-	Source       string     `json:"source"`
+	Source       string     `json:"source"` // config, device, pos, cache, or none
 	Port         string     `json:"port"`
+	Protocol     string     `json:"protocol,omitempty"` // the GMP-3 dialect that answered
 	ReadAt       *time.Time `json:"read_at"`
 	ECRSerial    string     `json:"ecr_serial,omitempty"`
 	Brand        string     `json:"brand,omitempty"`
 	Model        string     `json:"model,omitempty"`
 	Error        string     `json:"error,omitempty"` // why the device itself could not be read
+	// Conflict is true when two sources name different fiscal serials;
+	// Conflicting then maps each such source to its value.
+	Conflict    bool              `json:"conflict"`
+	Conflicting map[string]string `json:"conflicting,omitempty"`
+	Sources     []DeviceSource    `json:"sources"`
+	// StuckCalls counts port driver calls abandoned at their deadline that
+	// have not returned yet (0 on a healthy till).
+	StuckCalls int `json:"stuck_calls,omitempty"`
+}
+
+// DeviceSource is one source of the identity. A source with nothing to
+// say is listed with an empty fiscal_serial.
+type DeviceSource struct {
+	Source       string     `json:"source"`
+	FiscalSerial string     `json:"fiscal_serial"`
+	ECRSerial    string     `json:"ecr_serial,omitempty"`
+	Brand        string     `json:"brand,omitempty"`
+	Model        string     `json:"model,omitempty"`
+	Port         string     `json:"port,omitempty"`
+	Protocol     string     `json:"protocol,omitempty"`
+	At           *time.Time `json:"at,omitempty"`    // when it was read or reported
+	AgeS         *int64     `json:"age_s,omitempty"` // seconds since At
+	Error        string     `json:"error,omitempty"`
+}
+
+// DeviceReport is the body of PUT /v1/device: the identity of the device
+// the POS program is paired with (its pairing answer carries all four).
+type DeviceReport struct {
+	FiscalSerial string `json:"fiscal_serial"`        // required, e.g. JI20012345
+	Brand        string `json:"brand,omitempty"`      // e.g. HUGIN
+	Model        string `json:"model,omitempty"`      // e.g. T300
+	ECRSerial    string `json:"ecr_serial,omitempty"` // the ECR serial (POS_SERI_NO when store.pos_serial is empty)
+}
+
+// Limits of a DeviceReport's fields, in characters.
+const (
+	MaxDeviceText   = 64
+	MaxDeviceSerial = 32
+)
+
+// DeviceIdentity is what the handler needs for /v1/device.
+type DeviceIdentity interface {
+	// Device is the identity and its sources now.
+	Device() Device
+	// ReportDevice keeps r durably as the POS's report and returns the
+	// identity after it. An error wrapping *records.FieldError is the
+	// caller's mistake (400); any other error means nothing was kept.
+	ReportDevice(r DeviceReport) (Device, error)
 }
 
 // Outbox is the queue in Status.
@@ -89,6 +139,7 @@ type Config struct {
 	License func() tposl.License // for /v1/license
 	Logger  *slog.Logger
 	Metrics func(w io.Writer) // extra metric lines (optional)
+	Device  DeviceIdentity    // for /v1/device; nil answers 404
 }
 
 type handler struct {
@@ -113,6 +164,8 @@ func NewHandler(cfg Config) http.Handler {
 	m.HandleFunc("POST /v1/outbox/{id}/retry", h.retry)
 	m.HandleFunc("DELETE /v1/outbox/{id}", h.drop)
 	m.HandleFunc("GET /metrics", h.metrics)
+	m.HandleFunc("GET /v1/device", h.getDevice)
+	m.HandleFunc("PUT /v1/device", h.putDevice)
 	h.mux = m
 	return h
 }
@@ -266,6 +319,93 @@ func (h *handler) act(w http.ResponseWriter, r *http.Request, do func(uint64) er
 	default:
 		writeJSON(w, http.StatusOK, map[string]any{"id": id, "result": done})
 	}
+}
+
+func (h *handler) getDevice(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Device == nil {
+		writeError(w, http.StatusNotFound, "no device identity here", "")
+		return
+	}
+	writeJSON(w, http.StatusOK, h.cfg.Device.Device())
+}
+
+// putDevice takes the POS's report of the paired device's identity.
+func (h *handler) putDevice(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Device == nil {
+		writeError(w, http.StatusNotFound, "no device identity here", "")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<10))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body larger than 4096 bytes", "")
+			return
+		}
+		writeError(w, http.StatusBadRequest, "cannot read body: "+err.Error(), "")
+		return
+	}
+	rep, err := ParseDeviceReport(body)
+	if err != nil {
+		var fe *records.FieldError
+		if errors.As(err, &fe) {
+			writeError(w, http.StatusBadRequest, err.Error(), fe.Field)
+			return
+		}
+		writeError(w, http.StatusBadRequest, err.Error(), "")
+		return
+	}
+	d, err := h.cfg.Device.ReportDevice(rep)
+	if err != nil {
+		var fe *records.FieldError
+		if errors.As(err, &fe) {
+			writeError(w, http.StatusBadRequest, err.Error(), fe.Field)
+			return
+		}
+		h.log.Error("cannot keep the device report", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "cannot keep the report: "+err.Error()+"; nothing was changed", "")
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+// ParseDeviceReport decodes and checks a PUT /v1/device body: one JSON
+// object, valid UTF-8, no unknown keys, fiscal_serial present, the text
+// fields within their limits and free of control characters. The shape of
+// the fiscal serial is checked by the DeviceIdentity.
+func ParseDeviceReport(body []byte) (DeviceReport, error) {
+	var rep DeviceReport
+	if !utf8.Valid(body) {
+		return rep, errors.New("body is not valid UTF-8 (send text as UTF-8; nothing was kept)")
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rep); err != nil {
+		return DeviceReport{}, fmt.Errorf("body must be a JSON object {\"fiscal_serial\", \"brand\", \"model\", \"ecr_serial\"}: %v", err)
+	}
+	if dec.More() {
+		return DeviceReport{}, errors.New("body must hold one JSON object")
+	}
+	rep.FiscalSerial = strings.TrimSpace(rep.FiscalSerial)
+	rep.Brand, rep.Model, rep.ECRSerial = strings.TrimSpace(rep.Brand), strings.TrimSpace(rep.Model), strings.TrimSpace(rep.ECRSerial)
+	if rep.FiscalSerial == "" {
+		return DeviceReport{}, &records.FieldError{Field: "fiscal_serial", Msg: "is required (the fiscal id of the paired ÖKC, e.g. JI20012345)"}
+	}
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{
+		{"fiscal_serial", rep.FiscalSerial, MaxDeviceSerial}, {"brand", rep.Brand, MaxDeviceText},
+		{"model", rep.Model, MaxDeviceText}, {"ecr_serial", rep.ECRSerial, MaxDeviceSerial},
+	} {
+		if n := utf8.RuneCountInString(f.v); n > f.max {
+			return DeviceReport{}, &records.FieldError{Field: f.name, Msg: fmt.Sprintf("is %d characters, at most %d", n, f.max)}
+		}
+		if strings.IndexFunc(f.v, func(r rune) bool { return r < 0x20 || r == 0x7F || (r >= 0x80 && r < 0xA0) }) >= 0 {
+			return DeviceReport{}, &records.FieldError{Field: f.name, Msg: "contains control characters"}
+		}
+	}
+	return rep, nil
 }
 
 // ErrorBody is the JSON of every error answer.

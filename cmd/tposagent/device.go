@@ -6,31 +6,40 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"runtime"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/tposagent/tposagent/agent"
+	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/internal/config"
 )
 
-// cmdDevice lists serial ports or reads the fiscal identity now. It talks to
-// the hardware directly, with or without the service running.
+// cmdDevice lists serial ports, reads the fiscal identity now (talking to
+// the hardware directly, with or without the service running), or reports
+// the identity to the running agent as the POS would.
 func cmdDevice(ctx context.Context, e *env, args []string) error {
 	if len(args) == 0 {
-		return usageErrorf("device: say what to do: device ports | device probe [--port P]")
+		return usageErrorf("device: say what to do: device ports | device probe [--port P] | device set --fiscal-serial ID")
 	}
 	switch args[0] {
 	case "ports":
 		return cmdDevicePorts(e, args[1:])
 	case "probe":
 		return cmdDeviceProbe(ctx, e, args[1:])
+	case "set":
+		return cmdDeviceSet(ctx, e, args[1:])
 	case "-h", "--help", "help":
-		fmt.Fprintf(e.stdout, "Usage: tposagent device ports [--json]\n       tposagent device probe [--port P] [--baud B] [--timeout D] [--tries N] [--json]\n")
+		fmt.Fprintf(e.stdout, "Usage: tposagent device ports [--json]\n"+
+			"       tposagent device probe [--port P] [--protocol auto|crc16-arc|crc16-ccitt|t300] [--fiscal-serial ID] [--trace FILE] [--json]\n"+
+			"       tposagent device set --fiscal-serial ID [--brand B] [--model M] [--ecr-serial S] [--json]\n")
 		return nil
 	}
-	return usageErrorf("device: unknown subcommand %q (ports, probe)", args[0])
+	return usageErrorf("device: unknown subcommand %q (ports, probe, set)", args[0])
 }
 
 func cmdDevicePorts(e *env, args []string) error {
@@ -79,14 +88,18 @@ func dash(s string) string {
 }
 
 func cmdDeviceProbe(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "device probe", "device probe [--port P] [--baud B] [--timeout D] [--tries N] [--json]",
-		"  tposagent device probe                     # try every port, USB first\n"+
-			"  tposagent device probe --port COM3\n"+
-			"  tposagent device probe --port /dev/ttyUSB0 --json\n")
-	port := fs.String("port", device.PortAuto, `serial port, or "auto" to try every port`)
+	fs := newFlagSet(e, "device probe", "device probe [--port P] [--protocol D] [--fiscal-serial ID] [--trace FILE] [--json]",
+		"  tposagent device probe                     # try every serial port, USB first\n"+
+			"  tposagent device probe --port COM3 --trace okc.trace\n"+
+			"  tposagent device probe --port tcp://192.168.1.50:4444\n"+
+			"  tposagent device probe --port /dev/ttyUSB0 --fiscal-serial JI20012345 --json\n")
+	port := fs.String("port", device.PortAuto, `serial port (COM3, /dev/ttyUSB0), tcp://host:port, or "auto" to try every serial port`)
+	protocol := fs.String("protocol", device.ProtocolAuto, "GMP-3 dialect: auto, crc16-arc, crc16-ccitt or t300")
+	fiscal := fs.String("fiscal-serial", "", "the fiscal id to put in the request header (some devices answer only to their own); default: the config's")
+	tracePath := fs.String("trace", "", "write every byte sent and received to FILE (one hex line each) for a support ticket or a replay test")
 	baud := fs.Int("baud", device.DefaultBaud, "line speed (8N1)")
-	timeout := fs.Duration("timeout", device.DefaultTimeout, "answer timeout per try")
-	tries := fs.Int("tries", device.DefaultTries, "tries per port (auto: the first pass asks each port once)")
+	ack := fs.Duration("ack-timeout", device.DefaultAckTimeout, "wait for the ACK, and then for the answer, per try")
+	tries := fs.Int("tries", device.DefaultTries, "sends per dialect (auto: the first pass asks each port once)")
 	asJSON := fs.Bool("json", false, "print the identity as JSON")
 	addConfigFlag(fs, e)
 	if err := parseFlags(fs, args); err != nil {
@@ -95,39 +108,114 @@ func cmdDeviceProbe(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() > 0 {
 		return usageErrorf("device probe: unexpected argument %q", fs.Arg(0))
 	}
-	// The config's port and line settings are the defaults, when there is
-	// a config; flags win.
+	// The config's device settings are the defaults, when there is a
+	// config; flags win.
 	var exclude []string
+	budget := device.DefaultProbeBudget
 	if cfg, err := config.Read(e.configPath); err == nil {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		if !set["port"] && !strings.EqualFold(cfg.Device.Port, device.PortNone) && cfg.Device.Port != "" {
 			*port = cfg.Device.Port
 		}
+		if !set["protocol"] && cfg.Device.Protocol != "" {
+			*protocol = cfg.Device.Protocol
+		}
+		if !set["fiscal-serial"] {
+			*fiscal = cfg.Device.FiscalSerial
+		}
 		if !set["baud"] && cfg.Device.Baud > 0 {
 			*baud = cfg.Device.Baud
 		}
+		if !set["ack-timeout"] && cfg.Device.AckTimeout.Duration > 0 {
+			*ack = cfg.Device.AckTimeout.Duration
+		}
+		if !set["tries"] && cfg.Device.Tries > 0 {
+			*tries = cfg.Device.Tries
+		}
+		if cfg.Device.ProbeBudget.Duration > 0 {
+			budget = cfg.Device.ProbeBudget.Duration
+		}
 		exclude = cfg.Device.Exclude
 	}
-	if *baud <= 0 || *timeout <= 0 || *tries <= 0 {
-		return usageErrorf("device probe: --baud, --timeout and --tries must be positive")
+	if *baud <= 0 || *ack <= 0 || *tries <= 0 {
+		return usageErrorf("device probe: --baud, --ack-timeout and --tries must be positive")
 	}
 	if strings.EqualFold(*port, device.PortNone) {
 		return usageErrorf("device probe: --port none reads no device; give a port or auto")
 	}
-	r := device.NewReader(device.Config{Port: *port, Baud: *baud, Timeout: *timeout, Tries: *tries, Exclude: exclude})
-	id, err := r.Read(ctx)
+	cfg := device.Config{Port: *port, Protocol: *protocol, Baud: *baud, AckTimeout: *ack, Tries: *tries, ProbeBudget: budget, Exclude: exclude}
+	if *tracePath != "" {
+		f, err := os.OpenFile(*tracePath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+		if err != nil {
+			return fmt.Errorf("device probe: trace file: %w", err)
+		}
+		defer f.Close()
+		fmt.Fprintf(f, "# tposagent %s device probe, %s %s, started %s\n", agent.Version, runtime.GOOS, runtime.GOARCH, time.Now().Format(time.RFC3339))
+		cfg.Trace = f
+	}
+	r, err := device.NewReader(cfg)
+	if err != nil {
+		return usageErrorf("device probe: %v", err)
+	}
+	id, err := r.Read(ctx, strings.TrimSpace(*fiscal))
+	if *tracePath != "" {
+		fmt.Fprintf(e.stderr, "trace written to %s\n", *tracePath)
+	}
 	if err != nil {
 		return probeError(*port, *baud, err)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(id)
+		return printJSON(e.stdout, id)
 	}
 	fmt.Fprintln(e.stdout, id.FiscalSerial)
-	fmt.Fprintf(e.stderr, "port %s, ECR serial %s, %s %s, read %s\n",
-		id.Port, dash(id.ECRSerial), dash(id.Brand), dash(id.Model), id.ReadAt.Format(time.RFC3339))
+	fmt.Fprintf(e.stderr, "port %s, protocol %s, read %s (the fiscal id is the device's answer header; brand, model and ECR serial come from the POS: tposagent device set)\n",
+		id.Port, id.Protocol, id.ReadAt.Format(time.RFC3339))
+	return nil
+}
+
+// cmdDeviceSet reports the identity to the running agent as the POS would
+// (PUT /v1/device).
+func cmdDeviceSet(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "device set", "device set --fiscal-serial ID [--brand B] [--model M] [--ecr-serial S] [--json]",
+		"  tposagent device set --fiscal-serial JI20012345\n"+
+			"  tposagent device set --fiscal-serial FT40050248 --brand HUGIN --model T300 --ecr-serial FT40050248\n")
+	var rep localapi.DeviceReport
+	fs.StringVar(&rep.FiscalSerial, "fiscal-serial", "", "the fiscal id of the paired ÖKC (required), e.g. JI20012345")
+	fs.StringVar(&rep.Brand, "brand", "", "the ÖKC's brand, e.g. HUGIN")
+	fs.StringVar(&rep.Model, "model", "", "the ÖKC's model, e.g. T300")
+	fs.StringVar(&rep.ECRSerial, "ecr-serial", "", "the ÖKC's ECR serial (POS_SERI_NO when store.pos_serial is empty)")
+	asJSON := fs.Bool("json", false, "print the resulting identity as JSON")
+	addConfigFlag(fs, e)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("device set: unexpected argument %q", fs.Arg(0))
+	}
+	if strings.TrimSpace(rep.FiscalSerial) == "" {
+		return usageErrorf("device set: --fiscal-serial is required")
+	}
+	c, err := apiClient(e)
+	if err != nil {
+		return err
+	}
+	d, err := c.ReportDevice(ctx, rep)
+	if err != nil {
+		return fmt.Errorf("device set: %w", err)
+	}
+	if *asJSON {
+		return printJSON(e.stdout, d)
+	}
+	fmt.Fprintf(e.stdout, "%s (from %s)\n", d.FiscalSerial, d.Source)
+	if d.Conflict {
+		var parts []string
+		for k, v := range d.Conflicting {
+			parts = append(parts, k+"="+v)
+		}
+		sort.Strings(parts)
+		fmt.Fprintf(e.stderr, "warning: the sources disagree: %s; registration uses %s\n", strings.Join(parts, ", "), d.Source)
+	}
 	return nil
 }
 
@@ -147,8 +235,16 @@ func probeError(port string, baud int, err error) error {
 		return fmt.Errorf("%v: check the cable, that the ÖKC is on, and the baud rate (now %d)", err, baud)
 	case errors.Is(err, device.ErrDisconnected):
 		return fmt.Errorf("%v: the port went away during the read; check the USB cable", err)
+	case errors.Is(err, device.ErrUnregistered):
+		return fmt.Errorf("%v: the ÖKC does not answer to the id in the request; give its fiscal id: --fiscal-serial JI20012345", err)
+	case errors.Is(err, device.ErrDeviceBusy):
+		return fmt.Errorf("%v: the ÖKC is busy (a sale or report in progress?); try again in a moment", err)
 	case errors.Is(err, device.ErrResultCode):
 		return fmt.Errorf("%v: the ÖKC refused the ECHO request; check its screen for an error and try again", err)
+	case errors.Is(err, device.ErrNAK):
+		return fmt.Errorf("%v: the ÖKC refused every frame; try --protocol crc16-ccitt or t300, and capture a trace (--trace FILE) for support", err)
+	case errors.Is(err, device.ErrStalled):
+		return fmt.Errorf("%v: the port driver hung; unplug and replug the USB cable", err)
 	case errors.Is(err, device.ErrEchoed):
 		return fmt.Errorf("%v: the port returns what we send (loopback plug or modem?); this is not the ÖKC's port", err)
 	case errors.Is(err, device.ErrBadFrame):

@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,37 +22,49 @@ func runDevice(t *testing.T, args ...string) (stdout, stderr string, err error) 
 }
 
 func TestDeviceProbeCommand(t *testing.T) {
-	sim, err := devicetest.Start(devicetest.Options{FiscalSerial: "JI20012345", Brand: "Ödeme Şirketi"})
-	if errors.Is(err, devicetest.ErrUnsupported) {
-		t.Skip(err)
-	}
+	sim, err := devicetest.StartAny(devicetest.Options{FiscalSerial: "JI20012345", Fault: devicetest.FaultStrict})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sim.Close()
 
-	out, errOut, err := runDevice(t, "probe", "--port", sim.Port())
+	// A strict device answers only to its own id in the header.
+	_, _, err = runDevice(t, "probe", "--port", sim.Port(), "--ack-timeout", "300ms")
+	if err == nil || !strings.Contains(err.Error(), "--fiscal-serial") {
+		t.Fatalf("strict device without an id: %v", err)
+	}
+	trace := filepath.Join(t.TempDir(), "okc.trace")
+	out, errOut, err := runDevice(t, "probe", "--port", sim.Port(), "--fiscal-serial", "JI20012345", "--trace", trace)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if first := strings.SplitN(out, "\n", 2)[0]; first != "JI20012345" {
 		t.Fatalf("stdout %q", out)
 	}
-	if !strings.Contains(errOut, "Ödeme Şirketi") || !strings.Contains(errOut, sim.Port()) {
+	if !strings.Contains(errOut, sim.Port()) || !strings.Contains(errOut, "crc16-arc") || !strings.Contains(errOut, trace) {
 		t.Fatalf("stderr %q", errOut)
 	}
+	f, err := os.Open(trace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, comments, err := device.ReadTrace(f)
+	f.Close()
+	if err != nil || len(events) < 3 || !strings.HasPrefix(comments[0], "tposagent ") {
+		t.Fatalf("trace: %d events, comments %q, %v", len(events), comments, err)
+	}
 
-	out, _, err = runDevice(t, "probe", "--port", sim.Port(), "--json")
+	out, _, err = runDevice(t, "probe", "--port", sim.Port(), "--fiscal-serial", "JI20012345", "--json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var id device.Identity
-	if err := json.Unmarshal([]byte(out), &id); err != nil || id.FiscalSerial != "JI20012345" || id.Source != device.SourceDevice || id.ECRSerial != "JHWE20000079" {
+	if err := json.Unmarshal([]byte(out), &id); err != nil || id.FiscalSerial != "JI20012345" || id.Source != device.SourceDevice || id.Protocol != "crc16-arc" {
 		t.Fatalf("json %q: %+v %v", out, id, err)
 	}
 
 	sim.SetFault(devicetest.FaultSilent)
-	out, _, err = runDevice(t, "probe", "--port", sim.Port(), "--timeout", "100ms", "--tries", "1")
+	out, _, err = runDevice(t, "probe", "--port", sim.Port(), "--ack-timeout", "100ms", "--tries", "1", "--protocol", "crc16-arc")
 	if err == nil || out != "" || !strings.Contains(err.Error(), "check the cable") || report(&bytes.Buffer{}, err) != exitError {
 		t.Fatalf("silent: out %q err %v", out, err)
 	}
@@ -69,6 +82,9 @@ func TestDeviceProbeErrorsAreActionable(t *testing.T) {
 		{device.ErrBadFrame, "wrong port or wrong baud"},
 		{device.ErrEchoed, "not the ÖKC's port"},
 		{device.ErrNoDevice, "device ports"},
+		{device.ErrNAK, "--protocol"},
+		{device.ErrUnregistered, "--fiscal-serial"},
+		{device.ErrDeviceBusy, "busy"},
 	}
 	for _, tt := range tests {
 		if got := probeError("COM3", 115200, tt.err).Error(); !strings.Contains(got, tt.want) {
@@ -81,7 +97,8 @@ func TestDeviceProbeErrorsAreActionable(t *testing.T) {
 }
 
 func TestDeviceUsage(t *testing.T) {
-	for _, args := range [][]string{nil, {"frobnicate"}, {"probe", "--baud", "0"}, {"probe", "extra"}, {"ports", "extra"}} {
+	for _, args := range [][]string{nil, {"frobnicate"}, {"probe", "--baud", "0"}, {"probe", "extra"}, {"ports", "extra"},
+		{"probe", "--protocol", "crc32"}, {"set"}, {"set", "extra"}} {
 		_, _, err := runDevice(t, args...)
 		if code := report(&bytes.Buffer{}, err); code != exitUsage {
 			t.Errorf("%v: exit %d (%v), want %d", args, code, err, exitUsage)

@@ -118,16 +118,32 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	if !running {
 		switch strings.ToLower(cfg.Device.Port) {
 		case "none":
-			add("ok", "device", "port none: fiscal serial %s from config", cfg.Device.FiscalSerial)
+			if cfg.Device.FiscalSerial != "" {
+				add("ok", "device", "port none: fiscal serial %s from config", cfg.Device.FiscalSerial)
+			} else {
+				add("warn", "device", "port none and no device.fiscal_serial: the till registers once the POS reports the identity (PUT /v1/device, or tposagent device set)")
+			}
 		default:
-			r := device.NewReader(device.Config{Port: cfg.Device.Port, Baud: cfg.Device.Baud, FiscalSerial: cfg.Device.FiscalSerial,
-				Exclude: cfg.Device.Exclude, Timeout: cfg.Device.Timeout.Duration, CacheDir: cfg.DataDir})
-			id, err := r.Read(ctx)
+			r, err := device.NewReader(device.Config{Port: cfg.Device.Port, Protocol: cfg.Device.Protocol, Baud: cfg.Device.Baud,
+				AckTimeout: cfg.Device.AckTimeout.Duration, Tries: cfg.Device.Tries, ProbeBudget: cfg.Device.ProbeBudget.Duration,
+				Exclude: cfg.Device.Exclude, CacheDir: cfg.DataDir})
+			if err != nil {
+				add("FAIL", "device", "%v", err)
+				break
+			}
+			known := cfg.Device.FiscalSerial
+			cached := r.Cached()
+			if known == "" {
+				known = cached.FiscalSerial
+			}
+			id, err := r.Read(ctx, known)
 			switch {
 			case err == nil:
-				add("ok", "device", "%s on %s (%s %s)", id.FiscalSerial, id.Port, id.Brand, id.Model)
-			case id.FiscalSerial != "":
-				add("warn", "device", "%v; the agent would use %s from %s", err, id.FiscalSerial, id.Source)
+				add("ok", "device", "%s on %s (%s)", id.FiscalSerial, id.Port, id.Protocol)
+			case cfg.Device.FiscalSerial != "":
+				add("warn", "device", "%v; the agent would use %s from config", err, cfg.Device.FiscalSerial)
+			case cached.FiscalSerial != "":
+				add("warn", "device", "%v; the agent would use %s from the cache (or the POS's report)", err, cached.FiscalSerial)
 			default:
 				add("FAIL", "device", "%v", err)
 			}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -57,16 +59,30 @@ func printStatus(w io.Writer, s localapi.Status, now time.Time) {
 	dev := "no fiscal identity known"
 	if d.FiscalSerial != "" {
 		dev = fmt.Sprintf("%s from %s", d.FiscalSerial, d.Source)
-		if d.Port != "" {
+		if d.Port != "" && d.Source != "config" && d.Source != "pos" {
 			dev += " on " + d.Port
+		}
+		if d.Protocol != "" {
+			dev += " (" + d.Protocol + ")"
 		}
 		if d.Brand != "" {
 			dev += fmt.Sprintf(" (%s %s)", d.Brand, d.Model)
 		}
-		dev += ", read " + fmtTime(d.ReadAt)
+		dev += ", " + fmtTime(d.ReadAt)
+	}
+	if d.Conflict {
+		var parts []string
+		for k, v := range d.Conflicting {
+			parts = append(parts, k+"="+v)
+		}
+		sort.Strings(parts)
+		dev += "; CONFLICT: " + strings.Join(parts, ", ")
 	}
 	if d.Error != "" {
 		dev += "; device: " + d.Error
+	}
+	if d.StuckCalls > 0 {
+		dev += fmt.Sprintf("; %d port driver call(s) stuck (replug the USB cable)", d.StuckCalls)
 	}
 	fmt.Fprintf(tw, "Device\t%s\n", dev)
 	o := s.Outbox

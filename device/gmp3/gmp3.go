@@ -1,18 +1,28 @@
-// Package gmp3 encodes and decodes the GMP-3 frames the agent exchanges with
-// a fiscal cash register (ÖKC): the ECHO request and its response.
+// Package gmp3 encodes and decodes the GMP-3 frames a read-only client
+// exchanges with a Turkish fiscal cash register (ÖKC): the link-layer frame
+// in its three dialects and the ECHO request and response.
 //
 // It knows bytes only — no ports, no timers. A frame is
 //
-//	len   2 bytes, big-endian: number of bytes that follow (incl. the LRC)
-//	id    12 bytes ASCII: fiscal serial, left-padded with spaces
-//	type  3 bytes: message type
+//	STX   0x02
+//	len   2 bytes, big-endian: the number of bytes from id through body
+//	id    12 bytes: the device's fiscal id, padded with '0'
+//	type  3 bytes: message type, e.g. FF 8A 64 (ECHO request)
 //	blen  BER length of body: 1 byte < 0x80, or 0x81 nn, or 0x82 nn nn
-//	body  BER-TLVs (multi-byte tags such as DF8208), each with a BER length
-//	lrc   1 byte: XOR of every byte of id..body
+//	body  TLVs (tags of 1–3 bytes, BER lengths)
+//	check CRC-16/ARC or CRC-16/CCITT-FALSE (2 bytes, big-endian), or a
+//	      1-byte XOR LRC (Hugin T300 dialect), over id through body
+//	ETX   0x03
 //
-// Every parser here caps what it accepts (MaxFrameLen) and never allocates
-// more than the input it was given; errors are typed sentinels, all of which
-// except ErrResultCode match ErrBadFrame with errors.Is.
+// Everything here caps what it accepts (MaxFrame bytes per frame) and never
+// allocates in proportion to hostile input; errors are typed sentinels. All
+// frame errors match ErrBadFrame with errors.Is; a well-formed answer with
+// a result code other than "00" is a *ResultError instead.
+//
+// Known from public vendor code: the framing, both CRCs and the T300 LRC,
+// the tags and the response type (request | 0x000400). Inferred, not
+// proven on hardware: that the 12-byte id in the header of an ECHO response
+// is the device's own fiscal id.
 //
 // It is pure: bytes in, bytes out; no port, no clock of its own.
 package gmp3
@@ -22,98 +32,146 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
-
-	"golang.org/x/text/encoding/charmap"
 )
 
-// Message types.
+// Control bytes of the link layer.
 const (
-	TypeEchoRequest  uint32 = 0xFF8A64
-	TypeEchoResponse uint32 = 0xFF8E64 // TypeEchoRequest | 0x000400
-)
-
-// Tags of the ECHO exchange.
-const (
-	TagSequence  uint32 = 0xDF8208 // BCD[3], 1…999999
-	TagDate      uint32 = 0xDF8209 // BCD YYMMDD
-	TagTime      uint32 = 0xDF820A // BCD HHMMSS
-	TagResult    uint32 = 0xDF820D // 2 ASCII, "00" = ok
-	TagBrand     uint32 = 0xDFC10A // Windows-1254 text
-	TagModel     uint32 = 0xDFC10B // Windows-1254 text
-	TagECRSerial uint32 = 0xDFC10C // 12 ASCII
+	STX byte = 0x02
+	ETX byte = 0x03
+	ACK byte = 0x06
+	NAK byte = 0x15
 )
 
 // Sizes.
 const (
 	IDLen = 12
-	// MinFrameLen is the smallest value of the len field: id, type, a
-	// one-byte body length and the LRC.
-	MinFrameLen = IDLen + 3 + 1 + 1
-	// MaxFrameLen caps the len field; an ECHO response is well under 200
-	// bytes, so anything above this is noise, not a frame.
-	MaxFrameLen = 2048
-	// MaxSequence is the largest sequence number (six BCD digits).
-	MaxSequence = 999999
+	// MaxFrame caps a whole frame, STX to ETX. An ECHO answer is under 100
+	// bytes; anything longer is noise.
+	MaxFrame = 4096
+	// minLen is the smallest len field: id, type and a 1-byte body length.
+	minLen = IDLen + 3 + 1
+	// quirkShift is how many bytes some replies carry between len and id.
+	quirkShift = 2
 )
 
-// ErrBadFrame matches every error about the shape or content of a frame.
-var ErrBadFrame = errors.New("bad gmp-3 frame")
+// Dialect is the link-layer variant: which check closes a frame and how the
+// id is padded.
+type Dialect uint8
 
-// Specific frame errors; each matches ErrBadFrame with errors.Is.
-var (
-	ErrTruncated     = frameErr("truncated frame")
-	ErrTooLong       = frameErr("frame length out of range")
-	ErrBadLRC        = frameErr("lrc mismatch")
-	ErrWrongType     = frameErr("unexpected message type")
-	ErrEchoed        = frameErr("our own request came back (echo or loopback)")
-	ErrWrongSequence = frameErr("sequence not echoed")
-	ErrBadBER        = frameErr("malformed ber-tlv")
-	ErrBadID         = frameErr("fiscal id is not a fiscal or ecr serial")
-	ErrMissingTag    = frameErr("required tag missing")
-	ErrBadBCD        = frameErr("malformed bcd")
+// Dialects. The zero value is the default, CRC-16/ARC.
+const (
+	// ARC: CRC-16/ARC, id right-padded with '0' (Hugin's default).
+	ARC Dialect = iota
+	// CCITT: CRC-16/CCITT-FALSE, id right-padded with '0' (Hugin's fallback
+	// when a device refuses the ARC frame).
+	CCITT
+	// T300: 1-byte XOR LRC, id left-padded with '0' (Hugin T300, ids FT…).
+	T300
 )
 
-// ErrResultCode reports a well-formed answer whose result code is not "00".
-// It does not match ErrBadFrame: the device answered and refused.
-var ErrResultCode = errors.New("device answered with an error result code")
+var dialectNames = [...]string{ARC: "crc16-arc", CCITT: "crc16-ccitt", T300: "t300"}
 
-type kindError struct{ msg string }
-
-func (e *kindError) Error() string        { return e.msg }
-func (e *kindError) Is(target error) bool { return target == ErrBadFrame }
-
-func frameErr(msg string) error { return &kindError{msg: msg} }
-
-// Frame is one decoded frame. Body aliases the input of Decode.
-type Frame struct {
-	ID   string // the 12 id bytes as sent, spaces kept
-	Type uint32
-	Body []byte // the BER-TLV body
+func (d Dialect) String() string {
+	if int(d) < len(dialectNames) {
+		return dialectNames[d]
+	}
+	return fmt.Sprintf("dialect(%d)", d)
 }
 
-// Encode builds a frame from its parts.
-func Encode(id string, typ uint32, body []byte) ([]byte, error) {
-	if len(id) > IDLen {
-		return nil, fmt.Errorf("encode frame: id %q longer than %d bytes", id, IDLen)
+// Dialects lists every dialect in the order an automatic probe tries them.
+func Dialects() []Dialect { return []Dialect{ARC, CCITT, T300} }
+
+// ErrUnknownDialect is returned by ParseDialect.
+var ErrUnknownDialect = errors.New("unknown gmp-3 dialect")
+
+// ParseDialect reads a dialect name: "crc16-arc", "crc16-ccitt" or "t300"
+// (case-insensitive).
+func ParseDialect(s string) (Dialect, error) {
+	for i, n := range dialectNames {
+		if strings.EqualFold(strings.TrimSpace(s), n) {
+			return Dialect(i), nil
+		}
 	}
-	blen := berLen(len(body))
-	n := IDLen + 3 + len(blen) + len(body) + 1
-	if n > MaxFrameLen {
-		return nil, fmt.Errorf("encode frame: %d bytes: %w", n, ErrTooLong)
-	}
-	out := make([]byte, 0, 2+n)
-	out = binary.BigEndian.AppendUint16(out, uint16(n))
-	out = append(out, strings.Repeat(" ", IDLen-len(id))...)
-	out = append(out, id...)
-	out = append(out, byte(typ>>16), byte(typ>>8), byte(typ))
-	out = append(out, blen...)
-	out = append(out, body...)
-	out = append(out, LRC(out[2:]))
-	return out, nil
+	return 0, fmt.Errorf("parse dialect %q: %w (want crc16-arc, crc16-ccitt or t300)", s, ErrUnknownDialect)
 }
 
-// LRC is the XOR of b.
+// CheckLen is the size of the dialect's check field.
+func (d Dialect) CheckLen() int {
+	if d == T300 {
+		return 1
+	}
+	return 2
+}
+
+// appendCheck appends the dialect's check of b.
+func (d Dialect) appendCheck(dst, b []byte) []byte {
+	switch d {
+	case T300:
+		return append(dst, LRC(b))
+	case CCITT:
+		return binary.BigEndian.AppendUint16(dst, CRC16CCITT(b))
+	default:
+		return binary.BigEndian.AppendUint16(dst, CRC16ARC(b))
+	}
+}
+
+// checkOK reports whether check is the dialect's check of b.
+func (d Dialect) checkOK(b, check []byte) bool {
+	switch d {
+	case T300:
+		return len(check) == 1 && check[0] == LRC(b)
+	case CCITT:
+		return len(check) == 2 && binary.BigEndian.Uint16(check) == CRC16CCITT(b)
+	default:
+		return len(check) == 2 && binary.BigEndian.Uint16(check) == CRC16ARC(b)
+	}
+}
+
+var arcTable, ccittTable = func() (a, c [256]uint16) {
+	for i := range 256 {
+		x := uint16(i)
+		for range 8 {
+			if x&1 != 0 {
+				x = x>>1 ^ 0xA001
+			} else {
+				x >>= 1
+			}
+		}
+		a[i] = x
+		y := uint16(i) << 8
+		for range 8 {
+			if y&0x8000 != 0 {
+				y = y<<1 ^ 0x1021
+			} else {
+				y <<= 1
+			}
+		}
+		c[i] = y
+	}
+	return
+}()
+
+// CRC16ARC is CRC-16/ARC (poly 0x8005 reflected, init 0, no xorout):
+// "123456789" → 0xBB3D.
+func CRC16ARC(b []byte) uint16 {
+	var crc uint16
+	for _, c := range b {
+		crc = crc>>8 ^ arcTable[byte(crc)^c]
+	}
+	return crc
+}
+
+// CRC16CCITT is CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, not
+// reflected, no xorout): "123456789" → 0x29B1.
+func CRC16CCITT(b []byte) uint16 {
+	crc := uint16(0xFFFF)
+	for _, c := range b {
+		crc = crc<<8 ^ ccittTable[byte(crc>>8)^c]
+	}
+	return crc
+}
+
+// LRC is the XOR of b: "123456789" → 0x31.
 func LRC(b []byte) byte {
 	var x byte
 	for _, c := range b {
@@ -122,36 +180,128 @@ func LRC(b []byte) byte {
 	return x
 }
 
-// Decode parses exactly one whole frame (len prefix included). It checks the
-// length, the LRC and the body's BER length, not the type.
-func Decode(b []byte) (Frame, error) {
-	if len(b) < 2 {
-		return Frame{}, fmt.Errorf("decode frame: %d bytes: %w", len(b), ErrTruncated)
+// ErrBadFrame matches every error about the shape or content of a frame.
+var ErrBadFrame = errors.New("bad gmp-3 frame")
+
+// Specific frame errors; each matches ErrBadFrame with errors.Is.
+var (
+	ErrLength        = frameErr("frame length out of range")
+	ErrNoETX         = frameErr("frame does not end with etx")
+	ErrChecksum      = frameErr("checksum mismatch")
+	ErrHeader        = frameErr("no gmp-3 header (id and type) in the frame")
+	ErrBadBER        = frameErr("malformed ber-tlv")
+	ErrWrongType     = frameErr("unexpected message type")
+	ErrEchoed        = frameErr("our own request came back (echo or loopback)")
+	ErrWrongSequence = frameErr("sequence not echoed")
+	ErrBadID         = frameErr("header id is not a fiscal id")
+	ErrMissingTag    = frameErr("required tag missing")
+	ErrBadBCD        = frameErr("malformed bcd")
+)
+
+type kindError struct{ msg string }
+
+func (e *kindError) Error() string        { return e.msg }
+func (e *kindError) Is(target error) bool { return target == ErrBadFrame }
+
+func frameErr(msg string) error { return &kindError{msg: msg} }
+
+// HeaderID is the 12-byte header id for a fiscal id in dialect d: the
+// classic dialects right-pad with '0', T300 left-pads; "" gives twelve '0'.
+// An id longer than 12 bytes or with bytes outside printable ASCII is an
+// error.
+func HeaderID(d Dialect, fiscalID string) (string, error) {
+	if len(fiscalID) > IDLen {
+		return "", fmt.Errorf("header id %q: longer than %d bytes", printable(fiscalID), IDLen)
 	}
-	n := int(binary.BigEndian.Uint16(b))
-	if n < MinFrameLen || n > MaxFrameLen {
-		return Frame{}, fmt.Errorf("decode frame: length %d: %w", n, ErrTooLong)
+	for i := 0; i < len(fiscalID); i++ {
+		if fiscalID[i] < 0x20 || fiscalID[i] > 0x7E {
+			return "", fmt.Errorf("header id %q: not printable ascii", printable(fiscalID))
+		}
 	}
-	if len(b) < 2+n {
-		return Frame{}, fmt.Errorf("decode frame: have %d of %d bytes: %w", len(b), 2+n, ErrTruncated)
+	pad := strings.Repeat("0", IDLen-len(fiscalID))
+	if d == T300 {
+		return pad + fiscalID, nil
 	}
-	if len(b) > 2+n {
-		return Frame{}, fmt.Errorf("decode frame: %d bytes after the frame: %w", len(b)-2-n, ErrTooLong)
+	return fiscalID + pad, nil
+}
+
+// Frame is one decoded frame. Body aliases the decoder's input.
+type Frame struct {
+	Dialect Dialect
+	ID      string // the 12 header id bytes as received
+	Type    uint32
+	Body    []byte // the TLVs
+	// Shifted is set when the id started 2 bytes after len (the
+	// receive-path quirk in Hugin's code); those bytes are in Prefix.
+	Shifted bool
+	Prefix  [2]byte
+}
+
+// Encode builds a frame: id must be exactly 12 bytes (see HeaderID).
+func Encode(d Dialect, id string, typ uint32, body []byte) ([]byte, error) {
+	if len(id) != IDLen {
+		return nil, fmt.Errorf("encode frame: id of %d bytes, want %d", len(id), IDLen)
 	}
-	p := b[2 : 2+n]
-	if got, want := p[n-1], LRC(p[:n-1]); got != want {
-		return Frame{}, fmt.Errorf("decode frame: lrc %02x, computed %02x: %w", got, want, ErrBadLRC)
+	blen := berLen(len(body))
+	n := IDLen + 3 + len(blen) + len(body)
+	if 3+n+d.CheckLen()+1 > MaxFrame {
+		return nil, fmt.Errorf("encode frame: %d bytes: %w", n, ErrLength)
 	}
-	f := Frame{ID: string(p[:IDLen]), Type: uint32(p[12])<<16 | uint32(p[13])<<8 | uint32(p[14])}
-	blen, hl, err := readBERLen(p[15 : n-1])
+	out := make([]byte, 0, 3+n+d.CheckLen()+1)
+	out = append(out, STX)
+	out = binary.BigEndian.AppendUint16(out, uint16(n))
+	out = append(out, id...)
+	out = append(out, byte(typ>>16), byte(typ>>8), byte(typ))
+	out = append(out, blen...)
+	out = append(out, body...)
+	out = d.appendCheck(out, out[3:])
+	return append(out, ETX), nil
+}
+
+// Decode parses exactly one whole frame, STX to ETX, in dialect d.
+func Decode(d Dialect, b []byte) (Frame, error) {
+	if len(b) > MaxFrame {
+		return Frame{}, fmt.Errorf("decode frame: %d bytes: %w", len(b), ErrLength)
+	}
+	s := Scanner{Dialect: d, store: b, w: len(b)} // reads b in place
+	f, err := s.Next()
 	if err != nil {
-		return Frame{}, fmt.Errorf("decode frame: body length: %w", err)
+		if errors.Is(err, ErrNeedMore) {
+			return Frame{}, fmt.Errorf("decode frame: %d bytes: %w", len(b), ErrLength)
+		}
+		return Frame{}, fmt.Errorf("decode frame: %w", err)
 	}
-	if 15+hl+blen != n-1 {
-		return Frame{}, fmt.Errorf("decode frame: body length %d does not fill the frame: %w", blen, ErrBadBER)
+	if s.Dropped > 0 || s.Buffered() > 0 {
+		return Frame{}, fmt.Errorf("decode frame: %d bytes outside the frame: %w", s.Dropped+s.Buffered(), ErrLength)
 	}
-	f.Body = p[15+hl : n-1]
 	return f, nil
+}
+
+// parse reads id, type and body from the covered bytes (len's N bytes).
+func parse(d Dialect, p []byte) (Frame, error) {
+	for _, shift := range []int{0, quirkShift} {
+		if len(p) < shift+minLen {
+			break
+		}
+		h := p[shift:]
+		if h[IDLen] != 0xFF || h[IDLen+1]&0xF0 != 0x80 {
+			continue
+		}
+		blen, hl, err := readBERLen(h[IDLen+3:])
+		if err != nil || IDLen+3+hl+blen != len(h) {
+			continue
+		}
+		f := Frame{
+			Dialect: d,
+			ID:      string(h[:IDLen]),
+			Type:    uint32(h[IDLen])<<16 | uint32(h[IDLen+1])<<8 | uint32(h[IDLen+2]),
+			Body:    h[IDLen+3+hl:],
+			Shifted: shift > 0,
+		}
+		copy(f.Prefix[:], p[:shift])
+		return f, nil
+	}
+	return Frame{}, ErrHeader
 }
 
 // berLen encodes a BER length.
@@ -170,28 +320,21 @@ func berLen(n int) []byte {
 // of bytes it took.
 func readBERLen(b []byte) (n, size int, err error) {
 	if len(b) == 0 {
-		return 0, 0, ErrTruncated
+		return 0, 0, ErrBadBER
 	}
 	switch c := b[0]; {
 	case c < 0x80:
 		return int(c), 1, nil
-	case c == 0x81:
-		if len(b) < 2 {
-			return 0, 0, ErrTruncated
-		}
+	case c == 0x81 && len(b) >= 2:
 		return int(b[1]), 2, nil
-	case c == 0x82:
-		if len(b) < 3 {
-			return 0, 0, ErrTruncated
-		}
+	case c == 0x82 && len(b) >= 3:
 		return int(b[1])<<8 | int(b[2]), 3, nil
-	default:
-		return 0, 0, fmt.Errorf("length byte %02x: %w", c, ErrBadBER)
 	}
+	return 0, 0, ErrBadBER
 }
 
-// maxTagLen caps a BER tag; GMP-3 tags are at most 3 bytes.
-const maxTagLen = 4
+// maxTagLen caps a tag; GMP-3 tags are at most 3 bytes.
+const maxTagLen = 3
 
 // TLV is one tag-length-value of a body. Value aliases the body.
 type TLV struct {
@@ -199,30 +342,28 @@ type TLV struct {
 	Value []byte
 }
 
-// ParseTLVs splits a body into its TLVs.
+// maxTLVs caps the TLVs of one body (a body is under 4 KiB anyway).
+const maxTLVs = 256
+
+// ParseTLVs splits a body into its TLVs. A tag continues while a byte is
+// ≥ 0x7F (as Hugin's GetTag reads it), up to 3 bytes.
 func ParseTLVs(body []byte) ([]TLV, error) {
 	var out []TLV
 	for len(body) > 0 {
-		if len(body) < 2 {
-			return nil, fmt.Errorf("parse tlv: %w", ErrTruncated)
+		if len(out) == maxTLVs {
+			return nil, fmt.Errorf("parse tlv: more than %d: %w", maxTLVs, ErrBadBER)
 		}
+		tl := 0
 		var tag uint32
-		tl := 1
-		tag = uint32(body[0])
-		if body[0]&0x1F == 0x1F {
-			for {
-				if tl >= len(body) {
-					return nil, fmt.Errorf("parse tlv: tag: %w", ErrTruncated)
-				}
-				if tl >= maxTagLen {
-					return nil, fmt.Errorf("parse tlv: tag longer than %d bytes: %w", maxTagLen, ErrBadBER)
-				}
-				c := body[tl]
-				tag = tag<<8 | uint32(c)
-				tl++
-				if c&0x80 == 0 {
-					break
-				}
+		for {
+			if tl >= len(body) {
+				return nil, fmt.Errorf("parse tlv: tag: %w", ErrBadBER)
+			}
+			c := body[tl]
+			tag = tag<<8 | uint32(c)
+			tl++
+			if c < 0x7F || tl == maxTagLen {
+				break
 			}
 		}
 		n, hl, err := readBERLen(body[tl:])
@@ -231,7 +372,7 @@ func ParseTLVs(body []byte) ([]TLV, error) {
 		}
 		start := tl + hl
 		if n > len(body)-start {
-			return nil, fmt.Errorf("parse tlv %X: value of %d bytes, %d left: %w", tag, n, len(body)-start, ErrTruncated)
+			return nil, fmt.Errorf("parse tlv %X: value of %d bytes, %d left: %w", tag, n, len(body)-start, ErrBadBER)
 		}
 		out = append(out, TLV{Tag: tag, Value: body[start : start+n]})
 		body = body[start+n:]
@@ -265,7 +406,7 @@ func BCD(n, size int) []byte {
 	return out
 }
 
-// FromBCD decodes packed BCD.
+// FromBCD decodes 1–4 bytes of packed BCD.
 func FromBCD(b []byte) (int, error) {
 	if len(b) == 0 || len(b) > 4 {
 		return 0, fmt.Errorf("bcd of %d bytes: %w", len(b), ErrBadBCD)
@@ -281,217 +422,13 @@ func FromBCD(b []byte) (int, error) {
 	return n, nil
 }
 
-// EchoRequest builds the ECHO request with sequence seq (1…999999, taken
-// modulo the range otherwise) stamped with t's local date and time.
-func EchoRequest(seq int, t time.Time) []byte {
-	seq = NormSequence(seq)
-	body := make([]byte, 0, 21)
-	body = appendTLV(body, TagSequence, BCD(seq, 3))
-	body = appendTLV(body, TagDate, BCD(t.Year()%100*10000+int(t.Month())*100+t.Day(), 3))
-	body = appendTLV(body, TagTime, BCD(t.Hour()*10000+t.Minute()*100+t.Second(), 3))
-	f, _ := Encode("", TypeEchoRequest, body) // cannot fail: fixed small size
-	return f
-}
-
-// NormSequence maps any int into 1…MaxSequence.
-func NormSequence(seq int) int {
-	if seq >= 1 && seq <= MaxSequence {
-		return seq
-	}
-	seq %= MaxSequence
-	if seq < 0 {
-		seq += MaxSequence
-	}
-	return seq + 1
-}
-
-// Request is a decoded ECHO request (what a simulated device reads).
-type Request struct {
-	Sequence int
-	Time     time.Time // date and time from the request, in time.Local
-}
-
-// ParseEchoRequest decodes a whole ECHO request frame.
-func ParseEchoRequest(b []byte) (Request, error) {
-	f, err := Decode(b)
-	if err != nil {
-		return Request{}, err
-	}
-	if f.Type != TypeEchoRequest {
-		return Request{}, fmt.Errorf("parse echo request: type %06X: %w", f.Type, ErrWrongType)
-	}
-	tlvs, err := ParseTLVs(f.Body)
-	if err != nil {
-		return Request{}, fmt.Errorf("parse echo request: %w", err)
-	}
-	var r Request
-	var date, clock = -1, -1
-	for _, t := range tlvs {
-		switch t.Tag {
-		case TagSequence:
-			if r.Sequence, err = FromBCD(t.Value); err != nil {
-				return Request{}, fmt.Errorf("parse echo request: sequence: %w", err)
-			}
-		case TagDate:
-			if date, err = FromBCD(t.Value); err != nil {
-				return Request{}, fmt.Errorf("parse echo request: date: %w", err)
-			}
-		case TagTime:
-			if clock, err = FromBCD(t.Value); err != nil {
-				return Request{}, fmt.Errorf("parse echo request: time: %w", err)
-			}
-		}
-	}
-	if r.Sequence == 0 {
-		return Request{}, fmt.Errorf("parse echo request: sequence: %w", ErrMissingTag)
-	}
-	if date >= 0 && clock >= 0 {
-		r.Time = time.Date(2000+date/10000, time.Month(date/100%100), date%100,
-			clock/10000, clock/100%100, clock%100, 0, time.Local)
-	}
-	return r, nil
-}
-
-// Response is a decoded ECHO response.
-type Response struct {
-	FiscalSerial string // the id field, spaces trimmed
-	Sequence     int
-	Result       string // "00" = ok
-	Brand        string // decoded from Windows-1254
-	Model        string // decoded from Windows-1254
-	ECRSerial    string
-}
-
-// EncodeEchoResponse builds an ECHO response (what a device sends). Brand
-// and model are encoded to Windows-1254; characters it cannot hold are an
-// error. An empty Result means "00"; empty optional fields are left out.
-func EncodeEchoResponse(r Response) ([]byte, error) {
-	result := r.Result
-	if result == "" {
-		result = "00"
-	}
-	body := make([]byte, 0, 64)
-	body = appendTLV(body, TagSequence, BCD(NormSequence(r.Sequence), 3))
-	body = appendTLV(body, TagResult, []byte(result))
-	for _, f := range []struct {
-		tag uint32
-		s   string
-	}{{TagBrand, r.Brand}, {TagModel, r.Model}} {
-		if f.s == "" {
-			continue
-		}
-		v, err := charmap.Windows1254.NewEncoder().Bytes([]byte(f.s))
-		if err != nil {
-			return nil, fmt.Errorf("encode echo response: tag %X: %w", f.tag, err)
-		}
-		body = appendTLV(body, f.tag, v)
-	}
-	if r.ECRSerial != "" {
-		body = appendTLV(body, TagECRSerial, []byte(r.ECRSerial))
-	}
-	return Encode(r.FiscalSerial, TypeEchoResponse, body)
-}
-
-// ParseEchoResponse decodes a whole frame as the answer to the ECHO request
-// with sequence seq (0 skips the sequence check). It rejects our own request
-// coming back (ErrEchoed), any other type (ErrWrongType), a sequence that is
-// not ours (ErrWrongSequence), an id that is neither a fiscal serial (two
-// letters and eight digits) nor a 12-character ECR serial (ErrBadID), and a
-// result code other than "00" (ErrResultCode).
-func ParseEchoResponse(b []byte, seq int) (Response, error) {
-	f, err := Decode(b)
-	if err != nil {
-		return Response{}, err
-	}
-	switch f.Type {
-	case TypeEchoResponse:
-	case TypeEchoRequest:
-		return Response{}, fmt.Errorf("parse echo response: %w", ErrEchoed)
-	default:
-		return Response{}, fmt.Errorf("parse echo response: type %06X: %w", f.Type, ErrWrongType)
-	}
-	tlvs, err := ParseTLVs(f.Body)
-	if err != nil {
-		return Response{}, fmt.Errorf("parse echo response: %w", err)
-	}
-	r := Response{FiscalSerial: strings.Trim(f.ID, " ")}
-	var haveSeq, haveResult bool
-	for _, t := range tlvs {
-		switch t.Tag {
-		case TagSequence:
-			if r.Sequence, err = FromBCD(t.Value); err != nil {
-				return Response{}, fmt.Errorf("parse echo response: sequence: %w", err)
-			}
-			haveSeq = true
-		case TagResult:
-			r.Result = string(t.Value)
-			haveResult = true
-		case TagBrand:
-			r.Brand = decodeText(t.Value)
-		case TagModel:
-			r.Model = decodeText(t.Value)
-		case TagECRSerial:
-			r.ECRSerial = strings.TrimSpace(decodeText(t.Value))
-		}
-	}
-	if !haveSeq {
-		return Response{}, fmt.Errorf("parse echo response: sequence: %w", ErrMissingTag)
-	}
-	if seq != 0 && r.Sequence != NormSequence(seq) {
-		return Response{}, fmt.Errorf("parse echo response: got sequence %d, sent %d: %w", r.Sequence, NormSequence(seq), ErrWrongSequence)
-	}
-	if !haveResult {
-		return Response{}, fmt.Errorf("parse echo response: result code: %w", ErrMissingTag)
-	}
-	if r.Result != "00" {
-		return Response{}, fmt.Errorf("parse echo response: result %q: %w", printable(r.Result), ErrResultCode)
-	}
-	if !ValidSerial(r.FiscalSerial) {
-		return Response{}, fmt.Errorf("parse echo response: id %q: %w", printable(r.FiscalSerial), ErrBadID)
-	}
-	return r, nil
-}
-
-// ValidSerial reports whether s is a fiscal serial (two letters and eight
-// digits, e.g. JI20012345) or a 12-character ECR serial of letters and digits.
-func ValidSerial(s string) bool {
-	if len(s) == 10 && isLetter(s[0]) && isLetter(s[1]) && allDigits(s[2:]) {
-		return true
-	}
-	if len(s) != 12 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isLetter(s[i]) && !isDigit(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func isLetter(c byte) bool { return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' }
-func isDigit(c byte) bool  { return c >= '0' && c <= '9' }
-func allDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !isDigit(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-func decodeText(b []byte) string {
-	s, err := charmap.Windows1254.NewDecoder().Bytes(b)
-	if err != nil { // cannot happen: every byte maps
-		return ""
-	}
-	return strings.TrimRight(string(s), " \x00")
-}
-
 // printable keeps error text readable whatever the device sent.
 func printable(s string) string {
+	if len(s) > 32 {
+		s = s[:32] + "…"
+	}
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7F {
+		if r < 0x20 || r == 0x7F || r == 0xFFFD {
 			return '?'
 		}
 		return r

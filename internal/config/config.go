@@ -24,6 +24,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -92,14 +93,23 @@ type Oduyo struct {
 	CAFile   string   `toml:"ca_file"`
 }
 
-// Device is the fiscal cash register on a serial port.
+// Device is the fiscal cash register on a serial port or the network.
 type Device struct {
-	Port         string   `toml:"port"` // "auto", "none", or a port name
+	Port         string   `toml:"port"`     // "auto", "none", a port name (COM3, /dev/ttyUSB0) or "tcp://host:port"
+	Protocol     string   `toml:"protocol"` // "auto", "crc16-arc", "crc16-ccitt", "t300"
 	Baud         int      `toml:"baud"`
-	FiscalSerial string   `toml:"fiscal_serial"`
-	Exclude      []string `toml:"exclude"` // ports auto-detection never probes
-	Timeout      Duration `toml:"timeout"` // answer timeout per try
+	FiscalSerial string   `toml:"fiscal_serial"` // manual override / fallback
+	Exclude      []string `toml:"exclude"`       // ports auto-detection never probes
+	AckTimeout   Duration `toml:"ack_timeout"`   // wait for ACK (and then the answer), per try
+	Tries        int      `toml:"tries"`         // sends per dialect
+	ProbeBudget  Duration `toml:"probe_budget"`  // a whole read, all dialects and ports
+	// Timeout is the key of earlier versions (answer timeout per try); it
+	// is read as ack_timeout when that is not set, with a warning.
+	Timeout Duration `toml:"timeout"`
 }
+
+// Device protocols.
+var deviceProtocols = []string{"auto", "crc16-arc", "crc16-ccitt", "t300"}
 
 // API is the local HTTP API for the POS application.
 type API struct {
@@ -134,9 +144,10 @@ func Default() Config {
 			Timeout:  Duration{30 * time.Second},
 			Grace:    Duration{7 * 24 * time.Hour},
 		},
-		Oduyo:  Oduyo{Timeout: Duration{20 * time.Second}},
-		Device: Device{Port: "auto", Baud: 115200, Timeout: Duration{time.Second}},
-		API:    API{Listen: "127.0.0.1:8787"},
+		Oduyo: Oduyo{Timeout: Duration{20 * time.Second}},
+		Device: Device{Port: "auto", Protocol: "auto", Baud: 115200, AckTimeout: Duration{4500 * time.Millisecond},
+			Tries: 3, ProbeBudget: Duration{45 * time.Second}},
+		API: API{Listen: "127.0.0.1:8787"},
 		Outbox: Outbox{
 			MaxSize:         256 << 20,
 			RetryMax:        Duration{5 * time.Minute},
@@ -227,6 +238,9 @@ func Parse(data []byte, path string) (*Config, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
 		return nil, decodeError(path, err)
+	}
+	if c.Device.Timeout.Duration > 0 && c.Device.AckTimeout == Default().Device.AckTimeout {
+		c.Device.AckTimeout = c.Device.Timeout // the earlier key, see Warnings
 	}
 	c.Path = path
 	return &c, nil
@@ -334,19 +348,28 @@ func (c *Config) Validate() error {
 	if c.Oduyo.Timeout.Duration <= 0 {
 		return bad("oduyo.timeout", "must be positive")
 	}
-	switch strings.ToLower(c.Device.Port) {
-	case "":
-		return bad("device.port", `must be "auto", "none" or a port name such as COM3 or /dev/ttyUSB0`)
-	case "none":
-		if c.Device.FiscalSerial == "" {
-			return bad("device.fiscal_serial", `is required when device.port = "none"`)
+	switch port := strings.ToLower(c.Device.Port); {
+	case port == "":
+		return bad("device.port", `must be "auto", "none", a port name such as COM3 or /dev/ttyUSB0, or tcp://host:port`)
+	case strings.HasPrefix(port, "tcp://"):
+		if _, p, err := net.SplitHostPort(c.Device.Port[len("tcp://"):]); err != nil || p == "" {
+			return bad("device.port", "must be tcp://host:port, e.g. tcp://192.168.1.50:4444 (got %q)", c.Device.Port)
 		}
+	}
+	if !slices.Contains(deviceProtocols, strings.ToLower(c.Device.Protocol)) {
+		return bad("device.protocol", "must be one of %s (got %q)", strings.Join(deviceProtocols, ", "), c.Device.Protocol)
 	}
 	if c.Device.Baud <= 0 {
 		return bad("device.baud", "must be positive (the ÖKC default is 115200)")
 	}
-	if c.Device.Timeout.Duration <= 0 {
-		return bad("device.timeout", "must be positive")
+	if c.Device.AckTimeout.Duration <= 0 || c.Device.AckTimeout.Duration > time.Minute {
+		return bad("device.ack_timeout", "must be between 0 and 1m (the sources use 4.5s)")
+	}
+	if c.Device.Tries < 1 || c.Device.Tries > 10 {
+		return bad("device.tries", "must be 1..10 (the sources use 3)")
+	}
+	if c.Device.ProbeBudget.Duration <= 0 || c.Device.ProbeBudget.Duration > 10*time.Minute {
+		return bad("device.probe_budget", "must be between 0 and 10m")
 	}
 	if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
 		return bad("api.listen", "must be host:port, e.g. 127.0.0.1:8787 (%v)", err)
@@ -391,6 +414,12 @@ func (c *Config) Warnings() []string {
 	}
 	if c.Oduyo.BaseURL == "" {
 		w = append(w, "oduyo.base_url is not set: records are accepted and kept, but not sent")
+	}
+	if c.Device.Timeout.Duration > 0 {
+		w = append(w, "device.timeout is the key of an earlier version: it is read as device.ack_timeout; rename it")
+	}
+	if strings.EqualFold(c.Device.Port, "none") && c.Device.FiscalSerial == "" {
+		w = append(w, `device.port is "none" and device.fiscal_serial is empty: the till registers once the POS reports the identity (PUT /v1/device)`)
 	}
 	if c.TPOSL.Interval.Duration > 0 && c.TPOSL.Interval.Duration < time.Minute {
 		w = append(w, fmt.Sprintf("tposl.interval %s is very short: every till registers that often", c.TPOSL.Interval))

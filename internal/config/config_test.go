@@ -85,7 +85,9 @@ func TestLoadErrors(t *testing.T) {
 		{"bad size", strings.Replace(validFile, `"64MiB"`, `"lots"`, 1), "", 0, "size"},
 		{"wrong type", strings.Replace(validFile, `[store]`, "[store]\npos_no = \"one\"", 1), "store.pos_no", 0, ""},
 		{"public http", strings.Replace(validFile, "https://lisans.example.com", "http://lisans.example.com", 1), "tposl.url", 0, "https"},
-		{"none needs serial", strings.Replace(validFile, `"/dev/ttyUSB0"`, `"none"`, 1), "device.fiscal_serial", 0, "required"},
+		{"bad protocol", strings.Replace(validFile, `port = "/dev/ttyUSB0"`, "port = \"/dev/ttyUSB0\"\nprotocol = \"crc32\"", 1), "device.protocol", 0, "crc16-ccitt"},
+		{"tcp without port", strings.Replace(validFile, `"/dev/ttyUSB0"`, `"tcp://192.168.1.50"`, 1), "device.port", 0, "tcp://host:port"},
+		{"zero tries", strings.Replace(validFile, `port = "/dev/ttyUSB0"`, "port = \"/dev/ttyUSB0\"\ntries = 0", 1), "device.tries", 0, "1..10"},
 		{"no token", strings.Replace(validFile, `"0123456789abcdef0123"`, `""`, 1), "api.token", 0, "required"},
 		{"zero interval", strings.Replace(validFile, `"1h"`, `"0s"`, 1), "tposl.interval", 0, "positive"},
 		{"syntax", validFile + "[[[", "", 23, ""},
@@ -199,4 +201,46 @@ func FuzzParse(f *testing.F) {
 		_ = c.Validate()
 		_ = c.Warnings()
 	})
+}
+
+// TestDeviceKeys: the device keys of this version, port "none" without a
+// fiscal serial (the POS reports it), and the earlier "timeout" key read
+// as ack_timeout with a warning.
+func TestDeviceKeys(t *testing.T) {
+	body := strings.Replace(validFile, `port = "/dev/ttyUSB0"`, `port = "tcp://192.168.1.50:4444"
+protocol = "T300"
+ack_timeout = "2s"
+tries = 5
+probe_budget = "20s"`, 1)
+	c, err := Load(write(t, t.TempDir(), body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Device
+	if d.Port != "tcp://192.168.1.50:4444" || d.Protocol != "T300" || d.AckTimeout.Duration != 2*time.Second || d.Tries != 5 || d.ProbeBudget.Duration != 20*time.Second {
+		t.Fatalf("device %+v", d)
+	}
+	back, err := Parse(Encode(c), "re-encoded")
+	if err != nil || back.Device.Port != d.Port || back.Device.Protocol != d.Protocol || back.Device.Tries != 5 || back.Device.AckTimeout != d.AckTimeout || back.Device.ProbeBudget != d.ProbeBudget {
+		t.Fatalf("re-encoded %+v, %v", back.Device, err)
+	}
+
+	c, err = Load(write(t, t.TempDir(), strings.Replace(validFile, `"/dev/ttyUSB0"`, `"none"`, 1)))
+	if err != nil {
+		t.Fatalf("port none without a fiscal serial: %v", err)
+	}
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "PUT /v1/device") {
+		t.Errorf("warnings %q", w)
+	}
+
+	c, err = Load(write(t, t.TempDir(), strings.Replace(validFile, `port = "/dev/ttyUSB0"`, "port = \"/dev/ttyUSB0\"\ntimeout = \"2s\"", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Device.AckTimeout.Duration != 2*time.Second {
+		t.Errorf("timeout not read as ack_timeout: %v", c.Device.AckTimeout)
+	}
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "device.timeout") {
+		t.Errorf("warnings %q", w)
+	}
 }

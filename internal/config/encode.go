@@ -77,11 +77,14 @@ timeout  = {{q .Oduyo.Timeout.String}}
 ca_file  = {{q .Oduyo.CAFile}}
 
 [device]
-port          = {{q .Device.Port}}   # "auto", "none", "COM3", "/dev/ttyUSB0"
+port          = {{q .Device.Port}}   # "auto", "none", "COM3", "/dev/ttyUSB0", "tcp://192.168.1.50:4444"
+protocol      = {{q .Device.Protocol}}   # "auto", "crc16-arc", "crc16-ccitt", "t300"
 baud          = {{.Device.Baud}}
-fiscal_serial = {{q .Device.FiscalSerial}}
+fiscal_serial = {{q .Device.FiscalSerial}}   # manual override / fallback
 exclude       = {{qlist .Device.Exclude}}
-timeout       = {{q .Device.Timeout.String}}
+ack_timeout   = {{q .Device.AckTimeout.String}}
+tries         = {{.Device.Tries}}
+probe_budget  = {{q .Device.ProbeBudget.String}}
 
 [api]
 listen = {{q .API.Listen}}   # loopback only unless you mean it

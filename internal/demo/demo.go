@@ -116,13 +116,15 @@ func (d *demo) run(ctx context.Context) error {
 	fmt.Fprintf(d.out, "tposagent demo: the whole job on this machine, nothing configured.\nwork dir: %s\n", d.dir)
 
 	// 1. The cash register.
+	// On a pseudo-terminal where there are some, else over TCP as an
+	// Ethernet ÖKC (Windows).
 	port := "none"
-	sim, err := devicetest.Start(devicetest.Options{FiscalSerial: demoFiscal, ECRSerial: demoECR, Brand: "INGENICO", Model: "IWE280"})
+	sim, err := devicetest.StartAny(devicetest.Options{FiscalSerial: demoFiscal})
 	if err == nil {
 		d.sim, port = sim, sim.Port()
-		d.say("A simulated ÖKC answers GMP-3 ECHO on %s (fiscal ID %s, INGENICO IWE280)", port, demoFiscal)
+		d.say("A simulated ÖKC answers GMP-3 ECHO (CRC-16/ARC, ACK/NAK) on %s with fiscal ID %s in its header", port, demoFiscal)
 	} else {
-		d.say("No pseudo-terminals here (%v): the agent uses device.port = none and fiscal_serial %s", err, demoFiscal)
+		d.say("No simulated ÖKC here (%v): the agent uses device.port = none and fiscal_serial %s", err, demoFiscal)
 	}
 
 	// 2. The servers.
@@ -145,11 +147,24 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.startAgent(ctx, "started"); err != nil {
 		return err
 	}
+	// The POS knows brand, model and ECR serial from its pairing answer
+	// (ECHO does not carry them) and reports them.
+	dev, err := d.client.ReportDevice(ctx, localapi.DeviceReport{FiscalSerial: demoFiscal, Brand: "INGENICO", Model: "IWE280", ECRSerial: demoECR})
+	if err != nil {
+		return fmt.Errorf("report the device identity: %w", err)
+	}
+	d.detail("the POS reported its paired ÖKC (PUT /v1/device): %s %s, ECR serial %s; conflict=%v", dev.Brand, dev.Model, demoECR, dev.Conflict)
 	st, err := d.waitStatus(ctx, "the registration", func(s localapi.Status) bool { return s.License.Source == tposl.SourceServer })
 	if err != nil {
 		return err
 	}
 	lic := st.License
+	// The report changed POS_SERI_NO: the agent registers again with it.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if reqs := d.tposl.Requests(); len(reqs) > 0 && reqs[len(reqs)-1].PosSeriNo == demoECR {
+			break
+		}
+	}
 	if reqs := d.tposl.Requests(); len(reqs) > 0 {
 		p := reqs[len(reqs)-1]
 		d.detail("registered: YK_FISCAL_SERI_NO=%s POS_SERI_NO=%s PC_NAME=%s FIRMA_ADI=%q", p.YKFiscalSeriNo, p.PosSeriNo, p.PCName, p.FirmaAdi)

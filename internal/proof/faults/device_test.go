@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -27,9 +28,9 @@ const (
 	devTimeout   = 200 * time.Millisecond // answer timeout per try
 	devTries     = device.DefaultTries    // what the agent uses
 	slowByteStep = 40 * time.Millisecond  // FaultSlow: a frame takes seconds
-	// A read's limit: every try's answer window, plus opening and closing
-	// the port on a loaded machine.
-	readSlack = 1500 * time.Millisecond
+	// A read's limit: three dialects, every try's ACK and answer windows,
+	// plus opening and closing the port on a loaded machine.
+	readLimit = 3*devTries*2*devTimeout + 1500*time.Millisecond
 )
 
 // deviceFault is what one fault mode must produce.
@@ -44,14 +45,22 @@ type deviceFault struct {
 func deviceFaults() []deviceFault {
 	timeout := []string{device.ErrTimeout.Error()}
 	rows := map[devicetest.Fault]deviceFault{
-		devicetest.FaultNone:          {},
-		devicetest.FaultSilent:        {want: []error{device.ErrTimeout}, text: timeout},
-		devicetest.FaultSlow:          {want: []error{device.ErrTimeout}, text: timeout},
-		devicetest.FaultGarbage:       {want: []error{device.ErrBadFrame, device.ErrGarbage}, text: []string{device.ErrGarbage.Error()}},
-		devicetest.FaultEcho:          {want: []error{device.ErrBadFrame, device.ErrEchoed}, text: []string{device.ErrEchoed.Error()}},
-		devicetest.FaultZeroFlood:     {want: []error{device.ErrBadFrame, device.ErrZeroFlood}, text: []string{device.ErrZeroFlood.Error()}},
-		devicetest.FaultBadLRC:        {want: []error{device.ErrBadFrame, device.ErrBadLRC}, text: []string{device.ErrBadLRC.Error()}},
-		devicetest.FaultWrongSequence: {want: []error{device.ErrBadFrame, device.ErrWrongSequence}, text: []string{device.ErrWrongSequence.Error()}},
+		devicetest.FaultNone:        {},
+		devicetest.FaultSilent:      {want: []error{device.ErrTimeout}, text: timeout},
+		devicetest.FaultSlow:        {want: []error{device.ErrTimeout}, text: timeout},
+		devicetest.FaultGarbage:     {want: []error{device.ErrBadFrame, device.ErrGarbage}, text: []string{device.ErrGarbage.Error()}},
+		devicetest.FaultEcho:        {want: []error{device.ErrBadFrame, device.ErrEchoed}, text: []string{device.ErrEchoed.Error()}},
+		devicetest.FaultZeroFlood:   {want: []error{device.ErrBadFrame, device.ErrZeroFlood}, text: []string{device.ErrZeroFlood.Error()}},
+		devicetest.FaultBadChecksum: {want: []error{device.ErrBadFrame, device.ErrChecksum}, text: []string{device.ErrChecksum.Error()}},
+		devicetest.FaultBadSequence: {want: []error{device.ErrBadFrame, device.ErrWrongSequence}, text: []string{device.ErrWrongSequence.Error()}},
+		devicetest.FaultNAKFirst:    {},
+		devicetest.FaultNAKAll:      {want: []error{device.ErrNAK}, text: []string{device.ErrNAK.Error()}},
+		devicetest.FaultNoACK:       {},
+		// The reader sends the fiscal id it knows in the header, so a
+		// strict device answers.
+		devicetest.FaultStrict: {},
+		devicetest.FaultBusy:   {want: []error{device.ErrResultCode, device.ErrDeviceBusy}, text: []string{"(busy)"}},
+		devicetest.FaultDeaf:   {want: []error{device.ErrTimeout}, text: timeout},
 		// After a hang-up the port is gone: the first read sees the
 		// disconnect, later ones find no device there.
 		devicetest.FaultHangUp: {want: []error{device.ErrDisconnected},
@@ -66,6 +75,10 @@ func deviceFaults() []deviceFault {
 		r.fault = f
 		out = append(out, r)
 	}
+	// The hang-up ends the device for good: last.
+	sort.SliceStable(out, func(i, j int) bool {
+		return out[j].fault == devicetest.FaultHangUp && out[i].fault != devicetest.FaultHangUp
+	})
 	return out
 }
 
@@ -91,16 +104,19 @@ func TestDeviceFaultMatrix(t *testing.T) {
 			t.Run(df.fault.String(), func(t *testing.T) {
 				t.Parallel()
 				sim := startSim(t)
-				r := device.NewReader(device.Config{Port: sim.Port(), Timeout: devTimeout, Tries: devTries, CacheDir: t.TempDir()})
+				r, err := device.NewReader(device.Config{Port: sim.Port(), AckTimeout: devTimeout, Tries: devTries, CacheDir: t.TempDir()})
+				if err != nil {
+					t.Fatal(err)
+				}
 				ctx := context.Background()
-				if id, err := r.Read(ctx); err != nil || id.FiscalSerial != simSerial || id.Source != device.SourceDevice {
+				if id, err := r.Read(ctx, ""); err != nil || id.FiscalSerial != simSerial || id.Source != device.SourceDevice {
 					t.Fatalf("good read: %+v, %v", id, err)
 				}
 				sim.SetFault(df.fault)
 				start := time.Now()
-				id, err := r.Read(ctx)
+				id, err := r.Read(ctx, r.Cached().FiscalSerial) // as the agent does
 				took := time.Since(start)
-				limit := time.Duration(devTries)*devTimeout + readSlack
+				limit := readLimit
 				if took > limit {
 					t.Errorf("read took %v, limit %v", took, limit)
 				}
@@ -114,9 +130,13 @@ func TestDeviceFaultMatrix(t *testing.T) {
 							t.Errorf("err = %v, want %v", err, w)
 						}
 					}
-					if id.FiscalSerial != simSerial || id.Source != device.SourceCache {
-						t.Errorf("identity %+v, want the cached %s", id, simSerial)
+					if id.FiscalSerial != "" {
+						t.Errorf("identity %+v from a faulty device", id)
 					}
+					if c := r.Cached(); c.FiscalSerial != simSerial || c.Source != device.SourceCache {
+						t.Errorf("cached %+v, want %s", c, simSerial)
+					}
+					id = r.Cached()
 				}
 				t.Logf("RESULT device_fault=%s took=%v limit=%v err=%q source=%s", df.fault, took.Round(time.Millisecond), limit, errText(err), id.Source)
 			})
@@ -147,7 +167,7 @@ func newTillConfig(t *testing.T, port string, ts *tposltest.Server, od *oduyotes
 	c.Oduyo.BaseURL, c.Oduyo.Username = od.URL(), od.Username
 	c.Oduyo.APIKey, c.Oduyo.Password = config.Secret(od.APIKey), config.Secret(od.Password)
 	c.Device.Port = port
-	c.Device.Timeout = config.Duration{Duration: devTimeout}
+	c.Device.AckTimeout = config.Duration{Duration: devTimeout}
 	c.API.Listen = "127.0.0.1:0"
 	c.API.Token = config.Secret(tillToken)
 	c.Outbox.RetryMax = config.Duration{Duration: time.Second}
@@ -255,7 +275,7 @@ func testAgentDeviceFaults(t *testing.T) {
 		})
 		took := time.Since(start)
 		// The next recheck, one read with every try, and slack.
-		if limit := 50*time.Millisecond + time.Duration(devTries)*devTimeout + readSlack + time.Second; took > limit {
+		if limit := 50*time.Millisecond + readLimit + time.Second; took > limit {
 			t.Errorf("%s: status showed it after %v, limit %v", df.fault, took, limit)
 		}
 		if st.Device.Source != string(device.SourceCache) || st.Device.FiscalSerial != simSerial {

@@ -1,0 +1,156 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tposagent/tposagent/agent/localapi"
+	"github.com/tposagent/tposagent/agent/records"
+	"github.com/tposagent/tposagent/device"
+)
+
+func newTestIdentities(t *testing.T, configSerial string, cached device.Identity) (*identities, *bytes.Buffer, string) {
+	t.Helper()
+	var logs bytes.Buffer
+	path := filepath.Join(t.TempDir(), POSDeviceFile)
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	s := newIdentities(configSerial, "COM3", cached, path, slog.New(slog.NewTextHandler(&logs, nil)), func() time.Time { return now })
+	return s, &logs, path
+}
+
+// TestIdentityOrder: config, then a fresh device read, then the POS
+// report, then the cache.
+func TestIdentityOrder(t *testing.T) {
+	cached := device.Identity{FiscalSerial: "JI20000001", Source: device.SourceCache, Port: "COM3"}
+	s, _, _ := newTestIdentities(t, "", cached)
+	if got := s.current(); got.FiscalSerial != "JI20000001" || got.Source != device.SourceCache {
+		t.Fatalf("cache only: %+v", got)
+	}
+	if _, err := s.report(localapi.DeviceReport{FiscalSerial: "JI20000002", ECRSerial: "E2"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.current(); got.FiscalSerial != "JI20000002" || got.Source != device.SourcePOS || got.ECRSerial != "E2" {
+		t.Fatalf("pos over cache: %+v", got)
+	}
+	if s.deviceRead(device.Identity{FiscalSerial: "JI20000002", Source: device.SourceDevice, Protocol: "crc16-arc"}, nil) {
+		t.Fatal("the same identity from another source asked for a registration")
+	}
+	// A new ECR serial for the same fiscal id changes POS_SERI_NO: register.
+	if changed, _ := s.report(localapi.DeviceReport{FiscalSerial: "JI20000002", ECRSerial: "E2"}); changed {
+		t.Fatal("the same report again asked for a registration")
+	}
+	if changed, _ := s.report(localapi.DeviceReport{FiscalSerial: "JI20000002", ECRSerial: "E3"}); !changed {
+		t.Fatal("a new ECR serial did not ask for a registration")
+	}
+	s.report(localapi.DeviceReport{FiscalSerial: "JI20000002", ECRSerial: "E2"})
+	if got := s.current(); got.Source != device.SourceDevice || got.ECRSerial != "E2" {
+		t.Fatalf("device over pos, completed by the pos report: %+v", got)
+	}
+	// A failed read: the device is no longer fresh; the pos report is used.
+	s.deviceRead(device.Identity{}, errors.New("no answer"))
+	if got := s.current(); got.Source != device.SourcePOS {
+		t.Fatalf("after a failed read: %+v", got)
+	}
+	c, _, _ := newTestIdentities(t, "JI20000009", cached)
+	c.deviceRead(device.Identity{FiscalSerial: "JI20000009", Source: device.SourceDevice}, nil)
+	if got := c.current(); got.Source != device.SourceConfig || got.FiscalSerial != "JI20000009" {
+		t.Fatalf("config first: %+v", got)
+	}
+}
+
+// TestIdentityConflict: disagreeing sources are shown with both values and
+// logged once per change.
+func TestIdentityConflict(t *testing.T) {
+	s, logs, _ := newTestIdentities(t, "", device.Identity{})
+	if !s.deviceRead(device.Identity{FiscalSerial: "JI20012345", Source: device.SourceDevice}, nil) {
+		t.Fatal("the first identity did not ask for a registration")
+	}
+	changed, err := s.report(localapi.DeviceReport{FiscalSerial: "AV0000017893"})
+	if err != nil || changed {
+		t.Fatalf("report: changed %v, %v (the device still wins)", changed, err)
+	}
+	v := s.view()
+	if !v.Conflict || v.Conflicting["device"] != "JI20012345" || v.Conflicting["pos"] != "AV0000017893" || v.FiscalSerial != "JI20012345" {
+		t.Fatalf("view %+v", v)
+	}
+	for range 3 {
+		s.deviceRead(device.Identity{FiscalSerial: "JI20012345", Source: device.SourceDevice}, nil)
+		s.report(localapi.DeviceReport{FiscalSerial: "AV0000017893"})
+	}
+	if n := strings.Count(logs.String(), "disagree"); n != 1 {
+		t.Fatalf("%d warnings:\n%s", n, logs)
+	}
+	// A new disagreement (the device swapped) is a new warning, and a
+	// registration.
+	if !s.deviceRead(device.Identity{FiscalSerial: "JI20099999", Source: device.SourceDevice}, nil) {
+		t.Fatal("a swapped device did not ask for a registration")
+	}
+	if n := strings.Count(logs.String(), "disagree"); n != 2 {
+		t.Fatalf("%d warnings after a change:\n%s", n, logs)
+	}
+	s.report(localapi.DeviceReport{FiscalSerial: "JI20099999"})
+	if v := s.view(); v.Conflict || !strings.Contains(logs.String(), "agree again") {
+		t.Fatalf("agreement not seen: %+v", v)
+	}
+}
+
+// TestIdentityView: every source is listed with its value and age.
+func TestIdentityView(t *testing.T) {
+	read := time.Date(2026, 11, 27, 9, 59, 0, 0, time.UTC)
+	s, _, _ := newTestIdentities(t, "JI20012345", device.Identity{FiscalSerial: "JI20012345", Source: device.SourceCache, ReadAt: read.Add(-time.Hour)})
+	s.deviceRead(device.Identity{}, errors.New("read device: port busy"))
+	v := s.view()
+	if len(v.Sources) != 4 {
+		t.Fatalf("sources %+v", v.Sources)
+	}
+	names := []string{"config", "device", "pos", "cache"}
+	for i, src := range v.Sources {
+		if src.Source != names[i] {
+			t.Fatalf("source %d is %s", i, src.Source)
+		}
+	}
+	if v.Sources[1].Error != "read device: port busy" || v.Error == "" {
+		t.Fatalf("device error not shown: %+v", v)
+	}
+	if a := v.Sources[3].AgeS; a == nil || *a != 3660 {
+		t.Fatalf("cache age %v", a)
+	}
+	if v.Source != "config" || v.Port != "COM3" {
+		t.Fatalf("view %+v", v)
+	}
+}
+
+// TestPOSReportKept: the report survives a restart; a bad shape is a field
+// error and keeps nothing; a damaged file is ignored.
+func TestPOSReportKept(t *testing.T) {
+	s, _, path := newTestIdentities(t, "", device.Identity{})
+	_, err := s.report(localapi.DeviceReport{FiscalSerial: "ji20012345"})
+	var fe *records.FieldError
+	if !errors.As(err, &fe) || fe.Field != "fiscal_serial" {
+		t.Fatalf("bad shape: %v", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused report was written: %v", err)
+	}
+	if _, err := s.report(localapi.DeviceReport{FiscalSerial: "FT40050248", Brand: "HUGIN", Model: "T300", ECRSerial: "FT40050248"}); err != nil {
+		t.Fatal(err)
+	}
+	again := newIdentities("", "none", device.Identity{}, path, slog.New(slog.DiscardHandler), time.Now)
+	if got := again.current(); got.FiscalSerial != "FT40050248" || got.Source != device.SourcePOS || got.Model != "T300" {
+		t.Fatalf("after a restart: %+v", got)
+	}
+	for _, bad := range []string{"{", `{"fiscal_serial": "nope"}`, strings.Repeat(" ", 20<<10)} {
+		if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got := newIdentities("", "none", device.Identity{}, path, slog.New(slog.DiscardHandler), time.Now).current(); got.FiscalSerial != "" {
+			t.Fatalf("damaged file %.10q gave %+v", bad, got)
+		}
+	}
+}

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tposagent/tposagent/agent/localapi"
+	"github.com/tposagent/tposagent/device"
+	"github.com/tposagent/tposagent/device/devicetest"
+	"github.com/tposagent/tposagent/device/gmp3"
+	"github.com/tposagent/tposagent/internal/testrig"
+)
+
+// registeredWith waits for a registration and returns its fiscal serial
+// and POS serial.
+func (f *fixture) registeredWith(after int) (fiscal, pos string) {
+	f.t.Helper()
+	testrig.WaitFor(f.t, "a registration", 15*time.Second, func() bool { return len(f.tposl.Requests()) > after })
+	p := f.tposl.Requests()[len(f.tposl.Requests())-1]
+	return p.YKFiscalSeriNo, p.PosSeriNo
+}
+
+// TestE2EDeviceRegistersWithFiscalIDRead: the real binary reads the fiscal
+// id from the simulated ÖKC (a T300 one, found by protocol auto after the
+// other dialects are refused) and registers with it.
+func TestE2EDeviceRegistersWithFiscalIDRead(t *testing.T) {
+	f := newFixtureWith(t, &devicetest.Options{FiscalSerial: "FT40050248", Dialect: gmp3.T300})
+	f.start()
+	fiscal, _ := f.registeredWith(0)
+	if fiscal != "FT40050248" {
+		t.Fatalf("registered with %q, want the device's FT40050248", fiscal)
+	}
+	st, err := f.client.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := st.Device
+	if d.Source != "device" || d.Protocol != "t300" || d.Port != f.sim.Port() || d.Conflict {
+		t.Fatalf("status device %+v", d)
+	}
+	if len(d.Sources) != 4 || d.Sources[1].Source != "device" || d.Sources[1].FiscalSerial != "FT40050248" || d.Sources[1].AgeS == nil {
+		t.Fatalf("sources %+v", d.Sources)
+	}
+	// Never a pairing or fiscal command: only ECHO requests, ACK and NAK.
+	for _, typ := range f.sim.Types() {
+		if typ != gmp3.TypeEchoRequest {
+			t.Fatalf("the agent sent message type %06X", typ)
+		}
+	}
+	t.Logf("RESULT e2e_device_read fiscal=%s protocol=%s requests=%d", fiscal, d.Protocol, f.sim.Requests())
+}
+
+// TestE2EPOSReportsIdentity: with device.port = "none" and no fiscal serial
+// in the config the agent does not register; after PUT /v1/device (through
+// `tposagent device set`) it registers with the POS's identity, POS_SERI_NO
+// from its ecr_serial. Bad input is a 400 and changes nothing; the report
+// survives a restart.
+func TestE2EPOSReportsIdentity(t *testing.T) {
+	f := newFixtureWith(t, nil)
+	f.start()
+	ctx := context.Background()
+	st, err := f.client.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Device.Source != "none" || st.Device.FiscalSerial != "" {
+		t.Fatalf("before the report: %+v", st.Device)
+	}
+	testrig.WaitFor(t, "the registration error", 10*time.Second, func() bool {
+		st, err := f.client.Status(ctx)
+		return err == nil && strings.Contains(st.LastRegistrationError, "PUT /v1/device")
+	})
+	if n := len(f.tposl.Requests()); n != 0 {
+		t.Fatalf("%d registrations without a fiscal serial", n)
+	}
+
+	for _, body := range []string{
+		`{"fiscal_serial": "12345"}`,
+		`{"fiscal_serial": ""}`,
+		`{"brand": "HUGIN"}`,
+		`{"fiscal_serial": "JI20012345", "colour": "red"}`,
+		`{"fiscal_serial": "JI20012345", "brand": "` + strings.Repeat("A", 65) + `"}`,
+		`{"fiscal_serial": "JI20012345", "model": "T\u0007300"}`,
+		"{\"fiscal_serial\": \"JI20012345\", \"brand\": \"\xff\"}",
+		`[]`,
+		`{"fiscal_serial": "JI20012345"} {}`,
+	} {
+		err := f.client.Do(ctx, http.MethodPut, "/v1/device", []byte(body), nil)
+		var ae *localapi.APIError
+		if !errors.As(err, &ae) || ae.StatusCode != http.StatusBadRequest {
+			t.Errorf("PUT %q: %v, want 400", body, err)
+		}
+	}
+
+	out, err := f.CLI("device", "set", "--fiscal-serial", "JI20099999", "--brand", "HUGIN", "--model", "Tığ 300", "--ecr-serial", "HGN00012345")
+	if err != nil {
+		t.Fatalf("device set: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "JI20099999 (from pos)") {
+		t.Fatalf("device set printed %q", out)
+	}
+	fiscal, pos := f.registeredWith(0)
+	if fiscal != "JI20099999" || pos != "HGN00012345" {
+		t.Fatalf("registered with YK_FISCAL_SERI_NO=%q POS_SERI_NO=%q", fiscal, pos)
+	}
+	d, err := f.client.Device(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Source != "pos" || d.Model != "Tığ 300" || d.Brand != "HUGIN" || d.Sources[2].AgeS == nil {
+		t.Fatalf("GET /v1/device %+v", d)
+	}
+
+	// Kept across a restart.
+	f.stop()
+	f.start()
+	d, err = f.client.Device(ctx)
+	if err != nil || d.Source != "pos" || d.FiscalSerial != "JI20099999" || d.Model != "Tığ 300" {
+		t.Fatalf("after a restart: %+v, %v", d, err)
+	}
+}
+
+// TestE2EDeviceConflict: the device reads one fiscal id, the POS reports
+// another: the status says so with both values, registration keeps the
+// device's (the order is config, device, pos, cache), and the log warns
+// once.
+func TestE2EDeviceConflict(t *testing.T) {
+	f := newFixtureWith(t, &devicetest.Options{FiscalSerial: "JI20012345"})
+	f.start()
+	ctx := context.Background()
+	if fiscal, _ := f.registeredWith(0); fiscal != "JI20012345" {
+		t.Fatalf("registered with %q", fiscal)
+	}
+	d, err := f.client.ReportDevice(ctx, localapi.DeviceReport{FiscalSerial: "AV0000017893", Brand: "BEKO"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Conflict || d.Conflicting["device"] != "JI20012345" || d.Conflicting["pos"] != "AV0000017893" || d.Source != "device" {
+		t.Fatalf("after a conflicting report: %+v", d)
+	}
+	st, err := f.client.Status(ctx)
+	if err != nil || !st.Device.Conflict {
+		t.Fatalf("status: %+v, %v", st.Device, err)
+	}
+	raw, _ := json.Marshal(st.Device)
+	if !strings.Contains(string(raw), `"conflict":true`) {
+		t.Fatalf("status JSON %s", raw)
+	}
+	// The same report again: still one warning.
+	if _, err := f.client.ReportDevice(ctx, localapi.DeviceReport{FiscalSerial: "AV0000017893", Brand: "BEKO"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(f.Output(), "disagree"); n != 1 {
+		t.Fatalf("%d conflict warnings in the log, want 1:\n%s", n, f.Output())
+	}
+	// The POS corrects itself: the conflict ends.
+	d, err = f.client.ReportDevice(ctx, localapi.DeviceReport{FiscalSerial: "JI20012345"})
+	if err != nil || d.Conflict {
+		t.Fatalf("after agreeing: %+v, %v", d, err)
+	}
+	t.Logf("RESULT e2e_device_conflict shown=true warnings=1 resolved=true")
+}
+
+// TestE2EKeepsServingWhileDeviceBad: while the ÖKC is silent, busy or
+// unplugged the agent keeps answering the local API, accepts records,
+// shows the device error beside the last known identity, and stops
+// promptly.
+func TestE2EKeepsServingWhileDeviceBad(t *testing.T) {
+	// Over TCP: unplugged, the address refuses (a freed pty number could be
+	// handed to another program's terminal at once).
+	f := newFixtureWith(t, &devicetest.Options{FiscalSerial: "JI20012345", Transport: devicetest.TCP})
+	// Re-read the device often (the agent's hidden knob for tests).
+	f.cfg.TPOSL.Interval.Duration = 2 * time.Second
+	if err := f.WriteConfig(&f.cfg); err != nil {
+		t.Fatal(err)
+	}
+	f.start()
+	ctx := context.Background()
+	f.registeredWith(0)
+	for i, bad := range []struct {
+		name  string
+		apply func()
+		text  string
+	}{
+		{"silent", func() { f.sim.SetFault(devicetest.FaultSilent) }, device.ErrTimeout.Error()},
+		{"busy", func() { f.sim.SetFault(devicetest.FaultBusy) }, "(busy)"},
+		{"unplugged", func() { f.sim.Close() }, device.ErrNoDevice.Error()},
+	} {
+		bad.apply()
+		var st localapi.Status
+		start := time.Now()
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("%s: last device status %+v", bad.name, st.Device)
+			}
+		})
+		testrig.WaitFor(t, "status to show the device "+bad.name, 20*time.Second, func() bool {
+			var err error
+			st, err = f.client.Status(ctx)
+			if err != nil {
+				t.Fatalf("%s: the agent stopped answering: %v", bad.name, err)
+			}
+			return strings.Contains(st.Device.Error, bad.text)
+		})
+		if st.Device.FiscalSerial != "JI20012345" || st.Device.Source != "cache" {
+			t.Errorf("%s: identity %+v, want the cached one", bad.name, st.Device)
+		}
+		col := fmt.Sprintf(`{"integration_id": "dev-%d", "code": "Ş%d"}`, i, i)
+		if _, err := f.client.Enqueue(ctx, "/v1/special-codes", []byte(col)); err != nil {
+			t.Errorf("%s: enqueue: %v", bad.name, err)
+		}
+		t.Logf("RESULT e2e_device_%s seen_after=%v error=%q", bad.name, time.Since(start).Round(time.Millisecond), st.Device.Error)
+		if bad.name != "unplugged" {
+			f.sim.SetFault(devicetest.FaultNone)
+		}
+	}
+	if d := f.stop(); d > 5*time.Second {
+		t.Errorf("stop took %v", d)
+	}
+}

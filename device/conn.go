@@ -1,0 +1,334 @@
+package device
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.bug.st/serial"
+)
+
+// TCPPrefix marks a port that is an ÖKC on the network: "tcp://host:port".
+const TCPPrefix = "tcp://"
+
+// watchGrace is how long after its deadline a read or write may still
+// return by itself before the watcher closes the port under it, and then
+// how long the closed call is given to return before it is left behind.
+// Generous: a busy machine (or wine) delays goroutines, and closing the
+// port ends the whole probe.
+const watchGrace = 2 * time.Second
+
+// closeGrace is how long a call is given to return after the port was
+// closed under it before it is counted as stuck and left behind.
+const closeGrace = 500 * time.Millisecond
+
+// errIdle is a read that timed out with nothing (an internal signal).
+var errIdle = errors.New("read timed out")
+
+// stuck counts goroutines left blocked in a driver call that did not
+// return even after the port was closed under it.
+var stuck atomic.Int64
+
+// Stuck is the number of goroutines still blocked in a serial driver call
+// that the watcher abandoned (the port was closed under them and the call
+// has not returned yet). It is 0 on a healthy system; the agent shows it in
+// its status so a stalled USB adapter is visible.
+func Stuck() int { return int(stuck.Load()) }
+
+// rawPort is what the watcher needs of an open port: a read that honours a
+// timeout (best effort), a write, and a close that may interrupt both.
+type rawPort interface {
+	// readTimeout reads into p waiting about d; (0, nil) is a timeout.
+	readTimeout(p []byte, d time.Duration) (int, error)
+	writeTimeout(p []byte, d time.Duration) (int, error)
+	resetInput()
+	// abort interrupts pending calls (CancelIoEx on Windows) and closes.
+	abort()
+	Close() error
+}
+
+// conn is an open port whose every read and write ends by its deadline:
+// each call runs in its own goroutine, and if it has not returned
+// watchGrace after the deadline the port is aborted and the call abandoned
+// (ErrStalled). Not safe for concurrent use (one exchange at a time).
+type conn struct {
+	raw  rawPort
+	name string
+	dead atomic.Bool
+	once sync.Once
+}
+
+func newConn(raw rawPort, name string) *conn {
+	return &conn{raw: raw, name: name}
+}
+
+type ioResult struct {
+	n   int
+	err error
+}
+
+// do runs op with a watcher. op gets its own buffer, so an abandoned call
+// that returns late cannot write into the caller's memory.
+func (c *conn) do(what string, deadline time.Time, op func() (int, error)) (int, error) {
+	if c.dead.Load() {
+		return 0, fmt.Errorf("%s: port closed after a stalled call: %w", what, ErrStalled)
+	}
+	done := make(chan ioResult, 1)
+	go func() {
+		n, err := op()
+		done <- ioResult{n: n, err: err}
+	}()
+	t := time.NewTimer(time.Until(deadline) + watchGrace)
+	defer t.Stop()
+	select {
+	case r := <-done:
+		return r.n, r.err
+	case <-t.C:
+	}
+	c.dead.Store(true)
+	c.close()
+	// The driver may still return after the abort; wait a little, then
+	// leave it counted.
+	select {
+	case <-done:
+		return 0, fmt.Errorf("%s on %s did not return by its deadline; port closed: %w", what, c.name, ErrStalled)
+	case <-time.After(closeGrace):
+	}
+	stuck.Add(1)
+	go func() {
+		<-done
+		stuck.Add(-1)
+	}()
+	return 0, fmt.Errorf("%s on %s did not return by its deadline and is still blocked after the port was closed: %w", what, c.name, ErrStalled)
+}
+
+// read reads into p until deadline. (0, errIdle) when nothing came.
+func (c *conn) read(p []byte, deadline time.Time) (int, error) {
+	d := time.Until(deadline)
+	if d <= 0 {
+		return 0, errIdle
+	}
+	// At least 1 ms: a zero timeout means "return at once" on Unix but is
+	// not well defined for Windows COMMTIMEOUTS.
+	d = max(d, time.Millisecond)
+	own := make([]byte, len(p))
+	n, err := c.do("read", deadline, func() (int, error) { return c.raw.readTimeout(own, d) })
+	copy(p, own[:n])
+	switch {
+	case err != nil:
+		return n, err
+	case n == 0:
+		return 0, errIdle
+	}
+	return n, nil
+}
+
+// write writes all of p by deadline.
+func (c *conn) write(p []byte, deadline time.Time) error {
+	own := append([]byte(nil), p...)
+	n, err := c.do("write", deadline, func() (int, error) { return c.raw.writeTimeout(own, time.Until(deadline)) })
+	if err == nil && n < len(p) {
+		err = fmt.Errorf("wrote %d of %d bytes: %w", n, len(p), ErrTimeout)
+	}
+	return err
+}
+
+func (c *conn) resetInput() {
+	if !c.dead.Load() {
+		c.raw.resetInput()
+	}
+}
+
+func (c *conn) close() {
+	c.once.Do(c.raw.abort)
+}
+
+// Close closes the port. Safe to call more than once.
+func (c *conn) Close() error {
+	c.close()
+	return nil
+}
+
+// dial opens a port by name: "tcp://host:port" or a serial port. With a
+// tracer, every byte through the port is recorded.
+func dial(ctx context.Context, name string, baud int, timeout time.Duration, tr *tracer) (*conn, error) {
+	var raw rawPort
+	if addr, ok := strings.CutPrefix(name, TCPPrefix); ok {
+		d := net.Dialer{Timeout: timeout}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			tr.comment("port %s: connect: %v", name, err)
+			return nil, fmt.Errorf("connect %s: %w", addr, dialError(err))
+		}
+		raw = &tcpPort{c: c}
+	} else {
+		p, err := openSerialPort(name, baud)
+		if err != nil {
+			tr.comment("port %s: open: %v", name, err)
+			return nil, fmt.Errorf("open: %w", openError(err))
+		}
+		raw = p
+	}
+	if tr != nil {
+		tr.restart()
+		tr.comment("port %s opened %s (baud %d)", name, time.Now().Format(time.RFC3339Nano), baud)
+		raw = tracePort{rawPort: raw, t: tr}
+	}
+	return newConn(raw, name), nil
+}
+
+// serialPort adapts go.bug.st/serial. Its Unix read honours the timeout and
+// is woken by Close; its Unix write blocks while the line is flow-stopped;
+// on Windows neither is bounded by the library (the write has no timeout,
+// the overlapped read waits on GetOverlappedResult), hence the watcher.
+type serialPort struct {
+	p serial.Port
+}
+
+func openSerialPort(name string, baud int) (*serialPort, error) {
+	p, err := serial.Open(name, &serial.Mode{BaudRate: baud, DataBits: 8, Parity: serial.NoParity, StopBits: serial.OneStopBit})
+	if err != nil {
+		return nil, err
+	}
+	return &serialPort{p: p}, nil
+}
+
+func (s *serialPort) readTimeout(b []byte, d time.Duration) (int, error) {
+	if err := s.p.SetReadTimeout(d); err != nil {
+		return 0, readError(err)
+	}
+	start := time.Now()
+	n, err := s.p.Read(b)
+	if err != nil {
+		return n, readError(err)
+	}
+	if n == 0 && time.Since(start) < d/2 && d >= 20*time.Millisecond {
+		// The library returns (0, nil) at its timeout; long before it, an
+		// empty read is a hang-up (the device end of the line is gone).
+		return 0, fmt.Errorf("empty read before the timeout: %w", ErrDisconnected)
+	}
+	return n, nil
+}
+
+func (s *serialPort) writeTimeout(b []byte, _ time.Duration) (int, error) {
+	n, err := s.p.Write(b)
+	if err != nil {
+		return n, readError(err)
+	}
+	return n, nil
+}
+
+func (s *serialPort) resetInput() { _ = s.p.ResetInputBuffer() }
+
+func (s *serialPort) abort() {
+	cancelIO(s.p)
+	_ = s.p.Close()
+}
+
+func (s *serialPort) Close() error { return s.p.Close() }
+
+// tcpPort is an ÖKC reached over TCP; net.Conn deadlines hold on every OS.
+type tcpPort struct {
+	c net.Conn
+}
+
+func (t *tcpPort) readTimeout(b []byte, d time.Duration) (int, error) {
+	_ = t.c.SetReadDeadline(time.Now().Add(d))
+	n, err := t.c.Read(b)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return n, nil
+		}
+		if errors.Is(err, io.EOF) {
+			return n, fmt.Errorf("connection closed by the device: %w", ErrDisconnected)
+		}
+		return n, fmt.Errorf("%v: %w", err, ErrDisconnected)
+	}
+	return n, nil
+}
+
+func (t *tcpPort) writeTimeout(b []byte, d time.Duration) (int, error) {
+	_ = t.c.SetWriteDeadline(time.Now().Add(d))
+	n, err := t.c.Write(b)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return n, fmt.Errorf("write: %w", ErrTimeout)
+		}
+		return n, fmt.Errorf("write: %v: %w", err, ErrDisconnected)
+	}
+	return n, nil
+}
+
+// resetInput drops what is already waiting on the socket.
+func (t *tcpPort) resetInput() {
+	var b [512]byte
+	for range 64 {
+		_ = t.c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		if n, err := t.c.Read(b[:]); n == 0 || err != nil {
+			return
+		}
+	}
+}
+
+func (t *tcpPort) abort()       { _ = t.c.Close() }
+func (t *tcpPort) Close() error { return t.c.Close() }
+
+// dialError maps a TCP connect failure.
+func dialError(err error) error {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.Is(err, syscall.ECONNREFUSED), isRefused(err):
+		return fmt.Errorf("connection refused: %w", ErrNoDevice)
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("%v: %w", err, ErrTimeout)
+	}
+	return fmt.Errorf("%v: %w", err, ErrNoDevice)
+}
+
+// openError maps an open failure to a sentinel, keeping the cause's text.
+func openError(err error) error {
+	var pe *serial.PortError
+	if errors.As(err, &pe) {
+		switch pe.Code() {
+		case serial.PortBusy:
+			return ErrBusy
+		case serial.PermissionDenied:
+			return ErrPermission
+		case serial.PortNotFound:
+			return ErrNoDevice
+		case serial.InvalidSerialPort:
+			return fmt.Errorf("not a usable serial port (%v): %w", pe, ErrNoDevice)
+		}
+		return pe
+	}
+	switch {
+	case errors.Is(err, syscall.EBUSY):
+		return ErrBusy
+	case errors.Is(err, fs.ErrPermission):
+		return ErrPermission
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENXIO), errors.Is(err, syscall.ENODEV), errors.Is(err, syscall.EIO):
+		return fmt.Errorf("%v: %w", err, ErrNoDevice)
+	}
+	return err
+}
+
+// readError maps an I/O failure on an open port.
+func readError(err error) error {
+	var pe *serial.PortError
+	if errors.As(err, &pe) && pe.Code() == serial.PortClosed {
+		return fmt.Errorf("port closed: %w", ErrDisconnected)
+	}
+	return fmt.Errorf("%v: %w", err, ErrDisconnected)
+}
