@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/installer"
+	"github.com/tposagent/tposagent/internal/config"
 )
 
 // TestServiceSpecRenders checks the spec that start, stop, restart and
