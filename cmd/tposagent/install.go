@@ -145,6 +145,9 @@ func cmdInstall(ctx context.Context, e *env, args []string) error {
 		what = "updated in place"
 	}
 	fmt.Fprintf(e.stdout, "service:   %s %s (%s, automatic start)\n", installer.DefaultName, what, m.Platform())
+	for _, w := range m.Warnings() {
+		fmt.Fprintf(e.stdout, "warning:   %s\n", w)
+	}
 	if *noStart {
 		return nil
 	}
