@@ -640,3 +640,74 @@ func TestBareBinaryUnderSystemd(t *testing.T) {
 	tl.m.must("rm", "/usr/local/bin/tposagent")
 	tl.checkNothingLeft()
 }
+
+// TestDebUpgrade: a till on the old package whose agent ran as root (its
+// data dir and outbox owned by root) holds records while Ödüyo is down;
+// the new package restarts the service with the new binary as the service
+// user, keeps config, token and outbox, and the records are delivered.
+func TestDebUpgrade(t *testing.T) {
+	p := debs(t, debOldEnv, debEnv)
+	tl := newTill(t, "tposupgrade", map[string]string{p[0]: "/root/old.deb", p[1]: "/root/new.deb"})
+	tl.m.must("dpkg", "-i", "/root/old.deb")
+	tl.install("none")
+	oldVersion := tl.waitActive(30 * time.Second).Version
+
+	// The old agent ran as root: a drop-in stands for its unit.
+	dropIn := filepath.Join(tl.rootfs, "etc/systemd/system/tposagent.service.d/as-root.conf")
+	if err := os.MkdirAll(filepath.Dir(dropIn), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dropIn, []byte("[Service]\nUser=root\nGroup=root\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tl.m.must("systemctl", "daemon-reload")
+	tl.m.must("systemctl", "restart", serviceUnit)
+	tl.waitActive(30 * time.Second)
+	tl.oduyo("down")
+	ids := tl.enqueue("U", 3)
+	tl.m.must("chown", "-R", "root:root", dataDir, "/etc/tposagent")
+	tl.m.must("chmod", "0600", configPath)
+	if owner := strings.TrimSpace(tl.m.must("stat", "-c", "%U", dataDir+"/outbox.db")); owner != "root" {
+		t.Fatalf("outbox owned by %s before the upgrade, want root", owner)
+	}
+	if n := tl.pending(); n != len(ids) {
+		t.Fatalf("%d records pending before the upgrade, want %d", n, len(ids))
+	}
+	config := tl.m.must("cat", configPath)
+	oldPID := tl.mainPID()
+
+	// The new package's unit has no such drop-in.
+	if err := os.Remove(dropIn); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	out := tl.m.must("dpkg", "-i", "/root/new.deb")
+	t.Logf("TIMING upgrade dpkg -i: %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("upgrade:\n%s", out)
+	st := tl.waitActive(30 * time.Second)
+	if st.Version == oldVersion || tl.mainPID() == oldPID {
+		t.Errorf("after the upgrade the service runs version %s (PID %d), before %s (PID %d): not restarted with the new binary", st.Version, tl.mainPID(), oldVersion, oldPID)
+	}
+	t.Logf("upgraded from %s to %s", oldVersion, st.Version)
+	if st.Outbox.Quarantined != "" {
+		t.Errorf("outbox quarantined on upgrade: %s", st.Outbox.Quarantined)
+	}
+	if got := tl.m.must("cat", configPath); got != config {
+		t.Errorf("the upgrade changed the config (token included):\n%s\nwant\n%s", got, config)
+	}
+	for _, p := range []string{dataDir, dataDir + "/outbox.db"} {
+		if owner := strings.TrimSpace(tl.m.must("stat", "-c", "%U", p)); owner != serviceUser {
+			t.Errorf("%s owned by %s after the upgrade, want %s", p, owner, serviceUser)
+		}
+	}
+	if group := strings.TrimSpace(tl.m.must("stat", "-c", "%G %a", configPath)); group != serviceUser+" 640" {
+		t.Errorf("config %s after the upgrade, want group %s mode 640", group, serviceUser)
+	}
+	tl.checkLeastPrivilege()
+	if n := tl.pending(); n != len(ids) {
+		t.Fatalf("%d records pending after the upgrade, want %d", n, len(ids))
+	}
+	tl.oduyo("up")
+	took := tl.waitDelivered(ids)
+	t.Logf("TIMING %d records delivered %s after Ödüyo came back", len(ids), took.Round(time.Millisecond))
+}
