@@ -23,7 +23,7 @@ const (
 	oduyoURL     = "http://127.0.0.1:18081"
 	fakePort     = "/dev/ttyFAKE0"
 	fakeSerial   = "JI20012345" // the simulator's default fiscal serial
-	restartSec   = 5 * time.Second
+	restartDelay   = 5 * time.Second
 	maxExposure  = 2.5
 	serviceUnit  = "tposagent.service"
 	packageUnit  = "/usr/lib/systemd/system/tposagent.service"
@@ -406,13 +406,13 @@ func (tl *till) killAndRestart() time.Duration {
 	restarts, _ := strconv.Atoi(tl.m.prop(serviceUnit, "NRestarts"))
 	start := time.Now()
 	tl.m.must("kill", "-9", strconv.Itoa(old))
-	took := tl.waitFor("a new main process after kill -9", restartSec+10*time.Second, func() (bool, string) {
+	took := tl.waitFor("a new main process after kill -9", restartDelay+10*time.Second, func() (bool, string) {
 		pid := tl.mainPID()
 		state := tl.m.prop(serviceUnit, "ActiveState")
 		return pid != 0 && pid != old && state == "active", fmt.Sprintf("MainPID=%d ActiveState=%s", pid, state)
 	})
-	if took > restartSec+2*time.Second {
-		tl.t.Errorf("restarted %s after kill -9, want within RestartSec+2s = %s", took.Round(time.Millisecond), restartSec+2*time.Second)
+	if took > restartDelay+2*time.Second {
+		tl.t.Errorf("restarted %s after kill -9, want within RestartSec+2s = %s", took.Round(time.Millisecond), restartDelay+2*time.Second)
 	}
 	if n, _ := strconv.Atoi(tl.m.prop(serviceUnit, "NRestarts")); n != restarts+1 {
 		tl.t.Errorf("NRestarts %d, want %d", n, restarts+1)
@@ -468,7 +468,7 @@ func (tl *till) lifecycle(devicePort string) {
 		t.Fatalf("%d records in the outbox after enqueueing %d", n, len(ids))
 	}
 	restart := tl.killAndRestart()
-	t.Logf("TIMING restart after kill -9 (RestartSec=%s): %s", restartSec, restart.Round(time.Millisecond))
+	t.Logf("TIMING restart after kill -9 (RestartSec=%s): %s", restartDelay, restart.Round(time.Millisecond))
 	tl.waitActive(30 * time.Second)
 	if n := tl.pending(); n != len(ids) {
 		t.Fatalf("%d records in the outbox after kill -9, want %d", n, len(ids))
