@@ -23,7 +23,7 @@ const (
 	oduyoURL     = "http://127.0.0.1:18081"
 	fakePort     = "/dev/ttyFAKE0"
 	fakeSerial   = "JI20012345" // the simulator's default fiscal serial
-	restartDelay   = 5 * time.Second
+	restartDelay = 5 * time.Second
 	maxExposure  = 2.5
 	serviceUnit  = "tposagent.service"
 	packageUnit  = "/usr/lib/systemd/system/tposagent.service"
