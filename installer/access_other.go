@@ -25,7 +25,7 @@ func init() { prepareAccess = prepareServiceAccess }
 // agent did not create (data_dir = "/var/lib") is never taken over: only
 // the agent's files in it are, and a warning says what to do.
 func prepareServiceAccess(s Spec) (warnings []string, err error) {
-	uid, gid, err := ensureSystemUser(ServiceUser, "dialout")
+	uid, gid, err := serviceUser(ServiceUser, "dialout")
 	if err != nil {
 		return nil, err
 	}
@@ -144,6 +144,10 @@ func chownAgentFiles(dir string, uid, gid int) error {
 	}
 	return nil
 }
+
+// serviceUser is ensureSystemUser; tests replace it so as not to add
+// users to the machine.
+var serviceUser = ensureSystemUser
 
 // ensureSystemUser creates the system user name with a group of the same
 // name when it does not exist, adds it to serialGroup when that group
