@@ -245,6 +245,11 @@ func ensureDir(dir string, always bool) error {
 			return fmt.Errorf("secure %s: %w", dir, err)
 		}
 	}
+	if created {
+		if err := markCreated(dir); err != nil {
+			return fmt.Errorf("mark %s as created by the installer: %w", dir, err)
+		}
+	}
 	return nil
 }
 

@@ -83,10 +83,13 @@ func TestBootstrapFresh(t *testing.T) {
 	if res.DataDir != dataDir {
 		t.Fatalf("DataDir %q, want %q", res.DataDir, dataDir)
 	}
-	// No temp files left beside the config.
+	// No temp files left beside the config: only it and the marker of a
+	// directory the installer created.
 	ents, _ := os.ReadDir(filepath.Dir(cfgPath))
-	if len(ents) != 1 {
-		t.Fatalf("config dir holds %d entries, want only config.toml", len(ents))
+	for _, e := range ents {
+		if e.Name() != "config.toml" && e.Name() != CreatedMarker {
+			t.Fatalf("config dir holds %s, want only config.toml and %s", e.Name(), CreatedMarker)
+		}
 	}
 	for _, s := range append(secrets, tok) {
 		if strings.Contains(logBuf.String(), s) {
@@ -323,10 +326,8 @@ func TestBootstrapRelativeDataDir(t *testing.T) {
 }
 
 func TestPurge(t *testing.T) {
-	for _, bad := range []string{"/", "/var", "relative/dir"} {
-		if err := Purge("", bad); err == nil {
-			t.Errorf("Purge(%q) accepted", bad)
-		}
+	if _, err := Purge("", "relative/dir", ""); err == nil {
+		t.Error("Purge of a relative data dir accepted")
 	}
 	dir := t.TempDir()
 	cfgDir := filepath.Join(dir, "etc")
@@ -335,13 +336,124 @@ func TestPurge(t *testing.T) {
 	if _, err := Bootstrap(BootstrapOptions{ConfigPath: cfgPath, Set: full(dataDir)}); err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(dataDir, "outbox.db"), []byte("x"), 0o600)
-	if err := Purge(cfgPath, dataDir); err != nil {
+	agentFiles := []string{"outbox.db", "outbox.db.compact", "outbox.db.corrupt-20260101T000000Z", "license.json", "device.json",
+		"api.addr", "tposagent.log", "tposagent.log.1", "tposagent.log.12", ".license.json.tmp-123"}
+	for _, f := range agentFiles {
+		if err := os.WriteFile(filepath.Join(dataDir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := Purge(cfgPath, dataDir, filepath.Join(dataDir, "tposagent.log"))
+	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{cfgPath, cfgDir, dataDir} {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("%s still there after purge", p)
+			t.Errorf("%s still there after purge (result %+v)", p, res)
+		}
+	}
+	if len(res.Kept) != 0 {
+		t.Errorf("kept %v", res.Kept)
+	}
+}
+
+// TestPurgeKeepsWhatItDidNotMake: data_dir = "/var/lib" (or D:\TPOS\data)
+// was there before the agent; purging removes the agent's files in it
+// and nothing else.
+func TestPurgeKeepsWhatItDidNotMake(t *testing.T) {
+	dir := t.TempDir()
+	lib := filepath.Join(dir, "lib") // stands for /var/lib
+	foreign := []string{filepath.Join(lib, "dpkg", "status"), filepath.Join(lib, "notes.txt"), filepath.Join(lib, "outbox.db.bak")}
+	for _, f := range foreign {
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte("not the agent's"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfgPath := filepath.Join(dir, "etc", "config.toml")
+	if _, err := Bootstrap(BootstrapOptions{ConfigPath: cfgPath, Set: full(lib)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(lib, CreatedMarker)); err == nil {
+		t.Fatal("bootstrap marked a directory it did not create")
+	}
+	for _, f := range []string{"outbox.db", "license.json", "tposagent.log", "tposagent.log.3"} {
+		if err := os.WriteFile(filepath.Join(lib, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A log outside the data dir, in a directory that is not the agent's.
+	logDir := filepath.Join(dir, "log")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(logDir, "agent.log")
+	for _, f := range []string{logFile, logFile + ".1", logFile + ".old"} {
+		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := Purge(cfgPath, lib, logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range append(foreign, logFile+".old", logDir) {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("purge removed %s, which the agent did not make: %v", f, err)
+		}
+	}
+	for _, f := range []string{"outbox.db", "license.json", "tposagent.log", "tposagent.log.3"} {
+		if _, err := os.Stat(filepath.Join(lib, f)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("purge kept the agent's %s", f)
+		}
+	}
+	for _, f := range []string{logFile, logFile + ".1", cfgPath, filepath.Dir(cfgPath)} {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("purge kept %s", f)
+		}
+	}
+	if len(res.Kept) != 1 || !strings.Contains(res.Kept[0], lib) || !strings.Contains(res.Kept[0], "not created by tposagent") {
+		t.Errorf("kept %q, want the data dir named as not created by tposagent", res.Kept)
+	}
+
+	// A directory the installer made, where someone put a file of their
+	// own: the agent's files go, the directory and that file stay.
+	own := filepath.Join(dir, "own")
+	cfg2 := filepath.Join(dir, "etc2", "config.toml")
+	if _, err := Bootstrap(BootstrapOptions{ConfigPath: cfg2, Set: full(own)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"outbox.db", "yedek.zip"} {
+		if err := os.WriteFile(filepath.Join(own, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err = Purge(cfg2, own, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(own, "yedek.zip")); err != nil {
+		t.Errorf("purge removed a file the agent did not make: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(own, "outbox.db")); !errors.Is(err, os.ErrNotExist) {
+		t.Error("purge kept the outbox")
+	}
+	if len(res.Kept) != 1 || !strings.Contains(res.Kept[0], "yedek.zip") {
+		t.Errorf("kept %q, want the data dir with yedek.zip named", res.Kept)
+	}
+}
+
+func TestAgentFile(t *testing.T) {
+	for _, n := range []string{"outbox.db", "outbox.db.corrupt-20260101T000000Z-2", "tposagent.log.7", ".device.json.tmp-9", CreatedMarker} {
+		if !AgentFile(n) {
+			t.Errorf("AgentFile(%q) = false", n)
+		}
+	}
+	for _, n := range []string{"outbox.db.bak", "tposagent.log.old", "dpkg", "license.json~", "x/outbox.db", ".bashrc"} {
+		if AgentFile(n) {
+			t.Errorf("AgentFile(%q) = true", n)
 		}
 	}
 }

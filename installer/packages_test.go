@@ -66,6 +66,8 @@ func TestPackages(t *testing.T) {
 				"./usr/lib/systemd/system/tposagent.service",
 				"-rw------- root/root", "./etc/tposagent/config.toml",
 				"drwx------ root/root         0", "./var/lib/tposagent/")
+			contains(t, deb+" postinst", run(t, "dpkg-deb", "--info", deb, "postinst"), "useradd --system", "usermod -a -G dialout tposagent",
+				"chown -R tposagent:tposagent /var/lib/tposagent", "tposagent install --unattended")
 			x := t.TempDir()
 			run(t, "dpkg-deb", "-x", deb, x)
 			unit, err := os.ReadFile(filepath.Join(x, "usr/lib/systemd/system/tposagent.service"))
@@ -99,7 +101,9 @@ func TestPackages(t *testing.T) {
 				"-rwxr-xr-x", "/usr/bin/tposagent", "/usr/lib/systemd/system/tposagent.service",
 				"-rw-------", "/etc/tposagent/config.toml", "drwx------", "/var/lib/tposagent")
 			contains(t, rpm+" config files", run(t, "rpm", "-qp", "--configfiles", rpm), "/etc/tposagent/config.toml")
-			contains(t, rpm+" scripts", run(t, "rpm", "-qp", "--scripts", rpm), "postinstall scriptlet", "preuninstall scriptlet", "tposagent install --unattended")
+			contains(t, rpm+" scripts", run(t, "rpm", "-qp", "--scripts", rpm), "postinstall scriptlet", "preuninstall scriptlet", "postuninstall scriptlet",
+				"tposagent install --unattended", "useradd --system", "usermod -a -G dialout tposagent", "chown -R tposagent:tposagent /var/lib/tposagent",
+				"systemctl stop tposagent.service")
 		}
 	})
 	t.Run("msi", func(t *testing.T) {

@@ -117,10 +117,21 @@ const (
 
 // Manager registers and controls the service.
 type Manager struct {
-	spec Spec
-	svc  service.Service
-	log  *slog.Logger
+	spec     Spec
+	svc      service.Service
+	log      *slog.Logger
+	warnings []string
 }
+
+// prepareAccess, when set (Linux), gives the service user the agent's
+// files before the service is registered and returns warnings for the
+// operator; a variable so that tests with a fake service manager leave
+// the machine's users alone.
+var prepareAccess func(Spec) ([]string, error)
+
+// Warnings are what the last Install could not arrange and the operator
+// should (a data dir the service user cannot write).
+func (m *Manager) Warnings() []string { return m.warnings }
 
 // NewManager returns a Manager for spec, or ErrNoServiceManager when the
 // machine has none the installer supports.
@@ -181,6 +192,16 @@ func (m *Manager) Install() (upgraded bool, err error) {
 	st, err := m.Status()
 	if err != nil {
 		return false, err
+	}
+	if prepareAccess != nil {
+		w, err := prepareAccess(m.spec)
+		if err != nil {
+			return false, fmt.Errorf("install service %s: %w", m.spec.Name, err)
+		}
+		m.warnings = w
+		for _, x := range w {
+			m.log.Warn(x)
+		}
 	}
 	if st != StatusNotInstalled {
 		if err := m.update(); err != nil {

@@ -78,6 +78,11 @@ func TestManagerSystemdFake(t *testing.T) {
 		t.Fatalf("could not select kardianos' systemd backend (got %v)", sys)
 	}
 	managerAvailable = func() bool { return true }
+	// The machine's users are left alone: record what would be prepared.
+	var prepared []Spec
+	oldPrepare := prepareAccess
+	prepareAccess = func(s Spec) ([]string, error) { prepared = append(prepared, s); return nil, nil }
+	t.Cleanup(func() { prepareAccess = oldPrepare })
 
 	name := fmt.Sprintf("tposagent-fake-%d", os.Getpid())
 	unitPath := filepath.Join("/etc/systemd/system", name+".service")
@@ -152,6 +157,9 @@ func TestManagerSystemdFake(t *testing.T) {
 	}
 	if st, _ := m2.Status(); st != StatusNotInstalled {
 		t.Fatalf("status after uninstall: %s", st)
+	}
+	if len(prepared) != 2 || prepared[0].DataDir != spec.DataDir {
+		t.Errorf("install prepared the service user's access %d times (%+v), want once per install", len(prepared), prepared)
 	}
 	calls, _ := os.ReadFile(log)
 	for _, want := range []string{"enable " + name + ".service", "daemon-reload", "start " + name + ".service", "stop " + name + ".service", "disable " + name + ".service"} {

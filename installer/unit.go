@@ -19,18 +19,36 @@ type UnitParams struct {
 	// SerialGroup is the supplementary group for serial ports; default
 	// "dialout" (Debian/Ubuntu, Fedora). "-" for none.
 	SerialGroup string
+	// User is the system user (and group) the agent runs as; default
+	// ServiceUser. "root" runs it as root (not recommended).
+	User string
 }
 
+// ServiceUser is the system user the Linux service runs as. The package
+// and "tposagent install" create it (a member of the serial group); the
+// data dir is its own, the config file is readable by its group.
+const ServiceUser = "tposagent"
+
+// SerialDevices are the device groups (the names in /proc/devices) the
+// service may open: on-board and PCI serial ports, USB serial adapters
+// (FTDI, PL2303, CH340) and USB CDC-ACM devices. Other device nodes are
+// closed to it, except the pseudo devices every service gets (/dev/null,
+// /dev/urandom, …). A site whose register sits behind another kind of
+// device adds a drop-in with DeviceAllow=.
+var SerialDevices = []string{"char-ttyS", "char-ttyUSB", "char-ttyACM"}
+
 // RenderUnit renders the systemd unit file. It is a pure function: tests
-// check its text with systemd-analyze verify.
+// check its text with systemd-analyze verify and, in a container, with
+// systemd-analyze security.
 //
 // The unit restarts the agent always (StartLimitIntervalSec=0: it never
 // gives up), orders it after network-online.target, lets systemd create
-// /var/lib/NAME and /etc/NAME (StateDirectory, ConfigurationDirectory,
-// mode 0700) and hardens the process: NoNewPrivileges, ProtectSystem=strict
-// with only the data dir writable, no access to home directories. Devices
-// stay visible (no PrivateDevices): the agent opens the fiscal device's
-// serial port.
+// /var/lib/NAME (owned by the service user) and /etc/NAME, and gives the
+// process the least it needs: its own system user with the serial group,
+// no capabilities, the system-service set of system calls, only Internet
+// and local sockets, a read-only OS with only the data dir (and a log
+// directory outside it) writable, no home directories, a private /tmp,
+// other processes invisible, and of the devices only the serial ports.
 func RenderUnit(p UnitParams) (string, error) {
 	if p.Name == "" {
 		p.Name = DefaultName
@@ -40,6 +58,9 @@ func RenderUnit(p UnitParams) (string, error) {
 	}
 	if p.SerialGroup == "" {
 		p.SerialGroup = "dialout"
+	}
+	if p.User == "" {
+		p.User = ServiceUser
 	}
 	for _, f := range []struct{ name, v string }{{"executable", p.Executable}, {"config path", p.ConfigPath}, {"data dir", p.DataDir}} {
 		if err := checkUnitPath(f.v); err != nil {
@@ -53,6 +74,9 @@ func RenderUnit(p UnitParams) (string, error) {
 	}
 	if strings.ContainsAny(p.Name, " /\\\n") || strings.ContainsAny(p.Description, "\n\r") {
 		return "", errors.New("render unit: name or description contains a space, slash or newline")
+	}
+	if !validName(p.User) || (p.SerialGroup != "-" && !validName(p.SerialGroup)) {
+		return "", fmt.Errorf("render unit: user %q or serial group %q is not a valid name", p.User, p.SerialGroup)
 	}
 
 	var b strings.Builder
@@ -72,32 +96,50 @@ func RenderUnit(p UnitParams) (string, error) {
 	w("RestartSec=5")
 	w("TimeoutStopSec=20")
 	w("KillMode=mixed")
+	if p.User != "root" {
+		w("User=%s", p.User)
+		w("Group=%s", p.User)
+	}
+	if p.SerialGroup != "-" {
+		w("SupplementaryGroups=%s", p.SerialGroup)
+	}
 	w("StateDirectory=%s", p.Name)
 	w("StateDirectoryMode=0700")
 	w("ConfigurationDirectory=%s", p.Name)
-	w("ConfigurationDirectoryMode=0700")
+	w("ConfigurationDirectoryMode=0750")
 	w("UMask=0077")
 	w("NoNewPrivileges=yes")
+	w("CapabilityBoundingSet=")
+	w("AmbientCapabilities=")
 	w("ProtectSystem=strict")
 	writable := append([]string{p.DataDir}, p.ExtraWritable...)
 	for _, d := range writable {
 		w("ReadWritePaths=%s", quotePathArg("-"+d))
 	}
-	w("ProtectHome=read-only")
+	w("ProtectHome=yes")
 	w("PrivateTmp=yes")
+	w("DevicePolicy=closed")
+	for _, d := range SerialDevices {
+		w("DeviceAllow=%s rw", d)
+	}
 	w("ProtectKernelTunables=yes")
 	w("ProtectKernelModules=yes")
 	w("ProtectKernelLogs=yes")
 	w("ProtectControlGroups=yes")
 	w("ProtectClock=yes")
+	w("ProtectHostname=yes")
+	w("ProtectProc=invisible")
 	w("RestrictSUIDSGID=yes")
 	w("RestrictRealtime=yes")
 	w("RestrictNamespaces=yes")
 	w("LockPersonality=yes")
-	w("RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK")
-	if p.SerialGroup != "-" {
-		w("SupplementaryGroups=%s", p.SerialGroup)
-	}
+	w("MemoryDenyWriteExecute=yes")
+	w("RemoveIPC=yes")
+	w("RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6")
+	w("SystemCallArchitectures=native")
+	w("SystemCallFilter=@system-service")
+	w("SystemCallFilter=~@privileged @resources")
+	w("SystemCallErrorNumber=EPERM")
 	w("")
 	w("[Install]")
 	w("WantedBy=multi-user.target")
@@ -141,4 +183,19 @@ func quotePathArg(s string) string {
 	}
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 	return `"` + r.Replace(s) + `"`
+}
+
+// validName reports whether s is a plain user or group name.
+func validName(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r == '_', i > 0 && (r >= '0' && r <= '9' || r == '-'):
+		default:
+			return false
+		}
+	}
+	return true
 }

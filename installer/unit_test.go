@@ -36,6 +36,15 @@ func TestRenderUnitContents(t *testing.T) {
 		"\nProtectSystem=strict\n",
 		"\nReadWritePaths=-/var/lib/tposagent\n",
 		"\nSupplementaryGroups=dialout\n",
+		"\nUser=tposagent\n",
+		"\nGroup=tposagent\n",
+		"\nCapabilityBoundingSet=\n",
+		"\nSystemCallFilter=@system-service\n",
+		"\nProtectProc=invisible\n",
+		"\nProtectHostname=yes\n",
+		"\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n",
+		"\nDevicePolicy=closed\n",
+		"\nDeviceAllow=char-ttyUSB rw\n",
 		"\nWantedBy=multi-user.target\n",
 		"Ödüyo",
 	} {
@@ -57,6 +66,9 @@ func TestRenderUnitRejects(t *testing.T) {
 		"template":        func(p *UnitParams) { p.DataDir = "/var/{{Name}}" },
 		"windows path":    func(p *UnitParams) { p.DataDir = `C:\ProgramData\tposagent` },
 		"name with space": func(p *UnitParams) { p.Name = "tpos agent" },
+		"user with space": func(p *UnitParams) { p.User = "tpos agent" },
+		"user injection":  func(p *UnitParams) { p.User = "x\nExecStartPre=/bin/rm" },
+		"group injection": func(p *UnitParams) { p.SerialGroup = "dialout\nUser=root" },
 	} {
 		p := good
 		mut(&p)

@@ -145,6 +145,12 @@ func cmdInstall(ctx context.Context, e *env, args []string) error {
 		what = "updated in place"
 	}
 	fmt.Fprintf(e.stdout, "service:   %s %s (%s, automatic start)\n", installer.DefaultName, what, m.Platform())
+	if runtime.GOOS == "linux" {
+		fmt.Fprintf(e.stdout, "service:   runs as user %s (group dialout for the serial port); it owns the data dir, reads the config through its group (0640)\n", installer.ServiceUser)
+	}
+	for _, w := range m.Warnings() {
+		fmt.Fprintf(e.stdout, "warning:   %s\n", w)
+	}
 	if *noStart {
 		return nil
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tposagent/tposagent/agent"
+	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/installer"
 	"github.com/tposagent/tposagent/internal/config"
 )
@@ -227,5 +229,50 @@ func TestInstallWithoutServiceManager(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data")); err == nil {
 		t.Fatal("purge kept the data dir")
+	}
+}
+
+// TestUninstallPurgeKeepsForeignDataDir: with data_dir = a directory that
+// was there before (/var/lib, D:\TPOS\data), uninstall --purge removes the
+// agent's files in it and leaves the directory and everything else.
+func TestUninstallPurgeKeepsForeignDataDir(t *testing.T) {
+	if _, err := installer.NewManager(installer.Spec{ConfigPath: "/etc/tposagent/config.toml"}, nil); !errors.Is(err, installer.ErrNoServiceManager) {
+		t.Skip("a service manager is present: uninstall would touch the real service (the container test covers it)")
+	}
+	dir := t.TempDir()
+	lib := filepath.Join(dir, "lib")
+	foreign := filepath.Join(lib, "dpkg", "status")
+	if err := os.MkdirAll(filepath.Dir(foreign), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(foreign, []byte("Package: libc6\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "etc", "config.toml")
+	if code, _, errOut := installCLI(t, installStdinTrap{t}, false, installSecrets, installArgs(cfg, lib)...); code != 0 {
+		t.Fatalf("install: exit %d %q", code, errOut)
+	}
+	for _, f := range []string{"outbox.db", "tposagent.log", agent.APIAddrFile, device.CacheFile} {
+		if err := os.WriteFile(filepath.Join(lib, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut := installCLI(t, installStdinTrap{t}, false, nil, "uninstall", "--purge", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("uninstall --purge: exit %d %q %q", code, out, errOut)
+	}
+	if _, err := os.Stat(foreign); err != nil {
+		t.Fatalf("uninstall --purge deleted %s, which the agent did not make: %v\n%s", foreign, err, out)
+	}
+	for _, f := range []string{"outbox.db", "tposagent.log", agent.APIAddrFile, device.CacheFile} {
+		if _, err := os.Stat(filepath.Join(lib, f)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("uninstall --purge kept the agent's %s", f)
+		}
+	}
+	if _, err := os.Stat(cfg); !errors.Is(err, os.ErrNotExist) {
+		t.Error("uninstall --purge kept the config")
+	}
+	if !strings.Contains(out, "kept:      "+lib+" (not created by tposagent)") {
+		t.Errorf("output does not say the data dir was kept:\n%s", out)
 	}
 }

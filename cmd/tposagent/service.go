@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/tposagent/tposagent/installer"
@@ -20,13 +21,26 @@ func configPathOrDefault(e *env) string {
 	return p
 }
 
+// serviceSpec is the service the CLI controls for the config file at path:
+// its data dir and log file come from that file, so that the spec is the
+// one install registered. A missing, unreadable or broken file gives the
+// defaults: start, stop and uninstall never rewrite the unit and must work
+// on a till whose config is damaged.
+func serviceSpec(path string) installer.Spec {
+	c := config.Default()
+	c.Path = path
+	if data, err := os.ReadFile(path); err == nil {
+		if parsed, err := config.Parse(data, path); err == nil {
+			c = *parsed
+		}
+	}
+	c.Resolve()
+	return installer.Spec{ConfigPath: path, DataDir: c.DataDir, LogFile: c.LogFile()}
+}
+
 // manager returns the service manager for the configured service.
 func manager(e *env) (*installer.Manager, error) {
-	m, err := installer.NewManager(installer.Spec{ConfigPath: configPathOrDefault(e)}, nil)
-	if err != nil {
-		return nil, err
-	}
-	return m, nil
+	return installer.NewManager(serviceSpec(configPathOrDefault(e)), nil)
 }
 
 func cmdStart(ctx context.Context, e *env, args []string) error {

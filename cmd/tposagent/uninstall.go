@@ -14,7 +14,7 @@ import (
 func cmdUninstall(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "uninstall", "uninstall [--purge]", "  sudo tposagent uninstall           # keeps config and data\n  sudo tposagent uninstall --purge   # removes them too\n")
 	addConfigFlag(fs, e)
-	purge := fs.Bool("purge", false, "also delete the config file and the data directory (the outbox!)")
+	purge := fs.Bool("purge", false, "also delete the config file and the agent's files in the data dir (the outbox!); directories only when install created them")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -40,20 +40,26 @@ func cmdUninstall(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "kept:      %s and the data dir (use --purge to delete them)\n", path)
 		return nil
 	}
-	dataDir := config.DefaultDataDir()
+	dataDir, logFile := config.DefaultDataDir(), ""
 	if data, err := os.ReadFile(path); err == nil {
 		c, err := config.Parse(data, path)
 		if err != nil {
 			return fmt.Errorf("uninstall --purge: %w (fix or delete it by hand)", err)
 		}
 		c.Resolve()
-		dataDir = c.DataDir
+		dataDir, logFile = c.DataDir, c.LogFile()
 	} else if !errors.Is(err, iofs.ErrNotExist) {
 		return fmt.Errorf("uninstall --purge: read config: %w", err)
 	}
-	if err := installer.Purge(path, dataDir); err != nil {
+	res, err := installer.Purge(path, dataDir, logFile)
+	for _, p := range res.Removed {
+		fmt.Fprintf(e.stdout, "purged:    %s\n", p)
+	}
+	for _, k := range res.Kept {
+		fmt.Fprintf(e.stdout, "kept:      %s\n", k)
+	}
+	if err != nil {
 		return fmt.Errorf("uninstall: %w", err)
 	}
-	fmt.Fprintf(e.stdout, "purged:    %s and %s\n", path, dataDir)
 	return nil
 }

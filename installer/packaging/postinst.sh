@@ -11,7 +11,28 @@ case "$1" in
   configure|1|2) ;;
   *) exit 0 ;;
 esac
-chmod 0600 /etc/tposagent/config.toml 2>/dev/null || true
+# The service runs as the system user tposagent (a member of dialout for
+# the serial port): it owns the data dir (a till where the agent ran as
+# root migrates here, outbox included) and reads the config through its
+# group. "tposagent install" below does the same; doing it here first
+# means a package install without the setup values still leaves a till
+# that "sudo tposagent install" can finish.
+if ! getent passwd tposagent >/dev/null 2>&1; then
+  nologin=/usr/sbin/nologin
+  [ -x "$nologin" ] || nologin=/bin/false
+  useradd --system --user-group --no-create-home --home-dir /nonexistent \
+    --shell "$nologin" --comment "TPOS till agent" tposagent
+fi
+if getent group dialout >/dev/null 2>&1; then
+  usermod -a -G dialout tposagent
+fi
+chown -R tposagent:tposagent /var/lib/tposagent
+chown root:tposagent /etc/tposagent
+chmod 0750 /etc/tposagent
+if [ -f /etc/tposagent/config.toml ]; then
+  chown root:tposagent /etc/tposagent/config.toml
+  chmod 0640 /etc/tposagent/config.toml
+fi
 if [ -d /run/systemd/system ]; then
   systemctl daemon-reload >/dev/null 2>&1 || true
 fi

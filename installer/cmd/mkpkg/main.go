@@ -6,7 +6,7 @@
 //
 // Usage, from the repository root (or "make packages"):
 //
-//	go run ./installer/cmd/mkpkg [-out dist] [-version 1.2.3] [-targets …] [-skip-msi] [-skip-nfpm]
+//	go run ./installer/cmd/mkpkg [-out dist] [-version 1.2.3] [-targets …] [-skip-msi] [-skip-nfpm] [-packagers deb,rpm]
 //
 // The version defaults to $VERSION, else "git describe --tags", else
 // 0.0.0-dev; the commit to "git rev-parse"; the build date to
@@ -65,6 +65,7 @@ func run(args []string, stdout io.Writer) error {
 	targets := fs.String("targets", "windows/amd64,windows/386,linux/amd64,linux/arm64", "GOOS/GOARCH list")
 	skipMSI := fs.Bool("skip-msi", false, "do not build the MSI packages")
 	skipNFPM := fs.Bool("skip-nfpm", false, "do not build the .deb and .rpm packages")
+	packagers := fs.String("packagers", "deb,rpm", "the Linux package formats to build")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -112,7 +113,7 @@ func run(args []string, stdout io.Writer) error {
 		artifacts = append(artifacts, bin)
 		switch {
 		case goos == "linux" && !*skipNFPM:
-			pkgs, err := b.linuxPackages(goarch, bin)
+			pkgs, err := b.linuxPackages(goarch, bin, strings.Split(*packagers, ","))
 			if err != nil {
 				return err
 			}
@@ -211,7 +212,7 @@ func (b *build) binary(goos, goarch string) (string, error) {
 	return dst, nil
 }
 
-func (b *build) linuxPackages(goarch, bin string) ([]string, error) {
+func (b *build) linuxPackages(goarch, bin string, packagers []string) ([]string, error) {
 	work := filepath.Join(b.out, "work", "linux-"+goarch)
 	if err := os.MkdirAll(work, 0o755); err != nil {
 		return nil, err
@@ -259,7 +260,10 @@ func (b *build) linuxPackages(goarch, bin string) ([]string, error) {
 		return nil, err
 	}
 	var made []string
-	for _, packager := range []string{"deb", "rpm"} {
+	for _, packager := range packagers {
+		if packager != "deb" && packager != "rpm" {
+			return nil, fmt.Errorf("packager %q: want deb or rpm", packager)
+		}
 		before, _ := filepath.Glob(filepath.Join(b.out, "*."+packager))
 		err := b.cmd(b.root, nil, "go", "run", nfpmModule, "package",
 			"--config", nfpmConfig,
