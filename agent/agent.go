@@ -38,7 +38,8 @@ import (
 // Options are the parts of an Agent that tests and the demo replace.
 type Options struct {
 	Logger *slog.Logger // nil: discard
-	// Now is the till clock; nil means time.Now.
+	// Now is the till's wall clock for the licence logic; nil means
+	// Clock.Now.
 	Now func() time.Time
 	// DeviceRecheck is how often the device identity is re-read to notice
 	// a swapped cash register; 0 means 30 minutes. Each read opens the
@@ -47,7 +48,8 @@ type Options struct {
 	DeviceRecheck time.Duration
 	// RetryBase is the first backoff step of the outbox (0: its default).
 	RetryBase time.Duration
-	// Clock drives the outbox's timers (nil: real time).
+	// Clock drives the timers of the registration loop and of the outbox
+	// (nil: real time), so that a test moves time instead of waiting.
 	Clock clock.Clock
 	// Rand is the outbox's jitter source (nil: math/rand/v2).
 	Rand func() float64
@@ -89,8 +91,9 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	opts.Clock = clock.OrReal(opts.Clock)
 	if opts.Now == nil {
-		opts.Now = time.Now
+		opts.Now = opts.Clock.Now
 	}
 	if opts.DeviceRecheck == 0 {
 		opts.DeviceRecheck = 30 * time.Minute

@@ -12,28 +12,11 @@ import (
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/agent/tposl/tposltest"
 	"github.com/tposagent/tposagent/device/devicetest"
+	"github.com/tposagent/tposagent/internal/clock/clocktest"
 	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/internal/testrig"
 	"github.com/tposagent/tposagent/outbox"
 )
-
-// nowClock is a settable "now" for the licence logic; timers stay real.
-type nowClock struct {
-	mu  sync.Mutex
-	off time.Duration
-}
-
-func (c *nowClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.off)
-}
-
-func (c *nowClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.off += d
-	c.mu.Unlock()
-}
 
 func testConfig(t *testing.T, tp *tposltest.Server, od *oduyotest.Server) *config.Config {
 	c := config.Default()
@@ -84,10 +67,11 @@ func TestLicenceFollowsServerAndDecaysOffline(t *testing.T) {
 	defer tp.Close()
 	od := oduyotest.NewServer()
 	defer od.Close()
-	clk := &nowClock{}
+	clk := clocktest.New(time.Now())
 	tp.SetReturn(tposl.Return{Status: true, Aktif: 1, LisansStatus: 1})
 	cfg := testConfig(t, tp, od)
-	a, err := New(cfg, Options{Now: clk.Now})
+	interval := cfg.TPOSL.Interval.Duration
+	a, err := New(cfg, Options{Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,25 +81,40 @@ func TestLicenceFollowsServerAndDecaysOffline(t *testing.T) {
 	if l := a.License(); l.Source != tposl.SourceServer {
 		t.Errorf("source %q, want server", l.Source)
 	}
-	// The server's answer changes: the next interval picks it up.
+	// The server's answer changes: the next interval picks it up. Time
+	// moves only when the test moves it: one interval per poll.
+	calls := tp.Calls()
 	tp.SetReturn(tposl.Return{Status: true, Aktif: 0})
-	testrig.WaitFor(t, "inactive", 10*time.Second, func() bool { return a.License().State == tposl.Inactive })
+	testrig.WaitFor(t, "inactive", 10*time.Second, func() bool {
+		clk.Advance(interval)
+		return a.License().State == tposl.Inactive
+	})
+	if n := tp.Calls() - calls; n < 1 {
+		t.Errorf("%d registrations after the interval, want at least 1", n)
+	}
 
 	// The server goes away: the last answer holds, then decays to unknown.
 	tp.SetReturn(tposl.Return{Status: true, Aktif: 1, LisansStatus: 1})
-	testrig.WaitFor(t, "licensed again", 10*time.Second, func() bool { return a.License().State == tposl.Licensed })
+	testrig.WaitFor(t, "licensed again", 10*time.Second, func() bool {
+		clk.Advance(interval)
+		return a.License().State == tposl.Licensed
+	})
 	tp.SetFault(tposltest.Fault{Mode: tposltest.Down})
 	// The agent keeps trying while the server is away, and a failure
 	// leaves the last answer in place.
-	testrig.WaitFor(t, "a failed registration", 10*time.Second, func() bool { return a.Status().LastRegistrationError != "" })
+	testrig.WaitFor(t, "a failed registration", 10*time.Second, func() bool {
+		clk.Advance(interval)
+		return a.Status().LastRegistrationError != ""
+	})
 	if l := a.License(); l.State != tposl.Licensed {
 		t.Errorf("after a failed registration: %s, want licensed (the last answer holds)", l.State)
 	}
-	clk.Add(3 * 24 * time.Hour)
+	// The till's clock moves on (no timer needs to fire for the decay).
+	clk.Jump(3 * 24 * time.Hour)
 	if l := a.License(); l.State != tposl.Licensed {
 		t.Errorf("after 3 days offline: %s, want licensed (within grace)", l.State)
 	}
-	clk.Add(5 * 24 * time.Hour)
+	clk.Jump(5 * 24 * time.Hour)
 	if l := a.License(); l.State != tposl.StateUnknown {
 		t.Errorf("after 8 days offline: %s, want unknown (grace is 7 days)", l.State)
 	}
@@ -128,8 +127,8 @@ func TestLicenceFollowsServerAndDecaysOffline(t *testing.T) {
 	}
 
 	// A restart while the server is still down starts from the saved answer.
-	clk.Add(-clk.off)
-	a2, err := New(cfg, Options{Now: clk.Now})
+	clk.Jump(-8 * 24 * time.Hour)
+	a2, err := New(cfg, Options{Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +153,9 @@ func TestRegistersAgainWhenTheCashRegisterChanges(t *testing.T) {
 	cfg := testConfig(t, tp, od)
 	cfg.TPOSL.Interval = config.Duration{Duration: time.Hour} // only the serial change may trigger it
 	cfg.Device.Port, cfg.Device.FiscalSerial = sim.Port(), ""
-	a, err := New(cfg, Options{DeviceRecheck: 20 * time.Millisecond})
+	const recheck = 30 * time.Minute
+	clk := clocktest.New(time.Now())
+	a, err := New(cfg, Options{DeviceRecheck: recheck, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +165,10 @@ func TestRegistersAgainWhenTheCashRegisterChanges(t *testing.T) {
 		t.Errorf("%d registrations before the change, want 1", n)
 	}
 	sim.SetFiscalSerial("JI20099999")
+	// The next re-read notices the new register: one recheck period per
+	// poll, far less than the hour of the registration interval.
 	testrig.WaitFor(t, "registration with the new serial", 10*time.Second, func() bool {
+		clk.Advance(recheck)
 		r := tp.Requests()
 		return len(r) >= 2 && r[len(r)-1].YKFiscalSeriNo == "JI20099999"
 	})
@@ -181,9 +185,11 @@ func TestRegistrationWakesAnOfflineOutbox(t *testing.T) {
 	cfg.TPOSL.Interval = config.Duration{Duration: 20 * time.Millisecond}
 	cfg.Outbox.ReconnectJitter = config.Duration{}
 	od.SetDown(true)
-	// The probe backoff is minutes long: only the kick after a successful
-	// registration can bring the queue back within the test's deadline.
-	a, err := New(cfg, Options{RetryBase: time.Hour})
+	// The probe backoff is an hour long: only the kick after a successful
+	// registration can bring the queue back while the test moves the clock
+	// one registration interval per poll (at most seconds of it).
+	clk := clocktest.New(time.Now())
+	a, err := New(cfg, Options{RetryBase: time.Hour, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +200,10 @@ func TestRegistrationWakesAnOfflineOutbox(t *testing.T) {
 	}
 	testrig.WaitFor(t, "offline", 10*time.Second, func() bool { st, _ := a.queue.Stats(); return st.Offline })
 	od.SetDown(false)
-	testrig.WaitFor(t, "delivery after the kick", 10*time.Second, func() bool { return len(od.Delivered()) == 1 })
+	testrig.WaitFor(t, "delivery after the kick", 10*time.Second, func() bool {
+		clk.Advance(cfg.TPOSL.Interval.Duration)
+		return len(od.Delivered()) == 1
+	})
 }
 
 func TestRunsWithoutServersConfigured(t *testing.T) {

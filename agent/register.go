@@ -23,8 +23,9 @@ func (a *Agent) registrationLoop(ctx context.Context) {
 	)
 	interval := a.cfg.TPOSL.Interval.Duration
 	failures := 0
-	recheck := time.NewTicker(a.opts.DeviceRecheck)
-	defer recheck.Stop()
+	clk := a.opts.Clock
+	recheck := clk.NewTimer(a.opts.DeviceRecheck)
+	defer func() { recheck.Stop() }()
 
 	a.readDevice(ctx)
 	for {
@@ -43,18 +44,19 @@ func (a *Agent) registrationLoop(ctx context.Context) {
 			}
 			failures = 0
 		}
-		timer := time.NewTimer(wait)
+		timer := clk.NewTimer(wait)
 	waiting:
 		for {
 			select {
 			case <-ctx.Done():
 				timer.Stop()
 				return
-			case <-timer.C:
+			case <-timer.C():
 				a.readDevice(ctx)
 				break waiting
-			case <-recheck.C:
+			case <-recheck.C():
 				a.readDevice(ctx)
+				recheck = clk.NewTimer(a.opts.DeviceRecheck)
 			case <-a.serialSeen:
 				timer.Stop()
 				break waiting
