@@ -58,7 +58,7 @@ func (q *Queue) fileGone() string {
 // and save what the open file holds where it will be found.
 func (q *Queue) onFileGone(what string) {
 	ls := &q.ls
-	if ls.gone != "" {
+	if ls.gone != "" || ls.reopenErr != "" {
 		return
 	}
 	saved, err := q.rescue(what)

@@ -50,6 +50,9 @@ type Queue struct {
 
 	boltMax atomic.Int64                // bbolt's MaxSize for the open file (boltLimit)
 	ident   atomic.Pointer[os.FileInfo] // the open file, to notice it deleted or replaced
+	// dirDirty: a rename's directory fsync failed; commits retry it
+	// before they answer.
+	dirDirty atomic.Bool
 }
 
 // published is the part of the loop's state that Stats reads.
@@ -62,6 +65,7 @@ type published struct {
 	quarantined                                  string
 	quarantinedAt                                time.Time
 	gone                                         string
+	reopenErr                                    string
 	compactions                                  int
 	inFlightIDs                                  map[uint64]bool
 	queued                                       int  // requests waiting for a commit (tests)
