@@ -40,6 +40,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(outboxChildEnv) != "" {
 		os.Exit(outboxChild())
 	}
+	if os.Getenv(entryChildEnv) != "" {
+		os.Exit(entryChild())
+	}
 	if lossyfs.Mountable() != nil {
 		os.Exit(m.Run()) // the tests skip with the reason
 	}
