@@ -20,7 +20,7 @@ import (
 
 // isLogical tells per-request errors that leave the transaction usable.
 func isLogical(err error) bool {
-	return errors.Is(err, ErrFull) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInFlight)
+	return errors.Is(err, ErrFull) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInFlight) || errors.Is(err, ErrUnreadable)
 }
 
 // commitJob is one group commit. Everything the transaction needs from
