@@ -2,10 +2,12 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Enqueue stores e and returns the stored item once the commit is on disk
@@ -106,6 +108,10 @@ func (q *Queue) Stats() (Stats, error) {
 			st.FileGone = fmt.Sprintf("outbox file %s was %s while the agent ran", q.path, what)
 		}
 	}
+	if p.reopenErr != "" {
+		st.LastError = p.reopenErr
+		return st, nil
+	}
 	err := q.view(func(t *txb) error {
 		if k, v := t.items.Cursor().First(); len(k) == 8 {
 			if it, err := decodeRecord(0, v); err == nil && !it.Created.IsZero() {
@@ -114,6 +120,12 @@ func (q *Queue) Stats() (Stats, error) {
 		}
 		return nil
 	})
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		// Closed by a compaction whose reopen failed: reported above once
+		// the loop has published it; not an error of Stats.
+		st.LastError = "outbox file is closed: cannot open it again after compaction"
+		err = nil
+	}
 	if err != nil {
 		return st, fmt.Errorf("outbox stats: %w", err)
 	}

@@ -9,16 +9,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
 
+	"github.com/tposagent/tposagent/internal/atomicfile"
 	bolt "go.etcd.io/bbolt"
 )
 
 // isLogical tells per-request errors that leave the transaction usable.
 func isLogical(err error) bool {
-	return errors.Is(err, ErrFull) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInFlight)
+	return errors.Is(err, ErrFull) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInFlight) || errors.Is(err, ErrUnreadable)
 }
 
 // commitJob is one group commit. Everything the transaction needs from
@@ -26,6 +28,7 @@ func isLogical(err error) bool {
 // the loop keeps dispatching: keys it may change are busy (send results)
 // or locked (coalescing enqueues), and admin operations stop dispatch.
 type commitJob struct {
+	closed  string // the file is closed (a failed reopen): fail everything with this
 	ops     []request
 	now     time.Time
 	c       counters
@@ -72,6 +75,7 @@ func (q *Queue) startCommit() {
 			}
 		}
 	}
+	job.closed = ls.reopenErr
 	ls.committing = true
 	go func() { q.commitDone <- q.runCommit(job) }()
 }
@@ -82,6 +86,22 @@ func (q *Queue) runCommit(job *commitJob) commitResult {
 	// re-runs a failing function alone: one bad request is answered with
 	// its own error and never fails the others.
 	failed := make([]error, len(job.ops))
+	if job.closed != "" {
+		return commitResult{job: job, c: job.c, results: make([]any, len(job.ops)), failed: failed,
+			err: fmt.Errorf("commit outbox batch: %w: %s", ErrClosed, job.closed)}
+	}
+	// A rename's directory entry not yet durable: no 202 may rest on it.
+	if q.dirDirty.Load() {
+		if err := atomicfile.SyncDir(filepath.Dir(q.path)); err != nil {
+			for i, r := range job.ops {
+				if _, ok := r.(*enqueueReq); ok {
+					failed[i] = fmt.Errorf("fsync data dir: %w", err)
+				}
+			}
+		} else {
+			q.dirDirty.Store(false)
+		}
+	}
 	// Nothing is accepted into a file that has lost its name.
 	gone := q.fileGone()
 	if gone != "" {

@@ -4,9 +4,13 @@ package outbox
 // and swapped in.
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"time"
 
 	"github.com/tposagent/tposagent/internal/atomicfile"
 	bolt "go.etcd.io/bbolt"
@@ -38,6 +42,16 @@ func (q *Queue) maybeCompact() {
 	q.log.Info("outbox compacted", "before_bytes", fi.Size(), "after_bytes", after)
 }
 
+// compactCloseFirst: the old file and the copy are closed before the
+// rename and the file is opened again after it. Windows cannot rename over
+// a file that is open; elsewhere the copy, already open and locked, is
+// renamed into place and kept, so the file is never closed and its lock
+// never released. Tests set it to exercise the Windows path.
+var compactCloseFirst = runtime.GOOS == "windows"
+
+// reopenFail, set by tests, makes that many reopens after compaction fail.
+var reopenFail atomic.Int32
+
 // compact copies the live content into a fresh file and swaps it in.
 func (q *Queue) compact() error {
 	tmp := q.path + ".compact"
@@ -53,6 +67,21 @@ func (q *Queue) compact() error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("compact outbox: %w", err)
 	}
+	if !compactCloseFirst {
+		if err := os.Rename(tmp, q.path); err != nil {
+			_ = dst.Close()
+			_ = os.Remove(tmp)
+			return fmt.Errorf("compact outbox: rename: %w", err)
+		}
+		old := q.db
+		q.db = dst
+		q.noteIdentity()
+		q.syncDirOrMark()
+		if err := old.Close(); err != nil {
+			q.log.Warn("outbox compaction: close the old file", "err", err)
+		}
+		return nil
+	}
 	if err := dst.Close(); err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("compact outbox: close %s: %w", tmp, err)
@@ -62,26 +91,69 @@ func (q *Queue) compact() error {
 	}
 	renameErr := os.Rename(tmp, q.path)
 	if renameErr == nil {
-		if err := atomicfile.SyncDir(filepath.Dir(q.path)); err != nil {
-			// The new name may not survive a power cut; a second try is
-			// cheap, and a failure must at least be visible.
-			if err = atomicfile.SyncDir(filepath.Dir(q.path)); err != nil {
-				q.log.Error("outbox compaction: cannot fsync the data dir; the compacted file's name may not survive a power cut", "err", err)
-			}
-		}
+		q.noteIdentity() // the file at the path is ours, open or not
+		q.syncDirOrMark()
 	} else {
 		_ = os.Remove(tmp)
 	}
-	db, err := bolt.Open(q.path, 0o600, q.boltOptions())
-	if err != nil {
-		// Nothing sensible is left to do but to report it loudly.
-		q.log.Error("outbox reopen after compaction failed", "err", err)
-		return fmt.Errorf("compact outbox: reopen: %w", err)
+	if err := q.reopen(); err != nil {
+		return fmt.Errorf("compact outbox: %w", err)
 	}
-	q.db = db
-	q.noteIdentity()
 	if renameErr != nil {
 		return fmt.Errorf("compact outbox: rename: %w", renameErr)
 	}
 	return nil
+}
+
+// reopenDelays are the waits between attempts to open the file again
+// after compaction closed it (Windows): an antivirus or indexer holding
+// it for a moment must not leave the queue closed.
+var reopenDelays = []time.Duration{0, 10 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond, time.Second}
+
+// reopen opens the file after compaction closed it, retrying; on failure
+// the queue stays closed (every operation fails with a clear error) and
+// the loop tries again (ensureOpen). Called with dbMu held.
+func (q *Queue) reopen() error {
+	var err error
+	for i, d := range reopenDelays {
+		time.Sleep(d)
+		var db *bolt.DB
+		if reopenFail.Load() > 0 {
+			reopenFail.Add(-1)
+			err = errors.New("injected reopen failure")
+		} else {
+			db, err = bolt.Open(q.path, 0o600, q.boltOptions())
+		}
+		if err == nil {
+			q.db = db
+			q.noteIdentity()
+			q.ls.reopenErr = ""
+			if i > 0 {
+				q.log.Warn("outbox file reopened after compaction", "attempts", i+1)
+			}
+			return nil
+		}
+	}
+	q.ls.reopenErr = fmt.Sprintf("cannot open the outbox file again after compaction: %v", err)
+	q.log.Error("OUTBOX FILE CLOSED: "+q.ls.reopenErr+"; records are refused until it opens", "path", q.path)
+	return fmt.Errorf("reopen: %w", err)
+}
+
+// ensureOpen retries a failed reopen; it reports whether the file is open.
+func (q *Queue) ensureOpen() bool {
+	if q.ls.reopenErr == "" {
+		return true
+	}
+	q.dbMu.Lock()
+	defer q.dbMu.Unlock()
+	return q.reopen() == nil
+}
+
+// syncDirOrMark fsyncs the data dir after a rename; when that fails the
+// next commits try again before they answer (dirDirty).
+func (q *Queue) syncDirOrMark() {
+	if err := atomicfile.SyncDir(filepath.Dir(q.path)); err != nil {
+		q.dirDirty.Store(true)
+		q.log.Error("outbox: cannot fsync the data dir after a rename; records are refused until it succeeds", "err", err)
+	}
 }

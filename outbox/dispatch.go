@@ -31,6 +31,16 @@ func (q *Queue) tick() {
 	ls := &q.ls
 	now := q.clock.Now()
 	q.forgetFarFuture(now)
+	if ls.reopenErr != "" {
+		if time.Now().Before(ls.nextReopen) {
+			return
+		}
+		if !q.ensureOpen() {
+			ls.nextReopen = time.Now().Add(time.Second)
+			q.publish()
+			return
+		}
+	}
 	if ls.run != nil && !ls.online && !ls.probing && !now.Before(ls.nextProbe) {
 		q.startProbe()
 	}
@@ -186,6 +196,7 @@ func (q *Queue) publish() {
 	p.pausedUntil, p.lastSuccess, p.lastErrorAt, p.lastError = ls.pausedUntil, ls.lastSuccess, ls.lastErrorAt, ls.lastError
 	p.compactions = ls.compactions
 	p.gone = ls.gone
+	p.reopenErr = ls.reopenErr
 	p.queued, p.committing = len(ls.pendingOps), ls.committing
 	if len(p.inFlightIDs) != len(ls.busyIDs) || len(ls.busyIDs) > 0 {
 		p.inFlightIDs = make(map[uint64]bool, len(ls.busyIDs))

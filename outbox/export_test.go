@@ -232,3 +232,15 @@ func PanicInBoltOpenForTest(n int) (undo func()) {
 	}
 	return func() { panicAfterOpenFile = nil }
 }
+
+// CompactLikeWindowsForTest makes compaction close the file, rename and
+// open it again (the Windows path), and the next n reopens fail.
+func CompactLikeWindowsForTest(failReopens int) (undo func()) {
+	was := compactCloseFirst
+	compactCloseFirst = true
+	reopenFail.Store(int32(failReopens))
+	return func() { compactCloseFirst = was; reopenFail.Store(0) }
+}
+
+// FailReopensForTest sets how many more reopens fail.
+func FailReopensForTest(n int) { reopenFail.Store(int32(n)) }

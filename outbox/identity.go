@@ -32,6 +32,9 @@ func (q *Queue) noteIdentity() {
 		q.log.Warn("outbox: cannot stat the open file; a deleted file will not be noticed", "err", err)
 		return
 	}
+	// On Windows the file's identity is read lazily, by path, on the first
+	// comparison: read it now, while the path is still ours.
+	os.SameFile(fi, fi)
 	q.ident.Store(&fi)
 }
 
@@ -58,7 +61,7 @@ func (q *Queue) fileGone() string {
 // and save what the open file holds where it will be found.
 func (q *Queue) onFileGone(what string) {
 	ls := &q.ls
-	if ls.gone != "" {
+	if ls.gone != "" || ls.reopenErr != "" {
 		return
 	}
 	saved, err := q.rescue(what)

@@ -124,7 +124,9 @@ type loopState struct {
 	locked     map[string]int // keys a running commit may change (coalescing)
 	barrier    int            // admin operations in the running commit: no dispatch
 
-	gone string // the file was deleted or replaced: what to tell callers
+	gone       string    // the file was deleted or replaced: what to tell callers
+	reopenErr  string    // the file could not be opened again after compaction
+	nextReopen time.Time // real time of the next attempt
 
 	lastSuccess, lastErrorAt time.Time
 	lastError                string

@@ -50,6 +50,9 @@ type Queue struct {
 
 	boltMax atomic.Int64                // bbolt's MaxSize for the open file (boltLimit)
 	ident   atomic.Pointer[os.FileInfo] // the open file, to notice it deleted or replaced
+	// dirDirty: a rename's directory fsync failed; commits retry it
+	// before they answer.
+	dirDirty atomic.Bool
 }
 
 // published is the part of the loop's state that Stats reads.
@@ -62,6 +65,7 @@ type published struct {
 	quarantined                                  string
 	quarantinedAt                                time.Time
 	gone                                         string
+	reopenErr                                    string
 	compactions                                  int
 	inFlightIDs                                  map[uint64]bool
 	queued                                       int  // requests waiting for a commit (tests)
@@ -87,6 +91,14 @@ func Open(opts Options) (*Queue, error) {
 		q.rnd = rand.Float64
 	}
 	db, err := q.openChecked()
+	// An I/O error (EIO, no memory for the mapping, a sharing violation
+	// while an antivirus scans the file) says nothing about the content:
+	// it is retried a few times, then reported; never quarantined.
+	for i := 0; err != nil && i < len(openRetryDelays) && !errors.Is(err, ErrLocked) && !isCorruption(err); i++ {
+		q.log.Warn("outbox open failed, retrying", "err", err, "attempt", i+1)
+		time.Sleep(openRetryDelays[i])
+		db, err = q.openChecked()
+	}
 	if err != nil {
 		if errors.Is(err, ErrLocked) || !isCorruption(err) {
 			return nil, err
@@ -110,6 +122,10 @@ func Open(opts Options) (*Queue, error) {
 	go q.loop()
 	return q, nil
 }
+
+// openRetryDelays are the waits before the attempts to open again after
+// an error that is not about the file's content.
+var openRetryDelays = []time.Duration{100 * time.Millisecond, 400 * time.Millisecond}
 
 // openErr marks errors that mean the file itself is bad.
 type corruptError struct{ err error }

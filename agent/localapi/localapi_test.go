@@ -162,6 +162,10 @@ func TestOutboxActions(t *testing.T) {
 	if code, _, _ := do(t, srv, "POST", "/v1/outbox/999/retry", ""); code != 404 {
 		t.Errorf("retry unknown: %d, want 404", code)
 	}
+	// Retry of a pending record is "send now", not 404.
+	if code, _, raw := do(t, srv, "POST", "/v1/outbox/"+itoa(it.ID)+"/retry", ""); code != 200 {
+		t.Errorf("retry of a pending record: %d %s, want 200", code, raw)
+	}
 	if code, _, _ := do(t, srv, "DELETE", "/v1/outbox/abc", ""); code != 400 {
 		t.Errorf("drop bad id: %d, want 400", code)
 	}

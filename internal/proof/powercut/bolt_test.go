@@ -17,6 +17,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/tposagent/tposagent/internal/atomicfile"
 	"github.com/tposagent/tposagent/internal/testrig/lossyfs"
 )
 
@@ -46,6 +47,12 @@ func boltChild() int {
 	db, err := bolt.Open(os.Getenv(boltChildEnv), 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
+		return 1
+	}
+	// bbolt does not fsync the directory of a file it creates: the name
+	// would not survive a cut. A program using bbolt must (the outbox does).
+	if err := atomicfile.SyncDir(filepath.Dir(os.Getenv(boltChildEnv))); err != nil {
+		fmt.Fprintln(os.Stderr, "fsync dir:", err)
 		return 1
 	}
 	var next uint64

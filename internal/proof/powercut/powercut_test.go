@@ -40,6 +40,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(outboxChildEnv) != "" {
 		os.Exit(outboxChild())
 	}
+	if os.Getenv(entryChildEnv) != "" {
+		os.Exit(entryChild())
+	}
 	if lossyfs.Mountable() != nil {
 		os.Exit(m.Run()) // the tests skip with the reason
 	}
@@ -418,13 +421,27 @@ func TestAgentPowerCutsCatchLyingDisk(t *testing.T) {
 	t.Logf("caught, as it must be: %s", failure)
 }
 
+// TestAgentPowerCutsCatchLyingDirFsync is the negative control for
+// directory entries: when no fsync of the data dir takes effect (what an
+// agent that forgets them gets), a cut loses the outbox file's name, and
+// the run must find accepted items lost.
+func TestAgentPowerCutsCatchLyingDirFsync(t *testing.T) {
+	sd := seed(t)
+	t.Logf("seed=%d", sd)
+	failure := runAgentCuts(t, 10, sd, lossyfs.Options{Rand: rand.New(rand.NewPCG(sd, 2)), Tear: lossyfs.TearNone, LyingDirFsync: 1})
+	if failure == "" {
+		t.Fatal("a disk that ignores every directory fsync lost nothing the test could see")
+	}
+	t.Logf("caught, as it must be: %s", failure)
+}
+
 // runAgentCuts runs the agent through cuts power cuts on lossyfs and
 // returns the first broken promise, or "".
 func runAgentCuts(t *testing.T, cuts int, sd uint64, fsOpts lossyfs.Options) string {
 	rnd := rand.New(rand.NewPCG(sd, 1))
 	fsys := lossyfs.New(fsOpts)
 	tl := newTill(t, fsys)
-	tl.control = fsOpts.LyingFsync > 0
+	tl.control = fsOpts.LyingFsync > 0 || fsOpts.LyingDirFsync > 0
 	tl.start()
 	tl.waitAPI()
 

@@ -7,15 +7,13 @@
 //   - File data (write, ftruncate, the size a write past the end gives) is
 //     durable only after fsync or fdatasync of that file. Until then every
 //     change is kept in memory in order, and readers (read and mmap) see it.
-//   - Creating a file or a directory, unlink and rmdir are durable at once
-//     (like a journalling filesystem that commits its journal with the next
-//     fsync: lenient).
-//   - A rename is durable only after an fsync of the directory: at that
-//     moment the whole current namespace of the directory becomes its
-//     durable namespace. Until then a cut brings back the names as they were
-//     (the old file under the target name, the source name still present).
-//     Unlinking a name that a pending rename put in place leaves the durable
-//     name alone until the directory is fsynced.
+//   - A directory entry (creating a file or a directory, unlink, rmdir,
+//     rename) is durable only after an fsync of that directory, as POSIX
+//     promises and no more: at that moment the whole current namespace of
+//     the directory becomes its durable namespace. Until then a cut brings
+//     back the names as they were: a new file (even one whose data was
+//     fsynced) is gone, an unlinked one is back, a rename is undone (the
+//     old file under the target name, the source name still present).
 //
 // # A cut
 //

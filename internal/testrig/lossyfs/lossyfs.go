@@ -59,6 +59,10 @@ type Options struct {
 	// success without making anything durable: a broken disk, for the
 	// negative controls of the tests. Leave it 0 otherwise.
 	LyingFsync float64
+	// LyingDirFsync is the same for an fsync of a directory: its entries
+	// stay as they were (what a program that never fsyncs its directory
+	// gets). Leave it 0 otherwise.
+	LyingDirFsync float64
 	// Logger gets a line per mount, unmount and cut; nil discards.
 	Logger *slog.Logger
 }
@@ -71,7 +75,7 @@ type CutReport struct {
 	AppliedOps     int // changes applied whole
 	TornOps        int // writes applied in part (some sectors, not all)
 	DroppedOps     int // changes dropped whole
-	PendingRenames int // directories whose namespace differed from the durable one
+	PendingRenames int // directories whose namespace differed from the durable one (creates, unlinks, renames not yet fsynced)
 	Models         map[Tear]int
 }
 
@@ -83,7 +87,7 @@ type Stats struct {
 	TornOps, DroppedOps       int
 	PendingRenamesLost        int
 	FailedAfterCut            int // mutations refused with EIO after a cut
-	LiedFsyncs                int // fsyncs that did nothing (Options.LyingFsync)
+	LiedFsyncs                int // fsyncs that did nothing (Options.LyingFsync, LyingDirFsync)
 }
 
 // FS is the filesystem. Its methods are safe for concurrent use.
@@ -619,10 +623,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		return n.child(ctx, o), nil, 0, 0
 	}
 	o := n.fsys.newObject(mode, false)
-	d.cur[name] = o
-	if _, ok := d.durable[name]; !ok {
-		d.durable[name] = o // creation is durable at once
-	}
+	d.cur[name] = o // durable when the directory is fsynced
 	fillAttr(o, &out.Attr)
 	return n.child(ctx, o), nil, 0, 0
 }
@@ -638,10 +639,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 		return nil, syscall.EEXIST
 	}
 	o := n.fsys.newObject(mode, true)
-	d.cur[name] = o
-	if _, ok := d.durable[name]; !ok {
-		d.durable[name] = o
-	}
+	d.cur[name] = o // durable when the directory is fsynced
 	fillAttr(o, &out.Attr)
 	return n.child(ctx, o), 0
 }
@@ -664,10 +662,7 @@ func (n *node) remove(name string, dir bool) syscall.Errno {
 	case dir && len(o.dir.cur) > 0:
 		return syscall.ENOTEMPTY
 	}
-	delete(d.cur, name)
-	if d.durable[name] == o {
-		delete(d.durable, name) // removal is durable at once
-	}
+	delete(d.cur, name) // durable when the directory is fsynced
 	return 0
 }
 
@@ -769,6 +764,10 @@ func (n *node) Fsync(ctx context.Context, _ fs.FileHandle, flags uint32) syscall
 		return syscall.EIO
 	}
 	if d := n.obj.dir; d != nil {
+		if n.fsys.opts.LyingDirFsync > 0 && n.fsys.rnd.Float64() < n.fsys.opts.LyingDirFsync {
+			n.fsys.stats.LiedFsyncs++
+			return 0
+		}
 		d.durable = make(map[string]*object, len(d.cur))
 		for k, v := range d.cur {
 			d.durable[k] = v

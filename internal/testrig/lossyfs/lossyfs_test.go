@@ -89,6 +89,8 @@ func TestCutKeepsSyncedDropsUnsynced(t *testing.T) {
 	f, dir := mountFS(t, Options{Tear: TearNone})
 	p := filepath.Join(dir, "a")
 	writeSync(t, p, []byte("synced Ödüyo ğüşiöç"), true)
+	writeSync(t, filepath.Join(dir, "entry-synced"), []byte("x"), false)
+	syncDir(t, dir)
 	fh, err := os.OpenFile(p, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -112,10 +114,13 @@ func TestCutKeepsSyncedDropsUnsynced(t *testing.T) {
 	if got := readFile(t, p); got != "synced Ödüyo ğüşiöç" {
 		t.Errorf("after the cut %q, want the synced content", got)
 	}
-	if got := readFile(t, filepath.Join(dir, "never-synced")); got != "" {
-		t.Errorf("created, written, never synced: %q, want empty (creation is durable, data not)", got)
+	if got := readFile(t, filepath.Join(dir, "entry-synced")); got != "" {
+		t.Errorf("created, directory fsynced, data never synced: %q, want empty", got)
 	}
-	if rep.DroppedOps < 2 || rep.AppliedOps != 0 || rep.Files != 2 {
+	if _, err := os.Stat(filepath.Join(dir, "never-synced")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("created without a directory fsync: %v, want gone", err)
+	}
+	if rep.DroppedOps < 2 || rep.AppliedOps != 0 || rep.Files != 2 || rep.PendingRenames != 1 {
 		t.Errorf("report %+v", rep)
 	}
 }
@@ -124,6 +129,7 @@ func TestCutAllKeepsEverything(t *testing.T) {
 	f, dir := mountFS(t, Options{Tear: TearAll})
 	p := filepath.Join(dir, "a")
 	writeSync(t, p, []byte("one"), true)
+	syncDir(t, dir)
 	writeSync(t, p, []byte("two, longer"), false)
 	f.Cut()
 	remount(t, f, dir)
@@ -139,6 +145,7 @@ func TestRenameNeedsDirFsync(t *testing.T) {
 		writeSync(t, target, []byte("old"), true)
 		tmp := filepath.Join(dir, ".license.json.tmp1")
 		writeSync(t, tmp, []byte("new"), true)
+		syncDir(t, dir) // both names durable: only the rename is in question
 		if err := os.Rename(tmp, target); err != nil {
 			t.Fatal(err)
 		}
@@ -165,27 +172,66 @@ func TestRenameNeedsDirFsync(t *testing.T) {
 	}
 }
 
-func TestUnlinkAndMkdirAreDurable(t *testing.T) {
-	f, dir := mountFS(t, Options{Tear: TearNone})
-	writeSync(t, filepath.Join(dir, "gone"), []byte("x"), true)
-	if err := os.Remove(filepath.Join(dir, "gone")); err != nil {
-		t.Fatal(err)
+// Creating a file or a directory and unlinking are directory entries:
+// durable only after an fsync of the directory, like a rename.
+func TestEntriesNeedDirFsync(t *testing.T) {
+	for _, dirSync := range []bool{false, true} {
+		f, dir := mountFS(t, Options{Tear: TearNone})
+		writeSync(t, filepath.Join(dir, "gone"), []byte("x"), true)
+		syncDir(t, dir)
+		if err := os.Remove(filepath.Join(dir, "gone")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(filepath.Join(dir, "sub"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		writeSync(t, filepath.Join(dir, "sub", "f"), []byte("in sub"), true)
+		syncDir(t, filepath.Join(dir, "sub"))
+		writeSync(t, filepath.Join(dir, "new"), []byte("fsynced data, unsynced name"), true)
+		if dirSync {
+			syncDir(t, dir)
+		}
+		rep := f.Cut()
+		remount(t, f, dir)
+		names, _ := f.Names("")
+		if dirSync {
+			if _, err := os.Stat(filepath.Join(dir, "gone")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("unlinked file after a dir fsync: %v", err)
+			}
+			if got := readFile(t, filepath.Join(dir, "sub", "f")); got != "in sub" {
+				t.Errorf("sub/f = %q", got)
+			}
+			if got := readFile(t, filepath.Join(dir, "new")); got != "fsynced data, unsynced name" {
+				t.Errorf("new = %q", got)
+			}
+			if len(names) != 2 || names[0] != "new" || names[1] != "sub" {
+				t.Errorf("root holds %q", names)
+			}
+		} else {
+			if got := readFile(t, filepath.Join(dir, "gone")); got != "x" {
+				t.Errorf("unlinked without a dir fsync: %q, want it back", got)
+			}
+			if len(names) != 1 || names[0] != "gone" || rep.PendingRenames != 1 {
+				t.Errorf("without a dir fsync the root holds %q (pending %d), want only the old file", names, rep.PendingRenames)
+			}
+		}
+		f.Unmount()
 	}
-	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	writeSync(t, filepath.Join(dir, "sub", "f"), []byte("in sub"), true)
+}
+
+// A directory fsync that lies (the negative control of a program that never
+// fsyncs its directory) leaves the entries as they were.
+func TestLyingDirFsync(t *testing.T) {
+	f, dir := mountFS(t, Options{Tear: TearNone, LyingDirFsync: 1})
+	writeSync(t, filepath.Join(dir, "a"), []byte("x"), true)
+	syncDir(t, dir)
 	f.Cut()
 	remount(t, f, dir)
-	if _, err := os.Stat(filepath.Join(dir, "gone")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("unlinked file: %v", err)
+	if names, _ := f.Names(""); len(names) != 0 {
+		t.Fatalf("entries survived a lying dir fsync: %q", names)
 	}
-	if got := readFile(t, filepath.Join(dir, "sub", "f")); got != "in sub" {
-		t.Errorf("sub/f = %q", got)
-	}
-	names, _ := f.Names("")
-	if len(names) != 1 || names[0] != "sub" {
-		t.Errorf("root holds %q", names)
+	if f.Stats().LiedFsyncs != 1 {
+		t.Fatalf("stats %+v", f.Stats())
 	}
 }
 
@@ -200,6 +246,7 @@ func TestTornWritesAreSectorMixes(t *testing.T) {
 			p := filepath.Join(dir, "db")
 			base := bytes.Repeat([]byte{'0'}, sector*sectors)
 			writeSync(t, p, base, true)
+			syncDir(t, dir)
 			torn := 0
 			for round := 0; round < 20; round++ {
 				fh, err := os.OpenFile(p, os.O_WRONLY, 0)
