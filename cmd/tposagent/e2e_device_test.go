@@ -224,3 +224,21 @@ func TestE2EKeepsServingWhileDeviceBad(t *testing.T) {
 		t.Errorf("stop took %v", d)
 	}
 }
+
+// TestE2EStopsDuringProbe: a stop while the agent waits on a silent ÖKC
+// (Hugin's 4.5 s ACK wait, 3 tries, 3 dialects: up to 40 s) is prompt.
+func TestE2EStopsDuringProbe(t *testing.T) {
+	f := newFixtureWith(t, &devicetest.Options{FiscalSerial: "JI20012345", Fault: devicetest.FaultSilent})
+	f.cfg.Device.AckTimeout.Duration = 4500 * time.Millisecond
+	f.cfg.Device.ProbeBudget.Duration = 45 * time.Second
+	if err := f.WriteConfig(&f.cfg); err != nil {
+		t.Fatal(err)
+	}
+	f.start()
+	testrig.WaitFor(t, "the probe to start", 10*time.Second, func() bool { return f.sim.Requests() > 0 })
+	d := f.stop()
+	if d > 3*time.Second {
+		t.Errorf("stop during a probe took %v", d)
+	}
+	t.Logf("RESULT e2e_stop_during_probe took=%v", d.Round(time.Millisecond))
+}
