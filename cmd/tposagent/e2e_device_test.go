@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tposagent/tposagent/agent"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/device/devicetest"
@@ -53,7 +56,17 @@ func TestE2EDeviceRegistersWithFiscalIDRead(t *testing.T) {
 			t.Fatalf("the agent sent message type %06X", typ)
 		}
 	}
-	t.Logf("RESULT e2e_device_read fiscal=%s protocol=%s requests=%d", fiscal, d.Protocol, f.sim.Requests())
+	// The last read's bytes are kept for a support ticket, replayable.
+	tr, err := os.Open(filepath.Join(f.DataDir(), agent.DeviceTraceFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, comments, err := device.ReadTrace(tr)
+	tr.Close()
+	if err != nil || len(events) < 3 || !strings.Contains(strings.Join(comments, "\n"), "answered: fiscal id FT40050248") {
+		t.Fatalf("kept trace: %d events, %q, %v", len(events), comments, err)
+	}
+	t.Logf("RESULT e2e_device_read fiscal=%s protocol=%s requests=%d trace_events=%d", fiscal, d.Protocol, f.sim.Requests(), len(events))
 }
 
 // TestE2EPOSReportsIdentity: with device.port = "none" and no fiscal serial
