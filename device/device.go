@@ -364,6 +364,7 @@ func (r *Reader) probe(ctx context.Context, name string, dialects []gmp3.Dialect
 	if err != nil {
 		return Identity{}, fmt.Errorf("probe %s: %w", name, err)
 	}
+	defer func() { r.tr.comment("port %s closed after %.6f s", name, r.tr.since().Seconds()) }()
 	defer c.Close()
 	seq, at := r.cfg.Sequence(), r.cfg.Now()
 	var best error
