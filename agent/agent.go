@@ -69,6 +69,7 @@ type Agent struct {
 	cache  tposl.Cache
 
 	startedAt time.Time
+	trace     lastTrace // the bytes of the device read in progress (its own lock)
 
 	mu            sync.Mutex
 	ids           *identities
@@ -141,6 +142,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		Exclude:     cfg.Device.Exclude,
 		CacheDir:    cfg.DataDir,
 		Logger:      opts.Logger.With("component", "device"),
+		Trace:       &a.trace,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("device: %w", err)

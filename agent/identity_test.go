@@ -154,3 +154,21 @@ func TestPOSReportKept(t *testing.T) {
 		}
 	}
 }
+
+func TestLastTraceBounded(t *testing.T) {
+	var tr lastTrace
+	line := bytes.Repeat([]byte("0.000001 rx 00\n"), 1000)
+	for range 100 {
+		if n, err := tr.Write(line); n != len(line) || err != nil {
+			t.Fatalf("write: %d, %v", n, err)
+		}
+	}
+	b := tr.bytes()
+	if len(b) > maxTrace+100 || !bytes.Contains(b, []byte("more bytes of trace dropped")) {
+		t.Fatalf("%d bytes, tail %q", len(b), b[len(b)-60:])
+	}
+	tr.reset()
+	if len(tr.bytes()) != 0 {
+		t.Fatal("reset kept bytes")
+	}
+}

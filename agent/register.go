@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/device"
+	"github.com/tposagent/tposagent/internal/atomicfile"
 )
 
 // registrationLoop reads the device, registers with TPOSL at once, then
@@ -72,9 +74,13 @@ func (a *Agent) readDevice(ctx context.Context) {
 	if a.reader.Port() == device.PortNone {
 		return
 	}
+	a.trace.reset()
 	id, err := a.reader.Read(ctx, a.ids.known())
 	if ctx.Err() != nil {
 		return // stopping: not the device's fault
+	}
+	if werr := atomicfile.Write(filepath.Join(a.cfg.DataDir, DeviceTraceFile), a.trace.bytes(), 0o600); werr != nil {
+		a.log.Debug("cannot keep the device trace", "err", werr)
 	}
 	a.mu.Lock()
 	prevErr := a.lastDeviceErr

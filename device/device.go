@@ -364,10 +364,12 @@ func (r *Reader) probe(ctx context.Context, name string, dialects []gmp3.Dialect
 	if err != nil {
 		return Identity{}, fmt.Errorf("probe %s: %w", name, err)
 	}
+	defer func() { r.tr.comment("port %s closed after %.6f s", name, r.tr.since().Seconds()) }()
 	defer c.Close()
 	seq, at := r.cfg.Sequence(), r.cfg.Now()
 	var best error
 	var bestRank outcome
+	sends := 0
 	for _, d := range dialects {
 		hid, err := gmp3.HeaderID(d, known)
 		if err != nil {
@@ -380,6 +382,7 @@ func (r *Reader) probe(ctx context.Context, name string, dialects []gmp3.Dialect
 		r.tr.comment("dialect %s, header id %s, sequence %d, clock %s", d, hid, seq, at.Format("2006-01-02T15:04:05"))
 		t := &echoTry{c: c, d: d, req: req, seq: seq, ack: r.cfg.AckTimeout, tries: tries}
 		for try := 1; try <= tries; try++ {
+			sends++
 			resp, err := t.run(ctx)
 			if err == nil {
 				r.tr.comment("answered: fiscal id %s (%s)", resp.FiscalID, d)
@@ -396,6 +399,10 @@ func (r *Reader) probe(ctx context.Context, name string, dialects []gmp3.Dialect
 				return Identity{}, err
 			}
 		}
+	}
+	if sends > 1 {
+		// The most telling error, and how much was tried.
+		return Identity{}, fmt.Errorf("%w (%d sends in %d dialect(s))", best, sends, len(dialects))
 	}
 	return Identity{}, best
 }

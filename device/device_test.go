@@ -128,12 +128,15 @@ func TestAutoDialect(t *testing.T) {
 				t.Errorf("device decoded %d requests, want %d", n, tc.requests)
 			}
 			t.Logf("auto found %s in %v", tc.d, took.Round(time.Millisecond))
+			// The first read ends with our ACK of the answer.
+			waitFor(t, "the ack of the first answer", func() bool { r := sim.Received(); return r[len(r)-1] == gmp3.ACK })
 			before := len(sim.Received())
 			if _, err := r.Read(context.Background(), ""); err != nil {
 				t.Fatal(err)
 			}
 			// The second read goes straight to the remembered dialect: one
 			// request and one ACK.
+			waitFor(t, "the ack of the second answer", func() bool { r := sim.Received(); return len(r) > before+1 && r[len(r)-1] == gmp3.ACK })
 			got := sim.Received()[before:]
 			if f, err := gmp3.Decode(tc.d, got[:len(got)-1]); err != nil || f.Type != gmp3.TypeEchoRequest || got[len(got)-1] != gmp3.ACK {
 				t.Errorf("second read sent %x (%v)", got, err)

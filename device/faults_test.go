@@ -1,6 +1,7 @@
 package device_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/device/devicetest"
+	"github.com/tposagent/tposagent/device/gmp3"
 )
 
 // TestFaultModes runs every fault mode of the simulated device over a real
@@ -113,4 +115,45 @@ func TestSetFaultAtRunTime(t *testing.T) {
 	if err != nil || id.FiscalSerial != "JI20099999" {
 		t.Fatalf("after recovery: %+v, %v", id, err)
 	}
+}
+
+// TestTriesAndNAKs: a silent device gets exactly `tries` sends per dialect;
+// a damaged answer is NAKed and the device sends it again, up to `tries`
+// times per send; a good answer is ACKed.
+func TestTriesAndNAKs(t *testing.T) {
+	for _, tries := range []int{1, 3} {
+		sim := startSim(t, devicetest.Options{Transport: devicetest.TCP, Fault: devicetest.FaultSilent})
+		r := newReader(t, device.Config{Port: sim.Port(), Protocol: "crc16-arc", AckTimeout: 100 * time.Millisecond, Tries: tries})
+		if _, err := r.Read(context.Background(), ""); !errors.Is(err, device.ErrTimeout) {
+			t.Fatalf("silent: %v", err)
+		}
+		waitFor(t, "the requests", func() bool { return sim.Requests() >= tries })
+		if n := sim.Requests(); n != tries {
+			t.Errorf("silent device got %d sends, want %d", n, tries)
+		}
+	}
+	sim := startSim(t, devicetest.Options{Transport: devicetest.TCP, Fault: devicetest.FaultBadChecksum})
+	r := newReader(t, device.Config{Port: sim.Port(), Protocol: "crc16-arc", AckTimeout: time.Second, Tries: 3})
+	if _, err := r.Read(context.Background(), ""); !errors.Is(err, device.ErrChecksum) {
+		t.Fatalf("bad checksum: %v", err)
+	}
+	// Each send: the device answers, is NAKed and answers again, 3 times
+	// (its own tries); then the next send. 3 sends, 9 NAKs.
+	naks := func() int { // NAK bytes between the requests (a request may hold 0x15 too)
+		got := sim.Received()
+		if len(got) < 43 {
+			return 0
+		}
+		return bytes.Count(bytes.ReplaceAll(got, got[:43], nil), []byte{gmp3.NAK})
+	}
+	waitFor(t, "the NAKs", func() bool { return naks() >= 9 })
+	if n := naks(); n != 9 || sim.Requests() != 3 {
+		t.Errorf("agent sent %x: want 3 requests and 9 NAKs, got %d and %d", sim.Received(), sim.Requests(), n)
+	}
+	sim.SetFault(devicetest.FaultNone)
+	before := len(sim.Received())
+	if _, err := r.Read(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the ACK", func() bool { g := sim.Received(); return len(g) > before && g[len(g)-1] == gmp3.ACK })
 }

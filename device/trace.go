@@ -118,6 +118,16 @@ func (t *tracer) record(dir string, b []byte) {
 	}
 }
 
+// since is the time since the port opened.
+func (t *tracer) since() time.Duration {
+	if t == nil {
+		return 0
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return time.Since(t.start)
+}
+
 // restart sets time zero to now (the port was just opened).
 func (t *tracer) restart() {
 	if t == nil {

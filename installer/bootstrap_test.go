@@ -255,7 +255,7 @@ func TestBootstrapBadValues(t *testing.T) {
 		{"url scheme", "tposl.url", "ftp://lisans.example.com/x", "tposl.url"},
 		{"plain http public", "oduyo.base_url", "http://www.siteadi.com", "oduyo.base_url"},
 		{"listen", "api.listen", "8787", "api.listen"},
-		{"port none", "device.port", "none", "device.fiscal_serial"},
+		{"tcp without a port", "device.port", "tcp://192.168.1.50", "device.port"},
 		{"short token", "api.token", "short", "api.token"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

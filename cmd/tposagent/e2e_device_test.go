@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tposagent/tposagent/agent"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/device/devicetest"
@@ -53,7 +56,17 @@ func TestE2EDeviceRegistersWithFiscalIDRead(t *testing.T) {
 			t.Fatalf("the agent sent message type %06X", typ)
 		}
 	}
-	t.Logf("RESULT e2e_device_read fiscal=%s protocol=%s requests=%d", fiscal, d.Protocol, f.sim.Requests())
+	// The last read's bytes are kept for a support ticket, replayable.
+	tr, err := os.Open(filepath.Join(f.DataDir(), agent.DeviceTraceFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, comments, err := device.ReadTrace(tr)
+	tr.Close()
+	if err != nil || len(events) < 3 || !strings.Contains(strings.Join(comments, "\n"), "answered: fiscal id FT40050248") {
+		t.Fatalf("kept trace: %d events, %q, %v", len(events), comments, err)
+	}
+	t.Logf("RESULT e2e_device_read fiscal=%s protocol=%s requests=%d trace_events=%d", fiscal, d.Protocol, f.sim.Requests(), len(events))
 }
 
 // TestE2EPOSReportsIdentity: with device.port = "none" and no fiscal serial
@@ -223,4 +236,22 @@ func TestE2EKeepsServingWhileDeviceBad(t *testing.T) {
 	if d := f.stop(); d > 5*time.Second {
 		t.Errorf("stop took %v", d)
 	}
+}
+
+// TestE2EStopsDuringProbe: a stop while the agent waits on a silent ÖKC
+// (Hugin's 4.5 s ACK wait, 3 tries, 3 dialects: up to 40 s) is prompt.
+func TestE2EStopsDuringProbe(t *testing.T) {
+	f := newFixtureWith(t, &devicetest.Options{FiscalSerial: "JI20012345", Fault: devicetest.FaultSilent})
+	f.cfg.Device.AckTimeout.Duration = 4500 * time.Millisecond
+	f.cfg.Device.ProbeBudget.Duration = 45 * time.Second
+	if err := f.WriteConfig(&f.cfg); err != nil {
+		t.Fatal(err)
+	}
+	f.start()
+	testrig.WaitFor(t, "the probe to start", 10*time.Second, func() bool { return f.sim.Requests() > 0 })
+	d := f.stop()
+	if d > 3*time.Second {
+		t.Errorf("stop during a probe took %v", d)
+	}
+	t.Logf("RESULT e2e_stop_during_probe took=%v", d.Round(time.Millisecond))
 }

@@ -397,7 +397,7 @@ func (d *dev) answer(f gmp3.Frame, req gmp3.Request) {
 		for i := 0; i < len(b); {
 			n := max(1, int(time.Since(start)/d.s.opts.ByteDelay)+1-i)
 			n = min(n, len(b)-i)
-			if !d.write(b[i:i+n]) {
+			if !d.write(b[i : i+n]) {
 				return
 			}
 			i += n
