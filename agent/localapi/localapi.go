@@ -222,7 +222,7 @@ func (h *handler) license(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) enqueue(kind Kind, normalize func([]byte) (json.RawMessage, string, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+		body, err := readBody(w, r)
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
@@ -258,7 +258,7 @@ func (h *handler) enqueue(kind Kind, normalize func([]byte) (json.RawMessage, st
 			writeError(w, http.StatusServiceUnavailable, "cannot store the record durably: "+err.Error()+"; nothing was stored", "")
 			return
 		}
-		writeJSON(w, http.StatusAccepted, acc)
+		writeAccepted(w, acc)
 	}
 }
 

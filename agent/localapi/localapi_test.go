@@ -233,3 +233,14 @@ func TestBaseURLFor(t *testing.T) {
 		}
 	}
 }
+
+func TestAcceptedBodyAsWriteJSON(t *testing.T) {
+	for _, acc := range []localapi.Accepted{{ID: 1, Key: "kasa:id:2"}, {ID: 18446744073709551615, Key: "special_code:<Şişli & \"Çağrı\">\u2028"}, {}} {
+		rec := httptest.NewRecorder()
+		localapi.WriteAcceptedForTest(rec, acc)
+		want, _ := json.MarshalIndent(acc, "", "  ")
+		if got := rec.Body.String(); got != string(want)+"\n" || rec.Code != 202 || rec.Header().Get("Content-Type") != "application/json; charset=utf-8" || rec.Header().Get("Cache-Control") != "no-store" {
+			t.Errorf("%+v: %d %q\nwant %q", acc, rec.Code, got, want)
+		}
+	}
+}
