@@ -36,13 +36,16 @@ const MaxBody = 1 << 20
 // Status is the body of GET /v1/status (its core keys are a contract with
 // the POS developers: docs/local-api.md).
 type Status struct {
-	Registered bool          `json:"registered"`
-	Online     bool          `json:"online"`
-	License    tposl.License `json:"license"`
-	Device     Device        `json:"device"`
-	Outbox     Outbox        `json:"outbox"`
-	LastFlush  *time.Time    `json:"last_flush"`
-	Version    string        `json:"version"`
+	Registered bool `json:"registered"`
+	Online     bool `json:"online"`
+	// OnlineSince is when Online last changed as far as the agent knows
+	// (the first failure of an outage; the first success after one).
+	OnlineSince *time.Time    `json:"online_since,omitempty"`
+	License     tposl.License `json:"license"`
+	Device      Device        `json:"device"`
+	Outbox      Outbox        `json:"outbox"`
+	LastFlush   *time.Time    `json:"last_flush"`
+	Version     string        `json:"version"`
 
 	LastRegistration      *time.Time `json:"last_registration,omitempty"`
 	LastRegistrationError string     `json:"last_registration_error,omitempty"`
@@ -166,11 +169,16 @@ func NewHandler(cfg Config) http.Handler {
 	m.HandleFunc("GET /metrics", h.metrics)
 	m.HandleFunc("GET /v1/device", h.getDevice)
 	m.HandleFunc("PUT /v1/device", h.putDevice)
+	m.HandleFunc("GET /{$}", h.page)                   // served before the token check (public)
+	m.HandleFunc("GET /v1/openapi.json", serveOpenAPI) // likewise
 	h.mux = m
 	return h
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.public(w, r) { // the status page and the API document need no token
+		return
+	}
 	if !h.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tposagent"`)
 		writeError(w, http.StatusUnauthorized, "missing or wrong token: send Authorization: Bearer <api.token from the agent's config>", "")

@@ -35,7 +35,7 @@ func newServer(t *testing.T, maxSize int64) (*httptest.Server, *outbox.Queue) {
 		Status:  func() localapi.Status { return localapi.Status{Version: "test", License: tposl.Unknown("x")} },
 		License: func() tposl.License { return tposl.Unknown("never reached") },
 	})
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(contractChecked(t, h))
 	t.Cleanup(srv.Close)
 	return srv, q
 }

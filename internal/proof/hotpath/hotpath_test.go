@@ -62,7 +62,6 @@ func TestMain(m *testing.M) {
 // "<value>.<variant>".
 const profileEnv = "TPOSAGENT_HOTPATH_CPUPROFILE"
 
-
 // Variants of the server under load.
 const (
 	variantNaive     = "naive"     // bare net/http handler: unmarshal, answer; nothing stored
