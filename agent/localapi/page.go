@@ -174,11 +174,8 @@ func buildPage(l i18n.Lang, s Status, now time.Time) pageData {
 	waiting := int64(o.Pending + o.InFlight)
 	row = pageRow{ID: "pending", Label: l.T("Records waiting", "Bekleyen kayıtlar"), Num: num(waiting), State: "ok"}
 	row.Value = l.F("%d waiting", "%d bekliyor", waiting)
-	if waiting > 0 {
-		row.Detail = l.F("oldest %s", "en eskisi %s", l.Duration(time.Duration(o.OldestPendingAgeS)*time.Second))
-		if o.OldestPendingAgeS > 3600 {
-			row.State = "warn"
-		}
+	if o.OldestPendingAgeS > 3600 {
+		row.State = "warn"
 	}
 	d.Rows = append(d.Rows, row)
 	row = pageRow{ID: "dead", Label: l.T("Records refused", "Reddedilen kayıtlar"), Num: num(int64(o.Dead)), State: "ok"}
