@@ -23,6 +23,7 @@ import (
 
 	"github.com/tposagent/tposagent/agent"
 	"github.com/tposagent/tposagent/agent/localapi"
+	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/outbox"
@@ -240,13 +241,19 @@ func deadReasons(items []localapi.ItemView) []deadReason {
 
 // fromFiles reads what a stopped agent left in its data dir.
 func (b *bundle) fromFiles(cfg *config.Config) {
-	for _, f := range []struct{ file, name string }{{"license.json", "license.json"}, {device.CacheFile, "device.json"}} {
-		data, err := os.ReadFile(filepath.Join(cfg.DataDir, f.file))
-		if err != nil {
-			b.note("agent.txt", "%s: %v", f.file, err)
-			continue
-		}
-		b.add(f.name, data)
+	// The licence as the agent would state it from its cache (the cached
+	// answer itself goes beside it).
+	cache := tposl.Cache{Path: filepath.Join(cfg.DataDir, "license.json")}
+	if rec, err := cache.Load(); err != nil {
+		b.note("agent.txt", "licence cache: %v", err)
+	} else {
+		b.addJSON("license.json", tposl.Effective(rec, rec.FiscalSerial, time.Now(), cfg.TPOSL.Grace.Duration))
+		b.addJSON("license-cache.json", rec)
+	}
+	if data, err := os.ReadFile(filepath.Join(cfg.DataDir, device.CacheFile)); err != nil {
+		b.note("agent.txt", "%s: %v", device.CacheFile, err)
+	} else {
+		b.add("device.json", data)
 	}
 	st, dead, err := outbox.Inspect(filepath.Join(cfg.DataDir, "outbox.db"), 1000)
 	if err != nil {
