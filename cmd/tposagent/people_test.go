@@ -67,6 +67,7 @@ func TestCLILanguage(t *testing.T) {
 			if code != exitOK {
 				t.Fatalf("exit %d: %s%s", code, out, errOut)
 			}
+			t.Logf("%s", out)
 			for _, w := range tt.want {
 				if !strings.Contains(out, w) {
 					t.Errorf("output lacks %q:\n%s", w, out)
