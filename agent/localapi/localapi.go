@@ -7,7 +7,9 @@
 // agent adapts those to it.
 //
 // Every call needs "Authorization: Bearer <api.token>", compared in
-// constant time. Errors are {"error": "...", "field": "..."} with 400, 401,
+// constant time — except GET / (the status page for store staff, page.go)
+// and GET /v1/openapi.json (the API's OpenAPI document, openapi.go), which
+// show no secret and change nothing. Errors are {"error": "...", "field": "..."} with 400, 401,
 // 404, 405, 413 or 503. A record is validated completely before it is
 // queued, and 202 {"id": N} is answered only after the outbox has committed
 // it durably: a rejected or failed request leaves nothing half-accepted.
