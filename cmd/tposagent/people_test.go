@@ -192,9 +192,9 @@ func TestBugreport(t *testing.T) {
 	if _, err := f.client.Enqueue(ctx, "/v1/special-codes", []byte(`{"integration_id":"code-refused","code":"Ş1"}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the dead letter", 15*time.Second, func() bool {
+	waitFor(t, "the dead letter and the licence", 15*time.Second, func() bool {
 		s, err := f.client.Status(ctx)
-		return err == nil && s.Outbox.Dead == 1
+		return err == nil && s.Outbox.Dead == 1 && s.License.Source == "server"
 	})
 	// A device trace in the data dir that (wrongly) holds a secret: the
 	// zip must still not contain it.
