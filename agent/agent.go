@@ -81,6 +81,7 @@ type Agent struct {
 	lastRegErr    string
 	regCount      map[string]uint64 // registrations by result
 	serialSeen    chan struct{}     // fiscal serial changed: register now
+	conn          connWatch         // when Ödüyo went online or offline
 }
 
 // ErrAlreadyRunning is returned by New when another agent holds the data dir.

@@ -30,6 +30,7 @@ func (a *Agent) Status() localapi.Status {
 		return s
 	}
 	s.Online = st.Online
+	s.OnlineSince = a.onlineSince(st.Online, st.LastErrorAt)
 	s.LastFlush = timePtr(st.LastSuccess)
 	s.Outbox = localapi.Outbox{
 		Pending: st.Pending - st.InFlight, InFlight: st.InFlight, Dead: st.Dead,
@@ -63,4 +64,31 @@ func timePtr(t time.Time) *time.Time {
 		return nil
 	}
 	return &t
+}
+
+// connWatch remembers when the connectivity last changed, as Status saw
+// it (guarded by Agent.mu).
+type connWatch struct {
+	known, online bool
+	since         time.Time
+}
+
+// onlineSince notes online and returns since when it holds: an outage is
+// dated by the failure that showed it; coming back is dated when a status
+// first sees it, and the first state counts from the agent's start.
+func (a *Agent) onlineSince(online bool, lastErrorAt time.Time) *time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := &a.conn
+	if !c.known || c.online != online {
+		since := a.now()
+		if !c.known {
+			since = a.startedAt
+		}
+		if !online && !lastErrorAt.IsZero() {
+			since = lastErrorAt // the failure that was noticed, not the moment of the poll
+		}
+		*c = connWatch{known: true, online: online, since: since}
+	}
+	return timePtr(c.since)
 }

@@ -877,3 +877,31 @@ func TestOldestPendingAge(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+func TestInspect(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "outbox.db")
+	q, err := outbox.Open(outbox.Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := q.Enqueue(context.Background(), outbox.Entry{Kind: outbox.KindSpecialCode, Key: fmt.Sprint("special_code:", i), Payload: json.RawMessage(`{"code":"X"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := outbox.Inspect(path, 10); !errors.Is(err, outbox.ErrInUse) {
+		t.Errorf("Inspect of an open queue: %v, want ErrInUse", err)
+	}
+	q.Close()
+	before, _ := os.ReadFile(path)
+	st, dead, err := outbox.Inspect(path, 10)
+	if err != nil || st.Pending != 3 || st.Enqueued != 3 || len(dead) != 0 || st.Bytes == 0 {
+		t.Errorf("Inspect: %+v %v %v", st, dead, err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Error("Inspect changed the file")
+	}
+	if _, _, err := outbox.Inspect(filepath.Join(t.TempDir(), "none.db"), 10); err == nil {
+		t.Error("Inspect of a missing file succeeded")
+	}
+}

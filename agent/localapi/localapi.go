@@ -7,7 +7,9 @@
 // agent adapts those to it.
 //
 // Every call needs "Authorization: Bearer <api.token>", compared in
-// constant time. Errors are {"error": "...", "field": "..."} with 400, 401,
+// constant time — except GET / (the status page for store staff, page.go)
+// and GET /v1/openapi.json (the API's OpenAPI document, openapi.go), which
+// show no secret and change nothing. Errors are {"error": "...", "field": "..."} with 400, 401,
 // 404, 405, 413 or 503. A record is validated completely before it is
 // queued, and 202 {"id": N} is answered only after the outbox has committed
 // it durably: a rejected or failed request leaves nothing half-accepted.
@@ -36,13 +38,16 @@ const MaxBody = 1 << 20
 // Status is the body of GET /v1/status (its core keys are a contract with
 // the POS developers: docs/local-api.md).
 type Status struct {
-	Registered bool          `json:"registered"`
-	Online     bool          `json:"online"`
-	License    tposl.License `json:"license"`
-	Device     Device        `json:"device"`
-	Outbox     Outbox        `json:"outbox"`
-	LastFlush  *time.Time    `json:"last_flush"`
-	Version    string        `json:"version"`
+	Registered bool `json:"registered"`
+	Online     bool `json:"online"`
+	// OnlineSince is when Online last changed as far as the agent knows
+	// (the first failure of an outage; the first success after one).
+	OnlineSince *time.Time    `json:"online_since,omitempty"`
+	License     tposl.License `json:"license"`
+	Device      Device        `json:"device"`
+	Outbox      Outbox        `json:"outbox"`
+	LastFlush   *time.Time    `json:"last_flush"`
+	Version     string        `json:"version"`
 
 	LastRegistration      *time.Time `json:"last_registration,omitempty"`
 	LastRegistrationError string     `json:"last_registration_error,omitempty"`
@@ -166,11 +171,16 @@ func NewHandler(cfg Config) http.Handler {
 	m.HandleFunc("GET /metrics", h.metrics)
 	m.HandleFunc("GET /v1/device", h.getDevice)
 	m.HandleFunc("PUT /v1/device", h.putDevice)
+	m.HandleFunc("GET /{$}", h.page)                   // served before the token check (public)
+	m.HandleFunc("GET /v1/openapi.json", serveOpenAPI) // likewise
 	h.mux = m
 	return h
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.public(w, r) { // the status page and the API document need no token
+		return
+	}
 	if !h.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tposagent"`)
 		writeError(w, http.StatusUnauthorized, "missing or wrong token: send Authorization: Bearer <api.token from the agent's config>", "")
@@ -222,7 +232,7 @@ func (h *handler) license(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) enqueue(kind Kind, normalize func([]byte) (json.RawMessage, string, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+		body, err := readBody(w, r)
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
@@ -258,7 +268,7 @@ func (h *handler) enqueue(kind Kind, normalize func([]byte) (json.RawMessage, st
 			writeError(w, http.StatusServiceUnavailable, "cannot store the record durably: "+err.Error()+"; nothing was stored", "")
 			return
 		}
-		writeJSON(w, http.StatusAccepted, acc)
+		writeAccepted(w, acc)
 	}
 }
 

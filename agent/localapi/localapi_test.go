@@ -35,7 +35,7 @@ func newServer(t *testing.T, maxSize int64) (*httptest.Server, *outbox.Queue) {
 		Status:  func() localapi.Status { return localapi.Status{Version: "test", License: tposl.Unknown("x")} },
 		License: func() tposl.License { return tposl.Unknown("never reached") },
 	})
-	srv := httptest.NewServer(h)
+	srv := httptest.NewServer(contractChecked(t, h))
 	t.Cleanup(srv.Close)
 	return srv, q
 }
@@ -234,6 +234,17 @@ func TestBaseURLFor(t *testing.T) {
 	for in, want := range map[string]string{"127.0.0.1:8787": "http://127.0.0.1:8787", "0.0.0.0:80": "http://127.0.0.1:80", ":9": "http://127.0.0.1:9", "[::]:1": "http://127.0.0.1:1"} {
 		if got := localapi.BaseURLFor(in); got != want {
 			t.Errorf("localapi.BaseURLFor(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestAcceptedBodyAsWriteJSON(t *testing.T) {
+	for _, acc := range []localapi.Accepted{{ID: 1, Key: "kasa:id:2"}, {ID: 18446744073709551615, Key: "special_code:<Şişli & \"Çağrı\">\u2028"}, {}} {
+		rec := httptest.NewRecorder()
+		localapi.WriteAcceptedForTest(rec, acc)
+		want, _ := json.MarshalIndent(acc, "", "  ")
+		if got := rec.Body.String(); got != string(want)+"\n" || rec.Code != 202 || rec.Header().Get("Content-Type") != "application/json; charset=utf-8" || rec.Header().Get("Cache-Control") != "no-store" {
+			t.Errorf("%+v: %d %q\nwant %q", acc, rec.Code, got, want)
 		}
 	}
 }

@@ -98,6 +98,9 @@ var specialCodeFields = []fieldSpec{
 // "kasa:id:<id>" when id is given, else "kasa:int:<integration_id>".
 // Bad input gives a *FieldError. The rules are in the package doc.
 func NormalizeKasa(raw []byte) (column json.RawMessage, key string, err error) {
+	if col, key, ok := fastKasa(raw); ok {
+		return col, key, nil
+	}
 	vals, err := parseColumn(raw, kasaFields)
 	if err != nil {
 		return nil, "", err
@@ -118,6 +121,9 @@ func NormalizeKasa(raw []byte) (column json.RawMessage, key string, err error) {
 // its canonical JSON and the record key "special_code:<integration_id>".
 // integration_id and code are required. Bad input gives a *FieldError.
 func NormalizeSpecialCode(raw []byte) (column json.RawMessage, key string, err error) {
+	if col, key, ok := fastSpecialCode(raw); ok {
+		return col, key, nil
+	}
 	vals, err := parseColumn(raw, specialCodeFields)
 	if err != nil {
 		return nil, "", err

@@ -24,15 +24,24 @@ func apiClient(e *env) (*localapi.Client, error) {
 	if cfg.API.Token == "" {
 		return nil, fmt.Errorf("config %s has no api.token (set it, or TPOSAGENT_API_TOKEN)", cfg.Path)
 	}
+	base, err := apiBaseURL(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &localapi.Client{BaseURL: base, Token: cfg.API.Token.Reveal()}, nil
+}
+
+// apiBaseURL is the URL of the running agent's local API ("http://host:port").
+func apiBaseURL(cfg *config.Config) (string, error) {
 	listen := cfg.API.Listen
 	if strings.HasSuffix(listen, ":0") {
 		b, err := os.ReadFile(filepath.Join(cfg.DataDir, agent.APIAddrFile))
 		if err != nil {
-			return nil, fmt.Errorf("api.listen has port 0 and %s is unreadable: %w (is the agent running?)", agent.APIAddrFile, err)
+			return "", fmt.Errorf("api.listen has port 0 and %s is unreadable: %w (is the agent running?)", agent.APIAddrFile, err)
 		}
 		listen = strings.TrimSpace(string(b))
 	}
-	return &localapi.Client{BaseURL: localapi.BaseURLFor(listen), Token: cfg.API.Token.Reveal()}, nil
+	return localapi.BaseURLFor(listen), nil
 }
 
 func printJSON(w io.Writer, v any) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/tposagent/tposagent/agent/oduyo"
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/internal/config"
+	"github.com/tposagent/tposagent/internal/i18n"
 )
 
 // A finding of doctor: ok, warn or FAIL, with what to do about it.
@@ -32,6 +34,7 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "doctor", "doctor [--config FILE] [--timeout D]",
 		"  tposagent doctor                      # run every check, say what to fix\n")
 	addConfigFlag(fs, e)
+	addLangFlag(fs, e)
 	timeout := fs.Duration("timeout", 10*time.Second, "time limit of each network check")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -40,44 +43,39 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	add := func(level, what, format string, a ...any) {
 		fs2 = append(fs2, finding{level, what, fmt.Sprintf(format, a...)})
 	}
-	defer func() {
-		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-		for _, f := range fs2 {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", f.level, f.what, f.msg)
-		}
-		tw.Flush()
-	}()
+	l := e.language()
+	defer func() { printFindings(e.stdout, fs2, l) }()
 
 	cfg, err := config.Load(e.configPath)
 	if err != nil {
 		add("FAIL", "config", "%v", err)
 		return withCode(exitError)
 	}
-	add("ok", "config", "%s is valid", cfg.Path)
+	add("ok", "config", l.T("%s is valid", "%s geçerli"), cfg.Path)
 	for _, w := range cfg.Warnings() {
 		add("warn", "config", "%s", w)
 	}
 	if st, err := os.Stat(cfg.Path); err == nil && st.Mode().Perm()&0o077 != 0 && !isWindows() {
-		add("warn", "config", "%s is readable by others (mode %v): chmod 600 it, it holds passwords", cfg.Path, st.Mode().Perm())
+		add("warn", "config", l.T("%s is readable by others (mode %v): chmod 600 it, it holds passwords", "%s başkalarınca okunabiliyor (izin %v): chmod 600 yapın, parolalar içeriyor"), cfg.Path, st.Mode().Perm())
 	}
 
 	// Data dir and disk space.
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		add("FAIL", "data dir", "cannot create %s: %v", cfg.DataDir, err)
+		add("FAIL", "data dir", l.T("cannot create %s: %v", "%s oluşturulamıyor: %v"), cfg.DataDir, err)
 	} else if f, err := os.CreateTemp(cfg.DataDir, ".doctor*"); err != nil {
-		add("FAIL", "data dir", "%s is not writable: %v (run as the service user or fix ownership)", cfg.DataDir, err)
+		add("FAIL", "data dir", l.T("%s is not writable: %v (run as the service user or fix ownership)", "%s yazılamıyor: %v (hizmet kullanıcısıyla çalıştırın veya sahipliği düzeltin)"), cfg.DataDir, err)
 	} else {
 		f.Close()
 		os.Remove(f.Name())
-		add("ok", "data dir", "%s is writable", cfg.DataDir)
+		add("ok", "data dir", l.T("%s is writable", "%s yazılabilir"), cfg.DataDir)
 	}
 	if u, err := disk.UsageWithContext(ctx, cfg.DataDir); err == nil {
 		free := humanBytes(u.Free)
 		switch {
 		case u.Free < uint64(cfg.Outbox.MaxSize):
-			add("warn", "disk", "%s free on %s, less than outbox.max_size %s: the queue could fill the disk", free, cfg.DataDir, cfg.Outbox.MaxSize)
+			add("warn", "disk", l.T("%s free on %s, less than outbox.max_size %s: the queue could fill the disk", "%[2]s üzerinde %[1]s boş, outbox.max_size %[3]s değerinden az: kuyruk diski doldurabilir"), free, cfg.DataDir, cfg.Outbox.MaxSize)
 		default:
-			add("ok", "disk", "%s free on %s", free, cfg.DataDir)
+			add("ok", "disk", l.T("%s free on %s", "%[2]s üzerinde %[1]s boş"), free, cfg.DataDir)
 		}
 	}
 
@@ -90,26 +88,26 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 		cancel()
 		switch {
 		case errors.Is(err, localapi.ErrNotRunning):
-			add("warn", "agent", "not running (tposagent start; or tposagent run in the foreground)")
+			add("warn", "agent", "%s", l.T("not running (tposagent start; or tposagent run in the foreground)", "çalışmıyor (tposagent start; veya önde: tposagent run)"))
 		case err != nil:
 			add("FAIL", "agent", "%v", err)
 		default:
 			running = true
-			add("ok", "agent", "running %s, licence %s, %d pending, %d dead", s.Version, s.License.State, s.Outbox.Pending, s.Outbox.Dead)
+			add("ok", "agent", l.T("running %s, licence %s, %d pending, %d dead", "çalışıyor %s, lisans: %s, %d bekliyor, %d reddedildi"), s.Version, l.State(string(s.License.State)), s.Outbox.Pending, s.Outbox.Dead)
 			if s.Device.FiscalSerial != "" {
-				add("ok", "device", "%s from %s (%s)", s.Device.FiscalSerial, s.Device.Source, s.Device.Port)
+				add("ok", "device", l.T("%s from %s (%s)", "%s, kaynak: %s (%s)"), s.Device.FiscalSerial, s.Device.Source, s.Device.Port)
 			}
 			if s.Device.Error != "" {
 				add("warn", "device", "%s", s.Device.Error)
 			}
 			if s.Outbox.Dead > 0 {
-				add("warn", "outbox", "%d record(s) refused by Ödüyo: see tposagent outbox dead", s.Outbox.Dead)
+				add("warn", "outbox", l.T("%d record(s) refused by Ödüyo: see tposagent outbox dead", "Ödüyo %d kaydı reddetti: bakınız tposagent outbox dead"), s.Outbox.Dead)
 			}
 			if s.Outbox.FileGone != "" {
 				add("FAIL", "outbox", "%s", s.Outbox.FileGone)
 			}
 			if p := s.Outbox.PausedUntil; p != nil && p.After(time.Now()) {
-				add("warn", "outbox", "sending paused by the server (Retry-After) until %s; tposagent outbox retry ID sends a record now", fmtTime(p))
+				add("warn", "outbox", l.T("sending paused by the server (Retry-After) until %s; tposagent outbox retry ID sends a record now", "sunucu gönderimi %s tarihine kadar durdurdu (Retry-After); tposagent outbox retry ID bir kaydı hemen gönderir"), fmtTime(p))
 			}
 		}
 	}
@@ -119,9 +117,10 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 		switch strings.ToLower(cfg.Device.Port) {
 		case "none":
 			if cfg.Device.FiscalSerial != "" {
-				add("ok", "device", "port none: fiscal serial %s from config", cfg.Device.FiscalSerial)
+				add("ok", "device", l.T("port none: fiscal serial %s from config", "port none: mali seri no %s yapılandırmadan"), cfg.Device.FiscalSerial)
 			} else {
-				add("warn", "device", "port none and no device.fiscal_serial: the till registers once the POS reports the identity (PUT /v1/device, or tposagent device set)")
+				add("warn", "device", "%s", l.T("port none and no device.fiscal_serial: the till registers once the POS reports the identity (PUT /v1/device, or tposagent device set)",
+					"port none ve device.fiscal_serial yok: kasa, POS kimliği bildirince kaydolur (PUT /v1/device veya tposagent device set)"))
 			}
 		default:
 			r, err := device.NewReader(device.Config{Port: cfg.Device.Port, Protocol: cfg.Device.Protocol, Baud: cfg.Device.Baud,
@@ -139,11 +138,11 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 			id, err := r.Read(ctx, known)
 			switch {
 			case err == nil:
-				add("ok", "device", "%s on %s (%s)", id.FiscalSerial, id.Port, id.Protocol)
+				add("ok", "device", l.T("%s on %s (%s)", "%s, port %s (%s)"), id.FiscalSerial, id.Port, id.Protocol)
 			case cfg.Device.FiscalSerial != "":
-				add("warn", "device", "%v; the agent would use %s from config", err, cfg.Device.FiscalSerial)
+				add("warn", "device", l.T("%v; the agent would use %s from config", "%v; ajan yapılandırmadaki %s değerini kullanırdı"), err, cfg.Device.FiscalSerial)
 			case cached.FiscalSerial != "":
-				add("warn", "device", "%v; the agent would use %s from the cache (or the POS's report)", err, cached.FiscalSerial)
+				add("warn", "device", l.T("%v; the agent would use %s from the cache (or the POS's report)", "%v; ajan önbellekteki %s değerini (veya POS bildirimini) kullanırdı"), err, cached.FiscalSerial)
 			default:
 				add("FAIL", "device", "%v", err)
 			}
@@ -156,14 +155,14 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		add("FAIL", "tposl", "tposl.ca_file: %v", err)
 	} else {
-		checkServer(ctx, add, tc, "tposl", cfg.TPOSL.URL, *timeout)
+		checkServer(ctx, l, add, tc, "tposl", cfg.TPOSL.URL, *timeout)
 	}
 	hc, err := agent.HTTPClient(cfg.Oduyo.CAFile, quiet)
 	if err != nil {
 		add("FAIL", "oduyo", "oduyo.ca_file: %v", err)
 		return withCode(exitError)
 	}
-	checkServer(ctx, add, hc, "oduyo", cfg.Oduyo.BaseURL, *timeout)
+	checkServer(ctx, l, add, hc, "oduyo", cfg.Oduyo.BaseURL, *timeout)
 	oc, err := oduyo.New(oduyo.Config{BaseURL: cfg.Oduyo.BaseURL, APIKey: cfg.Oduyo.APIKey.Reveal(),
 		Username: cfg.Oduyo.Username, Password: cfg.Oduyo.Password.Reveal(), Timeout: *timeout, HTTPClient: hc})
 	if err == nil {
@@ -172,9 +171,9 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 		cancel()
 	}
 	if err != nil {
-		add("FAIL", "oduyo login", "%v (check oduyo.username, oduyo.password and oduyo.api_key)", err)
+		add("FAIL", "oduyo login", l.T("%v (check oduyo.username, oduyo.password and oduyo.api_key)", "%v (oduyo.username, oduyo.password ve oduyo.api_key değerlerini kontrol edin)"), err)
 	} else {
-		add("ok", "oduyo login", "credentials accepted")
+		add("ok", "oduyo login", "%s", l.T("credentials accepted", "kimlik bilgileri kabul edildi"))
 	}
 
 	for _, f := range fs2 {
@@ -187,29 +186,51 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 
 // checkServer sends a GET: any HTTP answer proves DNS, routing and TLS; the
 // Date header tells the clock skew.
-func checkServer(ctx context.Context, add func(string, string, string, ...any), hc *http.Client, name, url string, timeout time.Duration) {
+func checkServer(ctx context.Context, l i18n.Lang, add func(string, string, string, ...any), hc *http.Client, name, url string, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		add("FAIL", name, "bad URL: %v", err)
+		add("FAIL", name, l.T("bad URL: %v", "hatalı adres: %v"), err)
 		return
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		add("FAIL", name, "cannot reach %s: %v (check the network, proxy, firewall and the URL)", req.URL.Host, errors.Unwrap(err))
+		add("FAIL", name, l.T("cannot reach %s: %v (check the network, proxy, firewall and the URL)", "%s erişilemiyor: %v (ağı, vekil sunucuyu, güvenlik duvarını ve adresi kontrol edin)"), req.URL.Host, errors.Unwrap(err))
 		return
 	}
 	resp.Body.Close()
-	add("ok", name, "%s answers (HTTP %d)", req.URL.Host, resp.StatusCode)
+	add("ok", name, l.T("%s answers (HTTP %d)", "%s cevap veriyor (HTTP %d)"), req.URL.Host, resp.StatusCode)
 	if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
 		skew := time.Since(d).Round(time.Second)
 		if skew < -2*time.Minute || skew > 2*time.Minute {
-			add("warn", "clock", "the till clock differs from %s by %s: fix the time (KASA_TARIH_SAAT and licence dates depend on it)", req.URL.Host, skew)
+			add("warn", "clock", l.T("the till clock differs from %s by %s: fix the time (KASA_TARIH_SAAT and licence dates depend on it)", "kasa saati %s ile %s farklı: saati düzeltin (KASA_TARIH_SAAT ve lisans tarihleri buna bağlı)"), req.URL.Host, skew)
 		} else {
-			add("ok", "clock", "within %s of %s", skew.Abs(), req.URL.Host)
+			add("ok", "clock", l.T("within %s of %s", "%[2]s ile fark %[1]s içinde"), skew.Abs(), req.URL.Host)
 		}
 	}
 }
 
 func isWindows() bool { return filepath.Separator == '\\' }
+
+// printFindings writes doctor's table; in Turkish the level and the check
+// are named in Turkish too.
+func printFindings(w io.Writer, fs []finding, l i18n.Lang) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, f := range fs {
+		level, what := f.level, f.what
+		if l == i18n.TR {
+			level = map[string]string{"ok": "tamam", "warn": "uyarı", "FAIL": "HATA"}[f.level]
+			if tr, ok := doctorChecksTR[f.what]; ok {
+				what = tr
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", level, what, f.msg)
+	}
+	tw.Flush()
+}
+
+var doctorChecksTR = map[string]string{
+	"config": "yapılandırma", "data dir": "veri dizini", "disk": "disk", "agent": "ajan", "device": "cihaz",
+	"outbox": "kuyruk", "clock": "saat", "oduyo login": "oduyo girişi",
+}

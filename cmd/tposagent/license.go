@@ -8,6 +8,7 @@ import (
 
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/tposl"
+	"github.com/tposagent/tposagent/internal/i18n"
 )
 
 // licenseLine is the licence in one line: the state, then the server's
@@ -26,10 +27,38 @@ func licenseLine(l tposl.License) string {
 	return line
 }
 
+// licenseText is licenseLine in the reader's language: in Turkish the
+// same facts from the licence's fields (the message is the agent's English).
+func licenseText(l tposl.License, lang i18n.Lang) string {
+	if lang != i18n.TR {
+		return licenseLine(l)
+	}
+	line := lang.State(string(l.State))
+	if l.State == tposl.Demo && l.DaysLeft >= 0 {
+		line += ": " + lang.F("%s left", "%s kaldı", lang.Days(l.DaysLeft))
+	}
+	if l.DemoEnd != "" && l.State == tposl.Demo {
+		line += lang.F(" (until %s)", " (%s tarihine kadar)", lang.Date(l.DemoEnd))
+	}
+	if l.ErrorMessage != "" {
+		line += "; " + lang.F("server: %s", "sunucu: %s", l.ErrorMessage)
+	}
+	if l.State == tposl.Mismatch && l.ApprovedFiscalSerial != "" {
+		line += "; " + lang.F("approved for %s, this till has %s", "onaylı cihaz %s, bu kasadaki %s", l.ApprovedFiscalSerial, l.FiscalSerial)
+	}
+	if !l.CheckedAt.IsZero() && l.Source == tposl.SourceServer {
+		line += lang.F(" (checked %s)", " (kontrol: %s)", lang.Time(l.CheckedAt))
+	} else if l.Source == "cache" && !l.CheckedAt.IsZero() {
+		line += lang.F(" (remembered from %s)", " (%s tarihli son cevaptan)", lang.Time(l.CheckedAt))
+	}
+	return line
+}
+
 func cmdLicense(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "license", "license [--json]",
 		"  tposagent license && start-pos.exe     # exit 0 licensed/demo, 3 expired/inactive/mismatch, 4 unknown\n")
 	addConfigFlag(fs, e)
+	addLangFlag(fs, e)
 	asJSON := fs.Bool("json", false, "print the licence as JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -51,7 +80,7 @@ func cmdLicense(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	} else {
-		fmt.Fprintln(e.stdout, licenseLine(l))
+		fmt.Fprintln(e.stdout, licenseText(l, e.language()))
 	}
 	if code := l.State.ExitCode(); code != exitOK { // 0 licensed/demo, 3 expired/inactive/mismatch, 4 unknown
 		return withCode(code)

@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/tposagent/tposagent/internal/i18n"
 )
 
 // Exit codes (a contract with scripts: README, "Commands").
@@ -36,6 +38,10 @@ type env struct {
 	configPath string
 	// stdinIsTerminal reports whether prompts may be shown.
 	stdinIsTerminal bool
+	// lang is the --lang flag; "" means the locale decides (language()).
+	lang i18n.Lang
+	// lookupEnv reads the environment (nil: os.LookupEnv).
+	lookupEnv func(string) (string, bool)
 }
 
 // command is one subcommand of the CLI.
@@ -61,6 +67,8 @@ func commands() []command {
 		{"special-code", "enqueue a special code: special-code create", cmdSpecialCode},
 		{"outbox", "inspect and act on the queue: list | dead | retry ID | drop ID", cmdOutbox},
 		{"doctor", "check config, port, servers, clock and disk; say what to fix", cmdDoctor},
+		{"bugreport", "one zip for a support ticket (secrets replaced)", cmdBugreport},
+		{"open", "open the status page in the default browser", cmdOpen},
 		{"version", "version, commit, build date", cmdVersion},
 	}
 }
@@ -78,6 +86,7 @@ func run(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("tposagent", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&e.configPath, "config", "", "path of the config file")
+	fs.Func("lang", "language of the human output: tr or en", func(s string) error { return setLang(e, s) })
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			usage(e.stdout)
@@ -104,7 +113,7 @@ func run(ctx context.Context, e *env, args []string) error {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintf(w, "Usage: tposagent [--config FILE] COMMAND [flags]\n\nCommands:\n")
+	fmt.Fprintf(w, "Usage: tposagent [--config FILE] [--lang tr|en] COMMAND [flags]\n\nCommands:\n")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
 	}

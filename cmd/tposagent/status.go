@@ -10,12 +10,14 @@ import (
 	"time"
 
 	"github.com/tposagent/tposagent/agent/localapi"
+	"github.com/tposagent/tposagent/internal/i18n"
 )
 
 func cmdStatus(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "status", "status [--json]",
 		"  tposagent status\n  tposagent status --json | jq .outbox\n")
 	addConfigFlag(fs, e)
+	addLangFlag(fs, e)
 	asJSON := fs.Bool("json", false, "print the status as JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -31,36 +33,49 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if *asJSON {
 		return printJSON(e.stdout, s)
 	}
-	printStatus(e.stdout, s, time.Now())
+	printStatus(e.stdout, s, time.Now(), e.language())
 	return nil
 }
 
-func printStatus(w io.Writer, s localapi.Status, now time.Time) {
+func printStatus(w io.Writer, s localapi.Status, now time.Time, l i18n.Lang) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	reg := "not registered"
+	when := func(t *time.Time) string {
+		if l != i18n.TR {
+			return fmtTime(t)
+		}
+		if t == nil || t.IsZero() {
+			return "hiç"
+		}
+		return l.Time(*t)
+	}
+	reg := l.T("not registered", "kayıtlı değil")
 	if s.Registered {
-		reg = "registered"
+		reg = l.T("registered", "kayıtlı")
 	}
-	reg += " (last " + fmtTime(s.LastRegistration) + ")"
+	reg += l.F(" (last %s)", " (son: %s)", when(s.LastRegistration))
 	if s.LastRegistrationError != "" {
-		reg += "; last attempt failed: " + s.LastRegistrationError
+		reg += l.F("; last attempt failed: %s", "; son deneme başarısız: %s", s.LastRegistrationError)
 	}
-	fmt.Fprintf(tw, "Registration\t%s\n", reg)
-	fmt.Fprintf(tw, "Licence\t%s\n", licenseLine(s.License))
+	fmt.Fprintf(tw, "%s\t%s\n", l.T("Registration", "Kayıt"), reg)
+	fmt.Fprintf(tw, "%s\t%s\n", l.T("Licence", "Lisans"), licenseText(s.License, l))
 	g := s.License.GMP3
 	if g.Active || g.ExpDate != "" {
-		state := "inactive"
+		state := l.T("inactive", "etkin değil")
 		if g.Active {
-			state = "active"
+			state = l.T("active", "etkin")
 		}
-		fmt.Fprintf(tw, "GMP3 module\t%s, %d days left\n", state, g.DaysLeft)
+		fmt.Fprintf(tw, "%s\t%s, %s\n", l.T("GMP3 module", "GMP3 modülü"), state, l.F("%s left", "%s kaldı", l.Days(g.DaysLeft)))
 	}
 	d := s.Device
-	dev := "no fiscal identity known"
+	dev := l.T("no fiscal identity known", "mali kimlik bilinmiyor")
 	if d.FiscalSerial != "" {
-		dev = fmt.Sprintf("%s from %s", d.FiscalSerial, d.Source)
+		src := d.Source
+		if l == i18n.TR {
+			src = l.Source(d.Source)
+		}
+		dev = l.F("%s from %s", "%s (%s)", d.FiscalSerial, src)
 		if d.Port != "" && d.Source != "config" && d.Source != "pos" {
-			dev += " on " + d.Port
+			dev += l.F(" on %s", ", port %s", d.Port)
 		}
 		if d.Protocol != "" {
 			dev += " (" + d.Protocol + ")"
@@ -68,7 +83,7 @@ func printStatus(w io.Writer, s localapi.Status, now time.Time) {
 		if d.Brand != "" {
 			dev += fmt.Sprintf(" (%s %s)", d.Brand, d.Model)
 		}
-		dev += ", " + fmtTime(d.ReadAt)
+		dev += ", " + when(d.ReadAt)
 	}
 	if d.Conflict {
 		var parts []string
@@ -76,34 +91,43 @@ func printStatus(w io.Writer, s localapi.Status, now time.Time) {
 			parts = append(parts, k+"="+v)
 		}
 		sort.Strings(parts)
-		dev += "; CONFLICT: " + strings.Join(parts, ", ")
+		dev += l.T("; CONFLICT: ", "; UYUŞMAZLIK: ") + strings.Join(parts, ", ")
 	}
 	if d.Error != "" {
-		dev += "; device: " + d.Error
+		dev += l.F("; device: %s", "; cihaz: %s", d.Error)
 	}
 	if d.StuckCalls > 0 {
-		dev += fmt.Sprintf("; %d port driver call(s) stuck (replug the USB cable)", d.StuckCalls)
+		dev += l.F("; %d port driver call(s) stuck (replug the USB cable)", "; %d port sürücüsü çağrısı takıldı (USB kablosunu çıkarıp takın)", d.StuckCalls)
 	}
-	fmt.Fprintf(tw, "Device\t%s\n", dev)
+	fmt.Fprintf(tw, "%s\t%s\n", l.T("Device", "Cihaz"), dev)
 	o := s.Outbox
-	fmt.Fprintf(tw, "Outbox\t%d pending, %d in flight, %d dead; oldest %s; file %s\n",
-		o.Pending, o.InFlight, o.Dead, time.Duration(o.OldestPendingAgeS)*time.Second, humanBytes(uint64(o.Bytes)))
-	fmt.Fprintf(tw, "Totals\t%d accepted, %d delivered, %d coalesced, %d dead-lettered\n", o.Enqueued, o.Delivered, o.Coalesced, o.DeadLettered)
-	conn := "offline"
-	if s.Online {
-		conn = "online"
+	oldest := (time.Duration(o.OldestPendingAgeS) * time.Second).String()
+	if l == i18n.TR {
+		oldest = l.Duration(time.Duration(o.OldestPendingAgeS) * time.Second)
 	}
-	conn += "; last delivery " + fmtTime(s.LastFlush)
+	fmt.Fprintf(tw, "%s\t%s\n", l.T("Outbox", "Kuyruk"), l.F("%d pending, %d in flight, %d dead; oldest %s; file %s",
+		"%d bekliyor, %d gönderiliyor, %d reddedildi; en eskisi %s; dosya %s",
+		o.Pending, o.InFlight, o.Dead, oldest, humanBytes(uint64(o.Bytes))))
+	fmt.Fprintf(tw, "%s\t%s\n", l.T("Totals", "Toplam"), l.F("%d accepted, %d delivered, %d coalesced, %d dead-lettered",
+		"%d kabul, %d teslim, %d birleştirildi, %d reddedildi", o.Enqueued, o.Delivered, o.Coalesced, o.DeadLettered))
+	conn := l.T("offline", "çevrimdışı")
+	if s.Online {
+		conn = l.T("online", "çevrimiçi")
+	}
+	if s.OnlineSince != nil {
+		conn += l.F(" since %s", " (%s tarihinden beri)", when(s.OnlineSince))
+	}
+	conn += l.F("; last delivery %s", "; son teslim: %s", when(s.LastFlush))
 	if o.PausedUntil != nil && o.PausedUntil.After(now) {
-		conn += "; paused by the server until " + fmtTime(o.PausedUntil)
+		conn += l.F("; paused by the server until %s", "; sunucu %s tarihine kadar durdurdu", when(o.PausedUntil))
 	}
 	if o.LastError != "" {
-		conn += "; last error: " + o.LastError
+		conn += l.F("; last error: %s", "; son hata: %s", o.LastError)
 	}
 	fmt.Fprintf(tw, "Ödüyo\t%s\n", conn)
-	fmt.Fprintf(tw, "Agent\t%s, up since %s\n", s.Version, fmtTime(&s.StartedAt))
+	fmt.Fprintf(tw, "%s\t%s\n", l.T("Agent", "Ajan"), l.F("%s, up since %s", "%s, %s tarihinden beri çalışıyor", s.Version, when(&s.StartedAt)))
 	for _, warn := range s.Warnings {
-		fmt.Fprintf(tw, "Warning\t%s\n", warn)
+		fmt.Fprintf(tw, "%s\t%s\n", l.T("Warning", "Uyarı"), warn)
 	}
 	tw.Flush()
 }

@@ -1,0 +1,4 @@
+package localapi
+
+// WriteAcceptedForTest exposes writeAccepted to the external tests.
+var WriteAcceptedForTest = writeAccepted

@@ -1,0 +1,12 @@
+package main
+
+import "golang.org/x/sys/windows"
+
+// systemLanguage is the user's first preferred UI language ("tr-TR").
+func systemLanguage() string {
+	langs, err := windows.GetUserPreferredUILanguages(windows.MUI_LANGUAGE_NAME)
+	if err != nil || len(langs) == 0 {
+		return ""
+	}
+	return langs[0]
+}
