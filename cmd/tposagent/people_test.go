@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tposagent/tposagent/agent/localapi"
+	"github.com/tposagent/tposagent/internal/testrig"
 )
 
 // Tests of what the agent shows people: the CLI in Turkish and English,
@@ -36,7 +37,7 @@ func runCLIEnv(t *testing.T, environ map[string]string, args ...string) (code in
 func TestCLILanguage(t *testing.T) {
 	f := newFixture(t)
 	f.start()
-	waitFor(t, "licence from the server", 15*time.Second, func() bool {
+	testrig.WaitFor(t, "licence from the server", 15*time.Second, func() bool {
 		l, err := f.client.License(context.Background())
 		return err == nil && l.Source == "server"
 	})
@@ -133,7 +134,7 @@ func TestOpen(t *testing.T) {
 		t.Fatalf("open: exit %d %s%s", code, out, errOut)
 	}
 	var url []byte
-	waitFor(t, "the browser to be started", 10*time.Second, func() bool {
+	testrig.WaitFor(t, "the browser to be started", 10*time.Second, func() bool {
 		var err error
 		url, err = os.ReadFile(got)
 		return err == nil
@@ -192,7 +193,7 @@ func TestBugreport(t *testing.T) {
 	if _, err := f.client.Enqueue(ctx, "/v1/special-codes", []byte(`{"integration_id":"code-refused","code":"Ş1"}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the dead letter and the licence", 15*time.Second, func() bool {
+	testrig.WaitFor(t, "the dead letter and the licence", 15*time.Second, func() bool {
 		s, err := f.client.Status(ctx)
 		return err == nil && s.Outbox.Dead == 1 && s.License.Source == "server"
 	})
