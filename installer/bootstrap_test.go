@@ -255,7 +255,6 @@ func TestBootstrapBadValues(t *testing.T) {
 		{"url scheme", "tposl.url", "ftp://lisans.example.com/x", "tposl.url"},
 		{"plain http public", "oduyo.base_url", "http://www.siteadi.com", "oduyo.base_url"},
 		{"listen", "api.listen", "8787", "api.listen"},
-		{"port none", "device.port", "none", "device.fiscal_serial"},
 		{"short token", "api.token", "short", "api.token"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -507,4 +506,24 @@ func FuzzBootstrapValues(f *testing.F) {
 			t.Fatalf("values changed on the way: %q %q %q", c.Store.CompanyName, c.Store.TaxOffice, c.TPOSL.Username)
 		}
 	})
+}
+
+// TestBootstrapPortNoneWithoutSerial: device.port = "none" without a
+// fiscal serial is accepted (the POS reports the identity later) with a
+// warning that says so.
+func TestBootstrapPortNoneWithoutSerial(t *testing.T) {
+	dir := t.TempDir()
+	set := full(filepath.Join(dir, "data"))
+	set["device.port"] = "none"
+	res, err := Bootstrap(BootstrapOptions{ConfigPath: filepath.Join(dir, "config.toml"), Set: set, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, w := range res.Config.Warnings() {
+		found = found || strings.Contains(w, "device.fiscal_serial")
+	}
+	if !found {
+		t.Errorf("no warning about the missing fiscal serial: %q", res.Config.Warnings())
+	}
 }
