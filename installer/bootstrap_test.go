@@ -508,3 +508,23 @@ func FuzzBootstrapValues(f *testing.F) {
 		}
 	})
 }
+
+// TestBootstrapPortNoneWithoutSerial: device.port = "none" without a
+// fiscal serial is accepted (the POS reports the identity later) with a
+// warning that says so.
+func TestBootstrapPortNoneWithoutSerial(t *testing.T) {
+	dir := t.TempDir()
+	set := full(filepath.Join(dir, "data"))
+	set["device.port"] = "none"
+	res, err := Bootstrap(BootstrapOptions{ConfigPath: filepath.Join(dir, "config.toml"), Set: set, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, w := range res.Config.Warnings() {
+		found = found || strings.Contains(w, "device.fiscal_serial")
+	}
+	if !found {
+		t.Errorf("no warning about the missing fiscal serial: %q", res.Config.Warnings())
+	}
+}

@@ -63,7 +63,7 @@ func TestPackages(t *testing.T) {
 			list := run(t, "dpkg-deb", "--contents", deb)
 			contains(t, deb+" contents", list,
 				"-rwxr-xr-x root/root", "./usr/bin/tposagent",
-				"./usr/lib/systemd/system/tposagent.service",
+				"./usr/lib/systemd/system/tposagent.service", "./usr/lib/modules-load.d/tposagent.conf",
 				"-rw------- root/root", "./etc/tposagent/config.toml",
 				"drwx------ root/root         0", "./var/lib/tposagent/")
 			contains(t, deb+" postinst", run(t, "dpkg-deb", "--info", deb, "postinst"), "useradd --system", "usermod -a -G dialout tposagent",
@@ -73,6 +73,9 @@ func TestPackages(t *testing.T) {
 			unit, err := os.ReadFile(filepath.Join(x, "usr/lib/systemd/system/tposagent.service"))
 			if err != nil || string(unit) != wantUnit {
 				t.Errorf("%s: unit differs from RenderUnit: %v\n%s", deb, err, unit)
+			}
+			if ml, err := os.ReadFile(filepath.Join(x, "usr/lib/modules-load.d/tposagent.conf")); err != nil || string(ml) != ModulesLoad {
+				t.Errorf("%s: modules-load.d file differs: %v\n%s", deb, err, ml)
 			}
 			data, err := os.ReadFile(filepath.Join(x, "etc/tposagent/config.toml"))
 			if err != nil {
@@ -98,7 +101,7 @@ func TestPackages(t *testing.T) {
 		for _, rpm := range glob("*.rpm", 2) {
 			contains(t, rpm+" info", run(t, "rpm", "-qip", rpm), "Name        : tposagent", "License")
 			contains(t, rpm+" files", run(t, "rpm", "-qlvp", rpm),
-				"-rwxr-xr-x", "/usr/bin/tposagent", "/usr/lib/systemd/system/tposagent.service",
+				"-rwxr-xr-x", "/usr/bin/tposagent", "/usr/lib/systemd/system/tposagent.service", "/usr/lib/modules-load.d/tposagent.conf",
 				"-rw-------", "/etc/tposagent/config.toml", "drwx------", "/var/lib/tposagent")
 			contains(t, rpm+" config files", run(t, "rpm", "-qp", "--configfiles", rpm), "/etc/tposagent/config.toml")
 			contains(t, rpm+" scripts", run(t, "rpm", "-qp", "--scripts", rpm), "postinstall scriptlet", "preuninstall scriptlet", "postuninstall scriptlet",

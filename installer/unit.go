@@ -35,7 +35,20 @@ const ServiceUser = "tposagent"
 // closed to it, except the pseudo devices every service gets (/dev/null,
 // /dev/urandom, …). A site whose register sits behind another kind of
 // device adds a drop-in with DeviceAllow=.
+//
+// systemd resolves a group when the service starts, from /proc/devices: a
+// group whose driver is not loaded yet (ttyUSB before the first USB serial
+// adapter, ttyACM) is left out until the next start. The packages
+// therefore load those drivers at boot (ModulesLoad in
+// /usr/lib/modules-load.d); without a package, restart the service after
+// plugging in an adapter for the first time, or add the same file.
 var SerialDevices = []string{"char-ttyS", "char-ttyUSB", "char-ttyACM"}
+
+// ModulesLoad is the modules-load.d file of the packages: the USB serial
+// drivers, so that their device groups exist when the service starts.
+const ModulesLoad = "# tposagent: USB serial drivers loaded at boot, so that the service's\n" +
+	"# DeviceAllow=char-ttyUSB and char-ttyACM find their device groups.\n" +
+	"usbserial\ncdc_acm\n"
 
 // RenderUnit renders the systemd unit file. It is a pure function: tests
 // check its text with systemd-analyze verify and, in a container, with

@@ -227,6 +227,9 @@ func (b *build) linuxPackages(goarch, bin string, packagers []string) ([]string,
 	if err := os.WriteFile(filepath.Join(work, "tposagent.service"), []byte(unit), 0o644); err != nil {
 		return nil, err
 	}
+	if err := os.WriteFile(filepath.Join(work, "modules-load.conf"), []byte(installer.ModulesLoad), 0o644); err != nil {
+		return nil, err
+	}
 	c := config.Default()
 	c.DataDir = linuxDataDir
 	if err := os.WriteFile(filepath.Join(work, "config.toml"), config.Encode(&c), 0o600); err != nil {

@@ -39,6 +39,7 @@ const (
 	debOldEnv    = "TPOSAGENT_DEB_OLD"
 	fakesUnit    = "tposfakes.service"
 	fakesBinPath = "/usr/local/bin/tposfakes"
+	modulesLoad  = "/usr/lib/modules-load.d/tposagent.conf"
 )
 
 var (
@@ -305,7 +306,9 @@ func (tl *till) enqueue(prefix string, n int) []string {
 // outbox is empty.
 func (tl *till) waitDelivered(ids []string) time.Duration {
 	tl.t.Helper()
-	return tl.waitFor(fmt.Sprintf("%d records to reach Ödüyo", len(ids)), 60*time.Second, func() (bool, string) {
+	// The outbox backs off while Ödüyo is down (up to about half a minute
+	// between tries); a loaded machine adds to it.
+	return tl.waitFor(fmt.Sprintf("%d records to reach Ödüyo", len(ids)), 120*time.Second, func() (bool, string) {
 		got := map[string]bool{}
 		for _, d := range tl.delivered() {
 			got[d.IntegrationID] = true
@@ -547,7 +550,7 @@ func (tl *till) uninstall() time.Duration {
 // backups or other disks).
 func (tl *till) checkNothingLeft() {
 	t := tl.t
-	for _, p := range []string{ownUnit, packageUnit, "/etc/systemd/system/multi-user.target.wants/" + serviceUnit, "/etc/tposagent", dataDir} {
+	for _, p := range []string{ownUnit, packageUnit, "/etc/systemd/system/multi-user.target.wants/" + serviceUnit, "/etc/tposagent", dataDir, modulesLoad} {
 		if _, err := tl.m.exec("test", "-e", p); err == nil {
 			t.Errorf("%s is left", p)
 		}
@@ -590,6 +593,9 @@ func TestDebUnderSystemd(t *testing.T) {
 	t.Logf("dpkg -i:\n%s", out)
 	if _, err := tl.m.exec("id", serviceUser); err != nil {
 		t.Fatalf("the package did not create the user: %v", err)
+	}
+	if _, err := tl.m.exec("test", "-f", modulesLoad); err != nil {
+		t.Errorf("the package did not install %s", modulesLoad)
 	}
 	if state := tl.m.prop(serviceUnit, "ActiveState"); state == "active" {
 		t.Error("the service runs without its setup values")
