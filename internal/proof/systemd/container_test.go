@@ -112,7 +112,12 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-var nspawnRunOnce sync.Once
+var (
+	nspawnRunOnce sync.Once
+	// mountedNspawnRun is set when boot mounted the tmpfs; TestMain
+	// unmounts it at the end.
+	mountedNspawnRun string
+)
 
 // boot starts systemd in rootfs and waits until it is running.
 func boot(t *testing.T, rootfs, name string) *machine {
@@ -127,6 +132,7 @@ func boot(t *testing.T, rootfs, name string) *machine {
 			if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "mode=0755"); err != nil {
 				t.Fatalf("mount tmpfs on %s: %v", dir, err)
 			}
+			mountedNspawnRun = dir
 		}
 	})
 	m := &machine{t: t, name: name, rootfs: rootfs, console: &lockedBuffer{}, done: make(chan error, 1)}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -72,6 +73,9 @@ func buildFakes(t *testing.T) string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if mountedNspawnRun != "" {
+		_ = syscall.Unmount(mountedNspawnRun, 0)
+	}
 	if fakesBin != "" {
 		os.RemoveAll(filepath.Dir(fakesBin))
 	}
