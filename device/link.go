@@ -156,6 +156,9 @@ func (t *echoTry) run(ctx context.Context) (gmp3.Response, error) {
 			sc.Feed(buf[:n])
 			continue
 		}
+		if err != nil && !errors.Is(err, gmp3.ErrChecksum) && !errors.Is(err, gmp3.ErrNoETX) {
+			continue // a stray STX in noise, or a frame that is no answer: dropped
+		}
 		if err != nil {
 			// A damaged frame: ask for it again.
 			lastErr = fmt.Errorf("answer: %w", err)
