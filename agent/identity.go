@@ -231,10 +231,9 @@ func (s *identities) view() localapi.Device {
 		v.Conflict, v.Conflicting = true, d
 	}
 	dev := s.freshDevice()
-	dev.Source = device.SourceDevice
-	src := func(id device.Identity, name device.Source, errText string) localapi.DeviceSource {
+	src := func(id device.Identity, errText string) localapi.DeviceSource {
 		ds := localapi.DeviceSource{
-			Source: string(name), FiscalSerial: id.FiscalSerial, ECRSerial: id.ECRSerial, Brand: id.Brand, Model: id.Model,
+			FiscalSerial: id.FiscalSerial, ECRSerial: id.ECRSerial, Brand: id.Brand, Model: id.Model,
 			Port: id.Port, Protocol: id.Protocol, At: timePtr(id.ReadAt), Error: errText,
 		}
 		if !id.ReadAt.IsZero() && id.FiscalSerial != "" {
@@ -243,11 +242,11 @@ func (s *identities) view() localapi.Device {
 		}
 		return ds
 	}
-	v.Sources = []localapi.DeviceSource{
-		src(s.config, device.SourceConfig, ""),
-		src(dev, device.SourceDevice, s.deviceErr),
-		src(s.pos, device.SourcePOS, ""),
-		src(s.cache, device.SourceCache, ""),
+	v.Sources = map[string]localapi.DeviceSource{
+		string(device.SourceConfig): src(s.config, ""),
+		string(device.SourceDevice): src(dev, s.deviceErr),
+		string(device.SourcePOS):    src(s.pos, ""),
+		string(device.SourceCache):  src(s.cache, ""),
 	}
 	return v
 }

@@ -109,16 +109,15 @@ func TestIdentityView(t *testing.T) {
 	if len(v.Sources) != 4 {
 		t.Fatalf("sources %+v", v.Sources)
 	}
-	names := []string{"config", "device", "pos", "cache"}
-	for i, src := range v.Sources {
-		if src.Source != names[i] {
-			t.Fatalf("source %d is %s", i, src.Source)
+	for _, name := range []string{"config", "device", "pos", "cache"} {
+		if _, ok := v.Sources[name]; !ok {
+			t.Fatalf("source %s missing: %+v", name, v.Sources)
 		}
 	}
-	if v.Sources[1].Error != "read device: port busy" || v.Error == "" {
+	if v.Sources["device"].Error != "read device: port busy" || v.Error == "" {
 		t.Fatalf("device error not shown: %+v", v)
 	}
-	if a := v.Sources[3].AgeS; a == nil || *a != 3660 {
+	if a := v.Sources["cache"].AgeS; a == nil || *a != 3660 {
 		t.Fatalf("cache age %v", a)
 	}
 	if v.Source != "config" || v.Port != "COM3" {

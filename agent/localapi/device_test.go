@@ -41,11 +41,11 @@ var _ localapi.DeviceIdentity = (*fakeIdentity)(nil)
 
 func TestDeviceEndpoints(t *testing.T) {
 	id := &fakeIdentity{}
-	srv := httptest.NewServer(localapi.NewHandler(localapi.Config{
+	srv := httptest.NewServer(contractChecked(t, localapi.NewHandler(localapi.Config{
 		Token: token, Device: id,
 		Status:  func() localapi.Status { return localapi.Status{} },
 		License: func() tposl.License { return tposl.Unknown("x") },
-	}))
+	})))
 	defer srv.Close()
 
 	code, _, body := do(t, srv, http.MethodPut, "/v1/device", `{"fiscal_serial": " JI20012345 ", "brand": "Hugin Şirketi", "model": "Tığ", "ecr_serial": "HGN1"}`)
@@ -68,7 +68,8 @@ func TestDeviceEndpoints(t *testing.T) {
 		{`{"brand": "HUGIN"}`, "fiscal_serial", 400},
 		{`{"fiscal_serial": "XX00000000"}`, "fiscal_serial", 400},
 		{`{"fiscal_serial": "JI20012345", "brand": "` + strings.Repeat("Ş", 65) + `"}`, "brand", 400},
-		{`{"fiscal_serial": "JI20012345", "ecr_serial": "` + strings.Repeat("1", 33) + `"}`, "ecr_serial", 400},
+		{`{"fiscal_serial": "JI20012345", "ecr_serial": "` + strings.Repeat("1", 65) + `"}`, "ecr_serial", 400},
+		{`{"fiscal_serial": "` + strings.Repeat("J", 33) + `"}`, "fiscal_serial", 400},
 		{`{"fiscal_serial": "JI20012345", "model": "a\nb"}`, "model", 400},
 		{`{"fiscal_serial": "JI20012345", "extra": 1}`, "", 400},
 		{`{"fiscal_serial": 12}`, "", 400},

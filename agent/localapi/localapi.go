@@ -71,16 +71,16 @@ type Device struct {
 	// Conflicting then maps each such source to its value.
 	Conflict    bool              `json:"conflict"`
 	Conflicting map[string]string `json:"conflicting,omitempty"`
-	Sources     []DeviceSource    `json:"sources"`
+	// Sources maps "config", "device", "pos" and "cache" to what each
+	// says; a source with nothing to say has an empty fiscal_serial.
+	Sources map[string]DeviceSource `json:"sources,omitempty"`
 	// StuckCalls counts port driver calls abandoned at their deadline that
 	// have not returned yet (0 on a healthy till).
 	StuckCalls int `json:"stuck_calls,omitempty"`
 }
 
-// DeviceSource is one source of the identity. A source with nothing to
-// say is listed with an empty fiscal_serial.
+// DeviceSource is what one source says of the identity.
 type DeviceSource struct {
-	Source       string     `json:"source"`
 	FiscalSerial string     `json:"fiscal_serial"`
 	ECRSerial    string     `json:"ecr_serial,omitempty"`
 	Brand        string     `json:"brand,omitempty"`
@@ -101,7 +101,8 @@ type DeviceReport struct {
 	ECRSerial    string `json:"ecr_serial,omitempty"` // the ECR serial (POS_SERI_NO when store.pos_serial is empty)
 }
 
-// Limits of a DeviceReport's fields, in characters.
+// Limits of a DeviceReport's fields, in characters: fiscal_serial up to
+// MaxDeviceSerial, the others up to MaxDeviceText.
 const (
 	MaxDeviceText   = 64
 	MaxDeviceSerial = 32
@@ -144,7 +145,7 @@ type Config struct {
 	License func() tposl.License // for /v1/license
 	Logger  *slog.Logger
 	Metrics func(w io.Writer) // extra metric lines (optional)
-	Device  DeviceIdentity    // for /v1/device; nil answers 404
+	Device  DeviceIdentity    // for /v1/device; nil: not served (404)
 }
 
 type handler struct {
@@ -169,8 +170,10 @@ func NewHandler(cfg Config) http.Handler {
 	m.HandleFunc("POST /v1/outbox/{id}/retry", h.retry)
 	m.HandleFunc("DELETE /v1/outbox/{id}", h.drop)
 	m.HandleFunc("GET /metrics", h.metrics)
-	m.HandleFunc("GET /v1/device", h.getDevice)
-	m.HandleFunc("PUT /v1/device", h.putDevice)
+	if cfg.Device != nil {
+		m.HandleFunc("GET /v1/device", h.getDevice)
+		m.HandleFunc("PUT /v1/device", h.putDevice)
+	}
 	m.HandleFunc("GET /{$}", h.page)                   // served before the token check (public)
 	m.HandleFunc("GET /v1/openapi.json", serveOpenAPI) // likewise
 	h.mux = m
@@ -332,19 +335,11 @@ func (h *handler) act(w http.ResponseWriter, r *http.Request, do func(uint64) er
 }
 
 func (h *handler) getDevice(w http.ResponseWriter, r *http.Request) {
-	if h.cfg.Device == nil {
-		writeError(w, http.StatusNotFound, "no device identity here", "")
-		return
-	}
 	writeJSON(w, http.StatusOK, h.cfg.Device.Device())
 }
 
 // putDevice takes the POS's report of the paired device's identity.
 func (h *handler) putDevice(w http.ResponseWriter, r *http.Request) {
-	if h.cfg.Device == nil {
-		writeError(w, http.StatusNotFound, "no device identity here", "")
-		return
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<10))
 	if err != nil {
 		var tooBig *http.MaxBytesError
@@ -406,7 +401,7 @@ func ParseDeviceReport(body []byte) (DeviceReport, error) {
 		max     int
 	}{
 		{"fiscal_serial", rep.FiscalSerial, MaxDeviceSerial}, {"brand", rep.Brand, MaxDeviceText},
-		{"model", rep.Model, MaxDeviceText}, {"ecr_serial", rep.ECRSerial, MaxDeviceSerial},
+		{"model", rep.Model, MaxDeviceText}, {"ecr_serial", rep.ECRSerial, MaxDeviceText},
 	} {
 		if n := utf8.RuneCountInString(f.v); n > f.max {
 			return DeviceReport{}, &records.FieldError{Field: f.name, Msg: fmt.Sprintf("is %d characters, at most %d", n, f.max)}

@@ -34,6 +34,7 @@ func newServer(t *testing.T, maxSize int64) (*httptest.Server, *outbox.Queue) {
 		Queue:   agent.LocalQueue(q),
 		Status:  func() localapi.Status { return localapi.Status{Version: "test", License: tposl.Unknown("x")} },
 		License: func() tposl.License { return tposl.Unknown("never reached") },
+		Device:  &fakeIdentity{},
 	})
 	srv := httptest.NewServer(contractChecked(t, h))
 	t.Cleanup(srv.Close)

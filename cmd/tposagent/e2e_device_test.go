@@ -47,7 +47,7 @@ func TestE2EDeviceRegistersWithFiscalIDRead(t *testing.T) {
 	if d.Source != "device" || d.Protocol != "t300" || d.Port != f.sim.Port() || d.Conflict {
 		t.Fatalf("status device %+v", d)
 	}
-	if len(d.Sources) != 4 || d.Sources[1].Source != "device" || d.Sources[1].FiscalSerial != "FT40050248" || d.Sources[1].AgeS == nil {
+	if len(d.Sources) != 4 || d.Sources["device"].FiscalSerial != "FT40050248" || d.Sources["device"].AgeS == nil {
 		t.Fatalf("sources %+v", d.Sources)
 	}
 	// Never a pairing or fiscal command: only ECHO requests, ACK and NAK.
@@ -126,7 +126,7 @@ func TestE2EPOSReportsIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Source != "pos" || d.Model != "Tığ 300" || d.Brand != "HUGIN" || d.Sources[2].AgeS == nil {
+	if d.Source != "pos" || d.Model != "Tığ 300" || d.Brand != "HUGIN" || d.Sources["pos"].AgeS == nil {
 		t.Fatalf("GET /v1/device %+v", d)
 	}
 
