@@ -248,8 +248,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		return nil
 	})
 	if a.oduyo != nil {
+		sender := NewSender(a.oduyo)
+		sender.SetLogger(a.opts.Logger.With("component", "sender"))
+		// Items accepted by an earlier process may have been in flight
+		// when it stopped: their special codes are looked up first.
+		if seq, err := a.queue.LastID(); err == nil {
+			sender.SetBootSequence(seq)
+		} else {
+			a.log.Warn("cannot read the outbox sequence; every special code is looked up before it is sent", "err", err)
+		}
 		g.Go(func() error {
-			return a.queue.Run(gctx, NewSender(a.oduyo))
+			return a.queue.Run(gctx, sender)
 		})
 	}
 	g.Go(func() error {

@@ -2,7 +2,12 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
+	"math"
+	"sync/atomic"
 
 	"github.com/tposagent/tposagent/agent/oduyo"
 	"github.com/tposagent/tposagent/outbox"
@@ -10,12 +15,43 @@ import (
 
 // Sender adapts the Ödüyo client to the outbox: it turns a classified
 // client error into an outbox verdict. Safe for concurrent use.
+//
+// The client owns the re-login: a 401/403 is answered by one fresh login
+// and one repeat inside the client, so the Sender never returns Reauth.
+//
+// Special codes: Ödüyo documents no idempotency, so a create whose earlier
+// outcome is unknown (a timeout or a reset after the request was sent, or
+// a crash of the agent while it was in flight) is first looked up by its
+// integration_id; a record found there is delivered. The Sender looks up
+// every special code that was attempted before (Attempts > 0) and every
+// one enqueued before this process started (id at or below the boot
+// sequence, see SetBootSequence).
 type Sender struct {
 	client *oduyo.Client
+	log    *slog.Logger
+	boot   atomic.Uint64 // ids at or below were enqueued by an earlier process
 }
 
-// NewSender returns the outbox.Sender that delivers through c.
-func NewSender(c *oduyo.Client) *Sender { return &Sender{client: c} }
+// NewSender returns the outbox.Sender that delivers through c. Until
+// SetBootSequence is called, every special code is looked up before it is
+// created.
+func NewSender(c *oduyo.Client) *Sender {
+	s := &Sender{client: c, log: slog.New(slog.DiscardHandler)}
+	s.boot.Store(math.MaxUint64)
+	return s
+}
+
+// SetBootSequence tells the Sender the highest outbox id that existed when
+// this process opened the queue (outbox.Queue.LastID): items above it were
+// enqueued by this process, so their first attempt needs no lookup.
+func (s *Sender) SetBootSequence(id uint64) { s.boot.Store(id) }
+
+// SetLogger sets where the Sender logs (nil: nowhere).
+func (s *Sender) SetLogger(l *slog.Logger) {
+	if l != nil {
+		s.log = l
+	}
+}
 
 var _ outbox.Sender = (*Sender)(nil)
 
@@ -26,6 +62,15 @@ func (s *Sender) Send(ctx context.Context, it outbox.Item) outbox.Result {
 	case outbox.KindKasa:
 		err = s.client.UpdateKasa(ctx, it.IdempotencyKey, it.Payload)
 	case outbox.KindSpecialCode:
+		if it.Attempts > 0 || it.ID <= s.boot.Load() {
+			found, res, done := s.lookup(ctx, it)
+			if done {
+				return res
+			}
+			if found {
+				return outbox.Result{Verdict: outbox.Delivered}
+			}
+		}
 		err = s.client.CreateSpecialCode(ctx, it.IdempotencyKey, it.Payload)
 	default:
 		return outbox.Result{Verdict: outbox.Reject, Reason: fmt.Sprintf("unknown record kind %q", it.Kind)}
@@ -33,7 +78,42 @@ func (s *Sender) Send(ctx context.Context, it outbox.Item) outbox.Result {
 	return verdict(err)
 }
 
+// lookup asks Ödüyo whether the special code is already there. done: the
+// lookup failed and res says what to do with the item.
+func (s *Sender) lookup(ctx context.Context, it outbox.Item) (found bool, res outbox.Result, done bool) {
+	var col struct {
+		IntegrationID *string `json:"integration_id"`
+	}
+	if err := json.Unmarshal(it.Payload, &col); err != nil || col.IntegrationID == nil || *col.IntegrationID == "" {
+		// Records are validated before they are queued: this one cannot
+		// be looked up, and sending it could duplicate it.
+		return false, outbox.Result{Verdict: outbox.Reject, Reason: "special code without an integration_id: cannot check whether an earlier attempt stored it"}, true
+	}
+	found, err := s.client.FindSpecialCode(ctx, *col.IntegrationID)
+	if err != nil {
+		r := verdict(err)
+		if r.Verdict == outbox.Reject {
+			// A refused lookup says nothing about the record itself.
+			r.Verdict = outbox.Retry
+		}
+		r.Reason = "before sending again: " + r.Reason
+		return false, r, true
+	}
+	if found {
+		s.log.Info("special code already on the server after an attempt with an unknown outcome; not sent again",
+			"id", it.ID, "integration_id", *col.IntegrationID, "attempts", it.Attempts)
+	}
+	return found, outbox.Result{}, false
+}
+
 // verdict maps an Ödüyo client error to what the outbox does with the item.
+//
+//   - Permanent (Ödüyo's JSON refusal) → Reject.
+//   - Auth on a record call (401/403 again right after a fresh login, with
+//     Ödüyo's JSON) → Reject, the reason names the credentials.
+//   - Auth at login (the credentials are refused) → Retry: every record
+//     would fail alike; they wait until the configuration is fixed.
+//   - Everything else, answers that are not Ödüyo's included → Retry.
 func verdict(err error) outbox.Result {
 	if err == nil {
 		return outbox.Result{Verdict: outbox.Delivered}
@@ -44,12 +124,16 @@ func verdict(err error) outbox.Result {
 	case oduyo.Permanent:
 		r.Verdict = outbox.Reject
 	case oduyo.Auth:
-		r.Verdict = outbox.Reauth
+		r.Verdict = outbox.Reject
+		var oe *oduyo.Error
+		if errors.As(err, &oe) && oe.Op == oduyo.OpLogin {
+			r.Verdict = outbox.Retry
+		}
 	default:
 		r.Verdict = outbox.Retry
 	}
 	return r
 }
 
-// Probe checks that the Ödüyo server answers.
+// Probe checks that the Ödüyo server answers as Ödüyo.
 func (s *Sender) Probe(ctx context.Context) error { return s.client.Probe(ctx) }

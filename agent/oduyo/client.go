@@ -18,9 +18,10 @@ import (
 
 // API paths below Config.BaseURL.
 const (
-	LoginPath       = "/api/v1/ws/login"
-	KasaUpdatePath  = "/api/v1/erp/erp_kasa_fisi/update"
-	SpecialCodePath = "/api/v1/erp/erp_special_code/create"
+	LoginPath           = "/api/v1/ws/login"
+	KasaUpdatePath      = "/api/v1/erp/erp_kasa_fisi/update"
+	SpecialCodePath     = "/api/v1/erp/erp_special_code/create"
+	SpecialCodeListPath = "/api/v1/erp/erp_special_code/list"
 )
 
 // Defaults of Config.
@@ -173,23 +174,45 @@ func (c *Client) CreateSpecialCode(ctx context.Context, idempotencyKey string, c
 	return c.send(ctx, "create special code", SpecialCodePath, idempotencyKey, column)
 }
 
-// Probe checks that base_url answers at all: any HTTP response counts as
-// reachable, whatever its status. It does not log in.
+// Probe checks that the server at base_url is Ödüyo and answers: it
+// makes sure of a session (logging in when there is none) and asks for
+// one special code (POST …/erp_special_code/list, limit 1). Only an answer
+// of Ödüyo counts — a JSON object whose "status" is a boolean, or a login
+// refusal in JSON. A redirect, an HTML page (captive portal, proxy), a
+// 5xx, 408 or 429, or a network error is an error: the server is not
+// reachable as Ödüyo.
 func (c *Client) Probe(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/", nil)
+	sid, gen, err := c.ensureSession(ctx)
 	if err != nil {
-		return &Error{Op: "probe", Class: Permanent, Msg: "build request", Err: err}
+		var oe *Error
+		if errors.As(err, &oe) && oe.Class == Auth {
+			// Ödüyo answered and refused the credentials: it is there.
+			return nil
+		}
+		return &Error{Op: "probe", Class: Transient, Msg: "login", Err: err}
 	}
-	resp, err := c.http.Do(req)
+	status, hdr, body, err := c.post(ctx, SpecialCodeListPath, sid, "", probeListBody)
 	if err != nil {
 		return &Error{Op: "probe", Class: Transient, Msg: "unreachable", Err: err}
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
+	if retryable(status) {
+		return c.answerError("probe", Transient, status, hdr, body)
+	}
+	if status >= 300 && status < 400 {
+		return c.redirectError("probe", status, hdr)
+	}
+	obj, kind := decodeAnswer(body)
+	if _, ok := boolStatus(obj); !ok {
+		return foreignError("probe", status, obj, kind)
+	}
+	if status == http.StatusUnauthorized || status == http.StatusForbidden {
+		c.invalidate(gen) // the next record call logs in again
+	}
 	return nil
 }
+
+// probeListBody asks for at most one special code.
+var probeListBody = []byte(`{"filters":"","params":"","limit":"1","offset":"0"}`)
 
 // Login makes sure the client holds a session that is not due for
 // renewal, logging in if needed. Concurrent callers (and the record calls)
@@ -306,15 +329,21 @@ func (c *Client) login(ctx context.Context) (string, error) {
 	case retryable(status):
 		return "", c.answerError("login", Transient, status, hdr, body)
 	case status >= 300 && status < 400:
-		return "", &Error{Op: "login", Class: Auth, StatusCode: status,
-			Msg: "redirected to " + c.redact(hdr.Get("Location")) + "; check base_url"}
-	case status == http.StatusNotFound:
+		return "", c.redirectError("login", status, hdr)
+	}
+	// The login answer is undocumented: any JSON object counts as the
+	// server's own refusal. Anything else (an HTML page, a bare text) came
+	// from something in between and says nothing about the credentials.
+	if obj, kind := decodeAnswer(body); obj == nil {
+		return "", foreignError("login", status, nil, kind)
+	}
+	if status == http.StatusNotFound {
 		e := c.answerError("login", Auth, status, hdr, body)
 		e.Msg = "login endpoint not found; check base_url: " + e.Msg
 		return "", e
 	}
 	e := c.answerError("login", Auth, status, hdr, body)
-	e.Msg = "credentials refused: " + e.Msg
+	e.Msg = "credentials refused (check oduyo.username, oduyo.password and oduyo.api_key): " + e.Msg
 	return "", e
 }
 
@@ -339,11 +368,17 @@ func (c *Client) send(ctx context.Context, op, path, key string, column json.Raw
 		if status == http.StatusUnauthorized || status == http.StatusForbidden {
 			c.invalidate(gen)
 			if attempt == 0 {
+				// The client is the one owner of the re-login: once per
+				// call, never again by its callers.
 				c.log.Info("oduyo session rejected, logging in again", "op", op, "status", status)
 				continue
 			}
+			obj, kind := decodeAnswer(resp)
+			if _, ok := boolStatus(obj); !ok {
+				return foreignError(op, status, obj, kind)
+			}
 			e := c.answerError(op, Auth, status, hdr, resp)
-			e.Msg = "rejected again after a fresh login: " + e.Msg
+			e.Msg = "refused again right after a fresh login: the credentials (oduyo.username, oduyo.password, oduyo.api_key) are not allowed to do this: " + e.Msg
 			return e
 		}
 		return c.verdict(op, status, hdr, resp)
@@ -386,31 +421,55 @@ func retryable(status int) bool {
 }
 
 // verdict turns an answer to a record call into nil or a classified error.
+// Only Ödüyo can accept or reject a record: success is 200, 201 or 202
+// with a JSON object whose "status" is the boolean true; a rejection is
+// such an object with false (any status), or a 4xx with such an object.
+// Anything else — a redirect, an HTML page, a 4xx without that JSON, a
+// status that is not a boolean ("true", 1) — is not Ödüyo's answer: the
+// record waits (Transient, Foreign).
 func (c *Client) verdict(op string, status int, hdr http.Header, body []byte) error {
-	switch {
-	case status == http.StatusOK:
-		obj, kind := decodeAnswer(body)
-		if obj == nil {
-			return &Error{Op: op, Class: Transient, StatusCode: status, Msg: kind + " instead of a json answer"}
-		}
-		st, ok := jsonStatus(obj)
-		switch {
-		case ok && st:
-			if m := serverMessage(obj); m != "" {
-				c.log.Debug("oduyo accepted", "op", op, "message", c.redact(m))
-			}
-			return nil
-		case ok:
-			return c.answerError(op, Permanent, status, hdr, body)
-		}
-		return &Error{Op: op, Class: Permanent, StatusCode: status, Msg: "answer without a status field"}
-	case retryable(status):
+	if retryable(status) {
 		return c.answerError(op, Transient, status, hdr, body)
-	case status >= 300 && status < 400:
-		return &Error{Op: op, Class: Permanent, StatusCode: status,
-			Msg: "redirected to " + c.redact(hdr.Get("Location")) + "; check base_url"}
 	}
-	return c.answerError(op, Permanent, status, hdr, body)
+	if status >= 300 && status < 400 {
+		return c.redirectError(op, status, hdr)
+	}
+	obj, kind := decodeAnswer(body)
+	st, ok := boolStatus(obj)
+	switch {
+	case !ok:
+		return foreignError(op, status, obj, kind)
+	case st && (status == http.StatusOK || status == http.StatusCreated || status == http.StatusAccepted):
+		if m := serverMessage(obj); m != "" {
+			c.log.Debug("oduyo accepted", "op", op, "message", c.redact(m))
+		}
+		return nil
+	case !st || (status >= 400 && status < 500):
+		return c.answerError(op, Permanent, status, hdr, body)
+	}
+	// "status": true with an unexpected code (203, 206, 1xx …).
+	return foreignError(op, status, obj, "json with status true and an unexpected http status")
+}
+
+// redirectError: a redirect is never followed (a redirected POST loses its
+// body) and is not Ödüyo's answer (captive portals and proxies redirect).
+func (c *Client) redirectError(op string, status int, hdr http.Header) *Error {
+	return &Error{Op: op, Class: Transient, Foreign: true, StatusCode: status,
+		Msg: "redirected to " + c.redact(hdr.Get("Location")) + ": not an answer of Ödüyo (captive portal or proxy? check base_url if it persists)"}
+}
+
+// foreignError: an answer that did not come from Ödüyo, or not in its
+// format. It says nothing about the record.
+func foreignError(op string, status int, obj map[string]json.RawMessage, kind string) *Error {
+	if obj != nil && kind == "" {
+		if _, present := obj["status"]; present {
+			kind = `json whose "status" is not a boolean`
+		} else {
+			kind = `json without a "status"`
+		}
+	}
+	return &Error{Op: op, Class: Transient, Foreign: true, StatusCode: status,
+		Msg: "not an answer of Ödüyo (" + kind + ")"}
 }
 
 // answerError describes a failed answer: the server's message when it

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -376,31 +377,87 @@ func TestStatusFalseIsPermanent(t *testing.T) {
 	}
 }
 
-// "status": false with 200, or a 200 without a status, is not a success.
-func TestStatusFalseWith200(t *testing.T) {
-	for _, body := range []string{`{"status":false,"message":"Kayıt bulunamadı"}`, `{"data":"ok"}`, `{"status":"hayır"}`} {
-		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == LoginPath {
-				fmt.Fprint(w, `{"data":"`+tok+`"}`)
+// Only Ödüyo can accept or reject a record: success is 200/201/202 with a
+// JSON boolean "status": true; a rejection is Ödüyo's JSON with false.
+// Anything else is not Ödüyo's answer and leaves the record waiting.
+func TestOnlyOduyoCanReject(t *testing.T) {
+	type answer struct {
+		status   int
+		location string
+		body     string
+	}
+	const html = "<!doctype html><html><title>Giriş</title><p>Wi-Fi portal</p></html>"
+	tests := []struct {
+		name  string
+		ans   answer
+		ok    bool
+		class Class
+	}{
+		{"200 status true", answer{200, "", `{"status": true, "data": "Guncelleme islemi Basarili"}`}, true, 0},
+		{"201 status true", answer{201, "", `{"status":true}`}, true, 0},
+		{"202 status true", answer{202, "", `{"status":true}`}, true, 0},
+		{"200 status false", answer{200, "", `{"status":false,"message":"Kayıt bulunamadı"}`}, false, Permanent},
+		{"404 status false", answer{404, "", `{"status":false}`}, false, Permanent},
+		{"400 status false", answer{400, "", `{"status":false,"message":"eksik alan"}`}, false, Permanent},
+		{"301 redirect", answer{301, "http://portal.example/login", ""}, false, Transient},
+		{"302 redirect", answer{302, "http://portal.example/login", ""}, false, Transient},
+		{"307 redirect", answer{307, "http://portal.example/login", ""}, false, Transient},
+		{"200 html", answer{200, "", html}, false, Transient},
+		{"404 html", answer{404, "", html}, false, Transient},
+		{"403 html", answer{403, "", html}, false, Transient},
+		{"400 json without status", answer{400, "", `{"error":"bad request"}`}, false, Transient},
+		{"200 json without status", answer{200, "", `{"data":"ok"}`}, false, Transient},
+		{`200 "status":"true"`, answer{200, "", `{"status":"true"}`}, false, Transient},
+		{`200 "status":1`, answer{200, "", `{"status":1}`}, false, Transient},
+		{`200 "status":"hayır"`, answer{200, "", `{"status":"hayır"}`}, false, Transient},
+		{"204 no body", answer{204, "", ""}, false, Transient},
+		{"203 status true", answer{203, "", `{"status":true}`}, false, Transient},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == LoginPath {
+					fmt.Fprint(w, `{"data":"`+tok+`"}`)
+					return
+				}
+				if tc.ans.location != "" {
+					w.Header().Set("Location", tc.ans.location)
+				}
+				w.WriteHeader(tc.ans.status)
+				fmt.Fprint(w, tc.ans.body)
+			}))
+			defer ts.Close()
+			c, err := New(Config{BaseURL: ts.URL, APIKey: "a-key", Username: "u", Password: "pw-secret"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.UpdateKasa(context.Background(), "k", json.RawMessage(`{"id":1}`))
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("want success, got %v", err)
+				}
 				return
 			}
-			fmt.Fprint(w, body)
-		}))
-		c, err := New(Config{BaseURL: ts.URL, APIKey: "a-key", Username: "u", Password: "pw-secret"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = c.UpdateKasa(context.Background(), "k", json.RawMessage(`{"id":1}`))
-		ts.Close()
-		oe := wantClass(t, err, Permanent, 200)
-		if strings.Contains(body, "Kayıt") && !strings.Contains(oe.Msg, "Kayıt bulunamadı") {
-			t.Errorf("server message lost: %v", err)
-		}
+			oe := wantClass(t, err, tc.class, tc.ans.status)
+			if foreign := tc.class == Transient; oe.Foreign != foreign {
+				t.Errorf("Foreign = %v, want %v (%v)", oe.Foreign, foreign, err)
+			}
+			if strings.Contains(tc.ans.body, "Kayıt") && !strings.Contains(oe.Msg, "Kayıt bulunamadı") {
+				t.Errorf("server message lost: %v", err)
+			}
+			if tc.ans.location != "" && !strings.Contains(oe.Msg, "portal.example") {
+				t.Errorf("redirect target not named: %v", err)
+			}
+		})
 	}
 }
 
+// A redirect is never followed, and at login it is not a refusal of the
+// credentials: the record waits.
 func TestRedirectNotFollowed(t *testing.T) {
+	var hits atomic.Int32
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
 		http.Redirect(w, r, "https://elsewhere.example/", http.StatusMovedPermanently)
 	}))
 	defer ts.Close()
@@ -409,9 +466,53 @@ func TestRedirectNotFollowed(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = c.Login(context.Background())
-	oe := wantClass(t, err, Auth, 301)
-	if !strings.Contains(oe.Msg, "elsewhere.example") {
-		t.Errorf("err = %v", err)
+	oe := wantClass(t, err, Transient, 301)
+	if !strings.Contains(oe.Msg, "elsewhere.example") || !oe.Foreign || hits.Load() != 1 {
+		t.Errorf("err = %v, hits %d", err, hits.Load())
+	}
+}
+
+// The probe counts only Ödüyo's answers: a captive portal that answers
+// every path with a page or a redirect is not "online".
+func TestProbeChecksTheAnswerIsOduyos(t *testing.T) {
+	portal := func(redirect bool) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if redirect {
+				http.Redirect(w, r, "http://portal.example/", http.StatusFound)
+				return
+			}
+			fmt.Fprint(w, "<html><body>Lütfen giriş yapın</body></html>")
+		}))
+	}
+	for _, redirect := range []bool{false, true} {
+		ts := portal(redirect)
+		c, err := New(Config{BaseURL: ts.URL, APIKey: "a-key", Username: "u", Password: "pw-secret"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Probe(context.Background())
+		ts.Close()
+		if c, _ := Classify(err); err == nil || c != Transient {
+			t.Errorf("captive portal (redirect %v): probe = %v, want a transient error", redirect, err)
+		}
+	}
+	// A server that answers the list call with a page after a good login.
+	h := newHarness(t, nil)
+	h.srv.FailNextList(1, oduyotest.Fault{HTML: true})
+	if err := h.keep(h.c.Probe(context.Background())); err == nil {
+		t.Error("probe accepted an html answer to the list call")
+	}
+	// The real thing answers.
+	if err := h.keep(h.c.Probe(context.Background())); err != nil {
+		t.Fatal(err)
+	}
+	if h.srv.Lists() != 2 || h.srv.Logins() != 1 {
+		t.Errorf("lists %d logins %d", h.srv.Lists(), h.srv.Logins())
+	}
+	// Ödüyo refusing the credentials is Ödüyo answering.
+	bad := newHarness(t, func(c *Config) { c.Password = "wrong-password-value" })
+	if err := bad.keep(bad.c.Probe(context.Background())); err != nil {
+		t.Errorf("probe with refused credentials: %v, want reachable", err)
 	}
 }
 
@@ -641,7 +742,7 @@ func TestDownAndBackOnSameAddress(t *testing.T) {
 	}
 }
 
-func TestProbeDoesNotLogIn(t *testing.T) {
+func TestProbeIgnoresRecordFaults(t *testing.T) {
 	h := newHarness(t, nil)
 	if err := h.keep(h.c.Probe(context.Background())); err != nil {
 		t.Fatal(err)
@@ -650,8 +751,9 @@ func TestProbeDoesNotLogIn(t *testing.T) {
 	if err := h.keep(h.c.Probe(context.Background())); err != nil {
 		t.Fatal(err)
 	}
-	if h.srv.Logins() != 0 || h.srv.Probes() != 2 {
-		t.Errorf("logins %d probes %d", h.srv.Logins(), h.srv.Probes())
+	// One login for both probes; no record was sent.
+	if h.srv.Logins() != 1 || h.srv.Lists() != 2 || h.srv.Requests() != 0 {
+		t.Errorf("logins %d lists %d requests %d", h.srv.Logins(), h.srv.Lists(), h.srv.Requests())
 	}
 }
 
@@ -771,7 +873,7 @@ func TestSecretScan(t *testing.T) {
 		"cancel": TestCallerCancel, "status false": TestStatusFalseIsPermanent, "styles": TestLoginStyles,
 		"login failures": TestLoginFailures, "expiry": TestSessionExpiryRelogin, "401 twice": TestUnauthorizedTwiceIsAuth,
 		"concurrent": TestConcurrentCallersShareOneLogin, "renewal": TestSessionRenewedBeforeExpiry, "login timeout": TestLoginTimeoutSharedByWaiters,
-		"down": TestDownAndBackOnSameAddress, "probe": TestProbeDoesNotLogIn,
+		"down": TestDownAndBackOnSameAddress, "probe": TestProbeIgnoresRecordFaults,
 	} {
 		t.Run(name, f)
 	}

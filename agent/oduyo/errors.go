@@ -37,6 +37,9 @@ func (c Class) String() string {
 	return "class(" + strconv.Itoa(int(c)) + ")"
 }
 
+// OpLogin is Error.Op of a failed login.
+const OpLogin = "login"
+
 // MaxRetryAfter caps what ParseRetryAfter returns, so that a confused
 // server cannot stop delivery for days.
 const MaxRetryAfter = 24 * time.Hour
@@ -51,7 +54,11 @@ type Error struct {
 	StatusCode int           // HTTP status; 0 when no answer arrived
 	RetryAfter time.Duration // from the Retry-After header; 0 when absent
 	Msg        string        // what went wrong, for a person
-	Err        error         // the underlying cause (network error, context error), if any
+	// Foreign: the answer was not Ödüyo's (a redirect, an HTML page, a
+	// proxy's error, JSON without a boolean status). It says nothing
+	// about the record; the server is not reachable as Ödüyo.
+	Foreign bool
+	Err     error // the underlying cause (network error, context error), if any
 }
 
 func (e *Error) Error() string {

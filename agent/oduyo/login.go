@@ -123,6 +123,18 @@ func jsonStatus(obj map[string]json.RawMessage) (value, present bool) {
 	return false, false
 }
 
+// boolStatus reads a "status" member that is a JSON boolean, the mark of
+// an answer of Ödüyo. obj may be nil.
+func boolStatus(obj map[string]json.RawMessage) (value, ok bool) {
+	switch string(bytes.TrimSpace(obj["status"])) {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	return false, false
+}
+
 // serverMessage picks a human message out of an answer, cut short and
 // stripped of control characters. Callers redact secrets from it.
 func serverMessage(obj map[string]json.RawMessage) string {

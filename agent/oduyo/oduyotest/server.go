@@ -29,9 +29,10 @@ import (
 
 // Paths served; the same as the client's.
 const (
-	LoginPath       = "/api/v1/ws/login"
-	KasaUpdatePath  = "/api/v1/erp/erp_kasa_fisi/update"
-	SpecialCodePath = "/api/v1/erp/erp_special_code/create"
+	LoginPath           = "/api/v1/ws/login"
+	KasaUpdatePath      = "/api/v1/erp/erp_kasa_fisi/update"
+	SpecialCodePath     = "/api/v1/erp/erp_special_code/create"
+	SpecialCodeListPath = "/api/v1/erp/erp_special_code/list"
 )
 
 // Record kinds in Delivery.Kind.
@@ -69,6 +70,14 @@ type Fault struct {
 	HTML       bool          // answer with an HTML error page (status 200 unless Status is set)
 	Malformed  bool          // answer with broken JSON (status 200 unless Status is set)
 	Body       string        // answer with this body as JSON (status 200 unless Status is set)
+	Redirect   string        // answer with this Location (status 302 unless Status is set)
+	// Stored: process the request first (the record is stored and shows
+	// in Delivered and in the list), then misbehave as above instead of
+	// answering: the client cannot know the outcome.
+	Stored bool
+	// Only: apply the fault to this kind of record (KindKasa,
+	// KindSpecialCode) only; requests of the other kind pass it by.
+	Only string
 }
 
 // Delivery is one record the server accepted.
@@ -97,6 +106,16 @@ func WithLoginStyle(st LoginStyle) Option { return func(s *Server) { s.style = s
 // WithClock sets the clock used for Delivery.At.
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
 
+// ListRow is one special code as the list call returns it (ids as strings,
+// as in the public docs).
+type ListRow struct {
+	ID            string `json:"id"`
+	IntegrationID string `json:"integration_id"`
+	Code          string `json:"code"`
+	Status        string `json:"status"`
+	CreatedIn     string `json:"created_in"`
+}
+
 // Server is a fake Ödüyo server on 127.0.0.1 with a port chosen by the OS.
 type Server struct {
 	// Credentials accepted. Set them with options or SetCredentials;
@@ -120,12 +139,15 @@ type Server struct {
 	expireAfter int
 	loginFaults []Fault
 	faults      []Fault
+	listFaults  []Fault
 	always      *Fault
+	ignoreFilt  bool
 	reject      map[string]bool
 	delivered   []Delivery
 	seenKeys    map[string]bool
 	logins      int
 	requests    int
+	lists       int
 	probes      int
 }
 
@@ -269,6 +291,23 @@ func (s *Server) FailNext(n int, f Fault) {
 	s.mu.Unlock()
 }
 
+// FailNextList makes the next n list calls fail with f.
+func (s *Server) FailNextList(n int, f Fault) {
+	s.mu.Lock()
+	for range n {
+		s.listFaults = append(s.listFaults, f)
+	}
+	s.mu.Unlock()
+}
+
+// IgnoreListFilters makes the list call return every special code,
+// whatever its filters (a server that does not honour them).
+func (s *Server) IgnoreListFilters(ignore bool) {
+	s.mu.Lock()
+	s.ignoreFilt = ignore
+	s.mu.Unlock()
+}
+
 // FailNextLogin makes the next n login requests fail with f.
 func (s *Server) FailNextLogin(n int, f Fault) {
 	s.mu.Lock()
@@ -290,7 +329,7 @@ func (s *Server) FailAlways(f Fault) {
 // rejections.
 func (s *Server) ClearFaults() {
 	s.mu.Lock()
-	s.faults, s.loginFaults, s.always = nil, nil, nil
+	s.faults, s.loginFaults, s.listFaults, s.always = nil, nil, nil, nil
 	s.expireAfter = 0
 	s.reject = map[string]bool{}
 	s.mu.Unlock()
@@ -345,7 +384,14 @@ func (s *Server) Requests() int {
 	return s.requests
 }
 
-// Probes counts requests to any other path (reachability probes).
+// Lists counts list calls (lookups and the client's probes).
+func (s *Server) Lists() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lists
+}
+
+// Probes counts requests to any other path.
 func (s *Server) Probes() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -368,6 +414,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveRecord(w, r, KindKasa)
 	case SpecialCodePath:
 		s.serveRecord(w, r, KindSpecialCode)
+	case SpecialCodeListPath:
+		s.serveList(w, r)
 	default:
 		s.mu.Lock()
 		s.probes++
@@ -421,6 +469,13 @@ func applyFault(w http.ResponseWriter, r *http.Request, f Fault) bool {
 		w.WriteHeader(status)
 		_, _ = fmt.Fprint(w, `{"status": tru, "data": "Guncelleme`)
 		return true
+	case f.Redirect != "":
+		if status == 0 {
+			status = http.StatusFound
+		}
+		w.Header().Set("Location", f.Redirect)
+		w.WriteHeader(status)
+		return true
 	case f.Body != "":
 		if status == 0 {
 			status = http.StatusOK
@@ -452,13 +507,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-func (s *Server) nextFault(queue *[]Fault, always *Fault) (Fault, bool) {
-	if len(*queue) > 0 {
-		f := (*queue)[0]
-		*queue = (*queue)[1:]
-		return f, true
+// nextFault takes the first queued fault that applies to kind ("" for
+// login and list calls), else the standing one.
+func (s *Server) nextFault(queue *[]Fault, always *Fault, kind string) (Fault, bool) {
+	for i, f := range *queue {
+		if f.Only == "" || f.Only == kind {
+			*queue = append((*queue)[:i:i], (*queue)[i+1:]...)
+			return f, true
+		}
 	}
-	if always != nil {
+	if always != nil && (always.Only == "" || always.Only == kind) {
 		return *always, true
 	}
 	return Fault{}, false
@@ -467,7 +525,7 @@ func (s *Server) nextFault(queue *[]Fault, always *Fault) (Fault, bool) {
 func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.logins++
-	f, faulty := s.nextFault(&s.loginFaults, nil)
+	f, faulty := s.nextFault(&s.loginFaults, nil, "")
 	s.mu.Unlock()
 	if faulty && applyFault(w, r, f) {
 		return
@@ -525,36 +583,12 @@ var errBadBody = errors.New(`body must be {"column": {…}}`)
 func (s *Server) serveRecord(w http.ResponseWriter, r *http.Request, kind string) {
 	s.mu.Lock()
 	s.requests++
-	f, faulty := s.nextFault(&s.faults, s.always)
+	f, faulty := s.nextFault(&s.faults, s.always, kind)
 	s.mu.Unlock()
-	if faulty && applyFault(w, r, f) {
+	if faulty && !f.Stored && applyFault(w, r, f) {
 		return
 	}
-	if r.Method != http.MethodPost {
-		writeJSON(w, http.StatusMethodNotAllowed, answer{Message: "method not allowed"})
-		return
-	}
-	s.mu.Lock()
-	apiKeyOK := r.Header.Get("Apikey") == s.APIKey
-	ss := s.sessions[r.Header.Get("Authorization")]
-	sessionOK := ss != nil && ss.valid
-	if sessionOK {
-		ss.calls++
-		if s.expireAfter > 0 && ss.calls > s.expireAfter {
-			ss.valid, sessionOK = false, false
-		}
-	}
-	s.mu.Unlock()
-	switch {
-	case !apiKeyOK:
-		writeJSON(w, http.StatusForbidden, answer{Message: "Geçersiz API anahtarı"})
-		return
-	case !sessionOK:
-		writeJSON(w, http.StatusUnauthorized, answer{Message: "Oturum geçersiz veya süresi dolmuş"})
-		return
-	}
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		writeJSON(w, http.StatusUnsupportedMediaType, answer{Message: "content type must be application/json"})
+	if !s.authorized(w, r, true) {
 		return
 	}
 	column, id, intID, err := decodeRecord(r)
@@ -584,11 +618,143 @@ func (s *Server) serveRecord(w http.ResponseWriter, r *http.Request, kind string
 	}
 	s.delivered = append(s.delivered, d)
 	s.mu.Unlock()
+	if faulty && f.Stored {
+		f.Stored = false
+		if applyFault(w, r, f) {
+			return
+		}
+	}
 	if kind == KindKasa {
 		writeJSON(w, http.StatusOK, answer{Status: true, Data: "Guncelleme islemi Basarili"})
 		return
 	}
 	writeJSON(w, http.StatusOK, answer{Status: true, Data: fmt.Sprintf("%q", "Erp Special Code successfully added id <"+strconv.Itoa(d.Seq)+">")})
+}
+
+// authorized checks the method, the API key, the session and the content
+// type, answering the request when one is wrong. count: the call counts
+// toward ExpireSessionsAfter.
+func (s *Server) authorized(w http.ResponseWriter, r *http.Request, count bool) bool {
+	if r.Method != http.MethodPost {
+		writeJSON(w, http.StatusMethodNotAllowed, answer{Message: "method not allowed"})
+		return false
+	}
+	s.mu.Lock()
+	apiKeyOK := r.Header.Get("Apikey") == s.APIKey
+	ss := s.sessions[r.Header.Get("Authorization")]
+	sessionOK := ss != nil && ss.valid
+	if sessionOK && count {
+		ss.calls++
+		if s.expireAfter > 0 && ss.calls > s.expireAfter {
+			ss.valid, sessionOK = false, false
+		}
+	}
+	s.mu.Unlock()
+	switch {
+	case !apiKeyOK:
+		writeJSON(w, http.StatusForbidden, answer{Message: "Geçersiz API anahtarı"})
+		return false
+	case !sessionOK:
+		writeJSON(w, http.StatusUnauthorized, answer{Message: "Oturum geçersiz veya süresi dolmuş"})
+		return false
+	}
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		writeJSON(w, http.StatusUnsupportedMediaType, answer{Message: "content type must be application/json"})
+		return false
+	}
+	return true
+}
+
+// listFilter is one entry of the list call's "filters".
+type listFilter struct {
+	Field    string `json:"field"`
+	Operator string `json:"operator"`
+	Value    string `json:"value"`
+}
+
+// serveList answers POST …/erp_special_code/list as the public docs
+// describe it: filters ("" or a list; the operator "=" on id,
+// integration_id, code or status is understood, others are refused with
+// 400), limit and offset as strings (offset is the lowest id), 200 with
+// the rows, or 404 {"status": false} when nothing matches.
+func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.lists++
+	f, faulty := s.nextFault(&s.listFaults, nil, "")
+	s.mu.Unlock()
+	if faulty && applyFault(w, r, f) {
+		return
+	}
+	if !s.authorized(w, r, false) {
+		return
+	}
+	var body struct {
+		Filters json.RawMessage `json:"filters"`
+		Limit   string          `json:"limit"`
+		Offset  string          `json:"offset"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20)).Decode(&body); err != nil {
+		writeJSON(w, http.StatusBadRequest, answer{Message: "bad list body"})
+		return
+	}
+	var filters []listFilter
+	if f := strings.TrimSpace(string(body.Filters)); f != "" && f != `""` && f != "null" {
+		if err := json.Unmarshal(body.Filters, &filters); err != nil {
+			writeJSON(w, http.StatusBadRequest, answer{Message: "filters must be \"\" or a list"})
+			return
+		}
+	}
+	limit, err1 := strconv.Atoi(body.Limit)
+	offset, err2 := strconv.Atoi(body.Offset)
+	if err1 != nil || err2 != nil || limit < 1 {
+		writeJSON(w, http.StatusBadRequest, answer{Message: "limit and offset are required, as strings"})
+		return
+	}
+	s.mu.Lock()
+	ignore := s.ignoreFilt
+	var rows []ListRow
+	for _, d := range s.delivered {
+		if d.Kind != KindSpecialCode || d.Seq < offset || len(rows) == limit {
+			continue
+		}
+		var c map[string]any
+		_ = json.Unmarshal(d.Column, &c)
+		row := ListRow{ID: strconv.Itoa(d.Seq), IntegrationID: d.IntegrationID, Code: fmt.Sprint(c["code"]),
+			Status: fmt.Sprint(c["status"]), CreatedIn: d.At.Format("2006-01-02 15:04:05")}
+		match := true
+		for _, f := range filters {
+			var v string
+			switch f.Field {
+			case "id":
+				v = row.ID
+			case "integration_id":
+				v = row.IntegrationID
+			case "code":
+				v = row.Code
+			case "status":
+				v = row.Status
+			default:
+				s.mu.Unlock()
+				writeJSON(w, http.StatusBadRequest, answer{Message: "unknown filter field " + f.Field})
+				return
+			}
+			if f.Operator != "=" {
+				s.mu.Unlock()
+				writeJSON(w, http.StatusBadRequest, answer{Message: "operator not supported by the fake: " + f.Operator})
+				return
+			}
+			match = match && v == f.Value
+		}
+		if match || ignore {
+			rows = append(rows, row)
+		}
+	}
+	s.mu.Unlock()
+	if len(rows) == 0 {
+		writeJSON(w, http.StatusNotFound, answer{})
+		return
+	}
+	writeJSON(w, http.StatusOK, answer{Status: true, Data: rows})
 }
 
 func decodeRecord(r *http.Request) (column json.RawMessage, id, intID string, err error) {

@@ -1,0 +1,147 @@
+package oduyo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// Lookup limits: rows asked per page, and pages read when the server
+// returns full pages that do not match (it ignores the filter).
+const (
+	lookupPageSize = 100
+	lookupMaxPages = 10
+)
+
+// ErrLookupInconclusive is returned (wrapped in a Transient *Error) by
+// FindSpecialCode when the server answered but the answer could not
+// settle the question: it ignored the filter and had more rows than the
+// lookup reads.
+var ErrLookupInconclusive = errors.New("special code lookup inconclusive")
+
+// FindSpecialCode reports whether Ödüyo already holds a special code with
+// this integration_id: POST …/erp_special_code/list filtered on
+// integration_id. Used before sending a create again whose earlier outcome
+// is unknown (Ödüyo documents no idempotency).
+//
+// Tolerated: "nothing found" as 404 {"status": false}, as "status": false
+// with 200, or as an empty "data"; ids and integration ids as strings or
+// numbers; a server that ignores the filter (every returned row's
+// integration_id is checked here, and full pages are followed with offset
+// = highest id + 1, up to lookupMaxPages). A 401/403 logs in again once.
+// The error is a *Error: Transient when the question stays open (network,
+// 5xx, an answer that is not Ödüyo's, ErrLookupInconclusive), Auth when
+// the credentials are refused.
+func (c *Client) FindSpecialCode(ctx context.Context, integrationID string) (bool, error) {
+	const op = "look up special code"
+	offset := 0
+	for page := 0; page < lookupMaxPages; page++ {
+		body, err := json.Marshal(map[string]any{
+			"filters": []map[string]string{{"field": "integration_id", "operator": "=", "value": integrationID}},
+			"params":  "",
+			"limit":   strconv.Itoa(lookupPageSize),
+			"offset":  strconv.Itoa(offset),
+			"sorting": []map[string]string{{"field": "id", "sort": "ASC"}},
+		})
+		if err != nil {
+			return false, &Error{Op: op, Class: Permanent, Msg: "build request", Err: err}
+		}
+		obj, status, err := c.call(ctx, op, SpecialCodeListPath, body)
+		if err != nil {
+			return false, err
+		}
+		st, _ := boolStatus(obj)
+		if !st {
+			if status >= 400 && status != http.StatusNotFound {
+				return false, c.answerError(op, Transient, status, nil, mustJSON(obj))
+			}
+			return false, nil // nothing found: 404 or 200 with "status": false
+		}
+		rows := listRows(obj["data"])
+		maxID := -1
+		for _, row := range rows {
+			if scalarString(row["integration_id"]) == integrationID {
+				return true, nil
+			}
+			if id, err := strconv.Atoi(scalarString(row["id"])); err == nil && id > maxID {
+				maxID = id
+			}
+		}
+		if len(rows) < lookupPageSize {
+			return false, nil
+		}
+		if maxID < offset {
+			break // the server does not page as documented
+		}
+		offset = maxID + 1
+	}
+	return false, &Error{Op: op, Class: Transient, Msg: "the server ignores the integration_id filter and has more rows than a lookup reads", Err: ErrLookupInconclusive}
+}
+
+// call posts a JSON body to an API path with the session, logging in again
+// once on 401/403, and returns the answer when it is Ödüyo's (a JSON object
+// with a boolean status) and not a 408, 429 or 5xx.
+func (c *Client) call(ctx context.Context, op, path string, body []byte) (map[string]json.RawMessage, int, error) {
+	for attempt := 0; ; attempt++ {
+		sid, gen, err := c.ensureSession(ctx)
+		if err != nil {
+			return nil, 0, err
+		}
+		status, hdr, resp, err := c.post(ctx, path, sid, "", body)
+		if err != nil {
+			return nil, 0, &Error{Op: op, Class: Transient, Msg: "request failed", Err: err}
+		}
+		if retryable(status) {
+			return nil, status, c.answerError(op, Transient, status, hdr, resp)
+		}
+		if status >= 300 && status < 400 {
+			return nil, status, c.redirectError(op, status, hdr)
+		}
+		obj, kind := decodeAnswer(resp)
+		if _, ok := boolStatus(obj); !ok {
+			return nil, status, foreignError(op, status, obj, kind)
+		}
+		if status == http.StatusUnauthorized || status == http.StatusForbidden {
+			c.invalidate(gen)
+			if attempt == 0 {
+				c.log.Info("oduyo session rejected, logging in again", "op", op, "status", status)
+				continue
+			}
+			e := c.answerError(op, Auth, status, hdr, resp)
+			e.Msg = "refused again right after a fresh login: " + e.Msg
+			return nil, status, e
+		}
+		return obj, status, nil
+	}
+}
+
+// listRows reads "data" as a list of objects, or one object; anything
+// else is no rows.
+func listRows(raw json.RawMessage) []map[string]json.RawMessage {
+	var rows []map[string]json.RawMessage
+	if json.Unmarshal(raw, &rows) == nil {
+		return rows
+	}
+	var one map[string]json.RawMessage
+	if json.Unmarshal(raw, &one) == nil && one != nil {
+		return []map[string]json.RawMessage{one}
+	}
+	return nil
+}
+
+// scalarString reads a JSON string or number as text.
+func scalarString(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return strings.TrimSpace(string(raw))
+}
+
+func mustJSON(obj map[string]json.RawMessage) []byte {
+	b, _ := json.Marshal(obj)
+	return b
+}

@@ -1,0 +1,128 @@
+package oduyo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
+)
+
+func (h *harness) code(t *testing.T, key, in string) error {
+	t.Helper()
+	col, _, err := NormalizeSpecialCode([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.keep(h.c.CreateSpecialCode(context.Background(), key, col))
+}
+
+// A create whose answer is lost (the server stored it, then the
+// connection was reset or timed out) is found by its integration_id.
+func TestFindSpecialCodeAfterLostAnswer(t *testing.T) {
+	for _, f := range []oduyotest.Fault{
+		{Stored: true, Reset: true},
+		{Stored: true, Delay: 30 * time.Second},
+	} {
+		t.Run(fmt.Sprintf("reset=%v", f.Reset), func(t *testing.T) {
+			h := newHarness(t, func(c *Config) { c.Timeout = 300 * time.Millisecond })
+			found, err := h.c.FindSpecialCode(context.Background(), "S-9")
+			if err != nil || found {
+				t.Fatalf("before: found %v err %v", found, err)
+			}
+			// The transport replays a request on a reused connection
+			// once, so a reset is scripted twice.
+			h.srv.FailNext(2, f)
+			err = h.code(t, "s9", `{"integration_id":"S-9","code":"Ş-9"}`)
+			wantClass(t, err, Transient, 0)
+			if d := h.srv.Delivered(); len(d) == 0 {
+				t.Fatal("the fault did not store the record")
+			}
+			h.srv.ClearFaults()
+			found, err = h.c.FindSpecialCode(context.Background(), "S-9")
+			if err != nil || !found {
+				t.Fatalf("after: found %v err %v", found, err)
+			}
+			if found, err := h.c.FindSpecialCode(context.Background(), "S-10"); err != nil || found {
+				t.Errorf("another id: found %v err %v", found, err)
+			}
+		})
+	}
+}
+
+// A server that ignores the filter is read page by page and every row is
+// checked here.
+func TestFindSpecialCodeFilterIgnored(t *testing.T) {
+	h := newHarness(t, nil)
+	for i := range 250 {
+		if err := h.code(t, fmt.Sprint("k", i), fmt.Sprintf(`{"integration_id":"S-%d","code":"C"}`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.srv.IgnoreListFilters(true)
+	for _, tc := range []struct {
+		id    string
+		found bool
+		lists int
+	}{{"S-3", true, 1}, {"S-240", true, 3}, {"S-999", false, 3}} {
+		before := h.srv.Lists()
+		found, err := h.c.FindSpecialCode(context.Background(), tc.id)
+		if err != nil || found != tc.found || h.srv.Lists()-before != tc.lists {
+			t.Errorf("%s: found %v err %v lists %d, want %v and %d lists", tc.id, found, err, h.srv.Lists()-before, tc.found, tc.lists)
+		}
+	}
+}
+
+// When the lookup cannot answer, it says so: the record must wait, not be
+// sent again blindly.
+func TestFindSpecialCodeErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		f     oduyotest.Fault
+		class Class
+	}{
+		{"html", oduyotest.Fault{HTML: true}, Transient},
+		{"redirect", oduyotest.Fault{Redirect: "http://portal.example/"}, Transient},
+		{"503", oduyotest.Fault{Status: 503}, Transient},
+		{"400 json", oduyotest.Fault{Status: 400}, Transient},
+		{"status string", oduyotest.Fault{Body: `{"status":"true","data":[{"integration_id":"S-1"}]}`}, Transient},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.srv.FailNextList(1, tc.f)
+			found, err := h.c.FindSpecialCode(context.Background(), "S-1")
+			h.keep(err)
+			if found {
+				t.Error("found")
+			}
+			wantClass(t, err, tc.class, max(tc.f.Status, map[bool]int{true: 302, false: 200}[tc.f.Redirect != ""]))
+		})
+	}
+	t.Run("session expired", func(t *testing.T) {
+		h := newHarness(t, nil)
+		if err := h.code(t, "a", `{"integration_id":"S-1","code":"X"}`); err != nil {
+			t.Fatal(err)
+		}
+		h.srv.ExpireSessions()
+		found, err := h.c.FindSpecialCode(context.Background(), "S-1")
+		if err != nil || !found || h.srv.Logins() != 2 {
+			t.Errorf("found %v err %v logins %d", found, err, h.srv.Logins())
+		}
+	})
+	t.Run("inconclusive", func(t *testing.T) {
+		h := newHarness(t, nil)
+		for i := range lookupPageSize*lookupMaxPages + 1 {
+			if err := h.code(t, fmt.Sprint("k", i), fmt.Sprintf(`{"integration_id":"S-%d","code":"C"}`, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h.srv.IgnoreListFilters(true)
+		_, err := h.c.FindSpecialCode(context.Background(), "S-none")
+		if !errors.Is(err, ErrLookupInconclusive) {
+			t.Errorf("err = %v", err)
+		}
+		wantClass(t, err, Transient, 0)
+	})
+}
