@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,19 +80,17 @@ func (s *Sender) Send(ctx context.Context, it outbox.Item) outbox.Result {
 // lookup asks Ödüyo whether the special code is already there. done: the
 // lookup failed and res says what to do with the item.
 func (s *Sender) lookup(ctx context.Context, it outbox.Item) (found bool, res outbox.Result, done bool) {
-	var col struct {
-		IntegrationID *string `json:"integration_id"`
-	}
-	if err := json.Unmarshal(it.Payload, &col); err != nil || col.IntegrationID == nil || *col.IntegrationID == "" {
+	found, err := s.client.FindSpecialCode(ctx, it.Payload)
+	var oe *oduyo.Error
+	if errors.As(err, &oe) && oe.Class == oduyo.Permanent {
 		// Records are validated before they are queued: this one cannot
-		// be looked up, and sending it could duplicate it.
-		return false, outbox.Result{Verdict: outbox.Reject, Reason: "special code without an integration_id: cannot check whether an earlier attempt stored it"}, true
+		// be looked up, and sending it again could duplicate it.
+		return false, outbox.Result{Verdict: outbox.Reject, Reason: "cannot check whether an earlier attempt stored this special code: " + oneLine(err.Error())}, true
 	}
-	found, err := s.client.FindSpecialCode(ctx, *col.IntegrationID)
 	if err != nil {
 		r := verdict(err)
 		if r.Verdict == outbox.Reject {
-			// A refused lookup says nothing about the record itself.
+			// Refused credentials on the lookup say nothing about the record.
 			r.Verdict = outbox.Retry
 		}
 		r.Reason = "before sending again: " + r.Reason
@@ -101,7 +98,7 @@ func (s *Sender) lookup(ctx context.Context, it outbox.Item) (found bool, res ou
 	}
 	if found {
 		s.log.Info("special code already on the server after an attempt with an unknown outcome; not sent again",
-			"id", it.ID, "integration_id", *col.IntegrationID, "attempts", it.Attempts)
+			"id", it.ID, "key", it.Key, "attempts", it.Attempts)
 	}
 	return found, outbox.Result{}, false
 }

@@ -164,14 +164,14 @@ func (c *Client) String() string { return "oduyo.Client{" + c.base + "}" }
 // body {"column": column}). column should come from NormalizeKasa. The
 // error is a *Error, or a context error wrapped in one; see Classify.
 func (c *Client) UpdateKasa(ctx context.Context, idempotencyKey string, column json.RawMessage) error {
-	return c.send(ctx, "update kasa", KasaUpdatePath, idempotencyKey, column)
+	return c.send(ctx, "update kasa", KasaUpdatePath, idempotencyKey, column, true)
 }
 
 // CreateSpecialCode sends a special code (POST
 // /api/v1/erp/erp_special_code/create, body {"column": column}). column
 // should come from NormalizeSpecialCode.
 func (c *Client) CreateSpecialCode(ctx context.Context, idempotencyKey string, column json.RawMessage) error {
-	return c.send(ctx, "create special code", SpecialCodePath, idempotencyKey, column)
+	return c.send(ctx, "create special code", SpecialCodePath, idempotencyKey, column, false)
 }
 
 // Probe checks that the server at base_url is Ödüyo and answers: it
@@ -347,8 +347,13 @@ func (c *Client) login(ctx context.Context) (string, error) {
 	return "", e
 }
 
-// send posts one record, logging in (again) as needed.
-func (c *Client) send(ctx context.Context, op, path, key string, column json.RawMessage) error {
+// send posts one record, logging in (again) as needed. replayable: the
+// HTTP transport may send the request again by itself when a reused
+// connection breaks after it was written (it does so for requests with an
+// Idempotency-Key). That is harmless for a kasa update (the full card
+// state) and a duplicate for a special code create, so creates are never
+// replayed: their outcome is left unknown and the record is looked up.
+func (c *Client) send(ctx context.Context, op, path, key string, column json.RawMessage, replayable bool) error {
 	column = bytes.TrimSpace(column)
 	if !json.Valid(column) || column[0] != '{' {
 		return &Error{Op: op, Class: Permanent, Msg: "column is not a json object"}
@@ -361,13 +366,13 @@ func (c *Client) send(ctx context.Context, op, path, key string, column json.Raw
 		if err != nil {
 			return err
 		}
-		status, hdr, resp, err := c.post(ctx, path, sid, key, body)
+		status, hdr, resp, err := c.postOnce(ctx, path, sid, key, body, replayable)
 		if err != nil {
 			return &Error{Op: op, Class: Transient, Msg: "request failed", Err: err}
 		}
 		if status == http.StatusUnauthorized || status == http.StatusForbidden {
-			c.invalidate(gen)
 			if attempt == 0 {
+				c.invalidate(gen)
 				// The client is the one owner of the re-login: once per
 				// call, never again by its callers.
 				c.log.Info("oduyo session rejected, logging in again", "op", op, "status", status)
@@ -386,11 +391,19 @@ func (c *Client) send(ctx context.Context, op, path, key string, column json.Raw
 }
 
 func (c *Client) post(ctx context.Context, path, sid, key string, body []byte) (int, http.Header, []byte, error) {
+	return c.postOnce(ctx, path, sid, key, body, true)
+}
+
+func (c *Client) postOnce(ctx context.Context, path, sid, key string, body []byte, replayable bool) (int, http.Header, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, nil, err
+	}
+	if !replayable {
+		// Without GetBody the transport cannot send the body again.
+		req.GetBody = nil
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")

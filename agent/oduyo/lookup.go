@@ -22,21 +22,43 @@ const (
 // lookup reads.
 var ErrLookupInconclusive = errors.New("special code lookup inconclusive")
 
-// FindSpecialCode reports whether Ödüyo already holds a special code with
-// this integration_id: POST …/erp_special_code/list filtered on
-// integration_id. Used before sending a create again whose earlier outcome
-// is unknown (Ödüyo documents no idempotency).
+// matchFields are compared, besides integration_id, between a special
+// code and a row of the list: several creates may share an integration_id
+// (the outbox keeps them in order), and a row counts as this record only
+// when the fields that identify it agree. Fields the row does not carry,
+// or that the record leaves empty, are not compared.
+var matchFields = []string{"code", "typecode", "key1", "key2"}
+
+// FindSpecialCode reports whether Ödüyo already holds this special code
+// (column as from NormalizeSpecialCode): POST …/erp_special_code/list
+// filtered on its integration_id, then a row must agree on matchFields.
+// Used before sending a create again whose earlier outcome is unknown
+// (Ödüyo documents no idempotency).
 //
 // Tolerated: "nothing found" as 404 {"status": false}, as "status": false
-// with 200, or as an empty "data"; ids and integration ids as strings or
-// numbers; a server that ignores the filter (every returned row's
-// integration_id is checked here, and full pages are followed with offset
-// = highest id + 1, up to lookupMaxPages). A 401/403 logs in again once.
-// The error is a *Error: Transient when the question stays open (network,
-// 5xx, an answer that is not Ödüyo's, ErrLookupInconclusive), Auth when
-// the credentials are refused.
-func (c *Client) FindSpecialCode(ctx context.Context, integrationID string) (bool, error) {
+// with 200, or as an empty "data"; ids and values as strings or numbers;
+// a server that ignores the filter (every returned row is checked here,
+// and full pages are followed with offset = highest id + 1, up to
+// lookupMaxPages). A 401/403 logs in again once. The error is a *Error:
+// Transient when the question stays open (network, 5xx, a 4xx or an
+// answer that is not Ödüyo's, ErrLookupInconclusive), Auth when the
+// credentials are refused, Permanent for a column without integration_id.
+func (c *Client) FindSpecialCode(ctx context.Context, column json.RawMessage) (bool, error) {
 	const op = "look up special code"
+	var rec map[string]json.RawMessage
+	if err := json.Unmarshal(column, &rec); err != nil {
+		return false, &Error{Op: op, Class: Permanent, Msg: "column is not a json object"}
+	}
+	integrationID := scalarString(rec["integration_id"])
+	if integrationID == "" {
+		return false, &Error{Op: op, Class: Permanent, Msg: "column has no integration_id"}
+	}
+	want := map[string]string{}
+	for _, f := range matchFields {
+		if v := scalarString(rec[f]); v != "" {
+			want[f] = v
+		}
+	}
 	offset := 0
 	for page := 0; page < lookupMaxPages; page++ {
 		body, err := json.Marshal(map[string]any{
@@ -63,7 +85,7 @@ func (c *Client) FindSpecialCode(ctx context.Context, integrationID string) (boo
 		rows := listRows(obj["data"])
 		maxID := -1
 		for _, row := range rows {
-			if scalarString(row["integration_id"]) == integrationID {
+			if scalarString(row["integration_id"]) == integrationID && rowMatches(row, want) {
 				return true, nil
 			}
 			if id, err := strconv.Atoi(scalarString(row["id"])); err == nil && id > maxID {
@@ -105,8 +127,8 @@ func (c *Client) call(ctx context.Context, op, path string, body []byte) (map[st
 			return nil, status, foreignError(op, status, obj, kind)
 		}
 		if status == http.StatusUnauthorized || status == http.StatusForbidden {
-			c.invalidate(gen)
 			if attempt == 0 {
+				c.invalidate(gen)
 				c.log.Info("oduyo session rejected, logging in again", "op", op, "status", status)
 				continue
 			}
@@ -116,6 +138,15 @@ func (c *Client) call(ctx context.Context, op, path string, body []byte) (map[st
 		}
 		return obj, status, nil
 	}
+}
+
+func rowMatches(row map[string]json.RawMessage, want map[string]string) bool {
+	for f, v := range want {
+		if raw, ok := row[f]; ok && string(raw) != "null" && scalarString(raw) != v {
+			return false
+		}
+	}
+	return true
 }
 
 // listRows reads "data" as a list of objects, or one object; anything

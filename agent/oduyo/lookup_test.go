@@ -2,6 +2,7 @@ package oduyo
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"testing"
@@ -28,25 +29,30 @@ func TestFindSpecialCodeAfterLostAnswer(t *testing.T) {
 	} {
 		t.Run(fmt.Sprintf("reset=%v", f.Reset), func(t *testing.T) {
 			h := newHarness(t, func(c *Config) { c.Timeout = 300 * time.Millisecond })
-			found, err := h.c.FindSpecialCode(context.Background(), "S-9")
+			found, err := h.c.FindSpecialCode(context.Background(), json.RawMessage(`{"integration_id":"S-9","code":"Ş-9"}`))
 			if err != nil || found {
 				t.Fatalf("before: found %v err %v", found, err)
 			}
-			// The transport replays a request on a reused connection
-			// once, so a reset is scripted twice.
+			// The connection is reused (the lookup above opened it): the
+			// transport must not replay the create by itself.
 			h.srv.FailNext(2, f)
 			err = h.code(t, "s9", `{"integration_id":"S-9","code":"Ş-9"}`)
 			wantClass(t, err, Transient, 0)
-			if d := h.srv.Delivered(); len(d) == 0 {
-				t.Fatal("the fault did not store the record")
+			if d := h.srv.Delivered(); len(d) != 1 || h.srv.Requests() != 1 {
+				t.Fatalf("delivered %d in %d requests, want the record stored once", len(d), h.srv.Requests())
 			}
 			h.srv.ClearFaults()
-			found, err = h.c.FindSpecialCode(context.Background(), "S-9")
+			found, err = h.c.FindSpecialCode(context.Background(), json.RawMessage(`{"integration_id":"S-9","code":"Ş-9"}`))
 			if err != nil || !found {
 				t.Fatalf("after: found %v err %v", found, err)
 			}
-			if found, err := h.c.FindSpecialCode(context.Background(), "S-10"); err != nil || found {
+			if found, err := h.c.FindSpecialCode(context.Background(), json.RawMessage(`{"integration_id":"S-10","code":"Ş-9"}`)); err != nil || found {
 				t.Errorf("another id: found %v err %v", found, err)
+			}
+			// Another create of the same integration_id with another code
+			// is another record.
+			if found, err := h.c.FindSpecialCode(context.Background(), json.RawMessage(`{"integration_id":"S-9","code":"Ş-10"}`)); err != nil || found {
+				t.Errorf("another code: found %v err %v", found, err)
 			}
 		})
 	}
@@ -68,7 +74,7 @@ func TestFindSpecialCodeFilterIgnored(t *testing.T) {
 		lists int
 	}{{"S-3", true, 1}, {"S-240", true, 3}, {"S-999", false, 3}} {
 		before := h.srv.Lists()
-		found, err := h.c.FindSpecialCode(context.Background(), tc.id)
+		found, err := h.c.FindSpecialCode(context.Background(), json.RawMessage(`{"integration_id":"`+tc.id+`","code":"C"}`))
 		if err != nil || found != tc.found || h.srv.Lists()-before != tc.lists {
 			t.Errorf("%s: found %v err %v lists %d, want %v and %d lists", tc.id, found, err, h.srv.Lists()-before, tc.found, tc.lists)
 		}
@@ -92,7 +98,7 @@ func TestFindSpecialCodeErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, nil)
 			h.srv.FailNextList(1, tc.f)
-			found, err := h.c.FindSpecialCode(context.Background(), "S-1")
+			found, err := h.c.FindSpecialCode(context.Background(), json.RawMessage(`{"integration_id":"S-1","code":"X"}`))
 			h.keep(err)
 			if found {
 				t.Error("found")
@@ -106,7 +112,7 @@ func TestFindSpecialCodeErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.srv.ExpireSessions()
-		found, err := h.c.FindSpecialCode(context.Background(), "S-1")
+		found, err := h.c.FindSpecialCode(context.Background(), json.RawMessage(`{"integration_id":"S-1","code":"X"}`))
 		if err != nil || !found || h.srv.Logins() != 2 {
 			t.Errorf("found %v err %v logins %d", found, err, h.srv.Logins())
 		}
@@ -119,7 +125,7 @@ func TestFindSpecialCodeErrors(t *testing.T) {
 			}
 		}
 		h.srv.IgnoreListFilters(true)
-		_, err := h.c.FindSpecialCode(context.Background(), "S-none")
+		_, err := h.c.FindSpecialCode(context.Background(), json.RawMessage(`{"integration_id":"S-none","code":"C"}`))
 		if !errors.Is(err, ErrLookupInconclusive) {
 			t.Errorf("err = %v", err)
 		}

@@ -7,8 +7,11 @@
 // Authorization headers. It records every delivered record in order and
 // can be told to fail in the ways a real network and server fail: down
 // (connection refused, back on the same address), error statuses with
-// Retry-After, slowness, connection resets, HTML pages, malformed JSON,
-// session expiry and "status": false for chosen records.
+// Retry-After, slowness, connection resets, HTML pages, redirects,
+// malformed JSON, session expiry, "status": false for chosen records, a
+// captive portal in front of every path (Intercept), and a record stored
+// whose answer is then lost (Fault.Stored). It answers the special code
+// list call with filters, so that a client can look a record up.
 //
 // All methods are safe for concurrent use.
 package oduyotest
@@ -141,6 +144,7 @@ type Server struct {
 	faults      []Fault
 	listFaults  []Fault
 	always      *Fault
+	intercept   *Fault
 	ignoreFilt  bool
 	reject      map[string]bool
 	delivered   []Delivery
@@ -291,6 +295,19 @@ func (s *Server) FailNext(n int, f Fault) {
 	s.mu.Unlock()
 }
 
+// Intercept makes every request, on every path (login, records, list,
+// anything else), answer with f until Intercept(nil): a captive portal or
+// a proxy in front of the server. Intercepted requests count nowhere.
+func (s *Server) Intercept(f *Fault) {
+	s.mu.Lock()
+	if f != nil {
+		c := *f
+		f = &c
+	}
+	s.intercept = f
+	s.mu.Unlock()
+}
+
 // FailNextList makes the next n list calls fail with f.
 func (s *Server) FailNextList(n int, f Fault) {
 	s.mu.Lock()
@@ -407,6 +424,12 @@ func (s *Server) Sessions() []string {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	f := s.intercept
+	s.mu.Unlock()
+	if f != nil && applyFault(w, r, *f) {
+		return
+	}
 	switch r.URL.Path {
 	case LoginPath:
 		s.serveLogin(w, r)

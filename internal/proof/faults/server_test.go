@@ -329,6 +329,9 @@ type matrixRow struct {
 	retryAfter    time.Duration // the pause the server asked for (0: none)
 	offline       bool          // the server is unreachable: probes and the reconnect jitter apply
 	minLogins     int
+	noFailure     bool   // the answers are odd but successes: nothing is retried
+	allDead       string // every record is dead-lettered with a reason containing this
+	lookups       bool   // special codes whose answer was lost are looked up, never sent twice
 }
 
 func TestServerFaultMatrix(t *testing.T) {
@@ -357,8 +360,31 @@ func TestServerFaultMatrix(t *testing.T) {
 		}},
 		{name: "malformed-json", setup: fail(6, oduyotest.Fault{Malformed: true})},
 		{name: "session-expiry-mid-drain", setup: func(e *matrixEnv) { e.srv.ExpireSessionsAfter(2) }, minLogins: 3},
-		{name: "login-http503", setup: func(e *matrixEnv) { e.srv.FailNextLogin(3, oduyotest.Fault{Status: 503}) }},
+		// The probe logs in (it checks that the answer is Ödüyo's), so the
+		// failing logins keep the queue offline until one succeeds.
+		{name: "login-http503", setup: func(e *matrixEnv) { e.srv.FailNextLogin(3, oduyotest.Fault{Status: 503}) }, offline: true},
 		{name: "status-false", setup: func(e *matrixEnv) { e.srv.Reject("2", "S-2") }, permanent: true},
+		// Only Ödüyo can reject a record: redirects, pages and JSON that is
+		// not Ödüyo's leave the record waiting.
+		{name: "http301", setup: fail(6, oduyotest.Fault{Status: 301, Redirect: "http://portal.example/login"})},
+		{name: "http302", setup: fail(6, oduyotest.Fault{Status: 302, Redirect: "http://portal.example/login"})},
+		{name: "http307", setup: fail(6, oduyotest.Fault{Status: 307, Redirect: "http://portal.example/login"})},
+		{name: "http200-html", setup: fail(6, oduyotest.Fault{HTML: true})},
+		{name: "http404-html", setup: fail(6, oduyotest.Fault{HTML: true, Status: 404})},
+		{name: "status-string-true", setup: fail(6, oduyotest.Fault{Body: `{"status":"true","data":"ok"}`})},
+		{name: "captive-portal", setup: func(e *matrixEnv) {
+			e.srv.Intercept(&oduyotest.Fault{Status: 302, Redirect: "http://portal.example/login"})
+		}, clearAt: 2 * time.Minute, clear: func(e *matrixEnv) { e.srv.Intercept(nil) }, offline: true},
+		{name: "http201", setup: fail(6, oduyotest.Fault{Stored: true, Status: 201, Body: `{"status":true,"data":"ok"}`}), noFailure: true},
+		{name: "http202", setup: fail(6, oduyotest.Fault{Stored: true, Status: 202, Body: `{"status":true}`}), noFailure: true},
+		// A special code stored by the server whose answer was lost is
+		// looked up, not created twice.
+		{name: "create-stored-then-reset", setup: fail(2, oduyotest.Fault{Stored: true, Reset: true, Only: oduyotest.KindSpecialCode}), lookups: true},
+		{name: "create-stored-then-timeout", clientTimeout: 300 * time.Millisecond,
+			setup: fail(2, oduyotest.Fault{Stored: true, Delay: 10 * time.Second, Only: oduyotest.KindSpecialCode}), lookups: true},
+		// One re-login per attempt; a 401 that survives it is the
+		// credentials' fault.
+		{name: "http401-after-login", setup: func(e *matrixEnv) { e.srv.FailAlways(oduyotest.Fault{Status: 401}) }, allDead: "credentials"},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
@@ -421,6 +447,19 @@ func checkMatrix(t *testing.T, e *matrixEnv, row matrixRow) {
 			continue
 		}
 		d, got := byKey[s.item.IdempotencyKey]
+		if row.allDead != "" {
+			wantDead++
+			it, isDead := deadIDs[id]
+			switch {
+			case got:
+				t.Errorf("%s shows as delivered", r.name)
+			case !isDead:
+				t.Errorf("%s: not in the dead letters", r.name)
+			case !strings.Contains(it.DeadReason, row.allDead):
+				t.Errorf("%s: dead reason %q, want one naming %q", r.name, it.DeadReason, row.allDead)
+			}
+			continue
+		}
 		if row.permanent && r.reject != "" {
 			wantDead++
 			it, isDead := deadIDs[id]
@@ -451,6 +490,18 @@ func checkMatrix(t *testing.T, e *matrixEnv, row matrixRow) {
 	if len(dead) != wantDead || st.Pending != 0 {
 		t.Errorf("end: %d pending, %d dead, want 0 and %d", st.Pending, len(dead), wantDead)
 	}
+	if row.allDead != "" {
+		// One attempt each: one send, one re-login, one send again.
+		if len(sends) != len(e.ids) || e.srv.Requests() != 2*len(e.ids) || e.srv.Logins() != 1+len(e.ids) {
+			t.Errorf("%d sends, %d requests, %d logins for %d records: want one re-login and one repeat per attempt",
+				len(sends), e.srv.Requests(), e.srv.Logins(), len(e.ids))
+		}
+		t.Logf("RESULT fault=%s attempts=%d requests=%d logins=%d dead=%d", row.name, len(sends), e.srv.Requests(), e.srv.Logins(), len(dead))
+		return
+	}
+	if row.lookups && e.srv.Lists() == 0 {
+		t.Errorf("no lookup after a lost answer")
+	}
 	// FIFO per key: code S-1#1 before S-1#2.
 	var order []string
 	for _, d := range delivered {
@@ -477,7 +528,10 @@ func checkMatrix(t *testing.T, e *matrixEnv, row matrixRow) {
 		}
 	}
 	// (Down from the start: the start probe finds it, so no send fails.)
-	if !row.permanent && row.minLogins == 0 && retried == 0 && !row.offline {
+	if row.noFailure && retried != 0 {
+		t.Errorf("%d retries of answers that were successes", retried)
+	}
+	if !row.permanent && !row.noFailure && row.minLogins == 0 && retried == 0 && !row.offline {
 		t.Errorf("no send failed: the fault was not applied")
 	}
 	if row.minLogins > 0 {
