@@ -9,11 +9,12 @@ import (
 	"time"
 
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
+	"github.com/tposagent/tposagent/agent/records"
 )
 
 func (h *harness) code(t *testing.T, key, in string) error {
 	t.Helper()
-	col, _, err := NormalizeSpecialCode([]byte(in))
+	col, _, err := records.NormalizeSpecialCode([]byte(in))
 	if err != nil {
 		t.Fatal(err)
 	}
