@@ -20,7 +20,8 @@ import (
 
 // isLogical tells per-request errors that leave the transaction usable.
 func isLogical(err error) bool {
-	return errors.Is(err, ErrFull) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInFlight) || errors.Is(err, ErrUnreadable)
+	return errors.Is(err, ErrFull) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInFlight) || errors.Is(err, ErrUnreadable) ||
+		errors.Is(err, ErrIdempotencyConflict) || errors.Is(err, ErrSuperseded)
 }
 
 // commitJob is one group commit. Everything the transaction needs from
@@ -224,6 +225,7 @@ func (q *Queue) finishCommit(res commitResult) {
 	if res.err == nil {
 		ls.c = res.c
 	}
+	q.afterCommitCards(res)
 	if wasPending > 0 && ls.c.pending == 0 {
 		ls.drained = true
 	}
@@ -289,6 +291,9 @@ const commitSlack = 1 << 20
 
 func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used, hwm *int64) (Item, error) {
 	now := job.now
+	if it, ok, err := t.replay(e); ok || err != nil {
+		return it, err
+	}
 	est := int64(len(e.Payload) + 3*len(e.Key) + 160)
 	// Two checks: the live content against MaxSize, and the pages' high
 	// water mark (which grows when a commit copies pages before freeing
@@ -326,9 +331,15 @@ func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used,
 	if err != nil {
 		return Item{}, err
 	}
-	it := Item{ID: id, Kind: e.Kind, Key: e.Key, Payload: bytes.Clone(e.Payload), IdempotencyKey: newIdempotencyKey(),
+	it := Item{ID: id, Kind: e.Kind, Key: e.Key, Payload: bytes.Clone(e.Payload), IdempotencyKey: e.IdempotencyKey,
 		Created: now, NextAttempt: fromUnixNano(inherit), Coalesce: e.Coalesce}
+	if it.IdempotencyKey == "" {
+		it.IdempotencyKey = newIdempotencyKey()
+	}
 	if err := t.putPending(&it); err != nil {
+		return Item{}, err
+	}
+	if err := t.remember(e, it, now); err != nil { // aliases, idempotency key
 		return Item{}, err
 	}
 	c.pending++
@@ -368,6 +379,9 @@ func (q *Queue) applyComplete(t *txb, r *completeReq, now time.Time, c *counters
 		if err := t.removePending(id, key); err != nil {
 			return err
 		}
+		if err := t.noteDelivered(it, now); err != nil {
+			return err
+		}
 		c.pending--
 		c.delivered++
 	case Reject:
@@ -404,7 +418,7 @@ func (q *Queue) applyComplete(t *txb, r *completeReq, now time.Time, c *counters
 func (q *Queue) applyAdmin(t *txb, job *commitJob, r *adminReq, c *counters) (sendNow bool, err error) {
 	k := idKey(r.id)
 	switch r.op {
-	case opRetry:
+	case opRetry, opRetryForce:
 		if t.items.Get(k) != nil {
 			return true, q.makeDueNow(t, r.id)
 		}
@@ -418,6 +432,9 @@ func (q *Queue) applyAdmin(t *txb, job *commitJob, r *adminReq, c *counters) (se
 		}
 		if it.Kind == KindUnreadable {
 			return false, ErrUnreadable
+		}
+		if err := t.prepareRetry(&it, r.op == opRetryForce); err != nil {
+			return false, err
 		}
 		if err := t.dead.Delete(k); err != nil {
 			return false, err

@@ -41,11 +41,12 @@ type adminOp int
 const (
 	opRetry adminOp = iota
 	opDrop
+	opRetryForce // Retry without the ErrSuperseded check (cards.go)
 )
 
 func (op adminOp) String() string {
 	switch op {
-	case opRetry:
+	case opRetry, opRetryForce:
 		return "retry"
 	case opDrop:
 		return "drop"
@@ -285,6 +286,7 @@ func (q *Queue) accept(batch []request) {
 				r.reply <- enqueueRes{err: fmt.Errorf("enqueue: %w: %s", ErrFileGone, ls.gone)}
 				continue
 			}
+			q.resolveKey(&r.e) // before the commit is planned: it locks by key
 			ls.pendingOps = append(ls.pendingOps, r)
 		default:
 			ls.pendingOps = append(ls.pendingOps, r)

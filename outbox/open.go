@@ -46,7 +46,8 @@ type Queue struct {
 	mu  sync.Mutex // guards pub
 	pub published
 
-	ls loopState // owned by the loop goroutine
+	ls    loopState  // owned by the loop goroutine
+	cards *cardIndex // owned by the loop goroutine; nil: load on first use (cards.go)
 
 	boltMax atomic.Int64                // bbolt's MaxSize for the open file (boltLimit)
 	ident   atomic.Pointer[os.FileInfo] // the open file, to notice it deleted or replaced

@@ -33,6 +33,15 @@ type Entry struct {
 	// Coalesce: a newer entry with the same Key replaces pending (never
 	// in-flight) coalescable items of that key.
 	Coalesce bool
+	// Aliases: other names of the target record (e.g. a card's
+	// integration_id beside its id); see cards.go. The stored item's Key
+	// is the record's canonical key.
+	Aliases []string
+	// IdempotencyKey: the producer's own key (1..128 printable ASCII);
+	// empty: the queue makes one up. See idempotency.go.
+	IdempotencyKey string
+
+	aliasWrites []string // names the loop mapped to Key; stored with the item
 }
 
 // Item is one queued entry as stored.
@@ -264,6 +273,15 @@ func validateEntry(e Entry) error {
 		return fmt.Errorf("%w: key longer than %d bytes", ErrInvalidEntry, maxKeyLen)
 	case !json.Valid(e.Payload):
 		return fmt.Errorf("%w: payload is not valid JSON", ErrInvalidEntry)
+	case e.IdempotencyKey != "" && !validIdempotencyKey(e.IdempotencyKey):
+		return fmt.Errorf("%w: idempotency key must be 1..%d printable ASCII characters", ErrInvalidEntry, MaxIdempotencyKeyLen)
+	case len(e.Aliases) > 8:
+		return fmt.Errorf("%w: more than 8 aliases", ErrInvalidEntry)
+	}
+	for _, a := range e.Aliases {
+		if a == "" || len(a) > maxKeyLen {
+			return fmt.Errorf("%w: empty alias or alias longer than %d bytes", ErrInvalidEntry, maxKeyLen)
+		}
 	}
 	return nil
 }

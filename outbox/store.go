@@ -20,7 +20,7 @@ var (
 	bucketByKey = []byte("bykey") // len(key)(2) key id(8) -> sched key(16) for the head, else ""
 	bucketSched = []byte("sched") // due(8) id(8) -> key   (one per key: its head)
 	bucketMeta  = []byte("meta")  // name -> uint64
-	allBuckets  = [][]byte{bucketItems, bucketDead, bucketByKey, bucketSched, bucketMeta}
+	allBuckets  = [][]byte{bucketItems, bucketDead, bucketByKey, bucketSched, bucketMeta, bucketAlias, bucketDone, bucketIdem, bucketIdemAge}
 )
 
 // Counters kept in the meta bucket.
