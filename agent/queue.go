@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/tposagent/tposagent/agent/localapi"
+	"github.com/tposagent/tposagent/agent/records"
 	"github.com/tposagent/tposagent/outbox"
 )
 
@@ -17,7 +18,17 @@ func LocalQueue(q *outbox.Queue) localapi.Queue { return localQueue{q} }
 type localQueue struct{ q *outbox.Queue }
 
 func (l localQueue) Enqueue(ctx context.Context, r localapi.Record) (localapi.Accepted, error) {
-	it, err := l.q.Enqueue(ctx, outbox.Entry{Kind: outbox.Kind(r.Kind), Key: r.Key, Payload: r.Column, Coalesce: r.Kind == localapi.KindKasa})
+	e := outbox.Entry{Kind: outbox.Kind(r.Kind), Key: r.Key, Payload: r.Column, Coalesce: r.Kind == localapi.KindKasa,
+		IdempotencyKey: r.IdempotencyKey}
+	if r.Kind == localapi.KindKasa {
+		// One card, one key: the card's other name maps to the same key.
+		for _, n := range records.KasaNames(r.Column) {
+			if n != r.Key {
+				e.Aliases = append(e.Aliases, n)
+			}
+		}
+	}
+	it, err := l.q.Enqueue(ctx, e)
 	if err != nil {
 		return localapi.Accepted{}, apiError(err)
 	}
@@ -44,8 +55,13 @@ func (l localQueue) List(state localapi.State, limit int) ([]localapi.ItemView, 
 	return out, nil
 }
 
-func (l localQueue) Retry(id uint64) error { return apiError(l.q.Retry(id)) }
-func (l localQueue) Drop(id uint64) error  { return apiError(l.q.Drop(id)) }
+func (l localQueue) Retry(id uint64, force bool) error {
+	if force {
+		return apiError(l.q.ForceRetry(id))
+	}
+	return apiError(l.q.Retry(id))
+}
+func (l localQueue) Drop(id uint64) error { return apiError(l.q.Drop(id)) }
 
 // apiError keeps err's text and chain and adds the local API's sentinel.
 func apiError(err error) error {
@@ -61,6 +77,10 @@ func apiError(err error) error {
 		sentinel = localapi.ErrInFlight
 	case errors.Is(err, outbox.ErrUnreadable):
 		sentinel = localapi.ErrUnsendable
+	case errors.Is(err, outbox.ErrIdempotencyConflict):
+		sentinel = localapi.ErrIdempotencyConflict
+	case errors.Is(err, outbox.ErrSuperseded):
+		sentinel = localapi.ErrSuperseded
 	default:
 		return err
 	}

@@ -259,8 +259,16 @@ func (h *handler) enqueue(kind Kind, normalize func([]byte) (json.RawMessage, st
 			writeError(w, http.StatusBadRequest, err.Error(), "")
 			return
 		}
-		acc, err := h.cfg.Queue.Enqueue(r.Context(), Record{Kind: kind, Key: key, Column: col})
+		idem, ok := idempotencyKey(r.Header)
+		if !ok {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("Idempotency-Key must be one header of 1 to %d printable ASCII characters; nothing was stored", MaxIdempotencyKey), "Idempotency-Key")
+			return
+		}
+		acc, err := h.cfg.Queue.Enqueue(r.Context(), Record{Kind: kind, Key: key, Column: col, IdempotencyKey: idem})
 		switch {
+		case errors.Is(err, ErrIdempotencyConflict):
+			writeError(w, http.StatusConflict, "Idempotency-Key "+strconv.Quote(idem)+" was already used for another record: "+err.Error()+"; nothing was stored", "Idempotency-Key")
+			return
 		case errors.Is(err, ErrFull):
 			w.Header().Set("Retry-After", "60")
 			writeError(w, http.StatusServiceUnavailable, "outbox is full (outbox.max_size): nothing was stored; retry after the queue drains", "")
@@ -273,6 +281,33 @@ func (h *handler) enqueue(kind Kind, normalize func([]byte) (json.RawMessage, st
 		}
 		writeAccepted(w, acc)
 	}
+}
+
+// MaxIdempotencyKey bounds the Idempotency-Key header.
+const MaxIdempotencyKey = 128
+
+// idempotencyKey reads the optional Idempotency-Key header: absent gives
+// "", true; present it must be one value of 1..128 printable ASCII
+// characters (surrounding spaces are not part of it).
+func idempotencyKey(h http.Header) (string, bool) {
+	vals := h.Values("Idempotency-Key")
+	switch len(vals) {
+	case 0:
+		return "", true
+	case 1:
+	default:
+		return "", false
+	}
+	k := strings.Trim(vals[0], " \t")
+	if k == "" || len(k) > MaxIdempotencyKey {
+		return "", false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x20 || k[i] > 0x7e {
+			return "", false
+		}
+	}
+	return k, true
 }
 
 func (h *handler) list(w http.ResponseWriter, r *http.Request) {
@@ -306,8 +341,20 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"state": q.Get("state"), "items": items})
 }
 
+// retry: POST /v1/outbox/{id}/retry[?force=true]. Without force, a dead
+// update older than a delivered one of the same record is refused with
+// 409 naming the newer delivery.
 func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
-	h.act(w, r, h.cfg.Queue.Retry, "retried")
+	force := false
+	switch strings.ToLower(r.URL.Query().Get("force")) {
+	case "", "0", "false", "no":
+	case "1", "true", "yes":
+		force = true
+	default:
+		writeError(w, http.StatusBadRequest, "force must be true or false", "force")
+		return
+	}
+	h.act(w, r, func(id uint64) error { return h.cfg.Queue.Retry(id, force) }, "retried")
 }
 
 func (h *handler) drop(w http.ResponseWriter, r *http.Request) {
@@ -327,6 +374,8 @@ func (h *handler) act(w http.ResponseWriter, r *http.Request, do func(uint64) er
 		writeError(w, http.StatusConflict, fmt.Sprintf("item %d is a damaged record that cannot be sent; drop it", id), "id")
 	case errors.Is(err, ErrInFlight):
 		writeError(w, http.StatusConflict, fmt.Sprintf("item %d is being sent right now; try again in a moment", id), "id")
+	case errors.Is(err, ErrSuperseded):
+		writeError(w, http.StatusConflict, err.Error()+" — nothing was changed; retry with force to send the older state anyway", "id")
 	case err != nil:
 		writeError(w, http.StatusServiceUnavailable, err.Error(), "")
 	default:

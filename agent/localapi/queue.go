@@ -9,14 +9,17 @@ import (
 
 // Queue is the durable queue behind the record endpoints. Implementations
 // are safe for concurrent use. Enqueue returns only once the record is
-// durable. Failures wrap ErrFull, ErrNotFound or ErrInFlight where those
-// apply; any other error is a storage failure, answered with 503.
+// durable. Failures wrap ErrFull, ErrNotFound, ErrInFlight,
+// ErrIdempotencyConflict or ErrSuperseded where those apply; any other
+// error is a storage failure, answered with 503.
 type Queue interface {
 	Enqueue(ctx context.Context, r Record) (Accepted, error)
 	List(state State, limit int) ([]ItemView, error)
 	// Retry moves a dead item back to the queue; on a pending item it
-	// means "send now" (ending a server's pause).
-	Retry(id uint64) error
+	// means "send now" (ending a server's pause). Unless force, a dead
+	// item fails with ErrSuperseded when a newer update of the same record
+	// was delivered (the retry would leave the record in the older state).
+	Retry(id uint64, force bool) error
 	// Drop deletes a pending or dead item.
 	Drop(id uint64) error
 }
@@ -29,6 +32,10 @@ var (
 	// ErrUnsendable: a dead item that can never be sent (a damaged
 	// record kept for inspection); it can only be dropped.
 	ErrUnsendable = errors.New("item cannot be sent")
+	// ErrIdempotencyConflict: the Idempotency-Key was used for another record.
+	ErrIdempotencyConflict = errors.New("idempotency key used for another record")
+	// ErrSuperseded: a newer update of the record was delivered.
+	ErrSuperseded = errors.New("a newer update of the same record was delivered")
 )
 
 // Kind names what a record is.
@@ -46,6 +53,10 @@ type Record struct {
 	Kind   Kind
 	Key    string
 	Column json.RawMessage
+	// IdempotencyKey is the caller's Idempotency-Key header ("" if none):
+	// a repeat with the same key and record answers the first Accepted
+	// and stores nothing.
+	IdempotencyKey string
 }
 
 // State selects the items GET /v1/outbox lists.

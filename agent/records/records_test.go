@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -208,4 +209,21 @@ func specExample(t testing.TB, name string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func TestKasaNames(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"id":960,"integration_id":"ERP-960"}`, "[kasa:id:960 kasa:int:ERP-960]"},
+		{`{"integration_id":"ERP-960"}`, "[kasa:int:ERP-960]"},
+		{`{"id":"0960"}`, "[kasa:id:960]"},
+	} {
+		col, key, err := NormalizeKasa([]byte(tc.in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := KasaNames(col)
+		if fmt.Sprint(names) != tc.want || names[0] != key {
+			t.Errorf("%s: names %v key %s, want %s with the key first", tc.in, names, key, tc.want)
+		}
+	}
 }
