@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -11,12 +12,18 @@ import (
 )
 
 func cmdOutbox(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "outbox", "outbox list | dead | retry ID | drop ID",
+	fs := newFlagSet(e, "outbox", "outbox list | dead | retry ID [--force] | drop ID",
 		"  tposagent outbox list            # pending records\n"+
 			"  tposagent outbox dead            # records the server refused, with the reason\n"+
 			"  tposagent outbox retry 42        # send a dead record again; a pending one now (ends a server's pause)\n"+
-			"  tposagent outbox drop 42         # delete a record for good\n")
+			"  tposagent outbox retry 42 --force  # even if a newer update of the same kasa card was delivered\n"+
+			"  tposagent outbox drop 42         # delete a record for good\n"+
+			"\n"+
+			"retry refuses (exit 1) a dead kasa update when a newer update of the same card\n"+
+			"was delivered after it: sending it would leave the card in the older state.\n"+
+			"--force sends it anyway.\n")
 	addConfigFlag(fs, e)
+	force := fs.Bool("force", false, "retry: send the dead record even if a newer update of the same card was delivered")
 	asJSON := fs.Bool("json", false, "print as JSON")
 	limit := fs.Int("limit", 100, "at most this many items")
 	rest, err := parseInterspersed(fs, args)
@@ -50,7 +57,13 @@ func cmdOutbox(ctx context.Context, e *env, args []string) error {
 		if len(rest) != 2 {
 			return usageErrorf("outbox %s: give one item ID", rest[0])
 		}
+		if _, err := strconv.ParseUint(rest[1], 10, 64); err != nil {
+			return usageErrorf("outbox %s: %q is not an item ID", rest[0], rest[1])
+		}
 		method, path := "POST", "/v1/outbox/"+rest[1]+"/retry"
+		if *force && rest[0] == "retry" {
+			path += "?force=true"
+		}
 		if rest[0] == "drop" {
 			method, path = "DELETE", "/v1/outbox/"+rest[1]
 		}
