@@ -171,9 +171,22 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 		cancel()
 	}
 	if err != nil {
-		add("FAIL", "oduyo login", l.T("%v (check oduyo.username, oduyo.password and oduyo.api_key)", "%v (oduyo.username, oduyo.password ve oduyo.api_key değerlerini kontrol edin)"), err)
+		hint := l.T("check oduyo.username, oduyo.password and oduyo.api_key", "oduyo.username, oduyo.password ve oduyo.api_key değerlerini kontrol edin")
+		if c, _ := oduyo.Classify(err); c == oduyo.Transient {
+			hint = l.T("the server did not answer as Ödüyo: check base_url, a proxy or a captive portal",
+				"sunucu Ödüyo olarak yanıt vermedi: base_url, vekil sunucu (proxy) veya giriş portalını kontrol edin")
+		}
+		add("FAIL", "oduyo login", "%v (%s)", err, hint)
 	} else {
 		add("ok", "oduyo login", "%s", l.T("credentials accepted", "kimlik bilgileri kabul edildi"))
+		// What the outbox's probe asks: does the API answer as Ödüyo?
+		pctx, cancel := context.WithTimeout(ctx, *timeout)
+		if err := oc.Probe(pctx); err != nil {
+			add("FAIL", "oduyo api", l.T("%v (records wait until Ödüyo answers)", "%v (kayıtlar Ödüyo yanıt verene kadar bekler)"), err)
+		} else {
+			add("ok", "oduyo api", "%s", l.T("answers as Ödüyo", "Ödüyo olarak yanıt veriyor"))
+		}
+		cancel()
 	}
 
 	for _, f := range fs2 {
