@@ -148,6 +148,8 @@ type Server struct {
 	ignoreFilt  bool
 	reject      map[string]bool
 	delivered   []Delivery
+	codes       []ListRow        // special codes delivered, in order (the list call's table)
+	codesByInt  map[string][]int // integration_id -> indexes into codes
 	seenKeys    map[string]bool
 	logins      int
 	requests    int
@@ -164,14 +166,15 @@ type session struct {
 // listen, as httptest.NewServer does.
 func NewServer(opts ...Option) *Server {
 	s := &Server{
-		APIKey:   DefaultAPIKey,
-		Username: DefaultUsername,
-		Password: DefaultPassword,
-		now:      time.Now,
-		sessions: map[string]*session{},
-		reject:   map[string]bool{},
-		seenKeys: map[string]bool{},
-		conns:    map[net.Conn]bool{},
+		APIKey:     DefaultAPIKey,
+		Username:   DefaultUsername,
+		Password:   DefaultPassword,
+		now:        time.Now,
+		sessions:   map[string]*session{},
+		reject:     map[string]bool{},
+		seenKeys:   map[string]bool{},
+		codesByInt: map[string][]int{},
+		conns:      map[net.Conn]bool{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -640,6 +643,13 @@ func (s *Server) serveRecord(w http.ResponseWriter, r *http.Request, kind string
 		s.seenKeys[key] = true
 	}
 	s.delivered = append(s.delivered, d)
+	if kind == KindSpecialCode {
+		var c map[string]any
+		_ = json.Unmarshal(column, &c)
+		s.codesByInt[intID] = append(s.codesByInt[intID], len(s.codes))
+		s.codes = append(s.codes, ListRow{ID: strconv.Itoa(d.Seq), IntegrationID: intID, Code: fmt.Sprint(c["code"]),
+			Status: fmt.Sprint(c["status"]), CreatedIn: d.At.Format("2006-01-02 15:04:05")})
+	}
 	s.mu.Unlock()
 	if faulty && f.Stored {
 		f.Stored = false
@@ -733,17 +743,38 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, answer{Message: "limit and offset are required, as strings"})
 		return
 	}
+	for _, f := range filters {
+		switch {
+		case f.Operator != "=":
+			writeJSON(w, http.StatusBadRequest, answer{Message: "operator not supported by the fake: " + f.Operator})
+			return
+		case f.Field != "id" && f.Field != "integration_id" && f.Field != "code" && f.Field != "status":
+			writeJSON(w, http.StatusBadRequest, answer{Message: "unknown filter field " + f.Field})
+			return
+		}
+	}
 	s.mu.Lock()
 	ignore := s.ignoreFilt
+	// The table, or the rows of one integration_id when a filter names it.
+	idx := make([]int, 0, len(s.codes))
+	byInt := false
+	for _, f := range filters {
+		if f.Field == "integration_id" && !ignore {
+			idx, byInt = append(idx, s.codesByInt[f.Value]...), true
+			break
+		}
+	}
+	if !byInt {
+		for i := range s.codes {
+			idx = append(idx, i)
+		}
+	}
 	var rows []ListRow
-	for _, d := range s.delivered {
-		if d.Kind != KindSpecialCode || d.Seq < offset || len(rows) == limit {
+	for _, i := range idx {
+		row := s.codes[i]
+		if seq, _ := strconv.Atoi(row.ID); seq < offset || len(rows) == limit {
 			continue
 		}
-		var c map[string]any
-		_ = json.Unmarshal(d.Column, &c)
-		row := ListRow{ID: strconv.Itoa(d.Seq), IntegrationID: d.IntegrationID, Code: fmt.Sprint(c["code"]),
-			Status: fmt.Sprint(c["status"]), CreatedIn: d.At.Format("2006-01-02 15:04:05")}
 		match := true
 		for _, f := range filters {
 			var v string
@@ -756,15 +787,6 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
 				v = row.Code
 			case "status":
 				v = row.Status
-			default:
-				s.mu.Unlock()
-				writeJSON(w, http.StatusBadRequest, answer{Message: "unknown filter field " + f.Field})
-				return
-			}
-			if f.Operator != "=" {
-				s.mu.Unlock()
-				writeJSON(w, http.StatusBadRequest, answer{Message: "operator not supported by the fake: " + f.Operator})
-				return
 			}
 			match = match && v == f.Value
 		}
