@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tposagent/tposagent/internal/testrig"
 	"github.com/tposagent/tposagent/outbox"
 )
 
@@ -87,12 +88,12 @@ func TestOneRecordOneKeyOrder(t *testing.T) {
 	}
 	e.s.ScriptID(a.ID, outbox.Result{Verdict: outbox.Retry, Reason: "HTTP 500"})
 	e.run(t)
-	waitFor(t, "first attempt failed", func() bool {
+	testrig.WaitFor(t, "first attempt failed", 15*time.Second, func() bool {
 		items, _ := e.q.List(outbox.Pending, 0)
 		return len(items) == 2 && items[0].Attempts == 1 && !items[0].InFlight
 	})
 	e.clock.Advance(time.Hour)
-	waitFor(t, "drain", func() bool { st := stats(t, e.q); return st.Pending == 0 && st.InFlight == 0 })
+	testrig.WaitFor(t, "drain", 15*time.Second, func() bool { st := stats(t, e.q); return st.Pending == 0 && st.InFlight == 0 })
 	var got []int
 	for _, c := range e.s.CallsFor(a.Key) {
 		got = append(got, seqOf(t, c.Item))
@@ -109,9 +110,9 @@ func TestRetryNeverRegresses(t *testing.T) {
 	old := enqCard(t, e.q, "kasa:id:7", []string{"kasa:int:K7"}, 1)
 	e.s.ScriptID(old.ID, outbox.Result{Verdict: outbox.Reject, Reason: "HTTP 400"})
 	stop := e.run(t)
-	waitFor(t, "dead", func() bool { return stats(t, e.q).Dead == 1 })
+	testrig.WaitFor(t, "dead", 15*time.Second, func() bool { return stats(t, e.q).Dead == 1 })
 	newer := enqCard(t, e.q, "kasa:int:K7", nil, 2)
-	waitFor(t, "newer delivered", func() bool { return stats(t, e.q).Delivered == 1 })
+	testrig.WaitFor(t, "newer delivered", 15*time.Second, func() bool { return stats(t, e.q).Delivered == 1 })
 	stop()
 	err := e.q.Retry(old.ID)
 	if !errors.Is(err, outbox.ErrSuperseded) || !strings.Contains(err.Error(), fmt.Sprintf("item %d", newer.ID)) {
@@ -130,7 +131,7 @@ func TestRetryNeverRegresses(t *testing.T) {
 	lone := enqCard(t, e.q, "kasa:id:8", nil, 1)
 	e.s.ScriptID(lone.ID, outbox.Result{Verdict: outbox.Reject, Reason: "HTTP 400"})
 	e.run(t)
-	waitFor(t, "lone dead", func() bool { return stats(t, e.q).Dead == 1 })
+	testrig.WaitFor(t, "lone dead", 15*time.Second, func() bool { return stats(t, e.q).Dead == 1 })
 	if err := e.q.Retry(lone.ID); err != nil {
 		t.Errorf("retry of a card with nothing newer: %v", err)
 	}
@@ -179,7 +180,7 @@ func TestIdempotencyKey(t *testing.T) {
 		}
 	}
 	stop := e.run(t)
-	waitFor(t, "sent", func() bool { return stats(t, e.q).Delivered == 1 })
+	testrig.WaitFor(t, "sent", 15*time.Second, func() bool { return stats(t, e.q).Delivered == 1 })
 	stop()
 	if c := e.s.Calls(); len(c) != 1 || c[0].Item.IdempotencyKey != "pos-req-1" {
 		t.Errorf("calls %+v", c)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tposagent/tposagent/internal/testrig"
 	"github.com/tposagent/tposagent/outbox"
 	"github.com/tposagent/tposagent/outbox/outboxtest"
 )
@@ -118,14 +119,7 @@ func TestRetryStaleNeedsForce(t *testing.T) {
 	}()
 	waitStats := func(what string, cond func(outbox.Stats) bool) {
 		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-			if st, err := q.Stats(); err == nil && cond(st) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-		}
+		testrig.WaitFor(t, what, 10*time.Second, func() bool { st, err := q.Stats(); return err == nil && cond(st) })
 	}
 	waitStats("dead", func(st outbox.Stats) bool { return st.Dead == 1 })
 	_, newer := doKey(t, srv.URL, "/v1/kasa", "", `{"integration_id":"K5","balance":"2"}`)

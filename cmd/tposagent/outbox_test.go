@@ -15,6 +15,7 @@ import (
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/internal/config"
+	"github.com/tposagent/tposagent/internal/testrig"
 	"github.com/tposagent/tposagent/outbox"
 	"github.com/tposagent/tposagent/outbox/outboxtest"
 )
@@ -62,14 +63,7 @@ func TestOutboxRetryStaleNeedsForce(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	wait := func(cond func(outbox.Stats) bool) {
 		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-			if st, err := q.Stats(); err == nil && cond(st) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("timed out")
-			}
-		}
+		testrig.WaitFor(t, "the queue", 10*time.Second, func() bool { st, err := q.Stats(); return err == nil && cond(st) })
 	}
 	wait(func(st outbox.Stats) bool { return st.Dead == 1 })
 	newer := enqueue(`{"id":5,"balance":"2.00"}`)
