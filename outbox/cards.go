@@ -21,8 +21,11 @@ import (
 // Aliases or Coalesce; others keep their Key untouched). When the names
 // of one entry already map to two different keys (the record was first
 // seen under each name alone), the entry links them: the other key's
-// names are mapped to the chosen one from then on; items already pending
-// under the other key stay there (a warning is logged).
+// names are mapped to the chosen one from then on, and a coalescing entry
+// replaces the coalescable items pending under the other key as it does
+// under its own (it carries the full, newer state). An item of the other
+// key that is being sent at that moment cannot be replaced; it may reach
+// the server after the linking entry (a warning is logged).
 //
 // The map lives in the bucket "alias" (name -> canonical key); the loop
 // goroutine keeps a copy in memory, loaded on first use, so that the key
@@ -108,8 +111,11 @@ func (q *Queue) resolveKey(e *Entry) {
 	for _, n := range names {
 		if old, ok := ci.canon[n]; ok && old != canon && n != canon && !slices.Contains(writes, n) {
 			// Two keys of one record: link the other key's names too.
-			q.log.Warn("outbox: two keys turn out to name one record; later items use one key, items pending under the other stay there",
+			q.log.Warn("outbox: two keys turn out to name one record; later items use one key",
 				"key", canon, "other", old)
+			if !slices.Contains(e.merged, old) {
+				e.merged = append(e.merged, old)
+			}
 			for m, c := range ci.canon {
 				if c == old {
 					note(m)
@@ -120,6 +126,39 @@ func (q *Queue) resolveKey(e *Entry) {
 	}
 	e.Key = canon
 	e.aliasWrites = writes
+}
+
+// coalesceMerged removes the coalescable items pending under the keys e
+// links to its own (never one in flight) and returns the latest due time
+// among them.
+func (t *txb) coalesceMerged(job *commitJob, e Entry, c *counters) (int64, error) {
+	var inherit int64
+	for _, k := range e.merged {
+		flying, isFlying := job.flying[k]
+		removed := false
+		for _, id := range t.keyIDs(k) {
+			if isFlying && id == flying {
+				continue
+			}
+			old, ok, err := t.getItem(id)
+			if err != nil || !ok || !old.Coalesce || old.Kind != e.Kind {
+				continue
+			}
+			inherit = max(inherit, unixNano(old.NextAttempt))
+			if err := t.removePending(id, k); err != nil {
+				return 0, err
+			}
+			c.pending--
+			c.coalesced++
+			removed = true
+		}
+		if removed {
+			if err := t.reschedule(k); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return inherit, nil
 }
 
 // putAliases stores the names resolveKey mapped (commit goroutine),

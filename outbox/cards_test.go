@@ -213,3 +213,33 @@ func TestIdempotencyKey(t *testing.T) {
 		t.Errorf("after the ttl the key is reusable: %+v %v", it, err)
 	}
 }
+
+// A card first seen under each name alone: the update that carries both
+// links the two keys and replaces what is pending under either.
+func TestLinkingUpdateReplacesBothKeys(t *testing.T) {
+	e := newEnv(t, nil)
+	a := enqCard(t, e.q, "kasa:int:960", nil, 1)
+	b := enqCard(t, e.q, "kasa:id:960", nil, 2)
+	if a.Key == b.Key {
+		t.Fatalf("keys merged before anything linked them: %q", a.Key)
+	}
+	c := enqCard(t, e.q, "kasa:id:960", []string{"kasa:int:960"}, 3)
+	items, err := e.q.List(outbox.Pending, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 1 || items[0].ID != c.ID {
+		t.Fatalf("pending %+v, want the linking update alone", items)
+	}
+	if st := stats(t, e.q); st.Coalesced != 2 {
+		t.Errorf("coalesced %d, want 2", st.Coalesced)
+	}
+	for _, name := range []string{"kasa:int:960", "kasa:id:960"} {
+		if it := enqCard(t, e.q, name, nil, 4); it.Key != c.Key {
+			t.Errorf("%s -> %q, want %q", name, it.Key, c.Key)
+		}
+	}
+	if err := e.q.CheckIndex(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -57,11 +57,13 @@ func (q *Queue) startCommit() {
 		switch r := r.(type) {
 		case *enqueueReq:
 			if r.e.Coalesce {
-				if id, ok := ls.busy[r.e.Key]; ok {
-					job.flying[r.e.Key] = id
+				for _, k := range append([]string{r.e.Key}, r.e.merged...) { // merged: see cards.go
+					if id, ok := ls.busy[k]; ok {
+						job.flying[k] = id
+					}
+					ls.locked[k]++
+					job.locked = append(job.locked, k)
 				}
-				ls.locked[r.e.Key]++
-				job.locked = append(job.locked, r.e.Key)
 			}
 		case *completeReq:
 			r.jitter = q.rnd()
@@ -325,6 +327,11 @@ func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used,
 			c.coalesced++
 			removed = true
 		}
+		inh, err := t.coalesceMerged(job, e, c)
+		if err != nil {
+			return Item{}, err
+		}
+		inherit = max(inherit, inh)
 	}
 	first := removed || !t.hasPending(e.Key)
 	id, err := t.items.NextSequence()

@@ -42,6 +42,7 @@ type Entry struct {
 	IdempotencyKey string
 
 	aliasWrites []string // names the loop mapped to Key; stored with the item
+	merged      []string // other keys of the same record this entry links to Key
 }
 
 // Item is one queued entry as stored.
