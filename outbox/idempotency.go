@@ -39,13 +39,13 @@ var (
 // ErrIdempotencyConflict: the idempotency key was used for another record.
 var ErrIdempotencyConflict = errors.New("idempotency key already used for another record")
 
-// validIdempotencyKey: 1..128 printable ASCII characters.
+// validIdempotencyKey: 1..128 printable ASCII characters, no spaces.
 func validIdempotencyKey(k string) bool {
 	if len(k) == 0 || len(k) > MaxIdempotencyKeyLen {
 		return false
 	}
 	for i := 0; i < len(k); i++ {
-		if k[i] < 0x20 || k[i] > 0x7e {
+		if k[i] <= 0x20 || k[i] > 0x7e {
 			return false
 		}
 	}

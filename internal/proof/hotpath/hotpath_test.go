@@ -161,7 +161,7 @@ func (p perUpdateQueue) Enqueue(ctx context.Context, r localapi.Record) (localap
 }
 
 func (perUpdateQueue) List(localapi.State, int) ([]localapi.ItemView, error) { return nil, nil }
-func (perUpdateQueue) Retry(uint64) error                                    { return localapi.ErrNotFound }
+func (perUpdateQueue) Retry(uint64, bool) error                              { return localapi.ErrNotFound }
 func (perUpdateQueue) Drop(uint64) error                                     { return localapi.ErrNotFound }
 
 // beforeHandler is the first enqueue path of the local API, kept for the
