@@ -69,7 +69,7 @@ type Verdict int
 const (
 	Delivered Verdict = iota // success: delete
 	Retry                    // transient: backoff with full jitter, capped; RetryAfter honoured
-	Reauth                   // 401/403: sender has re-authenticated; retry at once, once (a second Reauth counts as Retry)
+	Reauth                   // 401/403: sender has re-authenticated; retry at once, once (a second Reauth counts as Retry). The agent's sender never returns it: its Ödüyo client owns the re-login (one per attempt).
 	Reject                   // permanent: dead letter with Reason
 )
 
