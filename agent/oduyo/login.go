@@ -32,7 +32,9 @@ func parseLogin(body []byte) (string, *Error) {
 	}
 	switch b[0] {
 	case '<':
-		return fail(Transient, "login answered with an html page instead of a session id (proxy or error page?)")
+		_, e := fail(Transient, "login answered with an html page instead of a session id (proxy or error page?)")
+		e.Foreign = true
+		return "", e
 	case '"':
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
