@@ -25,8 +25,7 @@
 //     RetryAfter (capped at RetryAfterMax), and a RetryAfter pauses all
 //     sending until it has passed, a probe started after it succeeds
 //     (Kick asks for one) or Retry is called on a pending item ("send
-//     now");
-//     Reauth sends again at once, once (a second Reauth is a Retry); Reject
+//     now"); Reauth sends again at once, once (a second Reauth is a Retry); Reject
 //     moves the item to the dead letters with its reason. A failing item
 //     only delays its own key.
 //   - Unreadable records: a pending record that cannot be decoded is moved
@@ -46,13 +45,28 @@
 //     above it (MaxSize plus a quarter, at least 16 MiB, rounded up the way
 //     bbolt grows the file): ErrFull always comes before bbolt's
 //     ErrMaxSizeReached. On Windows bbolt sizes the file in powers of two
-//     up to 1 GiB, so the file may take up to that rounded size on disk. When a drain empties the queue and the file is at least
-//     CompactMinSize and four times its content, it is compacted (copied to
-//     <path>.compact, then renamed over the file).
-//   - A file bbolt cannot open, or that fails its check, is renamed to
+//     up to 1 GiB, so the file may take up to that rounded size on disk.
+//   - Compaction: when a drain empties the queue and the file is at least
+//     CompactMinSize and four times its content, it is copied to
+//     <path>.compact, which is renamed over the file and the directory
+//     fsynced. Elsewhere than on Windows the copy, open and locked, simply
+//     becomes the queue's file; on Windows (no rename over an open file)
+//     the file is closed, renamed and opened again, a failed reopen retried
+//     and, until it succeeds, reported (Stats.LastError) with every request
+//     failing with ErrClosed.
+//   - Damage: an existing file is checked before bbolt may write to it
+//     (the meta pages read directly, then a read-only open and check). A
+//     file that fails is renamed, byte for byte, to
 //     <path>.corrupt-<UTC timestamp> and a new one is made (Stats.Quarantined,
-//     an error log line). A file locked by another process gives ErrLocked
-//     after OpenTimeout.
+//     an error log line); a new file's directory entry is fsynced before
+//     Open returns. An error that is not about the content (I/O, a sharing
+//     violation) is retried, then returned, never quarantined. A file locked
+//     by another process gives ErrLocked after OpenTimeout.
+//   - A vanished file: every commit, every 10 s and every Stats compare the
+//     open file with the path. When the file was deleted or replaced,
+//     Enqueue fails with ErrFileGone from then on, the open content is saved
+//     back to the path (or, when another file is there, beside it), and
+//     Stats.FileGone says so; items already accepted are still delivered.
 //
 // # On-disk layout
 //
