@@ -100,7 +100,10 @@ func (q *Queue) Stats() (Stats, error) {
 		Quarantined: p.quarantined, QuarantinedAt: p.quarantinedAt, Compactions: p.compactions, FileGone: p.gone,
 	}
 	if st.FileGone == "" {
-		if what := q.fileGone(); what != "" {
+		q.dbMu.RLock() // not in the middle of compaction's swap
+		what := q.fileGone()
+		q.dbMu.RUnlock()
+		if what != "" {
 			select { // the loop reacts; this call reports it already
 			case q.goneHint <- what:
 			default:

@@ -186,8 +186,9 @@ func (q *Queue) loop() {
 			if what := q.fileGone(); what != "" && !ls.committing {
 				q.onFileGone(what)
 			}
-		case what := <-q.goneHint:
-			if !ls.committing {
+		case <-q.goneHint:
+			// Stats saw it from another goroutine: look again from here.
+			if what := q.fileGone(); what != "" && !ls.committing {
 				q.onFileGone(what)
 			}
 		case <-q.kick:
