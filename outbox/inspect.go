@@ -7,6 +7,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // ErrInUse is returned by Inspect while a running queue holds the file.
@@ -24,8 +25,15 @@ func Inspect(path string, deadLimit int) (Stats, []Item, error) {
 		return st, nil, fmt.Errorf("inspect outbox: %w", err)
 	}
 	st.Bytes = fi.Size()
+	// A damaged file must give an error, not a fault through bbolt's
+	// mapping (a truncated file), in the support tool either.
+	if fi.Size() > 0 {
+		if _, err := precheckMeta(path); err != nil {
+			return st, nil, fmt.Errorf("inspect outbox: %w", err)
+		}
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 300 * time.Millisecond})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return st, nil, fmt.Errorf("inspect outbox %s: %w (an agent is running: ask it instead)", path, ErrInUse)
 	}
 	if err != nil {
@@ -42,7 +50,7 @@ func Inspect(path string, deadLimit int) (Stats, []Item, error) {
 		st.Pending, st.Dead = int(getCounter(m, metaPending)), int(getCounter(m, metaDead))
 		st.Enqueued, st.Delivered = getCounter(m, metaEnqueued), getCounter(m, metaDelivered)
 		st.Coalesced, st.DeadLettered = getCounter(m, metaCoalesced), getCounter(m, metaDeadLettered)
-		if k, v := t.items.Cursor().First(); k != nil && len(k) == 8 {
+		if k, v := t.items.Cursor().First(); len(k) == 8 {
 			if it, err := decodeRecord(0, v); err == nil && !it.Created.IsZero() {
 				st.OldestPendingAge = max(time.Since(it.Created), 0)
 			}
