@@ -159,7 +159,8 @@ func TestContract(t *testing.T) {
 		{"GET", "/v1/outbox?state=pending&limit=10", "", nil, 200},
 		{"GET", "/v1/outbox?state=dead", "", nil, 200},
 		{"GET", "/v1/outbox?state=weird", "", nil, 400},
-		{"POST", "/v1/outbox/2/retry", "", nil, 404}, // 2 is pending, not dead
+		{"POST", "/v1/outbox/2/retry", "", nil, 200},   // 2 is pending: send it now
+		{"POST", "/v1/outbox/999/retry", "", nil, 404}, // no such record
 		{"POST", "/v1/outbox/1/retry", "", nil, 200},
 		{"POST", "/v1/outbox/0/retry", "", nil, 400},
 		{"DELETE", "/v1/outbox/999", "", nil, 404},
