@@ -114,7 +114,11 @@ func TestFilePermissions(t *testing.T) {
 // fixture's scan then looks for every secret and session id in all of it.
 func TestSecretScan(t *testing.T) {
 	f := newFixture(t, "", nil)
-	f.oduyo.ExpireSessionsAfter(3)
+	// Sessions expire after a number of uses, so the agent logs in again
+	// several times. The number is above what the outbox's 4 workers can
+	// spend of a fresh session before a worker's retry on it arrives: a
+	// fresh session refused is the sign of bad credentials (dead letter).
+	f.oduyo.ExpireSessionsAfter(10)
 	f.oduyo.Reject("scan-rejected")
 	f.oduyo.FailNextLogin(1, oduyotest.Fault{Status: http.StatusInternalServerError})
 	f.oduyo.FailNext(2, oduyotest.Fault{HTML: true, Status: http.StatusBadGateway})
