@@ -170,8 +170,10 @@ func TestContract(t *testing.T) {
 		{"GET", "/v1/status", "", map[string]string{"Authorization": "Bearer wrong"}, 401},
 		{"PUT", "/v1/kasa", "{}", nil, 405},
 		{"POST", "/v1/license", "{}", nil, 405},
-		{"GET", "/v1/device", "", nil, 0},
-		{"PUT", "/v1/device", `{"fiscal_serial":"JI20012345","brand":"HUGIN","model":"VIP 80 PLUS","ecr_serial":"12345678"}`, nil, 0},
+		{"PUT", "/v1/device", `{"fiscal_serial":"JI20012345","brand":"HUGIN","model":"VIP 80 PLUS","ecr_serial":"12345678"}`, nil, 200},
+		{"GET", "/v1/device", "", nil, 200},
+		{"PUT", "/v1/device", `{"fiscal_serial":"XX00000000"}`, nil, 400},
+		{"PUT", "/v1/device", `{"fiscal_serial":"JI20012345","colour":"red"}`, nil, 400},
 	}
 	unserved := map[string]bool{}
 	for _, c := range calls {

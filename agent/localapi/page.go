@@ -3,7 +3,6 @@ package localapi
 import (
 	"bytes"
 	_ "embed"
-	"encoding/json"
 	"html/template"
 	"net/http"
 	"sort"
@@ -148,7 +147,7 @@ func buildPage(l i18n.Lang, s Status, now time.Time) pageData {
 	} else {
 		row.Value, row.State = dev.FiscalSerial, "ok"
 		row.Detail = l.Source(dev.Source)
-		if dev.Port != "" {
+		if dev.Port != "" && dev.Source != "config" && dev.Source != "pos" {
 			row.Detail += l.F(" on %s", ", port %s", dev.Port)
 		}
 		if dev.ReadAt != nil {
@@ -165,7 +164,7 @@ func buildPage(l i18n.Lang, s Status, now time.Time) pageData {
 		}
 	}
 	d.Rows = append(d.Rows, row)
-	if c := deviceConflict(s, l, now); c != "" {
+	if c := deviceConflict(s.Device, l); c != "" {
 		d.Rows = append(d.Rows, pageRow{ID: "device-conflict", Label: l.T("Conflict", "Uyuşmazlık"), Value: c, State: "bad"})
 	}
 
@@ -220,41 +219,25 @@ func buildPage(l i18n.Lang, s Status, now time.Time) pageData {
 	return d
 }
 
-// deviceConflict describes a disagreement of the identity sources, read
-// from the JSON of the status so that any shape the device report takes
-// ("conflict": true and the sources' values) is shown.
-func deviceConflict(s Status, l i18n.Lang, now time.Time) string {
-	raw, err := json.Marshal(s.Device)
-	if err != nil {
+// deviceConflict describes a disagreement of the identity sources: each
+// source's fiscal serial, in words.
+func deviceConflict(d Device, l i18n.Lang) string {
+	if !d.Conflict {
 		return ""
 	}
-	var m map[string]any
-	if json.Unmarshal(raw, &m) != nil || m["conflict"] != true {
-		return ""
+	names := make([]string, 0, len(d.Conflicting))
+	for k := range d.Conflicting {
+		names = append(names, k)
 	}
-	var parts []string
-	if src, ok := m["sources"].(map[string]any); ok {
-		names := make([]string, 0, len(src))
-		for k := range src {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		for _, k := range names {
-			if v, ok := src[k].(map[string]any); ok {
-				if fs, _ := v["fiscal_serial"].(string); fs != "" {
-					parts = append(parts, fs+" ("+l.Source(k)+")")
-				}
-			}
-		}
-	}
+	sort.Strings(names)
 	out := l.T("the sources disagree on the fiscal serial", "kaynaklar mali seri noda uyuşmuyor")
-	for i, p := range parts {
+	for i, k := range names {
 		if i == 0 {
 			out += ": "
 		} else {
 			out += l.T(" vs ", " / ")
 		}
-		out += p
+		out += d.Conflicting[k] + " (" + l.Source(k) + ")"
 	}
 	return out
 }

@@ -42,7 +42,8 @@ func pageServer(t *testing.T) *httptest.Server {
 			Version: "1.4.2", StartedAt: started,
 			License: tposl.License{State: tposl.Demo, DaysLeft: 20, DemoEnd: "2026-12-17", CheckedAt: checked, Source: tposl.SourceServer,
 				Message: "demo licence: 20 days left", GMP3: tposl.GMP3{Active: true, DaysLeft: 100, ExpDate: "2027-03-07"}},
-			Device: localapi.Device{FiscalSerial: "JI20012345", Source: "device", Port: "/dev/ttyUSB0", ReadAt: &read, Brand: "HUGIN", Model: "VIP 80 PLUS"},
+			Device: localapi.Device{FiscalSerial: "JI20012345", Source: "device", Port: "/dev/ttyUSB0", ReadAt: &read, Brand: "HUGIN", Model: "VIP 80 PLUS",
+				Conflict: true, Conflicting: map[string]string{"device": "JI20012345", "pos": "JI20012399"}},
 			Outbox: localapi.Outbox{Pending: st.Pending - st.InFlight, InFlight: st.InFlight, Dead: st.Dead,
 				OldestPendingAgeS: int64(st.OldestPendingAge / time.Second), Bytes: st.Bytes},
 			Warnings: []string{"api.listen 0.0.0.0:8787 is reachable from the network"},
@@ -174,8 +175,10 @@ func TestStatusPage(t *testing.T) {
 		lang       string
 		words      []string
 	}{
-		{"default is Turkish", "/", nil, "tr", []string{"Demo lisans: 20 gün kaldı", "17.12.2026", "Bekleyen kayıtlar", "3 bekliyor", "Ödüyo 1 kaydı reddetti", "çevrimdışı", "yazarkasadan okundu", "GMP3 modülü", "100 gün kaldı", "Son başarılı gönderim", "English"}},
-		{"browser prefers English", "/", []string{"Accept-Language", "en-US,en;q=0.9,tr;q=0.8"}, "en", []string{"Demo licence: 20 days left", "Records waiting", "3 waiting", "1 refused by Ödüyo", "offline", "read from the cash register", "Türkçe"}},
+		{"default is Turkish", "/", nil, "tr", []string{"Demo lisans: 20 gün kaldı", "17.12.2026", "Bekleyen kayıtlar", "3 bekliyor", "Ödüyo 1 kaydı reddetti", "çevrimdışı", "yazarkasadan okundu", "GMP3 modülü", "100 gün kaldı", "Son başarılı gönderim", "English",
+			"Uyuşmazlık", "kaynaklar mali seri noda uyuşmuyor: JI20012345 (yazarkasadan okundu) / JI20012399 (POS programı bildirdi)"}},
+		{"browser prefers English", "/", []string{"Accept-Language", "en-US,en;q=0.9,tr;q=0.8"}, "en", []string{"Demo licence: 20 days left", "Records waiting", "3 waiting", "1 refused by Ödüyo", "offline", "read from the cash register", "Türkçe",
+			"the sources disagree on the fiscal serial: JI20012345 (read from the cash register) vs JI20012399 (reported by the POS program)"}},
 		{"browser prefers Turkish", "/", []string{"Accept-Language", "tr-TR,tr;q=0.9,en;q=0.8"}, "tr", []string{"Kasa ajanı"}},
 		{"query wins over the browser", "/?lang=en", []string{"Accept-Language", "tr"}, "en", []string{"Till agent"}},
 		{"query tr", "/?lang=tr", []string{"Accept-Language", "en"}, "tr", []string{"Yazarkasa"}},
