@@ -44,7 +44,7 @@ func cmdBugreport(ctx context.Context, e *env, args []string) error {
 	addConfigFlag(fs, e)
 	out := fs.String("o", "", "the zip to write (default: tposagent-bugreport-<host>-<time>.zip in the current directory)")
 	lines := fs.Int("lines", 1000, "log lines to include (the last ones)")
-	trace := fs.String("trace", "", "a device trace to include (default: the newest *.trace in the data dir)")
+	trace := fs.String("trace", "", "a device trace to include (default: the agent's trace of its last device read, else the newest *.trace in the data dir)")
 	timeout := fs.Duration("timeout", 5*time.Second, "time limit of each network check of doctor")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -349,8 +349,12 @@ func (b *bundle) dataDirListing(cfg *config.Config) {
 	b.add("data-dir.txt", []byte(sb.String()))
 }
 
-// deviceTrace adds the given trace or the newest *.trace of the data dir.
+// deviceTrace adds the given trace, else the agent's trace of its last
+// device read, else the newest *.trace of the data dir.
 func (b *bundle) deviceTrace(cfg *config.Config, path string) {
+	if last := filepath.Join(cfg.DataDir, agent.DeviceTraceFile); path == "" && modTime(last) != (time.Time{}) {
+		path = last
+	}
 	if path == "" {
 		matches, _ := filepath.Glob(filepath.Join(cfg.DataDir, "*.trace"))
 		sort.Slice(matches, func(i, j int) bool { return modTime(matches[i]).After(modTime(matches[j])) })

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tposagent/tposagent/agent"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/internal/testrig"
 )
@@ -200,11 +201,12 @@ func TestBugreport(t *testing.T) {
 	// A device trace in the data dir that (wrongly) holds a secret: the
 	// zip must still not contain it.
 	trace := "# port /dev/ttyUSB0\n0.000100 tx 02000f\n# note: token " + e2eToken + "\n0.004000 rx 06\n"
-	if err := os.WriteFile(filepath.Join(f.dir, "data", "probe.trace"), []byte(trace), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(f.dir, "data", "probe.trace"), []byte(trace), 0o600); err != nil { // given with --trace
 		t.Fatal(err)
 	}
 	secrets := []string{e2eTPOSLPassword, e2eToken, f.oduyo.APIKey, f.oduyo.Password}
 
+	planted := filepath.Join(f.dir, "data", "probe.trace")
 	check := func(t *testing.T, path string, running bool) map[string][]byte {
 		files := readZip(t, path)
 		for _, name := range []string{"README.txt", "config.toml", "version.txt", "os.txt", "log-tail.txt", "status.json", "license.json",
@@ -237,7 +239,12 @@ func TestBugreport(t *testing.T) {
 		if !bytes.Contains(files["config.toml"], []byte("[redacted]")) || !bytes.Contains(files["config.toml"], []byte("Kadıköy")) {
 			t.Errorf("config.toml should keep the Turkish text and show redacted secrets:\n%s", files["config.toml"])
 		}
-		if !bytes.Contains(files["device-trace.txt"], []byte("0.000100 tx 02000f")) || !bytes.Contains(files["log-tail.txt"], []byte("tposagent started")) {
+		// With --trace the given file; else the agent's trace of its last read.
+		wantTrace := []byte(agent.DeviceTraceFile)
+		if running {
+			wantTrace = []byte("0.000100 tx 02000f")
+		}
+		if !bytes.Contains(files["device-trace.txt"], wantTrace) || !bytes.Contains(files["device-trace.txt"], []byte(" tx ")) || !bytes.Contains(files["log-tail.txt"], []byte("tposagent started")) {
 			t.Errorf("trace or log tail missing:\n%s\n%s", files["device-trace.txt"], tailString(string(files["log-tail.txt"]), 500))
 		}
 		if !bytes.Contains(files["doctor.txt"], []byte("config")) || !bytes.Contains(files["version.txt"], []byte("tposagent ")) {
@@ -248,7 +255,7 @@ func TestBugreport(t *testing.T) {
 
 	t.Run("agent running", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "report.zip")
-		code, stdout, errOut := runCLIEnv(t, nil, "bugreport", "-o", out, "--lines", "200", "--config", f.cfgPath)
+		code, stdout, errOut := runCLIEnv(t, nil, "bugreport", "-o", out, "--lines", "200", "--trace", planted, "--config", f.cfgPath)
 		if code != exitOK {
 			t.Fatalf("bugreport: exit %d %s%s", code, stdout, errOut)
 		}
