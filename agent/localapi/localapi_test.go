@@ -31,7 +31,6 @@ func newServer(t *testing.T, maxSize int64) (*httptest.Server, *outbox.Queue) {
 	t.Cleanup(func() { q.Close() })
 	h := localapi.NewHandler(localapi.Config{
 		Token:   token,
-		Device:  &fakeIdentity{},
 		Queue:   agent.LocalQueue(q),
 		Status:  func() localapi.Status { return localapi.Status{Version: "test", License: tposl.Unknown("x")} },
 		License: func() tposl.License { return tposl.Unknown("never reached") },
