@@ -2,6 +2,7 @@ package records
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -37,7 +38,9 @@ func fastParse(raw []byte, fields []fieldSpec, c *column) (ok bool) {
 	if !utf8.Valid(raw) {
 		return false
 	}
-	p := parser{b: raw}
+	// One copy of the input: keys are compared and values kept as
+	// substrings of it, without an allocation each.
+	p := parser{b: string(raw)}
 	p.ws()
 	if !p.eat('{') {
 		return false
@@ -68,7 +71,9 @@ func fastParse(raw []byte, fields []fieldSpec, c *column) (ok bool) {
 			return false
 		}
 		p.ws()
-		var tok json.Token
+		kind := fields[idx].kind
+		var v, msg string
+		isNull := false
 		switch {
 		case p.i >= len(p.b):
 			return false
@@ -77,30 +82,27 @@ func fastParse(raw []byte, fields []fieldSpec, c *column) (ok bool) {
 			if !ok {
 				return false
 			}
-			tok = s
+			v, msg = normalizeString(kind, s)
 		case p.b[p.i] == 'n':
 			if !p.lit("null") {
 				return false
 			}
+			isNull = true
 		case p.b[p.i] == '-' || (p.b[p.i] >= '0' && p.b[p.i] <= '9'):
 			n, ok := p.num()
 			if !ok {
 				return false
 			}
-			tok = json.Number(n)
+			v, msg = normalizeNumber(kind, n)
 		default:
 			return false // true, false, objects, arrays: rejected by parseColumn too
 		}
-		if tok != nil {
-			kind := fields[idx].kind
-			v, msg := normalizeValue(kind, tok)
-			if msg != "" {
-				return false
-			}
-			if !(kind == kindID && v == "") {
-				c.vals[idx] = v
-				c.set |= 1 << idx
-			}
+		if msg != "" {
+			return false
+		}
+		if !isNull && !(kind == kindID && v == "") {
+			c.vals[idx] = v
+			c.set |= 1 << idx
 		}
 		p.ws()
 		if p.eat(',') {
@@ -114,7 +116,7 @@ func fastParse(raw []byte, fields []fieldSpec, c *column) (ok bool) {
 }
 
 type parser struct {
-	b []byte
+	b string
 	i int
 }
 
@@ -138,7 +140,7 @@ func (p *parser) eat(c byte) bool {
 }
 
 func (p *parser) lit(s string) bool {
-	if len(p.b)-p.i >= len(s) && string(p.b[p.i:p.i+len(s)]) == s {
+	if len(p.b)-p.i >= len(s) && p.b[p.i:p.i+len(s)] == s {
 		p.i += len(s)
 		return p.delim()
 	}
@@ -174,7 +176,7 @@ func (p *parser) plainKey() (string, bool) {
 		case c == '"':
 			k := p.b[start:p.i]
 			p.i++
-			return string(k), true
+			return k, true
 		case c == '\\' || c < 0x20:
 			return "", false
 		}
@@ -191,7 +193,7 @@ func (p *parser) str() (string, bool) {
 	for p.i < len(p.b) {
 		c := p.b[p.i]
 		if c == '"' {
-			s := string(p.b[start:p.i])
+			s := p.b[start:p.i]
 			p.i++
 			return s, true
 		}
@@ -241,7 +243,7 @@ func (p *parser) strEscaped(start int) (string, bool) {
 		case 't':
 			out = append(out, '\t')
 		case 'u':
-			r, ok := hex4(p.b, p.i)
+			r, ok := hex4s(p.b, p.i)
 			if !ok {
 				return "", false
 			}
@@ -250,7 +252,7 @@ func (p *parser) strEscaped(start int) (string, bool) {
 				if r > 0xDBFF || p.i+6 > len(p.b) || p.b[p.i] != '\\' || p.b[p.i+1] != 'u' {
 					return "", false
 				}
-				lo, ok := hex4(p.b, p.i+2)
+				lo, ok := hex4s(p.b, p.i+2)
 				if !ok || lo < 0xDC00 || lo > 0xDFFF {
 					return "", false
 				}
@@ -296,7 +298,19 @@ func (p *parser) num() (string, bool) {
 	if !p.delim() {
 		return "", false
 	}
-	return string(p.b[start:p.i]), true
+	return p.b[start:p.i], true
+}
+
+// hex4s is hex4 on a string.
+func hex4s(s string, at int) (int, bool) {
+	if at+4 > len(s) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(s[at:at+4], 16, 32)
+	if err != nil {
+		return 0, false
+	}
+	return int(n), true
 }
 
 // fastKasa and fastSpecialCode are the fast paths of NormalizeKasa and

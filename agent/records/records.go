@@ -236,89 +236,106 @@ func jsonErr(err error) string {
 
 // normalizeValue returns the normalised value or a message for the user.
 func normalizeValue(kind fieldKind, tok json.Token) (string, string) {
-	if d, ok := tok.(json.Delim); ok && (d == '{' || d == '[') {
-		return "", "must not be an object or array"
+	switch x := tok.(type) {
+	case string:
+		return normalizeString(kind, x)
+	case json.Number:
+		return normalizeNumber(kind, string(x))
+	case json.Delim:
+		if x == '{' || x == '[' {
+			return "", "must not be an object or array"
+		}
 	}
+	return normalizeOther(kind)
+}
+
+// normalizeString normalises a JSON string value of a field.
+func normalizeString(kind fieldKind, x string) (string, string) {
 	switch kind {
 	case kindID:
-		var s string
-		switch x := tok.(type) {
-		case json.Number:
-			s = string(x)
-		case string:
-			s = strings.TrimSpace(x)
-			if s == "" {
-				return "", ""
-			}
-		default:
-			return "", "must be an integer"
-		}
-		if !isDigits(s) {
-			return "", "must be a positive integer"
-		}
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n <= 0 {
-			return "", "must be a positive integer"
-		}
-		return strconv.FormatInt(n, 10), ""
-	case kindMoney:
-		switch x := tok.(type) {
-		case string:
-			if strings.TrimSpace(x) == "" {
-				return "", "" // the spec sends "" for an unset amount
-			}
-			m, err := NormalizeMoney(x)
-			if err != nil {
-				return "", err.Error()
-			}
-			return m, ""
-		case json.Number:
-			m, err := NormalizeMoney(x)
-			if err != nil {
-				return "", err.Error()
-			}
-			return m, ""
-		}
-		return "", "must be a number or a decimal string"
-	case kindStatus:
-		switch x := tok.(type) {
-		case string:
-			if x == "0" || x == "1" {
-				return x, ""
-			}
-		case json.Number:
-			if x == "0" || x == "1" {
-				return string(x), ""
-			}
-		}
-		return "", `must be "0" or "1"`
-	case kindDateTime:
-		s, ok := tok.(string)
-		if !ok {
-			return "", "must be a string " + DateTimeLayout
-		}
+		s := strings.TrimSpace(x)
 		if s == "" {
 			return "", ""
 		}
-		t, err := time.Parse(DateTimeLayout, s)
-		if err != nil || t.Format(DateTimeLayout) != s {
-			return "", fmt.Sprintf("%s is not a datetime %s", quoteShort(s), DateTimeLayout)
+		return normalizeID(s)
+	case kindMoney:
+		if strings.TrimSpace(x) == "" {
+			return "", "" // the spec sends "" for an unset amount
 		}
-		return s, ""
+		m, err := moneyFromString(x)
+		if err != nil {
+			return "", err.Error()
+		}
+		return m, ""
+	case kindStatus:
+		if x == "0" || x == "1" {
+			return x, ""
+		}
+		return "", `must be "0" or "1"`
+	case kindDateTime:
+		if x == "" {
+			return "", ""
+		}
+		t, err := time.Parse(DateTimeLayout, x)
+		if err != nil || t.Format(DateTimeLayout) != x {
+			return "", fmt.Sprintf("%s is not a datetime %s", quoteShort(x), DateTimeLayout)
+		}
+		return x, ""
 	}
-	s, ok := tok.(string)
-	if !ok {
-		return "", "must be a string"
-	}
-	if n := utf8.RuneCountInString(s); n > MaxTextRunes {
+	if n := utf8.RuneCountInString(x); n > MaxTextRunes {
 		return "", fmt.Sprintf("longer than %d characters (%d)", MaxTextRunes, n)
 	}
-	for _, r := range s {
+	for _, r := range x {
 		if (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || r == 0x7f {
 			return "", fmt.Sprintf("contains control character %U", r)
 		}
 	}
-	return s, ""
+	return x, ""
+}
+
+// normalizeNumber normalises a JSON number (its literal) of a field.
+func normalizeNumber(kind fieldKind, x string) (string, string) {
+	switch kind {
+	case kindID:
+		return normalizeID(x)
+	case kindMoney:
+		m, err := moneyFromNumber(x)
+		if err != nil {
+			return "", err.Error()
+		}
+		return m, ""
+	case kindStatus:
+		if x == "0" || x == "1" {
+			return x, ""
+		}
+	}
+	return normalizeOther(kind)
+}
+
+func normalizeID(s string) (string, string) {
+	if !isDigits(s) {
+		return "", "must be a positive integer"
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return "", "must be a positive integer"
+	}
+	return strconv.FormatInt(n, 10), ""
+}
+
+// normalizeOther is the message for a value of the wrong JSON type.
+func normalizeOther(kind fieldKind) (string, string) {
+	switch kind {
+	case kindID:
+		return "", "must be an integer"
+	case kindMoney:
+		return "", "must be a number or a decimal string"
+	case kindStatus:
+		return "", `must be "0" or "1"`
+	case kindDateTime:
+		return "", "must be a string " + DateTimeLayout
+	}
+	return "", "must be a string"
 }
 
 // encodeColumn writes the canonical column: fields in spec order, id as a

@@ -277,7 +277,8 @@ type result struct {
 }
 
 // load posts n kasa records from clients concurrent clients with
-// keep-alive and measures the child's CPU over the load.
+// keep-alive, each with its own Idempotency-Key, and measures the child's
+// CPU over the load.
 func load(b *testing.B, c *child, n, clients int) result {
 	b.Helper()
 	tr := &http.Transport{MaxIdleConns: clients, MaxIdleConnsPerHost: clients, DisableCompression: true}
@@ -288,6 +289,7 @@ func load(b *testing.B, c *child, n, clients int) result {
 		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(kasaBody(i)))
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", fmt.Sprintf("pos-%d", i)) // as a POS that may resend
 		resp, err := hc.Do(req)
 		if err != nil {
 			return err
