@@ -100,9 +100,7 @@ func (q *Queue) Stats() (Stats, error) {
 		Quarantined: p.quarantined, QuarantinedAt: p.quarantinedAt, Compactions: p.compactions, FileGone: p.gone,
 	}
 	if st.FileGone == "" {
-		q.dbMu.RLock() // not in the middle of compaction's swap
 		what := q.fileGone()
-		q.dbMu.RUnlock()
 		if what != "" {
 			select { // the loop reacts; this call reports it already
 			case q.goneHint <- what:

@@ -41,6 +41,9 @@ func (q *Queue) noteIdentity() {
 // fileGone tells whether the path no longer names the open file: "" when
 // it does (or it cannot tell), else what happened.
 func (q *Queue) fileGone() string {
+	// Not in the middle of compaction's swap (rename, then noteIdentity).
+	q.dbMu.RLock()
+	defer q.dbMu.RUnlock()
 	p := q.ident.Load()
 	if p == nil {
 		return ""
