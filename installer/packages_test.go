@@ -120,7 +120,7 @@ func TestPackages(t *testing.T) {
 			contains(t, msi+" Directory", run(t, "msiinfo", "export", msi, "Directory"), "INSTALLDIR\t"+pf+"\ttposagent")
 			svc := run(t, "msiinfo", "export", msi, "ServiceInstall")
 			// Type 16 own process, start 2 automatic.
-			contains(t, msi+" ServiceInstall", svc, "tposagent\tTPOS till agent\t16\t2\t", `run --config "[CommonAppDataFolder]tposagent\config.toml"`)
+			contains(t, msi+" ServiceInstall", svc, "tposagent\tTPOS till agent\t16\t2\t", `run --service --config "[CommonAppDataFolder]tposagent\config.toml"`)
 			contains(t, msi+" ServiceControl", run(t, "msiinfo", "export", msi, "ServiceControl"), "tposagent\t162\t")
 			contains(t, msi+" Registry", run(t, "msiinfo", "export", msi, "Registry"), `EventLog\Application\tposagent`, "EventMessageFile")
 		}

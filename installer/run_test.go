@@ -130,15 +130,82 @@ func TestExecuteMainExitsOnItsOwnIsAFailure(t *testing.T) {
 	}
 }
 
-func TestExecuteStopTimeout(t *testing.T) {
+// A stop that outlasts the deadline is still a stop the manager asked for:
+// a failure here would make the recovery actions start the service again
+// right after an admin or an upgrade stopped it.
+func TestExecuteStopTimeoutIsNotAFailure(t *testing.T) {
 	reqs := make(chan ctrl, 1)
 	status := make(chan state, 16)
 	stuck := make(chan struct{})
-	defer close(stuck)
+	mainDone := make(chan struct{})
 	reqs <- ctrlStop
-	err := execute(context.Background(), func(context.Context) error { <-stuck; return nil }, reqs, status, 50*time.Millisecond, nil2discard())
-	if !errors.Is(err, ErrStopTimeout) {
-		t.Fatalf("execute = %v, want ErrStopTimeout", err)
+	err := execute(context.Background(), func(context.Context) error {
+		defer close(mainDone)
+		<-stuck
+		return nil
+	}, reqs, status, 50*time.Millisecond, nil2discard())
+	close(stuck)
+	<-mainDone
+	if err != nil {
+		t.Fatalf("execute after a stop that hit the deadline = %v, want nil (exit 0, no recovery action)", err)
+	}
+	if got := drain(status); len(got) == 0 || got[len(got)-1] != stateStopPending {
+		t.Fatalf("states %v, want stop-pending last", got)
+	}
+}
+
+// Under the service manager only its requests stop the agent: a cancelled
+// parent context (what a console signal such as the CTRL_LOGOFF_EVENT a
+// service gets when a cashier logs off would cause if it were wired) leaves
+// the agent running until Stop arrives.
+func TestExecuteIgnoresParentCancellation(t *testing.T) {
+	parent, cancelParent := context.WithCancel(context.Background())
+	reqs := make(chan ctrl)
+	status := make(chan state, 16)
+	running := make(chan struct{})
+	stopped := make(chan struct{})
+	main := func(ctx context.Context) error {
+		close(running)
+		<-ctx.Done()
+		close(stopped)
+		return ctx.Err()
+	}
+	done := make(chan error, 1)
+	go func() { done <- execute(parent, main, reqs, status, 5*time.Second, nil2discard()) }()
+	send := func(c ctrl) {
+		t.Helper()
+		select {
+		case reqs <- c:
+		case err := <-done:
+			<-stopped
+			t.Fatalf("execute returned (%v) after the parent context was cancelled; only the service manager may stop the agent", err)
+		}
+	}
+	<-running
+	cancelParent()
+	// The service loop is still serving requests after the cancellation:
+	// interrogations are answered with running, and main is not stopped.
+	send(ctrlInterrogate)
+	send(ctrlInterrogate) // taken only once the first has been served
+	select {
+	case <-stopped:
+		t.Fatal("the agent stopped when the parent context was cancelled")
+	default:
+	}
+	send(ctrlStop)
+	if err := <-done; err != nil {
+		t.Fatalf("execute after stop = %v", err)
+	}
+	<-stopped
+	got := drain(status)
+	want := []state{stateStartPending, stateRunning, stateRunning, stateRunning, stateStopPending}
+	if len(got) != len(want) {
+		t.Fatalf("states %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("states %v, want %v", got, want)
+		}
 	}
 }
 

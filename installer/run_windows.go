@@ -20,18 +20,25 @@ const (
 )
 
 // runService runs opts.Main under the service control manager when the
-// process was started by it. svc.IsWindowsService can fail or guess wrong
-// under some hosts (remote shells, session managers); when in doubt it tries
-// svc.Run and treats ERROR_FAILED_SERVICE_CONTROLLER_CONNECT as "not a
-// service", which is what the Windows documentation recommends.
+// process was started by it. The marker on the service's command line
+// (opts.Service) says so for sure; without it svc.IsWindowsService decides,
+// and when it cannot tell, svc.Run is tried. Either way
+// ERROR_FAILED_SERVICE_CONTROLLER_CONNECT means "not started by the
+// manager" (someone typed "run --service" in a console): the agent then runs
+// in the foreground, with a warning when the marker was given.
 func runService(ctx context.Context, opts RunOptions) (bool, error) {
-	isSvc, err := svc.IsWindowsService()
-	if err == nil && !isSvc {
-		return false, nil
+	if !opts.Service {
+		isSvc, err := svc.IsWindowsService()
+		if err == nil && !isSvc {
+			return false, nil
+		}
 	}
 	h := &handler{ctx: ctx, opts: opts}
 	runErr := svc.Run(opts.Name, h)
 	if errors.Is(runErr, windows.ERROR_FAILED_SERVICE_CONTROLLER_CONNECT) {
+		if opts.Service {
+			opts.Logger.Warn("--service given, but the service control manager did not start this process; running in the foreground")
+		}
 		return false, nil
 	}
 	if h.err != nil {

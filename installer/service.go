@@ -57,8 +57,9 @@ func (s Spec) withDefaults() (Spec, error) {
 	return s, nil
 }
 
-// Arguments are what the service manager passes to the binary.
-func (s Spec) Arguments() []string { return []string{"run", "--config", s.ConfigPath} }
+// Arguments are what the service manager passes to the binary: "run" with
+// the marker that a service manager runs it, and the config.
+func (s Spec) Arguments() []string { return []string{"run", "--service", "--config", s.ConfigPath} }
 
 // Unit returns the systemd unit parameters of s.
 func (s Spec) Unit() UnitParams {
@@ -73,7 +74,7 @@ func (s Spec) Unit() UnitParams {
 }
 
 // ServiceConfig is the kardianos/service configuration of s: automatic
-// start with "run --config <abs path>"; on Windows recovery on failure
+// start with "run --service --config <abs path>"; on Windows recovery on failure
 // (OnFailure must be given, or kardianos sets no recovery at all) and the
 // delayed start option; on Linux our own unit (the built-in template has
 // no network-online ordering). A pure function.
@@ -130,7 +131,8 @@ type Manager struct {
 var prepareAccess func(Spec) ([]string, error)
 
 // Warnings are what the last Install could not arrange and the operator
-// should (a data dir the service user cannot write).
+// should know: a data dir the service user cannot write (Linux), a setting
+// the service manager refused such as delayed start (Windows, wine).
 func (m *Manager) Warnings() []string { return m.warnings }
 
 // NewManager returns a Manager for spec, or ErrNoServiceManager when the
@@ -149,6 +151,12 @@ func NewManager(spec Spec, log *slog.Logger) (*Manager, error) {
 	cfg, err := ServiceConfig(spec)
 	if err != nil {
 		return nil, err
+	}
+	if isWindows {
+		// Set after the service exists (afterInstall): kardianos sets it in
+		// CreateService, which deletes the new service when the manager
+		// refuses the setting.
+		cfg.Option["DelayedAutoStart"] = false
 	}
 	s, err := service.New(noop{}, cfg)
 	if err != nil {

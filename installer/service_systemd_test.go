@@ -142,7 +142,7 @@ func TestManagerSystemdFake(t *testing.T) {
 		t.Fatalf("re-install: upgraded=%v err=%v", upgraded, err)
 	}
 	written, _ = os.ReadFile(unitPath)
-	if !strings.Contains(string(written), "run --config "+spec.ConfigPath+"\n") {
+	if !strings.Contains(string(written), "run --service --config "+spec.ConfigPath+"\n") {
 		t.Fatalf("re-install did not update the unit:\n%s", written)
 	}
 	if fi, _ := os.Stat(unitPath); fi.Mode().Perm() != 0o644 {

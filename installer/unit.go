@@ -104,7 +104,7 @@ func RenderUnit(p UnitParams) (string, error) {
 	w("")
 	w("[Service]")
 	w("Type=simple")
-	w("ExecStart=%s run --config %s", quoteExecArg(p.Executable), quoteExecArg(p.ConfigPath))
+	w("ExecStart=%s run --service --config %s", quoteExecArg(p.Executable), quoteExecArg(p.ConfigPath))
 	w("Restart=always")
 	w("RestartSec=5")
 	w("TimeoutStopSec=20")

@@ -1,3 +1,5 @@
+//go:build linux
+
 package installer
 
 import (
@@ -27,7 +29,7 @@ func TestRenderUnitContents(t *testing.T) {
 	for _, want := range []string{
 		"\nWants=network-online.target\n",
 		"\nAfter=network-online.target\n",
-		"\nExecStart=/usr/bin/tposagent run --config /etc/tposagent/config.toml\n",
+		"\nExecStart=/usr/bin/tposagent run --service --config /etc/tposagent/config.toml\n",
 		"\nRestart=always\n",
 		"\nRestartSec=5\n",
 		"\nStateDirectory=tposagent\n",

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -721,7 +720,7 @@ func TestDownAndBackOnSameAddress(t *testing.T) {
 	h.srv.SetDown(true)
 	err := h.kasa(t, "b", `{"id":2}`)
 	wantClass(t, err, Transient, 0)
-	if !errors.Is(err, syscall.ECONNREFUSED) {
+	if !errors.Is(err, errConnRefused) {
 		t.Errorf("err = %v, want connection refused", err)
 	}
 	perr := h.keep(h.c.Probe(context.Background()))

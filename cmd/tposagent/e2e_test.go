@@ -130,8 +130,8 @@ func (f *fixture) start() time.Duration {
 
 func (f *fixture) kill() { f.Kill() }
 
-// stop interrupts the agent and returns how long it took to exit; 0 where
-// the OS cannot interrupt another process (the agent was killed).
+// stop asks the agent to stop as its service manager does and returns how
+// long it took to exit; 0 where nothing can ask it (the agent was killed).
 func (f *fixture) stop() time.Duration {
 	f.t.Helper()
 	d, err := f.Stop(10 * time.Second)

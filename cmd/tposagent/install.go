@@ -137,6 +137,9 @@ func cmdInstall(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("install: %w", err)
 	}
 	upgraded, err := m.Install()
+	for _, w := range m.Warnings() {
+		fmt.Fprintf(e.stdout, "warning:   %s\n", w)
+	}
 	if err != nil {
 		return fmt.Errorf("install: %w", err)
 	}
@@ -173,7 +176,7 @@ func printBootstrap(e *env, r *installer.BootstrapResult, dry bool) {
 	}
 	switch {
 	case r.Created:
-		fmt.Fprintf(e.stdout, "config:    %s %screated (0600)\n", r.ConfigPath, verb)
+		fmt.Fprintf(e.stdout, "config:    %s %screated (%s)\n", r.ConfigPath, verb, ownerOnlyNote())
 	case len(r.Changed) > 0:
 		fmt.Fprintf(e.stdout, "config:    %s kept, %supdated: %s\n", r.ConfigPath, verb, strings.Join(r.Changed, ", "))
 	default:
@@ -185,4 +188,12 @@ func printBootstrap(e *env, r *installer.BootstrapResult, dry bool) {
 	} else {
 		fmt.Fprintf(e.stdout, "api token: kept\n")
 	}
+}
+
+// ownerOnlyNote says how the config file is closed to other users here.
+func ownerOnlyNote() string {
+	if runtime.GOOS == "windows" {
+		return "readable by Administrators and SYSTEM only"
+	}
+	return "0600"
 }

@@ -74,14 +74,14 @@ func commands() []command {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, stdinIsTerminal: isTerminal(os.Stdin)}
-	err := run(ctx, e, os.Args[1:])
-	stop()
-	os.Exit(report(e.stderr, err))
+	os.Exit(report(e.stderr, run(context.Background(), e, os.Args[1:])))
 }
 
-// run parses the global flags and dispatches to a subcommand.
+// run parses the global flags and dispatches to a subcommand. SIGINT and
+// SIGTERM cancel the context of every command except "run", which wires
+// them itself on the foreground path only (under the Windows service
+// manager a user's logoff arrives as SIGTERM and must not stop the agent).
 func run(ctx context.Context, e *env, args []string) error {
 	fs := flag.NewFlagSet("tposagent", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -106,6 +106,11 @@ func run(ctx context.Context, e *env, args []string) error {
 	}
 	for _, c := range commands() {
 		if c.name == name {
+			if c.name != "run" {
+				var stop context.CancelFunc
+				ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+				defer stop()
+			}
 			return c.run(ctx, e, args[1:])
 		}
 	}

@@ -251,7 +251,8 @@ func (d *demo) writeConfig(port string) error {
 	if err != nil {
 		return fmt.Errorf("demo: agent log: %w", err)
 	}
-	d.agent, err = till.New(&c, till.Options{Binary: d.opts.Binary, ConfigPath: d.cfgPath, Env: os.Environ(), Log: d.agentLog})
+	d.agent, err = till.New(&c, till.Options{Binary: d.opts.Binary, ConfigPath: d.cfgPath, Env: os.Environ(), Log: d.agentLog,
+		Child: true}) // a plain process: the demo registers no service on a till
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}

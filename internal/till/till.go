@@ -38,9 +38,11 @@ type Till struct {
 	token   string
 	env     []string
 	log     io.Writer // a copy of every run's output (optional)
+	child   bool
 
 	mu      sync.Mutex
-	cmd     *exec.Cmd
+	logFile string
+	proc    *proc
 	exited  chan error
 	out     *syncBuffer // the current (or last) run's output
 	runs    int
@@ -59,11 +61,15 @@ type Options struct {
 	Env []string
 	// Log, if set, receives a copy of everything the agent prints.
 	Log io.Writer
+	// Child runs the agent as a plain child process on Windows too, not as
+	// a temporary service (the demo registers nothing on a till); Stop then
+	// kills it there.
+	Child bool
 }
 
 // New writes cfg to opts.ConfigPath and returns the till; nothing runs yet.
 func New(cfg *config.Config, opts Options) (*Till, error) {
-	t := &Till{bin: opts.Binary, cfgPath: opts.ConfigPath, env: opts.Env, log: opts.Log}
+	t := &Till{bin: opts.Binary, cfgPath: opts.ConfigPath, env: opts.Env, log: opts.Log, child: opts.Child}
 	if t.env == nil {
 		t.env = CleanEnv()
 	}
@@ -90,12 +96,11 @@ func (t *Till) WriteConfig(cfg *config.Config) error {
 	if err := os.WriteFile(t.cfgPath, config.Encode(cfg), 0o600); err != nil {
 		return fmt.Errorf("write config: %w", err)
 	}
-	dataDir := cfg.DataDir
-	if !filepath.IsAbs(dataDir) {
-		dataDir = filepath.Join(filepath.Dir(t.cfgPath), dataDir)
-	}
+	resolved := *cfg
+	resolved.Path = t.cfgPath
+	resolved.Resolve()
 	t.mu.Lock()
-	t.dataDir, t.token = dataDir, cfg.API.Token.Reveal()
+	t.dataDir, t.token, t.logFile = resolved.DataDir, cfg.API.Token.Reveal(), resolved.LogFile()
 	t.mu.Unlock()
 	return nil
 }
@@ -110,32 +115,31 @@ func (t *Till) DataDir() string {
 	return t.dataDir
 }
 
-// Launch starts `tposagent run --config …` without waiting for it. wrap,
-// if given, is a command line the agent's is appended to (e.g. strace).
+// Launch starts the agent without waiting for it, as its service manager
+// does: `tposagent run --config …` on Unix; on Windows `run --service` as
+// a temporary service of the service control manager, so that Stop is the
+// manager's Stop request (a child process where services cannot be
+// created, or with Options.Child). wrap, if given, is a command line the
+// agent's is appended to (e.g. strace; Unix only).
 func (t *Till) Launch(wrap ...string) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.cmd != nil {
+	if t.proc != nil {
 		return errors.New("till: the agent is already running")
 	}
 	if err := os.Remove(filepath.Join(t.dataDir, agent.APIAddrFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove stale %s: %w", agent.APIAddrFile, err)
 	}
-	args := append(append([]string{}, wrap...), t.bin, "run", "--config", t.cfgPath)
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = t.env
 	buf := &syncBuffer{}
 	var w io.Writer = buf
 	if t.log != nil {
 		w = io.MultiWriter(buf, t.log)
 	}
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
+	p, err := startProc(procOptions{bin: t.bin, cfgPath: t.cfgPath, logFile: t.logFile, out: w, env: t.env, wrap: wrap, child: t.child})
+	if err != nil {
 		return fmt.Errorf("start agent: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.cmd, t.exited, t.out, t.client = cmd, exited, buf, nil
+	t.proc, t.exited, t.out, t.client = p, p.exited, buf, nil
 	t.runs++
 	return nil
 }
@@ -158,7 +162,7 @@ func (t *Till) Start(ctx context.Context, timeout time.Duration, wrap ...string)
 func (t *Till) WaitAPI(ctx context.Context, timeout time.Duration) error {
 	t.mu.Lock()
 	exited, out, dataDir, token := t.exited, t.out, t.dataDir, t.token
-	running := t.cmd != nil
+	running := t.proc != nil
 	t.mu.Unlock()
 	if !running {
 		return errors.New("till: the agent is not running")
@@ -195,65 +199,71 @@ func (t *Till) WaitAPI(ctx context.Context, timeout time.Duration) error {
 func (t *Till) Running() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.cmd != nil
+	return t.proc != nil
 }
 
 // PID is the running agent's process id (0 when none runs).
 func (t *Till) PID() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.cmd == nil {
+	if t.proc == nil {
 		return 0
 	}
-	return t.cmd.Process.Pid
+	return t.proc.pid()
 }
 
-// Signal sends sig to the running agent.
+// Signal sends sig to the running agent (Unix; Windows knows only Kill).
 func (t *Till) Signal(sig os.Signal) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.cmd == nil {
+	if t.proc == nil {
 		return errors.New("till: the agent is not running")
 	}
-	return t.cmd.Process.Signal(sig)
+	p, err := os.FindProcess(t.proc.pid())
+	if err != nil {
+		return err
+	}
+	return p.Signal(sig)
 }
 
 // take detaches the running process, if any, from the till.
-func (t *Till) take() (*exec.Cmd, chan error) {
+func (t *Till) take() (*proc, chan error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	cmd, exited := t.cmd, t.exited
-	t.cmd, t.client = nil, nil
-	return cmd, exited
+	p, exited := t.proc, t.exited
+	t.proc, t.client = nil, nil
+	return p, exited
 }
 
-// Kill sends SIGKILL (TerminateProcess on Windows) and waits for the exit.
+// Kill ends the agent at once (SIGKILL; TerminateProcess on Windows), as a
+// crash or a power cut does, and waits for the exit.
 func (t *Till) Kill() {
-	cmd, exited := t.take()
-	if cmd == nil {
+	p, exited := t.take()
+	if p == nil {
 		return
 	}
-	cmd.Process.Kill()
+	p.kill()
 	<-exited
 	t.finishRun()
 }
 
-// ErrCannotInterrupt: the OS offers no way to ask another process to stop,
-// so Stop killed the agent.
-var ErrCannotInterrupt = errors.New("cannot interrupt the agent")
+// ErrCannotInterrupt: the agent runs where nothing can ask it to stop (on
+// Windows outside the service manager), so Stop killed it.
+var ErrCannotInterrupt = errors.New("cannot ask the agent to stop")
 
-// Stop asks the agent to stop as its service manager would and waits up to
-// timeout; past it, the agent is killed and an error says so. It returns
-// the agent's exit error and how long the stop took.
+// Stop asks the agent to stop as its service manager does (SIGTERM; the
+// Windows service manager's Stop request) and waits up to timeout; past
+// it, the agent is killed and an error says so. It returns the agent's
+// exit error and how long the stop took.
 func (t *Till) Stop(timeout time.Duration) (time.Duration, error) {
-	cmd, exited := t.take()
-	if cmd == nil {
+	p, exited := t.take()
+	if p == nil {
 		return 0, nil
 	}
 	defer t.finishRun()
 	t0 := time.Now()
-	if err := interrupt(cmd.Process); err != nil {
-		cmd.Process.Kill()
+	if err := p.stop(); err != nil {
+		p.kill()
 		<-exited
 		return time.Since(t0), fmt.Errorf("%w: %w (killed)", ErrCannotInterrupt, err)
 	}
@@ -261,9 +271,9 @@ func (t *Till) Stop(timeout time.Duration) (time.Duration, error) {
 	case err := <-exited:
 		return time.Since(t0), err
 	case <-time.After(timeout):
-		cmd.Process.Kill()
+		p.kill()
 		<-exited
-		return time.Since(t0), fmt.Errorf("the agent did not stop within %v of an interrupt; killed", timeout)
+		return time.Since(t0), fmt.Errorf("the agent did not stop within %v of a stop request; killed", timeout)
 	}
 }
 
@@ -272,7 +282,7 @@ func (t *Till) Stop(timeout time.Duration) (time.Duration, error) {
 func (t *Till) Wait(timeout time.Duration) (err error, ok bool) {
 	t.mu.Lock()
 	exited := t.exited
-	running := t.cmd != nil
+	running := t.proc != nil
 	t.mu.Unlock()
 	if !running {
 		return nil, true

@@ -158,7 +158,7 @@ func (f *fixture) api() *localapi.Client { return f.API() }
 // kill sends SIGKILL and waits for the exit; the run's output is kept.
 func (f *fixture) kill() { f.Kill() }
 
-// stop interrupts the agent (SIGINT; a kill on Windows) and waits.
+// stop asks the agent to stop as its service manager does and waits.
 func (f *fixture) stop() {
 	f.t.Helper()
 	if _, err := f.Stop(10 * time.Second); err != nil {
