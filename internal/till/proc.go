@@ -32,8 +32,10 @@ type procImpl interface {
 	stop() error
 	kill() error
 	pid() int
+	flush() // bring the output up to date (Windows: copy the log file's new lines)
 }
 
 func (p *proc) stop() error { return p.impl.stop() }
 func (p *proc) kill() error { return p.impl.kill() }
 func (p *proc) pid() int    { return p.impl.pid() }
+func (p *proc) flush()      { p.impl.flush() }

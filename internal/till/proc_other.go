@@ -31,3 +31,4 @@ type unixProc struct{ cmd *exec.Cmd }
 func (u unixProc) stop() error { return u.cmd.Process.Signal(syscall.SIGTERM) }
 func (u unixProc) kill() error { return u.cmd.Process.Kill() }
 func (u unixProc) pid() int    { return u.cmd.Process.Pid }
+func (u unixProc) flush()      {} // the output is the process's own stdout and stderr

@@ -26,6 +26,7 @@ type winProc struct {
 	mu     sync.Mutex
 	proc   windows.Handle // 0 once the process has ended
 	killed atomic.Bool
+	tail   *logTail
 }
 
 // startProc registers a temporary service "tposagent-test-<pid>-<t>-<n>" for
@@ -89,7 +90,7 @@ func startProc(o procOptions) (*proc, error) {
 		remove()
 		p.impl = &winProc{name: name}
 		p.exited <- fmt.Errorf("service %s: %v, exit code %d/%d", name, st.State, st.Win32ExitCode, st.ServiceSpecificExitCode)
-		copyLog(o.logFile, logStart, o.out, nil)
+		(&logTail{path: o.logFile, offset: logStart, out: o.out}).pass()
 		return p, nil
 	}
 	h, err := windows.OpenProcess(windows.SYNCHRONIZE|windows.PROCESS_TERMINATE|windows.PROCESS_QUERY_LIMITED_INFORMATION, false, st.ProcessId)
@@ -98,12 +99,12 @@ func startProc(o procOptions) (*proc, error) {
 		remove()
 		return nil, fmt.Errorf("start agent as a service: open process %d: %w", st.ProcessId, err)
 	}
-	w := &winProc{name: name, proc: h, id: int(st.ProcessId)}
+	w := &winProc{name: name, proc: h, id: int(st.ProcessId), tail: &logTail{path: o.logFile, offset: logStart, out: o.out}}
 	p.impl = w
 	done := make(chan struct{})
 	var tail sync.WaitGroup
 	tail.Add(1)
-	go func() { defer tail.Done(); copyLog(o.logFile, logStart, o.out, done) }()
+	go func() { defer tail.Done(); w.tail.follow(done) }()
 	go func() {
 		windows.WaitForSingleObject(h, windows.INFINITE)
 		var code uint32
@@ -133,33 +134,45 @@ func startProc(o procOptions) (*proc, error) {
 	return p, nil
 }
 
-// copyLog copies what the agent appends to its log file from offset on to
-// out, every few milliseconds until done is closed (nil: once).
-func copyLog(path string, offset int64, out io.Writer, done <-chan struct{}) {
-	if path == "" {
+// logTail copies what the agent appends to its log file, from an offset
+// on, to out: a service has no stderr, its log file is its output.
+type logTail struct {
+	mu     sync.Mutex
+	path   string
+	offset int64
+	out    io.Writer
+}
+
+// pass copies what is new since the last pass.
+func (l *logTail) pass() {
+	if l == nil || l.path == "" {
 		return
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f, err := os.Open(l.path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() < l.offset {
+		l.offset = 0 // rotated
+	}
+	if _, err := f.Seek(l.offset, io.SeekStart); err == nil {
+		n, _ := io.Copy(l.out, f)
+		l.offset += n
+	}
+}
+
+// follow passes every few milliseconds until done is closed, then once more.
+func (l *logTail) follow(done <-chan struct{}) {
 	for {
-		finished := done == nil
-		if !finished {
-			select {
-			case <-done:
-				finished = true
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-		if f, err := os.Open(path); err == nil {
-			if st, err := f.Stat(); err == nil && st.Size() < offset {
-				offset = 0 // rotated
-			}
-			if _, err := f.Seek(offset, io.SeekStart); err == nil {
-				n, _ := io.Copy(out, f)
-				offset += n
-			}
-			f.Close()
-		}
-		if finished {
+		select {
+		case <-done:
+			l.pass()
 			return
+		case <-time.After(20 * time.Millisecond):
+			l.pass()
 		}
 	}
 }
@@ -199,6 +212,9 @@ func (w *winProc) kill() error {
 
 func (w *winProc) pid() int { return w.id }
 
+// flush copies the log file's new lines to the output now.
+func (w *winProc) flush() { w.tail.pass() }
+
 // startChild starts "bin run --config F" as a plain child process, which
 // Windows cannot ask to stop: stop fails and the caller kills it.
 func startChild(o procOptions) (*proc, error) {
@@ -222,3 +238,4 @@ var errNoStop = errors.New("windows cannot ask a child process to stop (it runs 
 func (c childProc) stop() error { return errNoStop }
 func (c childProc) kill() error { return c.cmd.Process.Kill() }
 func (c childProc) pid() int    { return c.cmd.Process.Pid }
+func (c childProc) flush()      {}

@@ -316,6 +316,9 @@ func (t *Till) API() *localapi.Client {
 func (t *Till) Output() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.proc != nil {
+		t.proc.flush()
+	}
 	if t.out == nil {
 		return ""
 	}
