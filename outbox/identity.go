@@ -27,15 +27,12 @@ const identityCheckEvery = 10 * time.Second
 // noteIdentity remembers which file is open; called right after each
 // open of the path.
 func (q *Queue) noteIdentity() {
-	fi, err := os.Stat(q.path)
+	k, err := readFileKey(q.path)
 	if err != nil {
-		q.log.Warn("outbox: cannot stat the open file; a deleted file will not be noticed", "err", err)
+		q.log.Warn("outbox: cannot read the open file's identity; a deleted file will not be noticed", "err", err)
 		return
 	}
-	// On Windows the file's identity is read lazily, by path, on the first
-	// comparison: read it now, while the path is still ours.
-	os.SameFile(fi, fi)
-	q.ident.Store(&fi)
+	q.ident.Store(&k)
 }
 
 // fileGone tells whether the path no longer names the open file: "" when
@@ -48,13 +45,15 @@ func (q *Queue) fileGone() string {
 	if p == nil {
 		return ""
 	}
-	fi, err := os.Stat(q.path)
+	k, err := readFileKey(q.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return "deleted"
 	case err != nil:
+		// A passing failure to read the identity (on Windows, a sharing
+		// violation while an antivirus scans the file) says nothing.
 		return ""
-	case !os.SameFile(fi, *p):
+	case k != *p:
 		return "replaced by another file"
 	}
 	return ""

@@ -49,8 +49,8 @@ type Queue struct {
 	ls    loopState  // owned by the loop goroutine
 	cards *cardIndex // owned by the loop goroutine; nil: load on first use (cards.go)
 
-	boltMax atomic.Int64                // bbolt's MaxSize for the open file (boltLimit)
-	ident   atomic.Pointer[os.FileInfo] // the open file, to notice it deleted or replaced
+	boltMax atomic.Int64            // bbolt's MaxSize for the open file (boltLimit)
+	ident   atomic.Pointer[fileKey] // the open file, to notice it deleted or replaced
 	// dirDirty: a rename's directory fsync failed; commits retry it
 	// before they answer.
 	dirDirty atomic.Bool
