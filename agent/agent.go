@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -70,6 +69,8 @@ type Agent struct {
 
 	startedAt time.Time
 	trace     lastTrace // the bytes of the device read in progress (its own lock)
+	api       *localapi.Server
+	enqueues  enqueueHealth
 
 	mu            sync.Mutex
 	ids           *identities
@@ -83,6 +84,12 @@ type Agent struct {
 	serialSeen    chan struct{}     // fiscal serial changed: register now
 	conn          connWatch         // when Ödüyo went online or offline
 }
+
+// StopGrace is how long requests in flight (a record being sent, a call
+// of the local API) may take to finish once the agent is asked to stop;
+// then their contexts are cancelled. The whole stop stays well inside the
+// 5 s a service manager allows.
+const StopGrace = 2 * time.Second
 
 // ErrAlreadyRunning is returned by New when another agent holds the data dir.
 var ErrAlreadyRunning = errors.New("another tposagent is already running")
@@ -159,6 +166,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		RetryMax:        cfg.Outbox.RetryMax.Duration,
 		RetryAfterMax:   cfg.Outbox.RetryAfterMax.Duration,
 		ReconnectJitter: cfg.Outbox.ReconnectJitter.Duration,
+		StopGrace:       StopGrace,
 		Clock:           opts.Clock,
 		Rand:            opts.Rand,
 		Logger:          opts.Logger.With("component", "outbox"),
@@ -179,6 +187,15 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		a.log.Warn("cannot record the local API address", "err", err)
 	}
 	a.loadLicenseCache()
+	a.api = localapi.NewServer(localapi.NewHandler(localapi.Config{
+		Token:   a.cfg.API.Token.Reveal(),
+		Queue:   a.localQueue(),
+		Status:  a.Status,
+		License: a.License,
+		Metrics: a.writeMetrics,
+		Device:  a,
+		Logger:  a.opts.Logger.With("component", "localapi"),
+	}), localapi.ServerOptions{ShutdownGrace: StopGrace, Logger: a.opts.Logger.With("component", "localapi")})
 	return a, nil
 }
 
@@ -216,37 +233,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.queue.Close()
 	a.log.Info("tposagent started", "version", Version, "api", a.ln.Addr().String(), "data_dir", a.cfg.DataDir)
 
-	srv := &http.Server{
-		Handler: localapi.NewHandler(localapi.Config{
-			Token:   a.cfg.API.Token.Reveal(),
-			Queue:   LocalQueue(a.queue),
-			Status:  a.Status,
-			License: a.License,
-			Metrics: a.writeMetrics,
-			Device:  a,
-			Logger:  a.opts.Logger.With("component", "localapi"),
-		}),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
-	}
-
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.Serve(a.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("local API: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		return nil
-	})
+	g.Go(func() error { return a.api.Serve(gctx, a.ln) })
 	if a.oduyo != nil {
 		sender := NewSender(a.oduyo)
 		sender.SetLogger(a.opts.Logger.With("component", "sender"))

@@ -40,6 +40,7 @@ type identities struct {
 	device    device.Identity // the last good read of this run
 	deviceOK  bool            // the last read succeeded (device is fresh)
 	deviceErr string
+	errSince  time.Time // the first failed read since the last good one
 	cache     device.Identity
 	pos       device.Identity
 	chosen    string // fiscal serial last chosen
@@ -85,9 +86,12 @@ func (s *identities) deviceRead(id device.Identity, err error) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
+		if s.deviceErr == "" {
+			s.errSince = s.now()
+		}
 		s.deviceOK, s.deviceErr = false, err.Error()
 	} else {
-		s.device, s.deviceOK, s.deviceErr = id, true, ""
+		s.device, s.deviceOK, s.deviceErr, s.errSince = id, true, "", time.Time{}
 		s.cache = id
 		s.cache.Source = device.SourceCache
 	}
@@ -223,6 +227,9 @@ func (s *identities) view() localapi.Device {
 		FiscalSerial: id.FiscalSerial, Source: string(id.Source), Port: first(id.Port, s.port), Protocol: id.Protocol,
 		ReadAt: timePtr(id.ReadAt), ECRSerial: id.ECRSerial, Brand: id.Brand, Model: id.Model, Error: s.deviceErr,
 		StuckCalls: device.Stuck(),
+	}
+	if s.deviceErr != "" {
+		v.ErrorSince = timePtr(s.errSince)
 	}
 	if v.Source == "" {
 		v.Source = "none"

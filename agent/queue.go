@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/records"
@@ -13,9 +15,16 @@ import (
 // LocalQueue adapts the outbox to the local API's Queue: kasa updates
 // coalesce (each carries the full card state), special codes never do,
 // and the outbox's errors become the API's.
-func LocalQueue(q *outbox.Queue) localapi.Queue { return localQueue{q} }
+func LocalQueue(q *outbox.Queue) localapi.Queue { return localQueue{q: q} }
 
-type localQueue struct{ q *outbox.Queue }
+// localQueue is the agent's: it also keeps the health of enqueues for
+// status and /metrics.
+func (a *Agent) localQueue() localapi.Queue { return localQueue{q: a.queue, health: &a.enqueues} }
+
+type localQueue struct {
+	q      *outbox.Queue
+	health *enqueueHealth // nil: not kept
+}
 
 func (l localQueue) Enqueue(ctx context.Context, r localapi.Record) (localapi.Accepted, error) {
 	e := outbox.Entry{Kind: outbox.Kind(r.Kind), Key: r.Key, Payload: r.Column, Coalesce: r.Kind == localapi.KindKasa,
@@ -29,10 +38,44 @@ func (l localQueue) Enqueue(ctx context.Context, r localapi.Record) (localapi.Ac
 		}
 	}
 	it, err := l.q.Enqueue(ctx, e)
+	if l.health != nil {
+		l.health.record(err, time.Now())
+	}
 	if err != nil {
 		return localapi.Accepted{}, apiError(err)
 	}
 	return localapi.Accepted{ID: it.ID, Key: it.Key}, nil
+}
+
+// enqueueHealth says whether records can be stored: a full queue or a
+// full or failing disk turns every POST into a 503, and the store staff
+// must see that in status, not only the POS.
+type enqueueHealth struct {
+	mu        sync.Mutex
+	failures  uint64    // failed enqueues since start
+	lastError string    // the last failure's error
+	lastAt    time.Time // when it happened
+	since     time.Time // first failure of the current run of failures; zero after a success
+}
+
+func (h *enqueueHealth) record(err error, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err == nil {
+		h.since = time.Time{}
+		return
+	}
+	h.failures++
+	h.lastError, h.lastAt = oneLine(err.Error()), now
+	if h.since.IsZero() {
+		h.since = now
+	}
+}
+
+func (h *enqueueHealth) view() localapi.Enqueues {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return localapi.Enqueues{Failures: h.failures, LastError: h.lastError, LastErrorAt: timePtr(h.lastAt), FailingSince: timePtr(h.since)}
 }
 
 func (l localQueue) List(state localapi.State, limit int) ([]localapi.ItemView, error) {

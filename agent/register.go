@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/internal/atomicfile"
+	"github.com/tposagent/tposagent/internal/config"
 )
 
 // registrationLoop reads the device, registers with TPOSL at once, then
@@ -166,25 +168,33 @@ func (a *Agent) register(ctx context.Context) error {
 }
 
 func (a *Agent) buildParams(ctx context.Context, id device.Identity) (tposl.Params, error) {
-	s := a.cfg.Store
+	return RegistrationParams(ctx, a.cfg, id, a.now(), a.log)
+}
+
+// RegistrationParams builds the registration of the till with identity id
+// at time now, as the agent sends it (doctor sends the same). Problems
+// reading the backup dir or the TPOS version are logged to log and leave
+// those fields empty.
+func RegistrationParams(ctx context.Context, cfg *config.Config, id device.Identity, now time.Time, log *slog.Logger) (tposl.Params, error) {
+	s := cfg.Store
 	facts := tposl.Facts{
 		FiscalSerial: id.FiscalSerial,
 		ECRSerial:    id.ECRSerial,
 		HostName:     device.Host(ctx).HostName,
-		Now:          a.now(),
+		Now:          now,
 		AgentVersion: Version,
 	}
 	if s.BackupDir != "" {
 		t, err := device.NewestBackup(s.BackupDir)
 		if err != nil {
-			a.log.Warn("cannot read the backup dir; SON_YEDEK_ZAMANI left empty", "dir", s.BackupDir, "err", err)
+			log.Warn("cannot read the backup dir; SON_YEDEK_ZAMANI left empty", "dir", s.BackupDir, "err", err)
 		}
 		facts.LastBackup = t
 	}
 	if s.TPOSDir != "" && (s.TPOSVersion == "" || s.TPOSVersionSeq == "") {
 		v, seq, err := device.TPOSVersion(s.TPOSDir)
 		if err != nil {
-			a.log.Warn("cannot read the TPOS version", "dir", s.TPOSDir, "err", err)
+			log.Warn("cannot read the TPOS version", "dir", s.TPOSDir, "err", err)
 		}
 		facts.TPOSVersion, facts.TPOSVersionSeq = v, seq
 	}
@@ -195,7 +205,7 @@ func (a *Agent) buildParams(ctx context.Context, id device.Identity) (tposl.Para
 		EArchiveActive: s.EArchiveActive, EArchivePrefix: s.EArchivePrefix,
 		EArchiveNameRequiredLimit: s.EArchiveNameRequiredLimit, EArchiveEmailRequired: s.EArchiveEmailRequired,
 		PeriodYear: s.PeriodYear, TPOSVersion: s.TPOSVersion, TPOSVersionSeq: s.TPOSVersionSeq,
-	}, facts, tposl.Credentials{Username: a.cfg.TPOSL.Username, Password: a.cfg.TPOSL.Password.Reveal()})
+	}, facts, tposl.Credentials{Username: cfg.TPOSL.Username, Password: cfg.TPOSL.Password.Reveal()})
 }
 
 // setRegistration records the outcome of one registration attempt.

@@ -24,9 +24,17 @@ func (a *Agent) Status() localapi.Status {
 	}
 	a.mu.Unlock()
 	s.Device = a.ids.view()
+	if a.api != nil {
+		st := a.api.Stats()
+		s.API = &st
+	}
+	if e := a.enqueues.view(); e.FailingSince != nil {
+		s.Warnings = append(s.Warnings, fmt.Sprintf("records cannot be stored since %s (%d failed): %s", e.FailingSince.Format(time.RFC3339), e.Failures, e.LastError))
+	}
 	st, err := a.queue.Stats()
 	if err != nil {
 		s.Outbox.LastError = "cannot read outbox stats: " + err.Error()
+		s.Outbox.Enqueue = a.enqueues.view()
 		return s
 	}
 	s.Online = st.Online
@@ -38,6 +46,10 @@ func (a *Agent) Status() localapi.Status {
 		Enqueued: st.Enqueued, Delivered: st.Delivered, Coalesced: st.Coalesced, DeadLettered: st.DeadLettered,
 		PausedUntil: timePtr(st.PausedUntil), LastError: st.LastError, Quarantined: st.Quarantined,
 		FileGone: st.FileGone,
+		Enqueue:  a.enqueues.view(),
+	}
+	if st.PausedUntil.After(a.now()) {
+		s.Warnings = append(s.Warnings, fmt.Sprintf("the Ödüyo server asked to pause sending until %s (Retry-After)", st.PausedUntil.Format(time.RFC3339)))
 	}
 	if st.FileGone != "" {
 		s.Warnings = append(s.Warnings, st.FileGone)

@@ -9,8 +9,10 @@
 // Every call needs "Authorization: Bearer <api.token>", compared in
 // constant time — except GET / (the status page for store staff, page.go)
 // and GET /v1/openapi.json (the API's OpenAPI document, openapi.go), which
-// show no secret and change nothing. Errors are {"error": "...", "field": "..."} with 400, 401,
-// 404, 405, 413 or 503. A record is validated completely before it is
+// show no secret and change nothing. Errors are {"error": "...", "field":
+// "..."} with 400, 401, 404, 405, 409, 413, 431 or 503. What one caller can
+// cost is bounded by the Server (server.go): headers, connections, time.
+// A record is validated completely before it is
 // queued, and 202 {"id": N} is answered only after the outbox has committed
 // it durably: a rejected or failed request leaves nothing half-accepted.
 package localapi
@@ -32,8 +34,9 @@ import (
 	"github.com/tposagent/tposagent/agent/tposl"
 )
 
-// MaxBody is the largest request body accepted (413 beyond).
-const MaxBody = 1 << 20
+// MaxBody is the largest request body accepted (413 beyond): the largest
+// record, so that no valid record is refused and nothing bigger is read.
+const MaxBody = records.MaxRecordBytes
 
 // Status is the body of GET /v1/status (its core keys are a contract with
 // the POS developers: docs/local-api.md).
@@ -53,6 +56,8 @@ type Status struct {
 	LastRegistrationError string     `json:"last_registration_error,omitempty"`
 	StartedAt             time.Time  `json:"started_at"`
 	Warnings              []string   `json:"warnings,omitempty"`
+	// API is what the connection limit of the local API did.
+	API *ServerStats `json:"api,omitempty"`
 }
 
 // Device is the fiscal identity in Status and the body of GET /v1/device:
@@ -67,6 +72,7 @@ type Device struct {
 	Brand        string     `json:"brand,omitempty"`
 	Model        string     `json:"model,omitempty"`
 	Error        string     `json:"error,omitempty"` // why the device itself could not be read
+	ErrorSince   *time.Time `json:"error_since,omitempty"`
 	// Conflict is true when two sources name different fiscal serials;
 	// Conflicting then maps each such source to its value.
 	Conflict    bool              `json:"conflict"`
@@ -134,7 +140,17 @@ type Outbox struct {
 	Quarantined       string     `json:"quarantined,omitempty"`
 	// FileGone: the outbox file was deleted or replaced while the agent
 	// ran; new records are refused until a restart.
-	FileGone string `json:"file_gone,omitempty"`
+	FileGone string   `json:"file_gone,omitempty"`
+	Enqueue  Enqueues `json:"enqueue"`
+}
+
+// Enqueues tells whether records can be stored: a full queue or a full
+// disk makes every POST fail with 503.
+type Enqueues struct {
+	Failures     uint64     `json:"failures_total"`          // failed enqueues since start
+	LastError    string     `json:"last_error,omitempty"`    // the last failure
+	LastErrorAt  *time.Time `json:"last_error_at,omitempty"` //
+	FailingSince *time.Time `json:"failing_since,omitempty"` // set while enqueues fail: the first failure after the last success
 }
 
 // Config is what the handler needs from the agent.
@@ -160,7 +176,7 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{cfg: cfg, token: []byte(cfg.Token), log: cfg.Logger}
+	h := &handler{cfg: cfg, token: []byte(strings.TrimSpace(cfg.Token)), log: cfg.Logger}
 	m := http.NewServeMux()
 	m.HandleFunc("GET /v1/status", h.status)
 	m.HandleFunc("GET /v1/license", h.license)
@@ -217,12 +233,15 @@ func (s *statusRecorder) Header() http.Header         { return s.header }
 func (s *statusRecorder) Write(b []byte) (int, error) { return len(b), nil }
 func (s *statusRecorder) WriteHeader(code int)        { s.code = code }
 
+// authorized checks "Authorization: Bearer <token>". The scheme is
+// case-insensitive (RFC 7235: "bearer" and "BEARER" are the same scheme),
+// the token is not; spaces around it are ignored.
 func (h *handler) authorized(r *http.Request) bool {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || len(h.token) == 0 {
+	scheme, cred, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || len(h.token) == 0 {
 		return false
 	}
-	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), h.token) == 1
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(cred)), h.token) == 1
 }
 
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
+	"time"
 
 	"github.com/tposagent/tposagent/agent/tposl"
 )
@@ -61,4 +63,66 @@ func WriteMetrics(w io.Writer, s Status) {
 	if s.LastFlush != nil {
 		gauge("tposagent_outbox_last_success_seconds", "Time of the last delivery, Unix seconds.", float64(s.LastFlush.Unix()))
 	}
+	writeHealthMetrics(w, s)
 }
+
+// writeHealthMetrics says what fails: enqueues that cannot be stored, a
+// server's pause, the device, the local API's connection limit. A text
+// (an error) travels as the "error" label of a gauge that is 1.
+func writeHealthMetrics(w io.Writer, s Status) {
+	gauge := func(name, help string, v float64) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %g\n", name, help, name, name, v)
+	}
+	unix := func(t *time.Time) float64 {
+		if t == nil {
+			return 0
+		}
+		return float64(t.Unix())
+	}
+	info := func(name, help, text string) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name)
+		if text != "" {
+			fmt.Fprintf(w, "%s{error=\"%s\"} 1\n", name, labelValue(text))
+		}
+	}
+	e := s.Outbox.Enqueue
+	fmt.Fprintf(w, "# HELP tposagent_enqueue_failures_total Records the agent could not store (answered 503).\n# TYPE tposagent_enqueue_failures_total counter\ntposagent_enqueue_failures_total %d\n", e.Failures)
+	gauge("tposagent_enqueue_failing_since_seconds", "While enqueues fail: the first failure after the last success, Unix seconds; 0 when they work.", unix(e.FailingSince))
+	info("tposagent_enqueue_last_error_info", "The last enqueue failure, as the error label.", e.LastError)
+	paused := s.Outbox.PausedUntil
+	if paused != nil && !paused.After(time.Now()) {
+		paused = nil
+	}
+	gauge("tposagent_outbox_paused_until_seconds", "Sending is paused by a server's Retry-After until this time, Unix seconds; 0 when not paused.", unix(paused))
+	info("tposagent_outbox_last_error_info", "The last send failure, as the error label.", s.Outbox.LastError)
+	ok := 1.0
+	if s.Device.Error != "" {
+		ok = 0
+	}
+	gauge("tposagent_device_ok", "1 when the last read of the cash register succeeded.", ok)
+	gauge("tposagent_device_error_since_seconds", "Since when the cash register cannot be read, Unix seconds; 0 when it can.", unix(s.Device.ErrorSince))
+	info("tposagent_device_error_info", "Why the cash register cannot be read, as the error label.", s.Device.Error)
+	if s.API != nil {
+		gauge("tposagent_api_connections", "Open connections to the local API.", float64(s.API.Open))
+		fmt.Fprintf(w, "# HELP tposagent_api_connections_evicted_total Connections closed before a whole request to make room for a new one.\n# TYPE tposagent_api_connections_evicted_total counter\ntposagent_api_connections_evicted_total %d\n", s.API.Evicted)
+		fmt.Fprintf(w, "# HELP tposagent_api_connections_refused_total New connections refused with 503: no connection could make room.\n# TYPE tposagent_api_connections_refused_total counter\ntposagent_api_connections_refused_total %d\n", s.API.Refused)
+	}
+}
+
+// labelValue makes text a label value of the exposition format: one
+// line, at most 200 bytes, backslash and quote escaped, no control bytes.
+func labelValue(text string) string {
+	text = strings.Join(strings.Fields(text), " ")
+	if len(text) > 200 {
+		text = strings.ToValidUTF8(text[:200], "") + "…"
+	}
+	text = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, text)
+	return labelEscaper.Replace(text)
+}
+
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)

@@ -18,6 +18,7 @@ import (
 	"github.com/tposagent/tposagent/agent"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/oduyo"
+	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/internal/i18n"
@@ -79,20 +80,30 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 		}
 	}
 
-	// The running agent.
+	// The running agent: without it nothing is registered or delivered.
 	running := false
+	var identity device.Identity // what the agent would register with
 	c, err := apiClient(e)
-	if err == nil {
+	if err != nil {
+		add("FAIL", "agent", l.T("not running or not reachable: %v (tposagent start; or tposagent run in the foreground)", "çalışmıyor veya ulaşılamıyor: %v (tposagent start; veya önde: tposagent run)"), err)
+	} else {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		s, err := c.Status(cctx)
 		cancel()
 		switch {
 		case errors.Is(err, localapi.ErrNotRunning):
-			add("warn", "agent", "%s", l.T("not running (tposagent start; or tposagent run in the foreground)", "çalışmıyor (tposagent start; veya önde: tposagent run)"))
+			add("FAIL", "agent", "%s", l.T("not running (tposagent start; or tposagent run in the foreground)", "çalışmıyor (tposagent start; veya önde: tposagent run)"))
 		case err != nil:
 			add("FAIL", "agent", "%v", err)
 		default:
 			running = true
+			identity = device.Identity{FiscalSerial: s.Device.FiscalSerial, ECRSerial: s.Device.ECRSerial}
+			if e := s.Outbox.Enqueue; e.FailingSince != nil {
+				add("FAIL", "outbox", l.T("records cannot be stored since %s (%d failed): %s", "kayıtlar %s zamanından beri saklanamıyor (%d başarısız): %s"), fmtTime(e.FailingSince), e.Failures, e.LastError)
+			}
+			if p := s.Outbox.PausedUntil; p != nil && p.After(time.Now()) {
+				add("warn", "outbox", l.T("the Ödüyo server asked to pause sending until %s (Retry-After)", "Ödüyo sunucusu gönderimin %s zamanına kadar durmasını istedi (Retry-After)"), fmtTime(p))
+			}
 			add("ok", "agent", l.T("running %s, licence %s, %d pending, %d dead", "çalışıyor %s, lisans: %s, %d bekliyor, %d reddedildi"), s.Version, l.State(string(s.License.State)), s.Outbox.Pending, s.Outbox.Dead)
 			if s.Device.FiscalSerial != "" {
 				add("ok", "device", l.T("%s from %s (%s)", "%s, kaynak: %s (%s)"), s.Device.FiscalSerial, s.Device.Source, s.Device.Port)
@@ -116,6 +127,7 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	if !running {
 		switch strings.ToLower(cfg.Device.Port) {
 		case "none":
+			identity = device.Identity{FiscalSerial: cfg.Device.FiscalSerial}
 			if cfg.Device.FiscalSerial != "" {
 				add("ok", "device", l.T("port none: fiscal serial %s from config", "port none: mali seri no %s yapılandırmadan"), cfg.Device.FiscalSerial)
 			} else {
@@ -136,6 +148,10 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 				known = cached.FiscalSerial
 			}
 			id, err := r.Read(ctx, known)
+			identity = id
+			if err != nil {
+				identity = cached
+			}
 			switch {
 			case err == nil:
 				add("ok", "device", l.T("%s on %s (%s)", "%s, port %s (%s)"), id.FiscalSerial, id.Port, id.Protocol)
@@ -155,7 +171,7 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		add("FAIL", "tposl", "tposl.ca_file: %v", err)
 	} else {
-		checkServer(ctx, l, add, tc, "tposl", cfg.TPOSL.URL, *timeout)
+		checkRegistration(ctx, l, add, cfg, tc, identity, *timeout)
 	}
 	hc, err := agent.HTTPClient(cfg.Oduyo.CAFile, quiet)
 	if err != nil {
@@ -195,6 +211,52 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	return nil
+}
+
+// checkRegistration registers the till with TPOSL as the agent does — a
+// POST with the configured identity — and decodes the answer: a server
+// that answers a GET but refuses the registration is a failure.
+func checkRegistration(ctx context.Context, l i18n.Lang, add func(string, string, string, ...any), cfg *config.Config, hc *http.Client, id device.Identity, timeout time.Duration) {
+	if cfg.TPOSL.URL == "" {
+		add("warn", "tposl", "%s", l.T("tposl.url is not set: the till is not registered", "tposl.url ayarlı değil: kasa kaydolmuyor"))
+		return
+	}
+	if cfg.Device.FiscalSerial != "" {
+		id.FiscalSerial = cfg.Device.FiscalSerial // the override, as the agent registers
+	}
+	if id.FiscalSerial == "" {
+		add("FAIL", "tposl", "%s", l.T("no fiscal serial known, so the till cannot be registered: connect the ÖKC (device.port), set device.fiscal_serial, or let the POS report it (tposagent device set)",
+			"mali seri no bilinmiyor, kasa kaydolamaz: ÖKC'yi bağlayın (device.port), device.fiscal_serial ayarlayın veya POS bildirsin (tposagent device set)"))
+		return
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	client, err := tposl.New(tposl.Config{URL: cfg.TPOSL.URL, HTTPClient: hc, Timeout: timeout, Logger: quiet})
+	if err != nil {
+		add("FAIL", "tposl", "%v", err)
+		return
+	}
+	params, err := agent.RegistrationParams(ctx, cfg, id, time.Now(), quiet)
+	if err != nil {
+		add("FAIL", "tposl", l.T("%v (fix the [store] section)", "%v ([store] bölümünü düzeltin)"), err)
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ret, err := client.Register(rctx, params)
+	if err != nil {
+		add("FAIL", "tposl", l.T("registration failed: %v (check the network, proxy, firewall, tposl.url, tposl.username and tposl.password)",
+			"kayıt başarısız: %v (ağı, vekil sunucuyu, güvenlik duvarını, tposl.url, tposl.username ve tposl.password değerlerini denetleyin)"), err)
+		return
+	}
+	lic := tposl.Evaluate(ret, id.FiscalSerial, time.Now())
+	switch lic.State {
+	case tposl.Unregistered:
+		add("FAIL", "tposl", l.T("the licence server refused the registration of %s: %s", "lisans sunucusu %s kaydını reddetti: %s"), id.FiscalSerial, licenseLine(lic))
+	case tposl.Licensed, tposl.Demo:
+		add("ok", "tposl", l.T("registered %s: %s", "%s kaydedildi: %s"), id.FiscalSerial, licenseLine(lic))
+	default:
+		add("warn", "tposl", l.T("registered %s, but: %s", "%s kaydedildi, ancak: %s"), id.FiscalSerial, licenseLine(lic))
+	}
 }
 
 // checkServer sends a GET: any HTTP answer proves DNS, routing and TLS; the

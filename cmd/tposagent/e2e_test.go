@@ -291,7 +291,7 @@ func (f *fixture) scanSecrets(t *testing.T) {
 func TestAPIRefusesBadToken(t *testing.T) {
 	f := newFixture(t)
 	f.start()
-	for _, auth := range []string{"", "Bearer", "Bearer wrong-token-0000000000", "Basic " + e2eToken, "bearer " + e2eToken} {
+	for _, auth := range []string{"", "Bearer", "Bearer wrong-token-0000000000", "Basic " + e2eToken, "bearer " + e2eToken + "x"} {
 		req, _ := http.NewRequest("GET", f.client.BaseURL+"/v1/status", nil)
 		if auth != "" {
 			req.Header.Set("Authorization", auth)

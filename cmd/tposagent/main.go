@@ -185,35 +185,44 @@ func addConfigFlag(fs *flag.FlagSet, e *env) {
 	fs.StringVar(&e.configPath, "config", e.configPath, "path of the config file (default: the OS location)")
 }
 
-// parseFlags parses args, turning --help into a clean exit and any other
-// problem into a usage error.
+// parseFlags parses args of a command that takes no positional arguments.
+// Flags may come anywhere ("status --json", "status extra --config F" is
+// still a usage error, but one about "extra", not a silently ignored
+// --config). --help is a clean exit; any other problem a usage error.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	fs.SetOutput(io.Discard)
-	err := fs.Parse(args)
-	if errors.Is(err, flag.ErrHelp) { // Parse has already shown fs.Usage
-		return errHelpShown
-	}
+	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return usageErrorf("%s: %v", fs.Name(), err)
+		return err
+	}
+	if len(pos) > 0 {
+		return usageErrorf("%s: unexpected argument %q (see tposagent %s --help)", fs.Name(), pos[0], fs.Name())
 	}
 	return nil
 }
 
 // parseInterspersed parses flags that may come before, between or after
 // positional arguments ("outbox retry 42 --config F") and returns the
-// positional ones.
+// positional ones. After "--" everything is positional.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := parseFlags(fs, args); err != nil {
-			return nil, err
+		fs.SetOutput(io.Discard)
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) { // Parse has already shown fs.Usage
+			return nil, errHelpShown
 		}
-		args = fs.Args()
-		if len(args) == 0 {
+		if err != nil {
+			return nil, usageErrorf("%s: %v", fs.Name(), err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
 			return pos, nil
 		}
-		pos = append(pos, args[0])
-		args = args[1:]
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
 	}
 }
 

@@ -34,6 +34,25 @@ func cmdOutbox(ctx context.Context, e *env, args []string) error {
 		fs.Usage()
 		return usageErrorf("outbox: say list, dead, retry ID or drop ID")
 	}
+	// Every usage error before any call to the agent.
+	var id uint64
+	switch rest[0] {
+	case "list", "dead":
+		if len(rest) > 1 {
+			return usageErrorf("outbox %s: unexpected argument %q", rest[0], rest[1])
+		}
+	case "retry", "drop":
+		if len(rest) != 2 {
+			return usageErrorf("outbox %s: give one item ID", rest[0])
+		}
+		n, err := strconv.ParseUint(rest[1], 10, 64)
+		if err != nil || n == 0 {
+			return usageErrorf("outbox %s: item ID %q is not a positive whole number (see tposagent outbox list)", rest[0], rest[1])
+		}
+		id = n
+	default:
+		return usageErrorf("outbox: unknown action %q (list, dead, retry ID, drop ID)", rest[0])
+	}
 	c, err := apiClient(e)
 	if err != nil {
 		return err
@@ -53,27 +72,20 @@ func cmdOutbox(ctx context.Context, e *env, args []string) error {
 		}
 		printItems(e.stdout, items, state, time.Now())
 		return nil
-	case "retry", "drop":
-		if len(rest) != 2 {
-			return usageErrorf("outbox %s: give one item ID", rest[0])
-		}
-		if _, err := strconv.ParseUint(rest[1], 10, 64); err != nil {
-			return usageErrorf("outbox %s: %q is not an item ID", rest[0], rest[1])
-		}
-		method, path := "POST", "/v1/outbox/"+rest[1]+"/retry"
+	default: // retry, drop
+		method, path := "POST", fmt.Sprintf("/v1/outbox/%d/retry", id)
 		if *force && rest[0] == "retry" {
 			path += "?force=true"
 		}
 		if rest[0] == "drop" {
-			method, path = "DELETE", "/v1/outbox/"+rest[1]
+			method, path = "DELETE", fmt.Sprintf("/v1/outbox/%d", id)
 		}
 		if err := c.Do(ctx, method, path, nil, nil); err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "item %s: %s done\n", rest[1], rest[0])
+		fmt.Fprintf(e.stdout, "item %d: %s done\n", id, rest[0])
 		return nil
 	}
-	return usageErrorf("outbox: unknown action %q (list, dead, retry ID, drop ID)", rest[0])
 }
 
 func printItems(w io.Writer, items []localapi.ItemView, state string, now time.Time) {

@@ -95,6 +95,9 @@ func printStatus(w io.Writer, s localapi.Status, now time.Time, l i18n.Lang) {
 	}
 	if d.Error != "" {
 		dev += l.F("; device: %s", "; cihaz: %s", d.Error)
+		if d.ErrorSince != nil {
+			dev += l.F(" (since %s)", " (%s tarihinden beri)", when(d.ErrorSince))
+		}
 	}
 	if d.StuckCalls > 0 {
 		dev += l.F("; %d port driver call(s) stuck (replug the USB cable)", "; %d port sürücüsü çağrısı takıldı (USB kablosunu çıkarıp takın)", d.StuckCalls)
@@ -110,6 +113,13 @@ func printStatus(w io.Writer, s localapi.Status, now time.Time, l i18n.Lang) {
 		o.Pending, o.InFlight, o.Dead, oldest, humanBytes(uint64(o.Bytes))))
 	fmt.Fprintf(tw, "%s\t%s\n", l.T("Totals", "Toplam"), l.F("%d accepted, %d delivered, %d coalesced, %d dead-lettered",
 		"%d kabul, %d teslim, %d birleştirildi, %d reddedildi", o.Enqueued, o.Delivered, o.Coalesced, o.DeadLettered))
+	if q := o.Enqueue; q.FailingSince != nil {
+		fmt.Fprintf(tw, "%s\t%s\n", l.T("Enqueue", "Kayıt alma"), l.F("FAILING since %s (%d failed): %s", "%s tarihinden beri BAŞARISIZ (%d başarısız): %s",
+			when(q.FailingSince), q.Failures, q.LastError))
+	} else if q.Failures > 0 {
+		fmt.Fprintf(tw, "%s\t%s\n", l.T("Enqueue", "Kayıt alma"), l.F("working; %d failed earlier, the last at %s: %s", "çalışıyor; önceden %d başarısız, sonuncusu %s: %s",
+			q.Failures, when(q.LastErrorAt), q.LastError))
+	}
 	conn := l.T("offline", "çevrimdışı")
 	if s.Online {
 		conn = l.T("online", "çevrimiçi")

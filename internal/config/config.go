@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/url"
@@ -28,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/pelletier/go-toml/v2"
@@ -210,12 +212,9 @@ func Read(path string) (*Config, error) {
 	if err == nil {
 		path = abs
 	}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w at %s: run 'tposagent install' to create one, or pass --config FILE", ErrNotFound, path)
-	}
+	data, err := readFile(path)
 	if err != nil {
-		return nil, &Error{Path: path, Msg: fmt.Sprintf("cannot read: %v", errors.Unwrap(err))}
+		return nil, err
 	}
 	c, err := Parse(data, path)
 	if err != nil {
@@ -224,6 +223,45 @@ func Read(path string) (*Config, error) {
 	c.ApplyEnv(os.LookupEnv)
 	c.Resolve()
 	return c, nil
+}
+
+// MaxFileSize is the largest config file read. A real one is a few KiB;
+// anything bigger is refused before it is read whole.
+const MaxFileSize = 1 << 20
+
+// readFile reads at most MaxFileSize bytes of the file at path.
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w at %s: run 'tposagent install' to create one, or pass --config FILE", ErrNotFound, path)
+	}
+	if err != nil {
+		return nil, &Error{Path: path, Msg: fmt.Sprintf("cannot read: %v", unwrapPath(err))}
+	}
+	defer f.Close()
+	tooBig := &Error{Path: path, Msg: fmt.Sprintf("larger than %s: not a tposagent config file (is --config the right file?)", Size(MaxFileSize))}
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > MaxFileSize {
+		return nil, tooBig
+	}
+	// The size may change under us, or the path may not be a regular file:
+	// the limit holds for what is read, too.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, &Error{Path: path, Msg: fmt.Sprintf("cannot read: %v", unwrapPath(err))}
+	}
+	if len(data) > MaxFileSize {
+		return nil, tooBig
+	}
+	return data, nil
+}
+
+// unwrapPath drops the *fs.PathError wrapper (the path is already named).
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // Parse decodes data strictly over Default(). path is used in messages and
@@ -331,22 +369,40 @@ func (c *Config) Validate() error {
 			return bad("tposl.url", "%v", err)
 		}
 	}
-	if c.TPOSL.Interval.Duration <= 0 {
-		return bad("tposl.interval", "must be positive, e.g. 6h (got %s)", c.TPOSL.Interval)
+	if err := c.Store.validate(); err != nil {
+		return bad(err.key, "%s", err.msg)
 	}
-	if c.TPOSL.Timeout.Duration <= 0 {
-		return bad("tposl.timeout", "must be positive")
+	for _, d := range []struct {
+		key      string
+		v        Duration
+		min, max time.Duration
+		example  string
+	}{
+		{"tposl.interval", c.TPOSL.Interval, 1, MaxInterval, "6h"},
+		{"tposl.timeout", c.TPOSL.Timeout, 1, MaxTimeout, "30s"},
+		{"tposl.grace", c.TPOSL.Grace, 1, MaxGrace, "168h"},
+		{"oduyo.timeout", c.Oduyo.Timeout, 1, MaxTimeout, "20s"},
+		{"device.timeout", c.Device.Timeout, 1, MaxDeviceTimeout, "1s"},
+		{"outbox.retry_max", c.Outbox.RetryMax, 1, MaxRetryMax, "5m"},
+		{"outbox.reconnect_jitter", c.Outbox.ReconnectJitter, 0, MaxReconnectJitter, "30s"},
+		{"outbox.retry_after_max", c.Outbox.RetryAfterMax, time.Second, MaxRetryAfterMax, "1h"},
+	} {
+		switch {
+		case d.v.Duration < d.min && d.min == 1:
+			return bad(d.key, "must be positive, e.g. %s (got %s)", d.example, d.v)
+		case d.v.Duration < d.min:
+			return bad(d.key, "must be at least %s, e.g. %s (got %s)", Duration{d.min}, d.example, d.v)
+		case d.v.Duration > d.max:
+			return bad(d.key, "must be at most %s, e.g. %s (got %s)", Duration{d.max}, d.example, d.v)
+		}
 	}
-	if c.TPOSL.Grace.Duration <= 0 {
-		return bad("tposl.grace", "must be positive")
+	if c.TPOSL.Interval.Duration >= c.TPOSL.Grace.Duration {
+		return bad("tposl.interval", "must be shorter than tposl.grace (%s): else the licence decays to unknown between two checks", c.TPOSL.Grace)
 	}
 	if c.Oduyo.BaseURL != "" {
 		if err := checkURL(c.Oduyo.BaseURL); err != nil {
 			return bad("oduyo.base_url", "%v", err)
 		}
-	}
-	if c.Oduyo.Timeout.Duration <= 0 {
-		return bad("oduyo.timeout", "must be positive")
 	}
 	switch port := strings.ToLower(c.Device.Port); {
 	case port == "":
@@ -358,6 +414,9 @@ func (c *Config) Validate() error {
 	}
 	if !slices.Contains(deviceProtocols, strings.ToLower(c.Device.Protocol)) {
 		return bad("device.protocol", "must be one of %s (got %q)", strings.Join(deviceProtocols, ", "), c.Device.Protocol)
+	}
+	if n := utf16Len(strings.TrimSpace(c.Device.FiscalSerial)); n > maxFiscalSerial {
+		return bad("device.fiscal_serial", "%d characters, the licence server accepts at most %d (YK_FISCAL_SERI_NO)", n, maxFiscalSerial)
 	}
 	if c.Device.Baud <= 0 {
 		return bad("device.baud", "must be positive (the ÖKC default is 115200)")
@@ -374,20 +433,11 @@ func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
 		return bad("api.listen", "must be host:port, e.g. 127.0.0.1:8787 (%v)", err)
 	}
-	if c.API.Token == "" {
-		return bad("api.token", "is required: every call of the local API needs it (run 'tposagent install' to generate one)")
+	if strings.TrimSpace(c.API.Token.Reveal()) == "" {
+		return bad("api.token", "is required and must not be blank: every call of the local API needs it (run 'tposagent install' to generate one)")
 	}
 	if c.Outbox.MaxSize <= 0 {
 		return bad("outbox.max_size", "must be positive, e.g. 256MiB (got %s)", c.Outbox.MaxSize)
-	}
-	if c.Outbox.RetryMax.Duration <= 0 {
-		return bad("outbox.retry_max", "must be positive, e.g. 5m")
-	}
-	if c.Outbox.RetryAfterMax.Duration <= 0 {
-		return bad("outbox.retry_after_max", "must be positive, e.g. 1h")
-	}
-	if c.Outbox.ReconnectJitter.Duration < 0 {
-		return bad("outbox.reconnect_jitter", "must not be negative")
 	}
 	if c.Outbox.Concurrency < 1 || c.Outbox.Concurrency > 64 {
 		return bad("outbox.concurrency", "must be between 1 and 64")
@@ -397,13 +447,83 @@ func (c *Config) Validate() error {
 	default:
 		return bad("log.level", "must be debug, info, warn or error (got %q)", c.Log.Level)
 	}
-	if c.Log.MaxSize <= 0 {
-		return bad("log.max_size", "must be positive, e.g. 10MiB")
+	if c.Log.MaxSize <= 0 || c.Log.MaxSize > MaxLogSize {
+		return bad("log.max_size", "must be between 1 and %s, e.g. 10MiB (got %s)", Size(MaxLogSize), c.Log.MaxSize)
 	}
-	if c.Log.MaxBackups < 0 {
-		return bad("log.max_backups", "must not be negative")
+	if c.Log.MaxBackups < 0 || c.Log.MaxBackups > MaxLogBackups {
+		return bad("log.max_backups", "must be between 0 and %d", MaxLogBackups)
 	}
 	return nil
+}
+
+// Upper bounds of the durations and sizes Validate accepts: beyond them a
+// value is a typo ("6000h") or would leave a till silent for too long.
+const (
+	MaxInterval        = 7 * 24 * time.Hour  // tposl.interval
+	MaxGrace           = 90 * 24 * time.Hour // tposl.grace
+	MaxTimeout         = 5 * time.Minute     // tposl.timeout, oduyo.timeout
+	MaxDeviceTimeout   = 30 * time.Second    // device.timeout, per try
+	MaxRetryMax        = time.Hour           // outbox.retry_max
+	MaxReconnectJitter = 10 * time.Minute    // outbox.reconnect_jitter
+	MaxRetryAfterMax   = 24 * time.Hour      // outbox.retry_after_max
+	MaxLogSize         = 1 << 30             // log.max_size
+	MaxLogBackups      = 100                 // log.max_backups
+)
+
+// StoreLimits are the longest [store] values the licence server accepts
+// (its field, in UTF-16 code units as .NET counts them). A longer value
+// fails at start, naming the key, instead of on every registration.
+var StoreLimits = []struct {
+	Key   string // under [store]
+	Field string // the field of ParamsTPOSKasaBilgisi
+	Max   int
+}{
+	{"tax_number", "VERGI_NUMARASI", 35},
+	{"tax_office", "VERGI_DAIRESI", 50},
+	{"company_name", "FIRMA_ADI", 200},
+	{"einvoice_prefix", "E_FAT_NO_BAS_KOD", 15},
+	{"earchive_prefix", "E_ARV_NO_BAS_KOD", 15},
+}
+
+// maxFiscalSerial is the limit of YK_FISCAL_SERI_NO (device.fiscal_serial).
+const maxFiscalSerial = 40
+
+type keyError struct{ key, msg string }
+
+func (s *Store) value(key string) string {
+	switch key {
+	case "tax_number":
+		return s.TaxNumber
+	case "tax_office":
+		return s.TaxOffice
+	case "company_name":
+		return s.CompanyName
+	case "einvoice_prefix":
+		return s.EInvoicePrefix
+	case "earchive_prefix":
+		return s.EArchivePrefix
+	}
+	panic("config: no store key " + key)
+}
+
+func (s *Store) validate() *keyError {
+	for _, l := range StoreLimits {
+		if n := utf16Len(strings.TrimSpace(s.value(l.Key))); n > l.Max {
+			return &keyError{"store." + l.Key, fmt.Sprintf("%d characters, the licence server accepts at most %d (%s)", n, l.Max, l.Field)}
+		}
+	}
+	if s.PeriodYear != 0 && (s.PeriodYear < 2000 || s.PeriodYear > 2100) {
+		return &keyError{"store.period_year", fmt.Sprintf("must be 0 (the current year) or a year such as 2026 (got %d)", s.PeriodYear)}
+	}
+	return nil
+}
+
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		n += utf16.RuneLen(r)
+	}
+	return n
 }
 
 // Warnings are things that work but that a person should know about.
@@ -424,7 +544,7 @@ func (c *Config) Warnings() []string {
 	if c.TPOSL.Interval.Duration > 0 && c.TPOSL.Interval.Duration < time.Minute {
 		w = append(w, fmt.Sprintf("tposl.interval %s is very short: every till registers that often", c.TPOSL.Interval))
 	}
-	if t := len(c.API.Token); t > 0 && t < 16 {
+	if t := len(strings.TrimSpace(c.API.Token.Reveal())); t > 0 && t < 16 {
 		w = append(w, "api.token is short (under 16 characters): easy to guess")
 	}
 	if c.Outbox.MaxSize > 0 && c.Outbox.MaxSize < 1<<20 {

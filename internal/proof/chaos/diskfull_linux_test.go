@@ -83,6 +83,13 @@ func TestDiskFull(t *testing.T) {
 	if st.Outbox.Pending != len(accepted) {
 		t.Fatalf("on a full disk: %d pending, want the %d accepted", st.Outbox.Pending, len(accepted))
 	}
+	// Status says that records cannot be stored, how often and since when.
+	if e := st.Outbox.Enqueue; e.Failures != uint64(refused) || e.FailingSince == nil || !strings.Contains(e.LastError, "no space left") {
+		t.Fatalf("status on a full disk: enqueue %+v, want %d failures, since when, and the error", e, refused)
+	}
+	if m, err := f.cli("status"); err != nil || !strings.Contains(m, "FAILING since") {
+		t.Errorf("tposagent status on a full disk does not say enqueues fail (%v):\n%s", err, m)
+	}
 
 	// Take the last bytes too, then kill -9 and restart on a disk with
 	// no byte free.

@@ -42,6 +42,18 @@
 //     config are owner-only even under umask 000; and no configured secret
 //     or issued session id appears in any log line, error, CLI or status
 //     output, /metrics, or goroutine dump (SIGQUIT) of the whole run.
+//   - TestHeaderFlood: hostile local connections without the token trickle
+//     header lines (and reconnect whenever the agent closes theirs) while
+//     a POS polls the local API on a keep-alive and on a new connection;
+//     the agent's RSS stays under 100 MB and every POS request is answered
+//     within 1 s. "RESULT header-flood …". Size: TPOSAGENT_FLOOD_CONNS
+//     (default 300) and TPOSAGENT_FLOOD_BYTES per connection (default
+//     128 KiB); the goal is 1000 and 1048576.
+//   - TestStopWithRequestsInFlight: a stop while a record is being sent to
+//     an Ödüyo that never answers, a registration waits on a TPOSL that
+//     never answers and a POS request is open on the local API: the agent
+//     exits cleanly within 5 s, and the record is delivered after a
+//     restart. "RESULT stop-in-flight …".
 //
 // Every fixture scans its own outputs for the secrets when it ends, and
 // TestMain prints the total ("RESULT secret-scan texts=… bytes=… found=0").

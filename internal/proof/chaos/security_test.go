@@ -36,7 +36,7 @@ func TestAPIToken(t *testing.T) {
 	f.mustStart()
 	base := f.api().BaseURL
 	auths := []string{"", "Bearer", "Bearer ", "Bearer wrong-token-0000000000", "Bearer " + apiToken[:len(apiToken)-1],
-		"Bearer " + apiToken + "x", "Basic " + apiToken, "bearer " + apiToken, "Token " + apiToken, apiToken}
+		"Bearer " + apiToken + "x", "Basic " + apiToken, "bearer " + apiToken[1:], "Token " + apiToken, apiToken}
 	calls := []struct{ method, path, body string }{
 		{"GET", "/v1/status", ""},
 		{"GET", "/v1/license", ""},

@@ -1,0 +1,187 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tposagent/tposagent/agent/localapi"
+	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
+	"github.com/tposagent/tposagent/agent/tposl/tposltest"
+	"github.com/tposagent/tposagent/internal/config"
+	"github.com/tposagent/tposagent/internal/testrig"
+)
+
+// call does one request on the agent's local API.
+func call(t *testing.T, a *Agent, method, path, body string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+a.Addr().String()+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+a.cfg.API.Token.Reveal())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func metricsOf(t *testing.T, a *Agent) string {
+	t.Helper()
+	code, b := call(t, a, "GET", "/metrics", "")
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	return string(b)
+}
+
+// TestStatusSaysEnqueuesFail: a full queue makes every POST a 503; status
+// and /metrics say so — how many, the last error, since when — and stop
+// saying it once a record is stored again.
+func TestStatusSaysEnqueuesFail(t *testing.T) {
+	tp := tposltest.NewServer()
+	defer tp.Close()
+	od := oduyotest.NewServer()
+	defer od.Close()
+	od.SetDown(true) // records stay queued
+	cfg := testConfig(t, tp, od)
+	cfg.Outbox.MaxSize = 32 << 10
+	a, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, a)
+
+	var ids []uint64
+	failures := 0
+	var firstFailure time.Time
+	for i := 0; failures < 3; i++ {
+		if i > 1000 {
+			t.Fatal("a 32 KiB queue took 1,000 records")
+		}
+		body := fmt.Sprintf(`{"integration_id":"c-%d","code":"K","description":%q}`, i, strings.Repeat("ş", 400))
+		code, b := call(t, a, "POST", "/v1/special-codes", body)
+		switch code {
+		case http.StatusAccepted:
+			var acc localapi.Accepted
+			json.Unmarshal(b, &acc)
+			ids = append(ids, acc.ID)
+		case http.StatusServiceUnavailable:
+			if failures == 0 {
+				firstFailure = time.Now()
+			}
+			failures++
+		default:
+			t.Fatalf("enqueue %d: %d %s", i, code, b)
+		}
+	}
+	st := a.Status()
+	e := st.Outbox.Enqueue
+	if e.Failures != uint64(failures) || !strings.Contains(e.LastError, "full") || e.FailingSince == nil || e.LastErrorAt == nil {
+		t.Fatalf("status enqueue %+v, want %d failures, the error, since when", e, failures)
+	}
+	if d := e.FailingSince.Sub(firstFailure); d > time.Second || d < -time.Second {
+		t.Errorf("failing since %v, the first failure was at %v", e.FailingSince, firstFailure)
+	}
+	if !strings.Contains(strings.Join(st.Warnings, "\n"), "records cannot be stored since") {
+		t.Errorf("status warnings %q do not say records cannot be stored", st.Warnings)
+	}
+	m := metricsOf(t, a)
+	for _, want := range []string{
+		fmt.Sprintf("tposagent_enqueue_failures_total %d\n", failures),
+		fmt.Sprintf("tposagent_enqueue_failing_since_seconds %g\n", float64(e.FailingSince.Unix())),
+		`tposagent_enqueue_last_error_info{error="`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	// Space again: the next record is stored, and "failing since" clears.
+	if code, b := call(t, a, "DELETE", fmt.Sprintf("/v1/outbox/%d", ids[0]), ""); code != 200 {
+		t.Fatalf("drop: %d %s", code, b)
+	}
+	if code, b := call(t, a, "POST", "/v1/special-codes", `{"integration_id":"after","code":"K"}`); code != http.StatusAccepted {
+		t.Fatalf("enqueue after a drop: %d %s", code, b)
+	}
+	e = a.Status().Outbox.Enqueue
+	if e.FailingSince != nil || e.Failures != uint64(failures) {
+		t.Errorf("after a success: %+v, want the count kept and failing_since cleared", e)
+	}
+	if m := metricsOf(t, a); !strings.Contains(m, "tposagent_enqueue_failing_since_seconds 0\n") {
+		t.Errorf("/metrics still says enqueues fail")
+	}
+}
+
+// TestStatusSaysServerPauseAndDeviceError: a Retry-After pause of the
+// server and a cash register that cannot be read are in status and in
+// /metrics.
+func TestStatusSaysServerPauseAndDeviceError(t *testing.T) {
+	tp := tposltest.NewServer()
+	defer tp.Close()
+	od := oduyotest.NewServer()
+	defer od.Close()
+	od.FailAlways(oduyotest.Fault{Status: 503, RetryAfter: "600"})
+	cfg := testConfig(t, tp, od)
+	cfg.Device.Port = "tcp://127.0.0.1:1" // nothing answers there
+	cfg.Device.Timeout = config.Duration{Duration: 100 * time.Millisecond}
+	cfg.Outbox.ReconnectJitter = config.Duration{}
+	a, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, a)
+	if code, b := call(t, a, "POST", "/v1/kasa", `{"integration_id":"p-1","note":"x"}`); code != http.StatusAccepted {
+		t.Fatalf("enqueue: %d %s", code, b)
+	}
+	testrig.WaitFor(t, "a server pause and a device error", 10*time.Second, func() bool {
+		st := a.Status()
+		return st.Outbox.PausedUntil != nil && st.Device.Error != ""
+	})
+	st := a.Status()
+	if d := time.Until(*st.Outbox.PausedUntil); d < 9*time.Minute || d > 11*time.Minute {
+		t.Errorf("paused until %v: want about 10 min from now", st.Outbox.PausedUntil)
+	}
+	if !strings.Contains(strings.Join(st.Warnings, "\n"), "pause sending until") {
+		t.Errorf("status warnings %q do not name the pause", st.Warnings)
+	}
+	if st.Device.ErrorSince == nil || time.Since(*st.Device.ErrorSince) > time.Minute {
+		t.Errorf("device error since %v, want a recent time", st.Device.ErrorSince)
+	}
+	if st.Device.FiscalSerial != "JI20012345" {
+		t.Errorf("the configured fiscal serial is still used: %+v", st.Device)
+	}
+	m := metricsOf(t, a)
+	for _, want := range []string{
+		fmt.Sprintf("tposagent_outbox_paused_until_seconds %g\n", float64(st.Outbox.PausedUntil.Unix())),
+		"tposagent_device_ok 0\n",
+		fmt.Sprintf("tposagent_device_error_since_seconds %g\n", float64(st.Device.ErrorSince.Unix())),
+		`tposagent_device_error_info{error="`,
+		"tposagent_api_connections ",
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, m)
+		}
+	}
+}
+
+// TestMetricLabelsAreSafe: an error text with quotes, backslashes and
+// line breaks is one valid label value.
+func TestMetricLabelsAreSafe(t *testing.T) {
+	var b bytes.Buffer
+	localapi.WriteMetrics(&b, localapi.Status{Device: localapi.Device{Error: "open \"COM3\":\r\n access\\denied\x01"}})
+	var line string
+	for _, l := range strings.Split(b.String(), "\n") {
+		if strings.HasPrefix(l, "tposagent_device_error_info{") {
+			line = l
+		}
+	}
+	if want := `tposagent_device_error_info{error="open \"COM3\": access\\denied"} 1`; line != want {
+		t.Errorf("label line %q, want %q", line, want)
+	}
+}

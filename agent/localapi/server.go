@@ -1,0 +1,533 @@
+package localapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// What one caller can cost the agent. A local process without the token
+// gets no further than its headers, so the limits are on connections and
+// headers; the body limit (MaxBody) applies once the token is checked.
+const (
+	// MaxHeaderBytes caps the request line and headers together; beyond it
+	// the answer is 431 and the connection is closed.
+	MaxHeaderBytes = 16 << 10
+	// MaxConns caps the open connections. When all are taken, what has
+	// already arrived on a new connection is read at once (without
+	// waiting): a new connection whose headers are complete — a POS sends
+	// its request in one go — is admitted in place of any connection that
+	// is not inside a request, the oldest one trickling headers it has
+	// not finished first; any other new connection only in place of a
+	// trickling one or of one silent (idle) for over MinAge (4×MinAge),
+	// and is refused otherwise — one that has sent nothing yet first waits
+	// aside up to MinAge for its request. A connection inside a request, or whose
+	// headers are all in, is never pushed out; when every one is, a new
+	// connection gets a 503.
+	MaxConns = 256
+	// MinAge is how long a connection that has sent nothing is safe from
+	// being pushed out by another connection that has not sent a whole
+	// request either; an idle keep-alive connection is safe for four
+	// times as long.
+	MinAge = 250 * time.Millisecond
+	// HeaderTimeout is how long the request line and headers may take.
+	HeaderTimeout = 5 * time.Second
+	// IdleTimeout closes a keep-alive connection that sends nothing.
+	IdleTimeout = 30 * time.Second
+	// RequestTimeout bounds reading a whole request and writing its answer.
+	RequestTimeout = 30 * time.Second
+)
+
+// ServerOptions are the limits of a Server; zero fields take the defaults
+// above (tests lower them).
+type ServerOptions struct {
+	MaxHeaderBytes int
+	MaxConns       int
+	MinAge         time.Duration
+	HeaderTimeout  time.Duration
+	IdleTimeout    time.Duration
+	RequestTimeout time.Duration
+	// ShutdownGrace is how long Serve lets requests in flight finish after
+	// its context is done; then their contexts are cancelled and their
+	// connections closed. Default 2s.
+	ShutdownGrace time.Duration
+	Logger        *slog.Logger
+}
+
+// ServerStats counts what the connection limit did.
+type ServerStats struct {
+	Open    int    `json:"connections"`   // open now
+	Evicted uint64 `json:"evicted_total"` // closed to make room for a new one
+	Refused uint64 `json:"refused_total"` // new connections answered 503: no connection could make room
+}
+
+// Server serves the local API with the limits above. Safe for concurrent
+// use; Serve runs once.
+type Server struct {
+	opts     ServerOptions
+	srv      *http.Server
+	log      *slog.Logger
+	evicted  atomic.Uint64
+	refused  atomic.Uint64
+	handlers atomic.Int64 // requests in the handler now
+
+	mu    sync.Mutex
+	conns map[*trackedConn]struct{}
+}
+
+// NewServer wraps h (the API of NewHandler) in an HTTP server with bounded
+// cost per caller.
+func NewServer(h http.Handler, o ServerOptions) *Server {
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = MaxHeaderBytes
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = MaxConns
+	}
+	if o.MinAge <= 0 {
+		o.MinAge = MinAge
+	}
+	if o.HeaderTimeout <= 0 {
+		o.HeaderTimeout = HeaderTimeout
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = IdleTimeout
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = RequestTimeout
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = 2 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: o, log: o.Logger, conns: map[*trackedConn]struct{}{}}
+	// net/http reads up to MaxHeaderBytes + 4096 bytes (its bufio slop)
+	// before it answers 431; take the slop off so the cap is what it says.
+	hdr := max(o.MaxHeaderBytes-4096, 1024)
+	s.srv = &http.Server{
+		Handler:           s.track(h),
+		MaxHeaderBytes:    hdr,
+		ReadHeaderTimeout: o.HeaderTimeout,
+		ReadTimeout:       o.RequestTimeout,
+		WriteTimeout:      o.RequestTimeout,
+		IdleTimeout:       o.IdleTimeout,
+		ConnState:         s.connState,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if tc, ok := c.(*trackedConn); ok {
+				return context.WithValue(ctx, connKey{}, tc)
+			}
+			return ctx
+		},
+		ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
+	}
+	return s
+}
+
+// Stats reports the connection counters.
+func (s *Server) Stats() ServerStats {
+	s.mu.Lock()
+	n := len(s.conns)
+	s.mu.Unlock()
+	return ServerStats{Open: n, Evicted: s.evicted.Load(), Refused: s.refused.Load()}
+}
+
+// Serve answers on ln until ctx is done, then stops: requests in flight
+// get ShutdownGrace to finish, after which their contexts are cancelled
+// and every connection is closed. It returns nil after a stop caused by
+// ctx, or the listener's error.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	reqCtx, cancelRequests := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRequests()
+	s.srv.BaseContext = func(net.Listener) context.Context { return reqCtx }
+	ll := newLimitListener(ln, s)
+	defer ll.Wait()
+	served := make(chan error, 1)
+	go func() { served <- s.srv.Serve(ll) }()
+	select {
+	case err := <-served:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("local API: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownGrace)
+	defer cancel()
+	if err := s.srv.Shutdown(sctx); err != nil {
+		s.log.Warn("local API: requests still in flight at stop were cancelled", "grace", s.opts.ShutdownGrace)
+		cancelRequests()
+		s.srv.Close()
+		// Close does not wait for handlers; give the cancelled ones a
+		// moment to return, so that what they use can be closed after us.
+		for t0 := time.Now(); s.handlers.Load() > 0 && time.Since(t0) < time.Second; {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	<-served
+	return nil
+}
+
+type connKey struct{}
+
+// track marks a connection as inside a request while h runs: such a
+// connection is never closed to make room.
+func (s *Server) track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.handlers.Add(1)
+		defer s.handlers.Add(-1)
+		if tc, ok := r.Context().Value(connKey{}).(*trackedConn); ok {
+			tc.handling.Add(1)
+			defer tc.handling.Add(-1)
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) connState(c net.Conn, st http.ConnState) {
+	tc, ok := c.(*trackedConn)
+	if !ok {
+		return
+	}
+	switch st {
+	case http.StateIdle:
+		tc.partial.Store(false)
+		tc.headersDone.Store(false)
+		tc.tailLen = 0
+		tc.since.Store(time.Now().UnixNano())
+		tc.state.Store(int32(st))
+	case http.StateClosed, http.StateHijacked:
+		s.forget(tc)
+	default:
+		tc.state.Store(int32(st))
+	}
+}
+
+func (s *Server) forget(tc *trackedConn) {
+	s.mu.Lock()
+	delete(s.conns, tc)
+	s.mu.Unlock()
+}
+
+// full reports whether every slot is taken.
+func (s *Server) full() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns) >= s.opts.MaxConns
+}
+
+// admit registers a new connection, in place of another one when every
+// slot is taken (see MaxConns). It returns false when tc must be refused.
+func (s *Server) admit(tc *trackedConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.conns) >= s.opts.MaxConns {
+		victim := s.victimLocked(time.Now(), tc.headersDone.Load())
+		if victim == nil {
+			return false
+		}
+		delete(s.conns, victim)
+		victim.Conn.Close() // its server goroutine sees the error and ends
+		s.evicted.Add(1)
+	}
+	s.conns[tc] = struct{}{}
+	return true
+}
+
+// victimLocked picks the connection to close for a newcomer, never one
+// inside a request or whose headers are all in: the oldest that has begun
+// headers it has not finished; else, for a newcomer with a whole request
+// (urgent), the oldest silent and then the longest idle one; for another
+// newcomer only one silent over MinAge or idle over 4×MinAge.
+func (s *Server) victimLocked(now time.Time, urgent bool) *trackedConn {
+	var trickling, silent, idle *trackedConn
+	older := func(a, b *trackedConn) bool { return b == nil || a.since.Load() < b.since.Load() }
+	for c := range s.conns {
+		if c.handling.Load() > 0 || c.headersDone.Load() {
+			continue
+		}
+		switch st := http.ConnState(c.state.Load()); {
+		case st != http.StateNew && st != http.StateIdle:
+			// between its headers and the handler, or finishing an answer
+		case c.partial.Load():
+			if older(c, trickling) {
+				trickling = c
+			}
+		case st == http.StateIdle:
+			if older(c, idle) {
+				idle = c
+			}
+		case older(c, silent):
+			silent = c
+		}
+	}
+	if trickling != nil {
+		return trickling
+	}
+	age := func(c *trackedConn) time.Duration { return now.Sub(time.Unix(0, c.since.Load())) }
+	if silent != nil && (urgent || age(silent) >= s.opts.MinAge) {
+		return silent
+	}
+	if idle != nil && (urgent || age(idle) >= 4*s.opts.MinAge) {
+		return idle
+	}
+	return nil
+}
+
+// limitListener admits connections through the Server's limit. One
+// goroutine accepts; a new connection that has sent nothing yet while
+// every slot is taken waits aside (parked, at most MaxConns of them, each
+// at most MinAge) for its first bytes instead of being refused at once,
+// so that a POS whose request is a moment behind its connection is not
+// taken for a silent hostile one.
+type limitListener struct {
+	net.Listener
+	s      *Server
+	ready  chan net.Conn // admitted connections, for Accept
+	errc   chan error
+	done   chan struct{} // closed by Close
+	start  sync.Once
+	close  sync.Once
+	parked atomic.Int32
+	wg     sync.WaitGroup // the accept loop and the parked connections
+}
+
+func newLimitListener(ln net.Listener, s *Server) *limitListener {
+	return &limitListener{Listener: ln, s: s, ready: make(chan net.Conn), errc: make(chan error), done: make(chan struct{})}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	l.start.Do(func() {
+		l.wg.Add(1)
+		go l.acceptLoop()
+	})
+	select {
+	case c := <-l.ready:
+		return c, nil
+	case err := <-l.errc:
+		return nil, err
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting; Wait then waits for the goroutines.
+func (l *limitListener) Close() error {
+	l.close.Do(func() { close(l.done) })
+	return l.Listener.Close()
+}
+
+// Wait waits for the accept loop and the parked connections to end
+// (after Close).
+func (l *limitListener) Wait() { l.wg.Wait() }
+
+func (l *limitListener) acceptLoop() {
+	defer l.wg.Done()
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			// net/http decides: it backs off and calls Accept again after a
+			// temporary error (too many open files), or closes the listener.
+			select {
+			case l.errc <- err:
+			case <-l.done:
+				return
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		tc := &trackedConn{Conn: c, s: l.s}
+		tc.since.Store(time.Now().UnixNano())
+		tc.state.Store(int32(http.StateNew))
+		if l.s.full() && !tc.peek(0) {
+			c.Close() // the client has gone already
+			continue
+		}
+		switch {
+		case l.s.admit(tc):
+			l.deliver(tc)
+		case len(tc.pre) == 0 && l.parked.Load() < int32(l.s.opts.MaxConns):
+			l.parked.Add(1)
+			l.wg.Add(1)
+			go l.park(tc)
+		default:
+			l.s.refused.Add(1)
+			refuse(c)
+		}
+	}
+}
+
+// park waits up to MinAge for the first bytes of a connection that found
+// no room, then tries to admit it again.
+func (l *limitListener) park(tc *trackedConn) {
+	defer l.wg.Done()
+	defer l.parked.Add(-1)
+	if !tc.peek(l.s.opts.MinAge) {
+		tc.Conn.Close()
+		return
+	}
+	if len(tc.pre) > 0 && l.s.admit(tc) {
+		l.deliver(tc)
+		return
+	}
+	l.s.refused.Add(1)
+	refuse(tc.Conn)
+}
+
+func (l *limitListener) deliver(c *trackedConn) {
+	select {
+	case l.ready <- c:
+	case <-l.done:
+		c.Conn.Close()
+		l.s.forget(c)
+	}
+}
+
+// peek reads what has already arrived on a new connection, waiting up to
+// wait (at least a millisecond) when nothing has, to be served to net/http
+// first, and notes whether the headers are complete. False when the
+// connection is closed or failed.
+func (c *trackedConn) peek(wait time.Duration) bool {
+	buf := make([]byte, 4096)
+	c.Conn.SetReadDeadline(time.Now().Add(max(wait, time.Millisecond)))
+	n, err := c.Conn.Read(buf)
+	c.Conn.SetReadDeadline(time.Time{})
+	if n > 0 {
+		c.pre = buf[:n]
+		if c.endOfHeaders(c.pre) {
+			c.headersDone.Store(true)
+		}
+		c.partial.Store(true)
+		return true
+	}
+	var ne net.Error
+	return err == nil || errors.As(err, &ne) && ne.Timeout()
+}
+
+// busyAnswer is written to a connection that finds every slot inside a
+// request.
+var busyAnswer = cannedAnswer(http.StatusServiceUnavailable, "too many connections to the local API: try again in a moment",
+	"Retry-After: 1\r\n")
+
+func refuse(c net.Conn) {
+	c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	c.Write(busyAnswer)
+	c.Close()
+}
+
+// trackedConn is one accepted connection and what the limit needs to
+// know about it.
+type trackedConn struct {
+	net.Conn
+	s       *Server
+	state   atomic.Int32 // http.ConnState
+	since   atomic.Int64 // accepted, or idle since (UnixNano)
+	partial atomic.Bool  // bytes arrived while new or idle: headers have begun
+	// headersDone: the headers are all in; the request is about to reach
+	// the handler, so the connection is not pushed out meanwhile.
+	headersDone atomic.Bool
+	tail        [3]byte // the last bytes read before the headers ended
+	tailLen     int
+	pre         []byte       // read by peek, not yet by net/http
+	handling    atomic.Int32 // requests of this connection in the handler
+	closed      sync.Once
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 { // read by peek, already counted
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.handling.Load() == 0 && !c.headersDone.Load() {
+		if st := http.ConnState(c.state.Load()); st == http.StateNew || st == http.StateIdle {
+			// Only net/http's goroutine of this connection reads here.
+			if c.endOfHeaders(p[:n]) {
+				c.headersDone.Store(true)
+			}
+			c.partial.Store(true)
+		}
+	}
+	return n, err
+}
+
+// Write turns the plain-text answers net/http writes on its own (431 for
+// headers over the cap, 400 for a malformed request) into the API's JSON
+// error shape; everything else passes unchanged.
+func (c *trackedConn) Write(p []byte) (int, error) {
+	if c.handling.Load() == 0 {
+		if j := jsonCanned(p, c.s.opts.MaxHeaderBytes); j != nil {
+			if _, err := c.Conn.Write(j); err != nil {
+				return 0, err
+			}
+			return len(p), nil
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+// endOfHeaders reports whether the blank line that ends the headers is in
+// b, or spans the end of the bytes read before and b.
+func (c *trackedConn) endOfHeaders(b []byte) bool {
+	joined := append(c.tail[:c.tailLen:c.tailLen], b[:min(len(b), 3)]...)
+	found := bytes.Contains(joined, []byte("\r\n\r\n")) || bytes.Contains(b, []byte("\r\n\r\n"))
+	if len(b) >= 3 {
+		c.tailLen = copy(c.tail[:], b[len(b)-3:])
+	} else {
+		t := append(c.tail[:c.tailLen:c.tailLen], b...)
+		c.tailLen = copy(c.tail[:], t[max(0, len(t)-3):])
+	}
+	return found
+}
+
+func (c *trackedConn) Close() error {
+	var err error
+	c.closed.Do(func() {
+		c.s.forget(c)
+		err = c.Conn.Close()
+	})
+	return err
+}
+
+// cannedRE matches the answers net/http writes itself when it cannot read
+// a request (server.go: "HTTP/1.1 <code> <text>" + errorHeaders + text).
+var cannedRE = regexp.MustCompile(`\AHTTP/1\.1 ([45]\d\d) ([^\r\n]*)\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n([^\r\n]*)\z`)
+
+func jsonCanned(p []byte, maxHeader int) []byte {
+	if !bytes.HasPrefix(p, []byte("HTTP/1.1 4")) && !bytes.HasPrefix(p, []byte("HTTP/1.1 5")) {
+		return nil
+	}
+	m := cannedRE.FindSubmatch(p)
+	if m == nil {
+		return nil
+	}
+	var code int
+	fmt.Sscan(string(m[1]), &code)
+	msg := string(m[3])
+	if code == http.StatusRequestHeaderFieldsTooLarge {
+		msg = fmt.Sprintf("request line and headers larger than %d bytes", maxHeader)
+	}
+	return cannedAnswer(code, msg, "")
+}
+
+// cannedAnswer is a whole HTTP/1.1 answer with the API's JSON error body;
+// the connection is closed after it.
+func cannedAnswer(code int, msg, extraHeaders string) []byte {
+	body, _ := json.Marshal(ErrorBody{Error: msg})
+	body = append(body, '\n')
+	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\n%sContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		code, http.StatusText(code), extraHeaders, len(body), body)
+}
