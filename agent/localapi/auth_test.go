@@ -28,7 +28,7 @@ func TestBearerScheme(t *testing.T) {
 		{"Bearer", 401},
 		{"bearer ", 401},
 	} {
-		req, _ := http.NewRequest("GET", srv.URL+"/v1/status", nil)
+		req, _ := http.NewRequest("GET", srv.URL+"/v1/license", nil)
 		req.Header.Set("Authorization", c.auth)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

@@ -82,7 +82,6 @@ func TestBounds(t *testing.T) {
 		{"tposl timeout huge", func(c *Config) { c.TPOSL.Timeout = Duration{time.Hour} }, "tposl.timeout", "at most"},
 		{"oduyo timeout huge", func(c *Config) { c.Oduyo.Timeout = Duration{time.Hour} }, "oduyo.timeout", "at most"},
 		{"oduyo timeout zero", func(c *Config) { c.Oduyo.Timeout = Duration{} }, "oduyo.timeout", "positive"},
-		{"device timeout huge", func(c *Config) { c.Device.Timeout = Duration{time.Minute} }, "device.timeout", "at most"},
 		{"retry_max huge", func(c *Config) { c.Outbox.RetryMax = Duration{48 * time.Hour} }, "outbox.retry_max", "at most 1h"},
 		{"retry_max zero", func(c *Config) { c.Outbox.RetryMax = Duration{} }, "outbox.retry_max", "positive"},
 		{"jitter huge", func(c *Config) { c.Outbox.ReconnectJitter = Duration{time.Hour} }, "outbox.reconnect_jitter", "at most 10m"},

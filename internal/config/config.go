@@ -382,7 +382,6 @@ func (c *Config) Validate() error {
 		{"tposl.timeout", c.TPOSL.Timeout, 1, MaxTimeout, "30s"},
 		{"tposl.grace", c.TPOSL.Grace, 1, MaxGrace, "168h"},
 		{"oduyo.timeout", c.Oduyo.Timeout, 1, MaxTimeout, "20s"},
-		{"device.timeout", c.Device.Timeout, 1, MaxDeviceTimeout, "1s"},
 		{"outbox.retry_max", c.Outbox.RetryMax, 1, MaxRetryMax, "5m"},
 		{"outbox.reconnect_jitter", c.Outbox.ReconnectJitter, 0, MaxReconnectJitter, "30s"},
 		{"outbox.retry_after_max", c.Outbox.RetryAfterMax, time.Second, MaxRetryAfterMax, "1h"},
@@ -462,7 +461,6 @@ const (
 	MaxInterval        = 7 * 24 * time.Hour  // tposl.interval
 	MaxGrace           = 90 * 24 * time.Hour // tposl.grace
 	MaxTimeout         = 5 * time.Minute     // tposl.timeout, oduyo.timeout
-	MaxDeviceTimeout   = 30 * time.Second    // device.timeout, per try
 	MaxRetryMax        = time.Hour           // outbox.retry_max
 	MaxReconnectJitter = 10 * time.Minute    // outbox.reconnect_jitter
 	MaxRetryAfterMax   = 24 * time.Hour      // outbox.retry_after_max
