@@ -395,25 +395,42 @@ func (l *limitListener) deliver(c *trackedConn) {
 	}
 }
 
-// peek reads what has already arrived on a new connection, waiting up to
-// wait (at least a millisecond) when nothing has, to be served to net/http
-// first, and notes whether the headers are complete. False when the
-// connection is closed or failed.
+// peek reads what has already arrived on a new connection — at once when
+// wait is 0, else waiting up to wait for the first bytes — to be served
+// to net/http first, and notes whether the headers are complete. False
+// when the connection is closed or failed.
 func (c *trackedConn) peek(wait time.Duration) bool {
 	buf := make([]byte, 4096)
-	c.Conn.SetReadDeadline(time.Now().Add(max(wait, time.Millisecond)))
-	n, err := c.Conn.Read(buf)
-	c.Conn.SetReadDeadline(time.Time{})
+	var n int
+	var err error
+	if wait == 0 {
+		n, err = readNow(c.Conn, buf)
+	} else {
+		n, err = readWithin(c.Conn, buf, wait)
+	}
 	if n > 0 {
 		c.pre = buf[:n]
 		if c.endOfHeaders(c.pre) {
 			c.headersDone.Store(true)
 		}
 		c.partial.Store(true)
-		return true
 	}
+	return err == nil
+}
+
+// readWithin reads what arrives on c within wait; nothing is not an error.
+func readWithin(c net.Conn, buf []byte, wait time.Duration) (int, error) {
+	c.SetReadDeadline(time.Now().Add(wait))
+	n, err := c.Read(buf)
+	c.SetReadDeadline(time.Time{})
 	var ne net.Error
-	return err == nil || errors.As(err, &ne) && ne.Timeout()
+	if n == 0 && errors.As(err, &ne) && ne.Timeout() {
+		return 0, nil
+	}
+	if n > 0 {
+		return n, nil
+	}
+	return 0, err
 }
 
 // busyAnswer is written to a connection that finds every slot inside a
