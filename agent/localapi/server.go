@@ -244,11 +244,16 @@ func (s *Server) admit(tc *trackedConn) bool {
 	return true
 }
 
+// minSilentAge protects a connection just accepted, whose request may not
+// have been read yet, even from a newcomer with a whole request.
+const minSilentAge = 20 * time.Millisecond
+
 // victimLocked picks the connection to close for a newcomer, never one
 // inside a request or whose headers are all in: the oldest that has begun
 // headers it has not finished; else, for a newcomer with a whole request
-// (urgent), the oldest silent and then the longest idle one; for another
-// newcomer only one silent over MinAge or idle over 4×MinAge.
+// (urgent), the oldest silent one (older than minSilentAge) and then the
+// longest idle one; for another newcomer only one silent over MinAge or
+// idle over 4×MinAge.
 func (s *Server) victimLocked(now time.Time, urgent bool) *trackedConn {
 	var trickling, silent, idle *trackedConn
 	older := func(a, b *trackedConn) bool { return b == nil || a.since.Load() < b.since.Load() }
@@ -275,7 +280,7 @@ func (s *Server) victimLocked(now time.Time, urgent bool) *trackedConn {
 		return trickling
 	}
 	age := func(c *trackedConn) time.Duration { return now.Sub(time.Unix(0, c.since.Load())) }
-	if silent != nil && (urgent || age(silent) >= s.opts.MinAge) {
+	if silent != nil && (urgent && age(silent) >= minSilentAge || age(silent) >= s.opts.MinAge) {
 		return silent
 	}
 	if idle != nil && (urgent || age(idle) >= 4*s.opts.MinAge) {
@@ -351,14 +356,14 @@ func (l *limitListener) acceptLoop() {
 		tc := &trackedConn{Conn: c, s: l.s}
 		tc.since.Store(time.Now().UnixNano())
 		tc.state.Store(int32(http.StateNew))
-		if l.s.full() && !tc.peek(0) {
+		if !tc.peek(0) {
 			c.Close() // the client has gone already
 			continue
 		}
 		switch {
 		case l.s.admit(tc):
 			l.deliver(tc)
-		case len(tc.pre) == 0 && l.parked.Load() < int32(l.s.opts.MaxConns):
+		case len(tc.pre) == 0 && l.parked.Load() < int32(maxParkedPerConn*l.s.opts.MaxConns):
 			l.parked.Add(1)
 			l.wg.Add(1)
 			go l.park(tc)
@@ -368,6 +373,9 @@ func (l *limitListener) acceptLoop() {
 		}
 	}
 }
+
+// maxParkedPerConn bounds the parked connections: this many per slot.
+const maxParkedPerConn = 4
 
 // park waits up to MinAge for the first bytes of a connection that found
 // no room, then tries to admit it again.
