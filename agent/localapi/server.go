@@ -68,6 +68,9 @@ type ServerStats struct {
 	Open    int    `json:"connections"`   // open now
 	Evicted uint64 `json:"evicted_total"` // closed to make room for a new one
 	Refused uint64 `json:"refused_total"` // new connections answered 503: no connection could make room
+	// RefusedWaiting counts, among Refused, the connections that sent
+	// nothing: too many were waiting aside already, or they waited MinAge.
+	RefusedWaiting uint64 `json:"refused_silent_total"`
 }
 
 // Server serves the local API with the limits above. Safe for concurrent
@@ -78,6 +81,7 @@ type Server struct {
 	log      *slog.Logger
 	evicted  atomic.Uint64
 	refused  atomic.Uint64
+	refusedW atomic.Uint64
 	handlers atomic.Int64 // requests in the handler now
 
 	mu    sync.Mutex
@@ -139,7 +143,7 @@ func (s *Server) Stats() ServerStats {
 	s.mu.Lock()
 	n := len(s.conns)
 	s.mu.Unlock()
-	return ServerStats{Open: n, Evicted: s.evicted.Load(), Refused: s.refused.Load()}
+	return ServerStats{Open: n, Evicted: s.evicted.Load(), Refused: s.refused.Load(), RefusedWaiting: s.refusedW.Load()}
 }
 
 // Serve answers on ln until ctx is done, then stops: requests in flight
@@ -363,11 +367,14 @@ func (l *limitListener) acceptLoop() {
 		switch {
 		case l.s.admit(tc):
 			l.deliver(tc)
-		case len(tc.pre) == 0 && l.parked.Load() < int32(maxParkedPerConn*l.s.opts.MaxConns):
+		case (len(tc.pre) == 0 || tc.headersDone.Load()) && l.parked.Load() < int32(maxParkedPerConn*l.s.opts.MaxConns):
 			l.parked.Add(1)
 			l.wg.Add(1)
 			go l.park(tc)
 		default:
+			if len(tc.pre) == 0 {
+				l.s.refusedW.Add(1)
+			}
 			l.s.refused.Add(1)
 			refuse(c)
 		}
@@ -378,17 +385,36 @@ func (l *limitListener) acceptLoop() {
 const maxParkedPerConn = 4
 
 // park waits up to MinAge for the first bytes of a connection that found
-// no room, then tries to admit it again.
+// no room, then tries to admit it again; one whose request is whole goes
+// on trying until MinAge has passed (a just-accepted connection is safe
+// for minSilentAge, so room comes soon).
 func (l *limitListener) park(tc *trackedConn) {
 	defer l.wg.Done()
 	defer l.parked.Add(-1)
-	if !tc.peek(l.s.opts.MinAge) {
+	deadline := time.Now().Add(l.s.opts.MinAge)
+	if len(tc.pre) == 0 && !tc.peek(l.s.opts.MinAge) {
 		tc.Conn.Close()
 		return
 	}
-	if len(tc.pre) > 0 && l.s.admit(tc) {
-		l.deliver(tc)
-		return
+	for len(tc.pre) > 0 {
+		if l.s.admit(tc) {
+			l.deliver(tc)
+			return
+		}
+		if !tc.headersDone.Load() || !time.Now().Before(deadline) {
+			break
+		}
+		t := time.NewTimer(minSilentAge / 4)
+		select {
+		case <-t.C:
+		case <-l.done:
+			t.Stop()
+			tc.Conn.Close()
+			return
+		}
+	}
+	if len(tc.pre) == 0 {
+		l.s.refusedW.Add(1)
 	}
 	l.s.refused.Add(1)
 	refuse(tc.Conn)

@@ -189,13 +189,13 @@ wait:
 	if err != nil {
 		t.Fatalf("status after the flood: %v", err)
 	}
-	var evicted, refused uint64
+	var evicted, refused, refusedWaiting uint64
 	if st.API != nil {
-		evicted, refused = st.API.Evicted, st.API.Refused
+		evicted, refused, refusedWaiting = st.API.Evicted, st.API.Refused, st.API.RefusedWaiting
 	}
 	peak := peakRSS.Load()
-	t.Logf("flood: %d connections × %d bytes, a line every %v: %d bytes sent on %d connections in %v; the agent answered 431 %d times, pushed out %d, refused %d; RSS idle %.1f MB, peak %.1f MB",
-		conns, perConn, pause, sent.Load(), opened.Load(), took.Round(time.Millisecond), answered431.Load(), evicted, refused, float64(idleRSS)/1e6, float64(peak)/1e6)
+	t.Logf("flood: %d connections × %d bytes, a line every %v: %d bytes sent on %d connections in %v; the agent answered 431 %d times, pushed out %d, refused %d (%d of them with too many waiting aside); RSS idle %.1f MB, peak %.1f MB",
+		conns, perConn, pause, sent.Load(), opened.Load(), took.Round(time.Millisecond), answered431.Load(), evicted, refused, refusedWaiting, float64(idleRSS)/1e6, float64(peak)/1e6)
 	for _, name := range []string{"keep-alive", "new connection"} {
 		c, s := controls[name], polls[name]
 		t.Logf("POS %s: alone %s; under the flood %s, %d failed %.300q", name, c, s, len(s.fails), s.fails)
