@@ -24,15 +24,16 @@ const (
 	MaxHeaderBytes = 16 << 10
 	// MaxConns caps the open connections. When all are taken, what has
 	// already arrived on a new connection is read at once (without
-	// waiting): a new connection whose headers are complete — a POS sends
-	// its request in one go — is admitted in place of any connection that
-	// is not inside a request, the oldest one trickling headers it has
-	// not finished first; any other new connection only in place of a
-	// trickling one or of one silent (idle) for over MinAge (4×MinAge),
-	// and is refused otherwise — one that has sent nothing yet first waits
-	// aside up to MinAge for its request. A connection inside a request, or whose
-	// headers are all in, is never pushed out; when every one is, a new
-	// connection gets a 503.
+	// waiting). A new connection whose headers are complete — a POS sends
+	// its request in one go — takes the place of a connection that is not
+	// inside a request: the oldest one trickling headers it has not
+	// finished, else one silent for over 20 ms, else the one idle longest;
+	// it waits aside up to MinAge for one. Any other new connection takes
+	// only the place of a trickling one, or of one silent (idle) for over
+	// MinAge (4×MinAge), and is refused (503) otherwise — one that has
+	// sent nothing yet first waits aside up to MinAge for its first bytes.
+	// A connection inside a request, or whose headers are all in, is
+	// never pushed out.
 	MaxConns = 256
 	// MinAge is how long a connection that has sent nothing is safe from
 	// being pushed out by another connection that has not sent a whole
