@@ -27,7 +27,7 @@ const (
 	// waiting). A new connection whose headers are complete — a POS sends
 	// its request in one go — takes the place of a connection that is not
 	// inside a request: the oldest one trickling headers it has not
-	// finished, else one silent for over 20 ms, else the one idle longest;
+	// finished, else one silent for over 100 ms, else the one idle longest;
 	// it waits aside up to MinAge for one. Any other new connection takes
 	// only the place of a trickling one, or of one silent (idle) for over
 	// MinAge (4×MinAge), and is refused (503) otherwise — one that has
@@ -251,7 +251,7 @@ func (s *Server) admit(tc *trackedConn) bool {
 
 // minSilentAge protects a connection just accepted, whose request may not
 // have been read yet, even from a newcomer with a whole request.
-const minSilentAge = 20 * time.Millisecond
+const minSilentAge = 100 * time.Millisecond
 
 // victimLocked picks the connection to close for a newcomer, never one
 // inside a request or whose headers are all in: the oldest that has begun
