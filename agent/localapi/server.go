@@ -27,7 +27,7 @@ const (
 	// waiting). A new connection whose headers are complete — a POS sends
 	// its request in one go — takes the place of a connection that is not
 	// inside a request: the oldest one trickling headers it has not
-	// finished, else one silent for over 100 ms, else the one idle longest;
+	// finished, else one silent for over 20 ms, else one idle for over MinAge;
 	// it waits aside up to MinAge for one. Any other new connection takes
 	// only the place of a trickling one, or of one silent (idle) for over
 	// MinAge (4×MinAge), and is refused (503) otherwise — one that has
@@ -251,14 +251,14 @@ func (s *Server) admit(tc *trackedConn) bool {
 
 // minSilentAge protects a connection just accepted, whose request may not
 // have been read yet, even from a newcomer with a whole request.
-const minSilentAge = 100 * time.Millisecond
+const minSilentAge = 20 * time.Millisecond
 
 // victimLocked picks the connection to close for a newcomer, never one
 // inside a request or whose headers are all in: the oldest that has begun
 // headers it has not finished; else, for a newcomer with a whole request
 // (urgent), the oldest silent one (older than minSilentAge) and then the
-// longest idle one; for another newcomer only one silent over MinAge or
-// idle over 4×MinAge.
+// longest idle one (idle over MinAge: a polling POS keeps its connection);
+// for another newcomer only one silent over MinAge or idle over 4×MinAge.
 func (s *Server) victimLocked(now time.Time, urgent bool) *trackedConn {
 	var trickling, silent, idle *trackedConn
 	older := func(a, b *trackedConn) bool { return b == nil || a.since.Load() < b.since.Load() }
@@ -288,7 +288,7 @@ func (s *Server) victimLocked(now time.Time, urgent bool) *trackedConn {
 	if silent != nil && (urgent && age(silent) >= minSilentAge || age(silent) >= s.opts.MinAge) {
 		return silent
 	}
-	if idle != nil && (urgent || age(idle) >= 4*s.opts.MinAge) {
+	if idle != nil && (urgent && age(idle) >= s.opts.MinAge || age(idle) >= 4*s.opts.MinAge) {
 		return idle
 	}
 	return nil
