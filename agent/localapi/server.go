@@ -224,13 +224,6 @@ func (s *Server) forget(tc *trackedConn) {
 	s.mu.Unlock()
 }
 
-// full reports whether every slot is taken.
-func (s *Server) full() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns) >= s.opts.MaxConns
-}
-
 // admit registers a new connection, in place of another one when every
 // slot is taken (see MaxConns). It returns false when tc must be refused.
 func (s *Server) admit(tc *trackedConn) bool {
