@@ -2,6 +2,7 @@ package localapi
 
 import (
 	"bytes"
+	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
@@ -289,10 +290,11 @@ func (s *Server) victimLocked(now time.Time, urgent bool) *trackedConn {
 
 // limitListener admits connections through the Server's limit. One
 // goroutine accepts; a new connection that has sent nothing yet while
-// every slot is taken waits aside (parked, at most MaxConns of them, each
-// at most MinAge) for its first bytes instead of being refused at once,
-// so that a POS whose request is a moment behind its connection is not
-// taken for a silent hostile one.
+// every slot is taken waits aside (parked: at most 4×MaxConns of them,
+// each at most MinAge; when that many wait, the one waiting longest
+// without a byte gives way) for its first bytes instead of being refused
+// at once, so that a POS whose request is a moment behind its connection
+// is not taken for a silent hostile one.
 type limitListener struct {
 	net.Listener
 	s      *Server
@@ -303,10 +305,13 @@ type limitListener struct {
 	close  sync.Once
 	parked atomic.Int32
 	wg     sync.WaitGroup // the accept loop and the parked connections
+
+	pmu     sync.Mutex
+	waiting *list.List // parked connections still without a byte, oldest first
 }
 
 func newLimitListener(ln net.Listener, s *Server) *limitListener {
-	return &limitListener{Listener: ln, s: s, ready: make(chan net.Conn), errc: make(chan error), done: make(chan struct{})}
+	return &limitListener{Listener: ln, s: s, ready: make(chan net.Conn), errc: make(chan error), done: make(chan struct{}), waiting: list.New()}
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
@@ -361,8 +366,13 @@ func (l *limitListener) acceptLoop() {
 		switch {
 		case l.s.admit(tc):
 			l.deliver(tc)
-		case (len(tc.pre) == 0 || tc.headersDone.Load()) && l.parked.Load() < int32(maxParkedPerConn*l.s.opts.MaxConns):
+		case (len(tc.pre) == 0 || tc.headersDone.Load()) && (l.parked.Load() < int32(maxParkedPerConn*l.s.opts.MaxConns) || l.giveWay()):
 			l.parked.Add(1)
+			if len(tc.pre) == 0 {
+				l.pmu.Lock()
+				tc.waitElem = l.waiting.PushBack(tc)
+				l.pmu.Unlock()
+			}
 			l.wg.Add(1)
 			go l.park(tc)
 		default:
@@ -378,6 +388,31 @@ func (l *limitListener) acceptLoop() {
 // maxParkedPerConn bounds the parked connections: this many per slot.
 const maxParkedPerConn = 4
 
+// giveWay closes the parked connection that has waited longest without a
+// byte, to make room for a new one; false when there is none.
+func (l *limitListener) giveWay() bool {
+	l.pmu.Lock()
+	defer l.pmu.Unlock()
+	for e := l.waiting.Front(); e != nil; e = l.waiting.Front() {
+		tc := l.waiting.Remove(e).(*trackedConn)
+		tc.waitElem = nil
+		if tc.parkState.CompareAndSwap(parkWaiting, parkGaveWay) {
+			tc.Conn.Close() // its park goroutine's read fails, and it ends
+			l.s.refusedW.Add(1)
+			l.s.refused.Add(1)
+			return true
+		}
+	}
+	return false
+}
+
+// The states of a parked connection.
+const (
+	parkWaiting int32 = iota // no byte yet
+	parkGotBytes
+	parkGaveWay // closed to make room
+)
+
 // park waits up to MinAge for the first bytes of a connection that found
 // no room, then tries to admit it again; one whose request is whole goes
 // on trying until MinAge has passed (a just-accepted connection is safe
@@ -386,9 +421,18 @@ func (l *limitListener) park(tc *trackedConn) {
 	defer l.wg.Done()
 	defer l.parked.Add(-1)
 	deadline := time.Now().Add(l.s.opts.MinAge)
-	if len(tc.pre) == 0 && !tc.peek(l.s.opts.MinAge) {
-		tc.Conn.Close()
-		return
+	if len(tc.pre) == 0 {
+		ok := tc.peek(l.s.opts.MinAge)
+		l.pmu.Lock()
+		if tc.waitElem != nil {
+			l.waiting.Remove(tc.waitElem)
+			tc.waitElem = nil
+		}
+		l.pmu.Unlock()
+		if !tc.parkState.CompareAndSwap(parkWaiting, parkGotBytes) || !ok {
+			tc.Conn.Close() // gave way, or the client has gone
+			return
+		}
 	}
 	for len(tc.pre) > 0 {
 		if l.s.admit(tc) {
@@ -485,8 +529,10 @@ type trackedConn struct {
 	headersDone atomic.Bool
 	tail        [3]byte // the last bytes read before the headers ended
 	tailLen     int
-	pre         []byte       // read by peek, not yet by net/http
-	handling    atomic.Int32 // requests of this connection in the handler
+	pre         []byte // read by peek, not yet by net/http
+	parkState   atomic.Int32
+	waitElem    *list.Element // in limitListener.waiting; guarded by its pmu
+	handling    atomic.Int32  // requests of this connection in the handler
 	closed      sync.Once
 }
 
