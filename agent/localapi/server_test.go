@@ -454,3 +454,45 @@ func TestServeSurvivesTemporaryAcceptErrors(t *testing.T) {
 		t.Errorf("after a temporary accept error: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestWaitingAsideGivesWay: with every slot taken and as many silent
+// connections waiting aside as allowed, a new silent connection takes the
+// place of the one waiting longest, which is closed without an answer;
+// a POS request is still served.
+func TestWaitingAsideGivesWay(t *testing.T) {
+	const max = 1
+	s, addr := serve(t, apiHandler(t), localapi.ServerOptions{MaxConns: max, MinAge: time.Minute, HeaderTimeout: time.Minute})
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	dial() // takes the one slot
+	waitStats(t, s, func(st localapi.ServerStats) bool { return st.Open == max })
+	// Four per slot wait aside; they are accepted one by one, in order.
+	var aside []net.Conn
+	for range 4 * max {
+		aside = append(aside, dial())
+	}
+	if closedByPeer(aside[0], 300*time.Millisecond) {
+		t.Fatal("a connection waiting aside was closed before the limit of those waiting was reached")
+	}
+	dial() // one more: the longest waiting gives way
+	if !closedByPeer(aside[0], 5*time.Second) {
+		t.Errorf("the connection waiting aside longest did not give way")
+	}
+	if closedByPeer(aside[len(aside)-1], 200*time.Millisecond) {
+		t.Errorf("the newest connection waiting aside was closed")
+	}
+	resp, body := rawRequest(t, addr, "GET /v1/license HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+token+"\r\n\r\n")
+	if resp.StatusCode != 200 {
+		t.Errorf("POS request with every slot taken and many waiting aside: %d %s", resp.StatusCode, body)
+	}
+	if st := s.Stats(); st.RefusedWaiting < 1 {
+		t.Errorf("stats %+v: want the connection that gave way counted", st)
+	}
+}
