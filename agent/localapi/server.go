@@ -40,7 +40,7 @@ const (
 	// being pushed out by another connection that has not sent a whole
 	// request either; an idle keep-alive connection is safe for four
 	// times as long.
-	MinAge = 250 * time.Millisecond
+	MinAge = 500 * time.Millisecond
 	// HeaderTimeout is how long the request line and headers may take.
 	HeaderTimeout = 5 * time.Second
 	// IdleTimeout closes a keep-alive connection that sends nothing.
