@@ -4,7 +4,6 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,34 +31,11 @@ func testConfig(t *testing.T, tp *tposltest.Server, od *oduyotest.Server) *confi
 	return &c
 }
 
-// start runs a.Run in a goroutine. The returned stop cancels it and
-// waits for Run to return (at most 6 s: the stop deadline plus margin);
-// it is also registered as a cleanup, so no test leaves Run behind.
-func start(t *testing.T, a *Agent) (stop func() error) {
+// start runs a.Run in a goroutine; stop cancels it and waits for it (at
+// most 6 s: the stop deadline plus margin), also as a cleanup.
+func start(t *testing.T, a *Agent) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case err = <-done:
-			case <-time.After(6 * time.Second):
-				t.Errorf("Run did not return within 6 s of cancel")
-				err = <-done
-			}
-		})
-		return err
-	}
-	t.Cleanup(func() {
-		if err := stop(); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-	return stop
+	return testrig.Run(t, "Run", 6*time.Second, a.Run)
 }
 
 func TestLicenceFollowsServerAndDecaysOffline(t *testing.T) {
@@ -122,9 +98,7 @@ func TestLicenceFollowsServerAndDecaysOffline(t *testing.T) {
 	if !st.Registered || st.License.State != tposl.StateUnknown {
 		t.Errorf("status: registered=%v licence=%s", st.Registered, st.License.State)
 	}
-	if err := stop(); err != nil {
-		t.Errorf("Run: %v", err)
-	}
+	stop()
 
 	// A restart while the server is still down starts from the saved answer.
 	clk.Jump(-8 * 24 * time.Hour)
@@ -233,9 +207,7 @@ func TestRunsWithoutServersConfigured(t *testing.T) {
 	if st.License.State != tposl.StateUnknown || !strings.Contains(st.License.Message, "tposl.url") || st.Outbox.Pending != 1 {
 		t.Errorf("status: licence %s %q, pending %d", st.License.State, st.License.Message, st.Outbox.Pending)
 	}
-	if err := stop(); err != nil {
-		t.Errorf("Run: %v", err)
-	}
+	stop()
 	if tp.Calls() != 0 || od.Requests() != 0 {
 		t.Errorf("servers called: tposl %d, oduyo %d", tp.Calls(), od.Requests())
 	}

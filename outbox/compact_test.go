@@ -32,7 +32,7 @@ func fillAndDrain(t *testing.T, e *env) {
 func TestCompactionReopenIsRetried(t *testing.T) {
 	undo := outbox.CompactLikeWindowsForTest(2)
 	defer undo()
-	logs := &syncBuffer{}
+	logs := &testrig.Buffer{}
 	e := newEnv(t, func(o *outbox.Options) {
 		o.CompactMinSize = 1 << 20
 		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
@@ -52,7 +52,7 @@ func TestCompactionReopenIsRetried(t *testing.T) {
 func TestCompactionReopenFailureIsReportedAndRecovers(t *testing.T) {
 	undo := outbox.CompactLikeWindowsForTest(1 << 20)
 	defer undo()
-	logs := &syncBuffer{}
+	logs := &testrig.Buffer{}
 	e := newEnv(t, func(o *outbox.Options) {
 		o.CompactMinSize = 1 << 20
 		o.Logger = slog.New(slog.NewTextHandler(logs, nil))

@@ -27,7 +27,7 @@ func skipOnWindows(t *testing.T) {
 // already accepted are still delivered.
 func TestDeletedFileIsNoticedAndNothingIsLost(t *testing.T) {
 	skipOnWindows(t)
-	logs := &syncBuffer{}
+	logs := &testrig.Buffer{}
 	e := newEnv(t, func(o *outbox.Options) { o.Logger = slog.New(slog.NewTextHandler(logs, nil)) })
 	a := enq(t, e.q, outbox.KindKasa, "kasa:1", 1, true)
 	if err := os.Remove(e.path); err != nil {

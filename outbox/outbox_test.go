@@ -55,27 +55,7 @@ func newEnv(t *testing.T, mod func(*outbox.Options)) *env {
 // run starts the sender loop; the returned func stops it and waits.
 func (e *env) run(t *testing.T) func() {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.q.Run(ctx, e.s) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("run did not stop")
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	return testrig.Run(t, "run", 10*time.Second, func(ctx context.Context) error { return e.q.Run(ctx, e.s) })
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -687,26 +667,8 @@ func TestSecondRunRefused(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestLogsCarryNoPayload(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testrig.Buffer{}
 	e := newEnv(t, func(o *outbox.Options) {
 		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	})

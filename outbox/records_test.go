@@ -17,7 +17,7 @@ import (
 // "unreadable record", once; the file is not quarantined and the other
 // 49 are delivered.
 func TestUnreadableRecordIsDeadLetteredAlone(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testrig.Buffer{}
 	e := newEnv(t, func(o *outbox.Options) {
 		o.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	})

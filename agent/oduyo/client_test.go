@@ -18,27 +18,10 @@ import (
 	"time"
 
 	"github.com/tposagent/tposagent/agent/records"
+	"github.com/tposagent/tposagent/internal/testrig"
 
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
 )
-
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // fakeClock is a settable clock.
 type fakeClock struct {
@@ -63,7 +46,7 @@ func (c *fakeClock) Add(d time.Duration) {
 type harness struct {
 	srv  *oduyotest.Server
 	c    *Client
-	logs *syncBuffer
+	logs *testrig.Buffer
 
 	mu   sync.Mutex
 	errs []error
@@ -79,7 +62,7 @@ func newHarness(t *testing.T, mod func(*Config), opts ...oduyotest.Option) *harn
 	t.Helper()
 	srv := oduyotest.NewServer(opts...)
 	t.Cleanup(srv.Close)
-	logs := &syncBuffer{}
+	logs := &testrig.Buffer{}
 	cfg := Config{
 		BaseURL:  srv.URL(),
 		APIKey:   srv.APIKey,

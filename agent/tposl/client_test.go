@@ -19,6 +19,7 @@ import (
 
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/agent/tposl/tposltest"
+	"github.com/tposagent/tposagent/internal/testrig"
 )
 
 func buildParams(t *testing.T) tposl.Params {
@@ -28,24 +29,6 @@ func buildParams(t *testing.T) tposl.Params {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// lockedBuffer collects log output from concurrent goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func newClient(t *testing.T, u string, timeout time.Duration, logs io.Writer) *tposl.Client {
@@ -409,7 +392,7 @@ func TestNew(t *testing.T) {
 		{"http://lisans.example.com/api/TPOSL", true, true, true},
 	}
 	for _, tt := range tests {
-		var logs lockedBuffer
+		var logs testrig.Buffer
 		log := slog.New(slog.NewTextHandler(&logs, nil))
 		_, err := tposl.New(tposl.Config{URL: tt.url, Logger: log, AllowPlainHTTP: tt.allow})
 		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, tposl.ErrConfig)) {
@@ -454,7 +437,7 @@ func TestSecretNeverLeaks(t *testing.T) {
 	jsonSecret, _ := json.Marshal(secret)
 	needles := []string{secret, string(jsonSecret[1 : len(jsonSecret)-1]), url.QueryEscape(secret), "S3cr3t"}
 
-	var logs lockedBuffer
+	var logs testrig.Buffer
 	var texts []string
 	collect := func(err error) {
 		if err == nil {

@@ -4,7 +4,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,24 +26,6 @@ import (
 // ProcessPrng DLL wine 8 lacks); .ci/windows sets it.
 const wineDirEnv = "TPOSAGENT_WINE_DIR"
 
-// lockedBuffer is an io.Writer that a test may read while a process writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // winePrefix is a fresh wine prefix of the test's own, with a keeper: the
 // first wine process, alive for the whole test. wine starts its service
 // manager (services.exe) from the first process, so the services inherit
@@ -54,7 +34,7 @@ func (l *lockedBuffer) String() string {
 type winePrefix struct {
 	t      *testing.T
 	env    []string // WINEPREFIX, DISPLAY, WINEDEBUG=-all
-	keeper *lockedBuffer
+	keeper *testrig.Buffer
 }
 
 // newWinePrefix makes the prefix; ports maps COM port names to Unix
@@ -86,7 +66,7 @@ func newWinePrefix(t *testing.T, dll string, ports map[string]string) *winePrefi
 	}
 
 	// The keeper: cmd.exe reading commands from a pipe until it is closed.
-	w.keeper = &lockedBuffer{}
+	w.keeper = &testrig.Buffer{}
 	keeper := exec.Command("wine", "cmd.exe")
 	keeper.Env = append(base, "WINEDEBUG=-all,+eventlog")
 	keeper.Stderr = w.keeper

@@ -205,26 +205,7 @@ func startAgent(t *testing.T, cfg config.Config, recheck time.Duration, logs *lo
 	if err != nil {
 		t.Fatalf("agent.New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("agent run: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("agent did not stop within 15 s")
-		}
-	}
-	t.Cleanup(stop)
+	stop := testrig.Run(t, "agent run", 15*time.Second, a.Run)
 	return a, &localapi.Client{BaseURL: "http://" + a.Addr().String(), Token: tillToken}, stop
 }
 

@@ -3,7 +3,6 @@
 package systemd
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tposagent/tposagent/internal/testrig"
 )
 
 // rootfsEnv names the root filesystem to boot: a tarball or a directory
@@ -90,26 +91,9 @@ type machine struct {
 	cmd     *exec.Cmd
 	done    chan error
 	leader  int // PID (host view) of the container's systemd
-	console *lockedBuffer
+	console *testrig.Buffer
 	cgroups []string
 	booted  time.Duration
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 var (
@@ -135,7 +119,7 @@ func boot(t *testing.T, rootfs, name string) *machine {
 			mountedNspawnRun = dir
 		}
 	})
-	m := &machine{t: t, name: name, rootfs: rootfs, console: &lockedBuffer{}, done: make(chan error, 1)}
+	m := &machine{t: t, name: name, rootfs: rootfs, console: &testrig.Buffer{}, done: make(chan error, 1)}
 	// nspawn's own cgroup, so that it leaves nothing at the host's root.
 	var enter []string
 	for _, h := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd"} {
