@@ -17,6 +17,7 @@ import (
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/device/devicetest"
 	"github.com/tposagent/tposagent/device/gmp3"
+	"github.com/tposagent/tposagent/installer"
 	"github.com/tposagent/tposagent/internal/testrig"
 )
 
@@ -67,6 +68,38 @@ func TestE2EDeviceRegistersWithFiscalIDRead(t *testing.T) {
 		t.Fatalf("kept trace: %d events, %q, %v", len(events), comments, err)
 	}
 	t.Logf("RESULT e2e_device_read fiscal=%s protocol=%s requests=%d trace_events=%d", fiscal, d.Protocol, f.sim.Requests(), len(events))
+	purgeKnowsEveryFile(t, f.DataDir())
+}
+
+// purgeKnowsEveryFile: every file the running agent made in its data dir
+// is one that "uninstall --purge" deletes (a file it does not know keeps
+// the data dir on disk after a purge).
+func purgeKnowsEveryFile(t *testing.T, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !installer.AgentFile(e.Name()) {
+			t.Errorf("the agent made %s in its data dir, but uninstall --purge would keep it (installer.AgentFile)", e.Name())
+		}
+	}
+}
+
+// TestPurgeKnowsTheAgentsFiles: the data-dir file names the agent declares
+// are all ones "uninstall --purge" removes, with their atomic-write
+// temporaries.
+func TestPurgeKnowsTheAgentsFiles(t *testing.T) {
+	var names []string
+	for _, name := range []string{agent.DeviceTraceFile, agent.POSDeviceFile, agent.APIAddrFile, device.CacheFile, "license.json"} {
+		names = append(names, name, "."+name+".tmp-12345") // written by internal/atomicfile
+	}
+	for _, n := range append(names, "outbox.db", "tposagent.log") {
+		if !installer.AgentFile(n) {
+			t.Errorf("installer.AgentFile(%q) = false: uninstall --purge would leave it", n)
+		}
+	}
 }
 
 // TestE2EPOSReportsIdentity: with device.port = "none" and no fiscal serial
@@ -137,6 +170,7 @@ func TestE2EPOSReportsIdentity(t *testing.T) {
 	if err != nil || d.Source != "pos" || d.FiscalSerial != "JI20099999" || d.Model != "Tığ 300" {
 		t.Fatalf("after a restart: %+v, %v", d, err)
 	}
+	purgeKnowsEveryFile(t, f.DataDir())
 }
 
 // TestE2EDeviceConflict: the device reads one fiscal id, the POS reports

@@ -641,7 +641,7 @@ func TestBareBinaryUnderSystemd(t *testing.T) {
 	}
 	took := tl.install("none")
 	t.Logf("TIMING tposagent install --unattended (bare binary): %s", took.Round(time.Millisecond))
-	if unit := tl.m.must("cat", ownUnit); !strings.Contains(unit, "ExecStart=/usr/local/bin/tposagent run --config "+configPath) {
+	if unit := tl.m.must("cat", ownUnit); !strings.Contains(unit, "ExecStart=/usr/local/bin/tposagent run --service --config "+configPath) {
 		t.Errorf("unit does not run the installed binary:\n%s", unit)
 	}
 	tl.lifecycle("none")
