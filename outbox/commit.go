@@ -50,6 +50,7 @@ type commitResult struct {
 
 func (q *Queue) startCommit() {
 	ls := &q.ls
+	q.remapIfNeeded()
 	n := min(len(ls.pendingOps), q.maxBatch)
 	job := &commitJob{ops: append([]request(nil), ls.pendingOps[:n]...), now: q.clock.Now(), c: ls.c, flying: map[string]uint64{}}
 	ls.pendingOps = append(ls.pendingOps[:0], ls.pendingOps[n:]...)
@@ -222,6 +223,11 @@ func (q *Queue) finishCommit(res commitResult) {
 	}
 	if job.barrier {
 		ls.barrier--
+	}
+	if q.requeueAfterLostMapping(res) {
+		q.afterCommitCards(res)
+		q.publish()
+		return
 	}
 	wasPending := ls.c.pending
 	if res.err == nil {

@@ -96,7 +96,7 @@ func (q *Queue) compact() error {
 	} else {
 		_ = os.Remove(tmp)
 	}
-	if err := q.reopen(); err != nil {
+	if err := q.reopen("after compaction"); err != nil {
 		return fmt.Errorf("compact outbox: %w", err)
 	}
 	if renameErr != nil {
@@ -110,10 +110,11 @@ func (q *Queue) compact() error {
 // it for a moment must not leave the queue closed.
 var reopenDelays = []time.Duration{0, 10 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond, time.Second}
 
-// reopen opens the file after compaction closed it, retrying; on failure
-// the queue stays closed (every operation fails with a clear error) and
-// the loop tries again (ensureOpen). Called with dbMu held.
-func (q *Queue) reopen() error {
+// reopen opens the file after compaction (or a lost mapping, remap.go)
+// closed it, retrying; on failure the queue stays closed (every operation
+// fails with a clear error) and the loop tries again (ensureOpen). why
+// ends the messages ("after compaction"). Called with dbMu held.
+func (q *Queue) reopen(why string) error {
 	var err error
 	for i, d := range reopenDelays {
 		time.Sleep(d)
@@ -129,12 +130,12 @@ func (q *Queue) reopen() error {
 			q.noteIdentity()
 			q.ls.reopenErr = ""
 			if i > 0 {
-				q.log.Warn("outbox file reopened after compaction", "attempts", i+1)
+				q.log.Warn("outbox file reopened "+why, "attempts", i+1)
 			}
 			return nil
 		}
 	}
-	q.ls.reopenErr = fmt.Sprintf("cannot open the outbox file again after compaction: %v", err)
+	q.ls.reopenErr, q.ls.reopenWhy = fmt.Sprintf("cannot open the outbox file again %s: %v", why, err), why
 	q.log.Error("OUTBOX FILE CLOSED: "+q.ls.reopenErr+"; records are refused until it opens", "path", q.path)
 	return fmt.Errorf("reopen: %w", err)
 }
@@ -146,7 +147,7 @@ func (q *Queue) ensureOpen() bool {
 	}
 	q.dbMu.Lock()
 	defer q.dbMu.Unlock()
-	return q.reopen() == nil
+	return q.reopen(q.ls.reopenWhy) == nil
 }
 
 // syncDirOrMark fsyncs the data dir after a rename; when that fails the

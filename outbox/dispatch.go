@@ -31,6 +31,7 @@ func (q *Queue) tick() {
 	ls := &q.ls
 	now := q.clock.Now()
 	q.forgetFarFuture(now)
+	q.remapIfNeeded()
 	if ls.reopenErr != "" {
 		if time.Now().Before(ls.nextReopen) {
 			return
@@ -46,6 +47,12 @@ func (q *Queue) tick() {
 	}
 	if q.canDispatch(now) {
 		q.dispatch(now)
+		if ls.remap && !ls.committing { // the read found the mapping lost
+			q.remapIfNeeded()
+			if ls.reopenErr == "" && q.canDispatch(now) {
+				q.dispatch(now)
+			}
+		}
 	}
 	if !ls.committing && len(ls.pendingOps) > 0 {
 		q.startCommit()
@@ -176,7 +183,18 @@ func (q *Queue) dispatch(now time.Time) {
 		return nil
 	})
 	if err != nil {
-		q.log.Error("outbox dispatch", "err", err)
+		// Look again in a second (a timer, not the next event, which may
+		// never come); a lost mapping is mended first.
+		if ls.dispatchFails++; ls.dispatchFails == 1 || ls.dispatchFails%60 == 0 {
+			q.log.Error("outbox dispatch: cannot read the outbox file", "err", err, "failures", ls.dispatchFails)
+		}
+		ls.lastError, ls.lastErrorAt = "read outbox file: "+err.Error(), now
+		ls.nextDue = now.Add(time.Second)
+		if mappingLost(err) {
+			ls.remap = true
+		}
+	} else {
+		ls.dispatchFails = 0
 	}
 	for _, it := range picked {
 		ls.run.work <- it // never blocks: cap(work) == Concurrency >= sending

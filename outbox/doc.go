@@ -67,6 +67,16 @@
 //     Enqueue fails with ErrFileGone from then on, the open content is saved
 //     back to the path (or, when another file is there, beside it), and
 //     Stats.FileGone says so; items already accepted are still delivered.
+//     On Linux the comparison is device and inode; on Windows, which
+//     refuses to delete or rename over the open file (its handle does not
+//     share delete access), it is only whether a file is at the path,
+//     read without opening it (see identity_windows.go for why).
+//   - A lost mapping: when bbolt cannot map the file again as it grows
+//     (out of address space or, on Windows, of handles), it leaves the file
+//     unmapped and every transaction fails. The queue closes and reopens
+//     the file and runs the failed commit again, so callers get their
+//     answer and no send result is lost (which would send a record twice);
+//     a dispatch that cannot read the file is tried again a second later.
 //
 // # On-disk layout
 //

@@ -244,3 +244,9 @@ func CompactLikeWindowsForTest(failReopens int) (undo func()) {
 
 // FailReopensForTest sets how many more reopens fail.
 func FailReopensForTest(n int) { reopenFail.Store(int32(n)) }
+
+// BreakMappingForTest passes flags to the open file's next mmap (Unix):
+// flags that mmap refuses make bbolt fail to map the file as it grows,
+// as a till out of address space or handles does. A reopened file maps
+// without them.
+func (q *Queue) BreakMappingForTest(flags int) { q.db.MmapFlags = flags }

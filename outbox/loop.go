@@ -126,9 +126,15 @@ type loopState struct {
 	locked     map[string]int // keys a running commit may change (coalescing)
 	barrier    int            // admin operations in the running commit: no dispatch
 
-	gone       string    // the file was deleted or replaced: what to tell callers
-	reopenErr  string    // the file could not be opened again after compaction
-	nextReopen time.Time // real time of the next attempt
+	gone      string    // the file was deleted or replaced: what to tell callers
+	reopenErr string    // the file could not be opened again after compaction
+	reopenWhy string    // after what it was closed, for the messages of the retries
+	remap     bool      // bbolt lost the file's mapping: close and reopen it (remap.go)
+	lastRemap time.Time // real time of the last reopen for a lost mapping
+	remaps    int       // reopens for a lost mapping
+
+	dispatchFails int       // consecutive dispatches that could not read the file
+	nextReopen    time.Time // real time of the next attempt
 
 	lastSuccess, lastErrorAt time.Time
 	lastError                string

@@ -43,6 +43,16 @@ type timer struct {
 
 func (t *timer) C() <-chan time.Time { return t.ch }
 
+// When is the wall-clock time at which the timer fires (or fired): what a
+// test that watches the timers needs, read from the timer itself rather
+// than recomputed from Now, which another goroutine may have moved since
+// the timer was made.
+func (t *timer) When() time.Time {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	return t.c.base.Add(t.at)
+}
+
 func (t *timer) Stop() bool {
 	t.c.mu.Lock()
 	defer t.c.mu.Unlock()

@@ -90,3 +90,19 @@ func TestClockJumpsBackWithoutFiringOrStallingTimers(t *testing.T) {
 		t.Fatal("Set forward did not let the timer's minute pass")
 	}
 }
+
+// TestTimerWhenIsItsOwnDeadline: When is fixed when the timer is made and
+// follows the wall clock's jumps, whatever Now says later.
+func TestTimerWhenIsItsOwnDeadline(t *testing.T) {
+	c := clocktest.New(time.Time{})
+	start := c.Now()
+	tm := c.NewTimer(3 * time.Second).(interface{ When() time.Time })
+	c.Advance(time.Second)
+	if got := tm.When(); !got.Equal(start.Add(3 * time.Second)) {
+		t.Fatalf("When %v, want %v", got, start.Add(3*time.Second))
+	}
+	c.Jump(-time.Hour)
+	if got := tm.When(); !got.Equal(start.Add(3*time.Second - time.Hour)) {
+		t.Fatalf("after a jump back: When %v, want %v", got, start.Add(3*time.Second-time.Hour))
+	}
+}

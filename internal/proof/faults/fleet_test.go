@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/tposagent/tposagent/internal/clock"
 	"github.com/tposagent/tposagent/internal/clock/clocktest"
+	"github.com/tposagent/tposagent/internal/testrig"
 	"github.com/tposagent/tposagent/outbox"
 )
 
@@ -103,8 +107,12 @@ type agentTimer struct {
 func (c *agentClock) Now() time.Time { return c.shared.Now() }
 
 func (c *agentClock) NewTimer(d time.Duration) clock.Timer {
-	at := c.shared.Now().Add(d)
-	t := &agentTimer{Timer: c.shared.NewTimer(d), at: at, c: c}
+	// The deadline comes from the timer itself: Now read here and the
+	// timer made a moment later can be apart when the test steps the
+	// shared clock in between, and then the test would wait for an agent
+	// whose timer it believes has fired.
+	st := c.shared.NewTimer(d)
+	t := &agentTimer{Timer: st, at: st.(interface{ When() time.Time }).When(), c: c}
 	c.mu.Lock()
 	c.cur = t
 	c.mu.Unlock()
@@ -126,6 +134,33 @@ func (c *agentClock) armedAfter(now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.cur != nil && c.cur.at.After(now)
+}
+
+func (c *agentClock) describe(now time.Time) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil {
+		return "none armed"
+	}
+	return fmt.Sprintf("armed for %v (now %v)", c.cur.at.Sub(now), now)
+}
+
+// outboxStacks is the stacks of the goroutines in the outbox package
+// that are not idle in the loop's select (where a stalled queue is
+// blocked, if it is).
+func outboxStacks() string {
+	buf := make([]byte, 64<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "/outbox.") && !strings.Contains(g, "[select]") && !strings.Contains(g, "[chan receive]") {
+			out = append(out, g)
+		}
+	}
+	if len(out) > 20 {
+		out = append(out[:20], fmt.Sprintf("… %d more", len(out)-20))
+	}
+	return strings.Join(out, "\n\n")
 }
 
 // fleetServer counts what arrives once it is up.
@@ -178,6 +213,7 @@ func (s *fleetServer) peak(m map[int64]int) (peak int, at int64) {
 
 type fleetAgent struct {
 	q      *outbox.Queue
+	log    *testrig.Buffer // the queue's log, shown when it does not settle
 	clk    *agentClock
 	srv    *fleetServer
 	active atomic.Int64
@@ -224,6 +260,7 @@ type fleet struct {
 	srv    *fleetServer
 	agents []*fleetAgent
 	start  time.Time
+	close  func() // stops and closes every agent; once
 }
 
 // newFleet opens n outboxes with items and runs them, all offline.
@@ -235,17 +272,18 @@ func newFleet(t *testing.T, n int, jitter, outage time.Duration) *fleet {
 	dir := fleetDir(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	t.Cleanup(func() {
+	f.close = sync.OnceFunc(func() {
 		cancel()
 		wg.Wait()
 		for _, a := range f.agents {
 			a.q.Close()
 		}
 	})
+	t.Cleanup(f.close)
 	for i := range n {
 		rng := rand.New(rand.NewPCG(uint64(i), 0x7a11))
 		var rmu sync.Mutex
-		a := &fleetAgent{clk: &agentClock{shared: clock}, srv: f.srv}
+		a := &fleetAgent{clk: &agentClock{shared: clock}, srv: f.srv, log: &testrig.Buffer{}}
 		q, err := outbox.Open(outbox.Options{
 			Path:            filepath.Join(dir, fmt.Sprintf("agent-%04d.db", i)),
 			RetryBase:       time.Second,
@@ -254,6 +292,7 @@ func newFleet(t *testing.T, n int, jitter, outage time.Duration) *fleet {
 			StopGrace:       time.Second,
 			CheckMaxSize:    -1,
 			Clock:           a.clk,
+			Logger:          slog.New(slog.NewTextHandler(a.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 			Rand: func() float64 {
 				rmu.Lock()
 				defer rmu.Unlock()
@@ -326,6 +365,9 @@ func (f *fleet) settle(some []*fleetAgent) {
 		if len(some) > 0 {
 			if time.Now().After(deadline) {
 				st, _ := some[0].q.Stats()
+				f.t.Logf("the first unsettled agent's log:\n%s", some[0].log.String())
+				f.t.Logf("its timer: %s", some[0].clk.describe(now))
+				f.t.Logf("outbox goroutines:\n%s", outboxStacks())
 				f.t.Fatalf("fleet: %d agents did not settle at +%v (first: active %d, stats %+v)",
 					len(some), now.Sub(f.start), some[0].active.Load(), st)
 			}
@@ -424,6 +466,9 @@ func TestFleetReconnect(t *testing.T) {
 	measure := func(t *testing.T, n int, jitter, outage time.Duration, kick bool) run {
 		began := time.Now()
 		f := newFleet(t, n, jitter, outage)
+		// Closed before the next fleet opens: under wine all the fleet's
+		// handles count against the wineserver's one fd limit.
+		defer f.close()
 		opened := time.Since(began)
 		f.reconnect(kick)
 		var r run
