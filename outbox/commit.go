@@ -360,7 +360,7 @@ func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used,
 	*used += est
 	*hwm += pages
 	if first {
-		if err := t.reschedule(e.Key); err != nil {
+		if err := t.rescheduleWith(e.Key, &it); err != nil {
 			return Item{}, err
 		}
 	}

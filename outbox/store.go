@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -64,12 +65,66 @@ func encodeRecord(it *Item) []byte {
 		Created: unixNano(it.Created), Attempts: it.Attempts, Next: unixNano(it.NextAttempt),
 		LastError: it.LastError, Coalesce: it.Coalesce, DeadReason: it.DeadReason, DeadAt: unixNano(it.DeadAt),
 	}
-	h, _ := json.Marshal(m) // cannot fail: plain fields
+	var hb [256]byte
+	h := m.appendJSON(hb[:0])
 	buf := make([]byte, 0, 1+binary.MaxVarintLen32+len(h)+len(it.Payload))
 	buf = append(buf, recordVersion)
 	buf = binary.AppendUvarint(buf, uint64(len(h)))
 	buf = append(buf, h...)
 	return append(buf, it.Payload...)
+}
+
+// appendJSON appends exactly what json.Marshal(m) returns (FuzzRecordMetaJSON
+// holds it to that), without reflection: it runs for every record stored.
+func (m *recordMeta) appendJSON(b []byte) []byte {
+	b = append(b, `{"k":`...)
+	b = appendJSONString(b, string(m.Kind))
+	b = append(b, `,"key":`...)
+	b = appendJSONString(b, m.Key)
+	b = append(b, `,"idem":`...)
+	b = appendJSONString(b, m.Idem)
+	b = append(b, `,"c":`...)
+	b = strconv.AppendInt(b, m.Created, 10)
+	if m.Attempts != 0 {
+		b = append(b, `,"a":`...)
+		b = strconv.AppendInt(b, int64(m.Attempts), 10)
+	}
+	if m.Next != 0 {
+		b = append(b, `,"n":`...)
+		b = strconv.AppendInt(b, m.Next, 10)
+	}
+	if m.LastError != "" {
+		b = append(b, `,"e":`...)
+		b = appendJSONString(b, m.LastError)
+	}
+	if m.Coalesce {
+		b = append(b, `,"co":true`...)
+	}
+	if m.DeadReason != "" {
+		b = append(b, `,"dr":`...)
+		b = appendJSONString(b, m.DeadReason)
+	}
+	if m.DeadAt != 0 {
+		b = append(b, `,"da":`...)
+		b = strconv.AppendInt(b, m.DeadAt, 10)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as json.Marshal quotes it. Printable ASCII
+// that needs no escape (the usual key, kind and idempotency key) is
+// copied; anything else goes through encoding/json, whose escapes (HTML
+// characters, U+2028, invalid UTF-8) are then kept as they are.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // decodeRecord parses a stored record; it copies everything it keeps, so
@@ -262,7 +317,11 @@ func (t *txb) hasPending(key string) bool {
 // reschedule makes the sched bucket hold exactly one entry for key: its
 // oldest pending item at that item's due time, or none. The head's bykey
 // value names its sched entry.
-func (t *txb) reschedule(key string) error {
+func (t *txb) reschedule(key string) error { return t.rescheduleWith(key, nil) }
+
+// rescheduleWith is reschedule when the caller holds the record it just
+// stored, known: if that is the head, it is not read back and decoded.
+func (t *txb) rescheduleWith(key string, known *Item) error {
 	p := keyPrefix(key)
 	c := t.bykey.Cursor()
 	k, v := c.Seek(p)
@@ -282,12 +341,17 @@ func (t *txb) reschedule(key string) error {
 		}
 	}
 	id := binary.BigEndian.Uint64(headKey[len(p):])
-	it, ok, err := t.getItem(id)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("reschedule %d: %w: index without item", id, errCorruptRecord)
+	var it Item
+	if known != nil && known.ID == id {
+		it = *known
+	} else {
+		var ok bool
+		var err error
+		if it, ok, err = t.getItem(id); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("reschedule %d: %w: index without item", id, errCorruptRecord)
+		}
 	}
 	sk := schedKey(unixNano(it.NextAttempt), id)
 	if bytes.Equal(headVal, sk) {
