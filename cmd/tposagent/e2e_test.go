@@ -85,21 +85,14 @@ func newFixtureWith(t *testing.T, opts *devicetest.Options) *fixture {
 	f.tposl.SetReturn(tposl.Return{Status: true, Aktif: 1, GMP3Status: 1, GMP3ExpDate: now.AddDate(0, 0, 50).Format("2006-01-02"),
 		DemoLisansGun: 30, DemoBasTarih: now.AddDate(0, 0, -10).Format("2006-01-02"), OnayFiscalSeriNo: "JI20012345"})
 
-	c := config.Default()
-	c.DataDir = "data" // relative: to the config file
-	c.Store = config.Store{TaxNumber: "1234567890", TaxOffice: "Kadıköy", CompanyName: "Örnek Gıda A.Ş.", PosNo: 3, PosType: 1, ReceiptLimit: "5000"}
-	c.TPOSL.URL, c.TPOSL.Username, c.TPOSL.Password = f.tposl.URL(), "e2e-kasa", e2eTPOSLPassword
 	f.tposl.SetCredentials("e2e-kasa", e2eTPOSLPassword)
-	c.Oduyo.BaseURL, c.Oduyo.Username = f.oduyo.URL(), f.oduyo.Username
-	c.Oduyo.APIKey, c.Oduyo.Password = config.Secret(f.oduyo.APIKey), config.Secret(f.oduyo.Password)
-	c.Device.Port = port
+	c := till.Config("data", till.Servers{TPOSLURL: f.tposl.URL(), TPOSLUser: "e2e-kasa", TPOSLPassword: e2eTPOSLPassword, // data: relative to the config file
+		OduyoURL: f.oduyo.URL(), OduyoUser: f.oduyo.Username, OduyoAPIKey: f.oduyo.APIKey, OduyoPassword: f.oduyo.Password, Token: e2eToken})
+	c.Store.PosNo = 3
+	c.Device.Port, c.Device.FiscalSerial = port, ""
 	c.Device.AckTimeout = config.Duration{Duration: 500 * time.Millisecond}
 	c.Device.ProbeBudget = config.Duration{Duration: 5 * time.Second}
-	c.API.Listen = "127.0.0.1:0"
-	c.API.Token = e2eToken
-	c.Outbox.RetryMax = config.Duration{Duration: time.Second}
 	c.Outbox.ReconnectJitter = config.Duration{Duration: 200 * time.Millisecond}
-	c.Log.Level = "debug"
 	f.cfg = c
 	f.cfgPath = filepath.Join(f.dir, "config.toml")
 	tl, err := till.New(&c, till.Options{Binary: binary, ConfigPath: f.cfgPath})

@@ -223,28 +223,20 @@ func (d *demo) run(ctx context.Context) error {
 func (d *demo) writeConfig(port string) error {
 	tok := make([]byte, 16)
 	rand.Read(tok)
-	c := config.Default()
-	c.DataDir = filepath.Join(d.dir, "data")
-	c.Store = config.Store{
-		TaxNumber: "1234567890", TaxOffice: "Kadıköy", CompanyName: "Örnek Gıda A.Ş.",
-		PosNo: 1, PosType: 1, ReceiptLimit: "5000", PeriodYear: time.Now().Year(),
-		TPOSVersion: "8.4.2", TPOSVersionSeq: "842",
-	}
-	c.TPOSL.URL = d.tposl.URL()
-	c.TPOSL.Username, c.TPOSL.Password = "demo-kasa", "demo-tposl-Şifre-91"
+	c := till.Config(filepath.Join(d.dir, "data"), till.Servers{
+		TPOSLURL: d.tposl.URL(), TPOSLUser: "demo-kasa", TPOSLPassword: "demo-tposl-Şifre-91",
+		OduyoURL: d.oduyo.URL(), OduyoUser: d.oduyo.Username, OduyoAPIKey: d.oduyo.APIKey, OduyoPassword: d.oduyo.Password,
+		Token: hex.EncodeToString(tok),
+	})
 	d.tposl.SetCredentials(c.TPOSL.Username, c.TPOSL.Password.Reveal())
-	c.Oduyo.BaseURL = d.oduyo.URL()
-	c.Oduyo.APIKey, c.Oduyo.Username, c.Oduyo.Password = config.Secret(d.oduyo.APIKey), d.oduyo.Username, config.Secret(d.oduyo.Password)
+	c.Store.PeriodYear, c.Store.TPOSVersion, c.Store.TPOSVersionSeq = time.Now().Year(), "8.4.2", "842"
 	c.Device.Port = port
 	c.Device.FiscalSerial = ""
 	if port == "none" {
 		c.Device.FiscalSerial = demoFiscal
 	}
-	c.API.Listen = "127.0.0.1:0"
-	c.API.Token = config.Secret(hex.EncodeToString(tok))
 	c.Outbox.RetryMax = config.Duration{Duration: 2 * time.Second}
 	c.Outbox.ReconnectJitter = config.Duration{Duration: time.Second}
-	c.Log.Level = "debug"
 	d.cfgPath = filepath.Join(d.dir, "config.toml")
 	var err error
 	d.agentLog, err = os.OpenFile(filepath.Join(d.dir, "agent-stderr.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)

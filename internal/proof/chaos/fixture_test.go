@@ -97,18 +97,9 @@ func newFixture(t *testing.T, dataDir string, edit func(*config.Config)) *fixtur
 	f.tposl.SetReturn(tposl.Return{Status: true, Aktif: 1, GMP3Status: 1, GMP3ExpDate: now.AddDate(0, 0, 50).Format("2006-01-02"),
 		DemoLisansGun: 30, DemoBasTarih: now.AddDate(0, 0, -10).Format("2006-01-02"), OnayFiscalSeriNo: "JI20012345"})
 
-	c := config.Default()
-	c.DataDir = dataDir
-	c.Store = config.Store{TaxNumber: "1234567890", TaxOffice: "Kadıköy", CompanyName: "Örnek Gıda A.Ş.", PosNo: 3, PosType: 1, ReceiptLimit: "5000"}
-	c.TPOSL.URL, c.TPOSL.Username, c.TPOSL.Password = f.tposl.URL(), tposlUser, tposlPassword
-	c.Oduyo.BaseURL, c.Oduyo.Username = f.oduyo.URL(), oduyoUser
-	c.Oduyo.APIKey, c.Oduyo.Password = oduyoAPIKey, oduyoPassword
-	c.Device.Port, c.Device.FiscalSerial = "none", "JI20012345"
-	c.API.Listen = "127.0.0.1:0"
-	c.API.Token = apiToken
-	c.Outbox.RetryMax = config.Duration{Duration: time.Second}
-	c.Outbox.ReconnectJitter = config.Duration{Duration: 100 * time.Millisecond}
-	c.Log.Level = "debug"
+	c := till.Config(dataDir, till.Servers{TPOSLURL: f.tposl.URL(), TPOSLUser: tposlUser, TPOSLPassword: tposlPassword,
+		OduyoURL: f.oduyo.URL(), OduyoUser: oduyoUser, OduyoAPIKey: oduyoAPIKey, OduyoPassword: oduyoPassword, Token: apiToken})
+	c.Store.PosNo = 3
 	if edit != nil {
 		edit(&c)
 	}

@@ -140,16 +140,9 @@ func newTill(t *testing.T, fsys *lossyfs.FS) *till {
 	tl.oduyo = oduyotest.NewServer()
 	t.Cleanup(tl.oduyo.Close)
 
-	c := config.Default()
-	c.DataDir = tl.dir
-	c.Store = config.Store{TaxNumber: "1234567890", TaxOffice: "Kadıköy", CompanyName: "Örnek Gıda A.Ş.", PosNo: 1, PosType: 1, ReceiptLimit: "5000"}
-	c.TPOSL.URL, c.TPOSL.Username, c.TPOSL.Password = tp.URL(), "powercut-kasa", "powercut-Şifre-7731"
 	tp.SetCredentials("powercut-kasa", "powercut-Şifre-7731")
-	c.Oduyo.BaseURL, c.Oduyo.Username = tl.oduyo.URL(), tl.oduyo.Username
-	c.Oduyo.APIKey, c.Oduyo.Password = config.Secret(tl.oduyo.APIKey), config.Secret(tl.oduyo.Password)
-	c.Device.Port, c.Device.FiscalSerial = "none", "JI20012345"
-	c.API.Listen, c.API.Token = "127.0.0.1:0", pcToken
-	c.Outbox.RetryMax = config.Duration{Duration: time.Second}
+	c := tilltest.Config(tl.dir, tilltest.Servers{TPOSLURL: tp.URL(), TPOSLUser: "powercut-kasa", TPOSLPassword: "powercut-Şifre-7731",
+		OduyoURL: tl.oduyo.URL(), OduyoUser: tl.oduyo.Username, OduyoAPIKey: tl.oduyo.APIKey, OduyoPassword: tl.oduyo.Password, Token: pcToken})
 	c.Outbox.ReconnectJitter = config.Duration{Duration: 50 * time.Millisecond}
 	c.Log.Level = "info"
 	tl.secrets = []string{c.TPOSL.Password.Reveal(), c.Oduyo.APIKey.Reveal(), c.Oduyo.Password.Reveal(), pcToken}
