@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tposagent/tposagent/agent/tposl"
+	"github.com/tposagent/tposagent/agent/license"
 )
 
 // Client calls the local API of a running agent (the CLI uses it).
@@ -122,8 +122,8 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 }
 
 // License is GET /v1/license.
-func (c *Client) License(ctx context.Context) (tposl.License, error) {
-	var l tposl.License
+func (c *Client) License(ctx context.Context) (license.License, error) {
+	var l license.License
 	err := c.Do(ctx, http.MethodGet, "/v1/license", nil, &l)
 	return l, err
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/tposagent/tposagent/agent/license"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/records"
 	"github.com/tposagent/tposagent/agent/tposl"
@@ -44,7 +45,7 @@ func TestDeviceEndpoints(t *testing.T) {
 	srv := httptest.NewServer(contractChecked(t, localapi.NewHandler(localapi.Config{
 		Token: token, Device: id,
 		Status:  func() localapi.Status { return localapi.Status{} },
-		License: func() tposl.License { return tposl.Unknown("x") },
+		License: func() license.License { return tposl.Unknown("x") },
 	})))
 	defer srv.Close()
 

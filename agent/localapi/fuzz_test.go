@@ -34,9 +34,10 @@ import (
 	"github.com/tposagent/tposagent/agent"
 
 	"github.com/tposagent/tposagent/agent/localapi"
-
-	"github.com/tposagent/tposagent/agent/records"
 	"github.com/tposagent/tposagent/agent/tposl"
+
+	"github.com/tposagent/tposagent/agent/license"
+	"github.com/tposagent/tposagent/agent/records"
 	"github.com/tposagent/tposagent/outbox"
 )
 
@@ -55,7 +56,7 @@ func fuzzHandler(f *testing.F) (http.Handler, *outbox.Queue) {
 		Token:   fuzzToken,
 		Queue:   agent.LocalQueue(q),
 		Status:  func() localapi.Status { return localapi.Status{Version: "fuzz", License: tposl.Unknown("fuzz")} },
-		License: func() tposl.License { return tposl.Unknown("fuzz") },
+		License: func() license.License { return tposl.Unknown("fuzz") },
 	})
 	return h, q
 }

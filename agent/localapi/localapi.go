@@ -31,7 +31,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tposagent/tposagent/agent/records"
-	"github.com/tposagent/tposagent/agent/tposl"
+	"github.com/tposagent/tposagent/agent/license"
 )
 
 // MaxBody is the largest request body accepted (413 beyond): the largest
@@ -46,7 +46,7 @@ type Status struct {
 	// OnlineSince is when Online last changed as far as the agent knows
 	// (the first failure of an outage; the first success after one).
 	OnlineSince *time.Time    `json:"online_since,omitempty"`
-	License     tposl.License `json:"license"`
+	License     license.License `json:"license"`
 	Device      Device        `json:"device"`
 	Outbox      Outbox        `json:"outbox"`
 	LastFlush   *time.Time    `json:"last_flush"`
@@ -158,7 +158,7 @@ type Config struct {
 	Token   string
 	Queue   Queue
 	Status  func() Status        // a snapshot for /v1/status and /metrics
-	License func() tposl.License // for /v1/license
+	License func() license.License // for /v1/license
 	Logger  *slog.Logger
 	Metrics func(w io.Writer) // extra metric lines (optional)
 	Device  DeviceIdentity    // for /v1/device; nil: not served (404)

@@ -15,8 +15,9 @@ import (
 	"github.com/tposagent/tposagent/agent"
 
 	"github.com/tposagent/tposagent/agent/localapi"
-
 	"github.com/tposagent/tposagent/agent/tposl"
+
+	"github.com/tposagent/tposagent/agent/license"
 	"github.com/tposagent/tposagent/outbox"
 )
 
@@ -33,7 +34,7 @@ func newServer(t *testing.T, maxSize int64) (*httptest.Server, *outbox.Queue) {
 		Token:   token,
 		Queue:   agent.LocalQueue(q),
 		Status:  func() localapi.Status { return localapi.Status{Version: "test", License: tposl.Unknown("x")} },
-		License: func() tposl.License { return tposl.Unknown("never reached") },
+		License: func() license.License { return tposl.Unknown("never reached") },
 		Device:  &fakeIdentity{},
 	})
 	srv := httptest.NewServer(contractChecked(t, h))

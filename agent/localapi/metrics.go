@@ -8,13 +8,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tposagent/tposagent/agent/tposl"
+	"github.com/tposagent/tposagent/agent/license"
 )
 
 // licenseStates are exported as one gauge each, 1 for the current state.
-var licenseStates = []tposl.State{
-	tposl.Licensed, tposl.Demo, tposl.Expired, tposl.Inactive,
-	tposl.Mismatch, tposl.Unregistered, tposl.StateUnknown,
+var licenseStates = []license.State{
+	license.Licensed, license.Demo, license.Expired, license.Inactive,
+	license.Mismatch, license.Unregistered, license.StateUnknown,
 }
 
 func (h *handler) metrics(w http.ResponseWriter, r *http.Request) {

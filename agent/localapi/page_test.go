@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/tposagent/tposagent/agent"
+	"github.com/tposagent/tposagent/agent/license"
 	"github.com/tposagent/tposagent/agent/localapi"
-	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/outbox"
 )
 
@@ -40,8 +40,8 @@ func pageServer(t *testing.T) *httptest.Server {
 		return localapi.Status{
 			Registered: true, Online: false, OnlineSince: &flushed, LastFlush: &flushed, LastRegistration: &checked,
 			Version: "1.4.2", StartedAt: started,
-			License: tposl.License{State: tposl.Demo, DaysLeft: 20, DemoEnd: "2026-12-17", CheckedAt: checked, Source: tposl.SourceServer,
-				Message: "demo licence: 20 days left", GMP3: tposl.GMP3{Active: true, DaysLeft: 100, ExpDate: "2027-03-07"}},
+			License: license.License{State: license.Demo, DaysLeft: 20, DemoEnd: "2026-12-17", CheckedAt: checked, Source: license.SourceServer,
+				Message: "demo licence: 20 days left", GMP3: license.GMP3{Active: true, DaysLeft: 100, ExpDate: "2027-03-07"}},
 			Device: localapi.Device{FiscalSerial: "JI20012345", Source: "device", Port: "/dev/ttyUSB0", ReadAt: &read, Brand: "HUGIN", Model: "VIP 80 PLUS",
 				Conflict: true, Conflicting: map[string]string{"device": "JI20012345", "pos": "JI20012399"}},
 			Outbox: localapi.Outbox{Pending: st.Pending - st.InFlight, InFlight: st.InFlight, Dead: st.Dead,
@@ -51,7 +51,7 @@ func pageServer(t *testing.T) *httptest.Server {
 	}
 	h := localapi.NewHandler(localapi.Config{
 		Token: token, Queue: agent.LocalQueue(q), Status: status,
-		License: func() tposl.License { return status().License },
+		License: func() license.License { return status().License },
 	})
 	srv := httptest.NewServer(contractChecked(t, h))
 	t.Cleanup(srv.Close)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tposagent/tposagent/agent"
+	"github.com/tposagent/tposagent/agent/license"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/outbox"
@@ -54,7 +55,7 @@ func apiHandler(t *testing.T) http.Handler {
 		Token:   token,
 		Queue:   agent.LocalQueue(q),
 		Status:  func() localapi.Status { return localapi.Status{Version: "test", License: tposl.Unknown("x")} },
-		License: func() tposl.License { return tposl.Unknown("x") },
+		License: func() license.License { return tposl.Unknown("x") },
 	})
 }
 

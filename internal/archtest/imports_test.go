@@ -38,7 +38,8 @@ func deps(t *testing.T, pkg string) []string {
 // TestImportsFlowOneWay: cmd → {installer, agent}; agent → {agent/tposl,
 // agent/oduyo, device, outbox}; installer imports nothing of agent; outbox,
 // device and the two server clients import none of each other; localapi
-// imports neither the outbox nor a client's transport; nothing shipped
+// imports neither the outbox nor either server client (the licence value
+// it serves is agent/license, which imports nothing of ours); nothing shipped
 // links a test rig.
 func TestImportsFlowOneWay(t *testing.T) {
 	rigs := []string{"internal/testrig", "internal/proof", "internal/archtest", "outbox/outboxtest"}
@@ -53,7 +54,8 @@ func TestImportsFlowOneWay(t *testing.T) {
 		{"agent/tposl", []string{"agent/oduyo", "agent/localapi", "agent/records", "outbox", "device", "installer"}},
 		{"agent/oduyo", []string{"agent/tposl", "agent/localapi", "outbox", "device", "installer"}},
 		{"agent/records", []string{"agent/oduyo", "agent/tposl", "agent/localapi", "outbox", "device"}},
-		{"agent/localapi", []string{"agent/oduyo", "outbox", "device", "installer"}},
+		{"agent/localapi", []string{"agent/oduyo", "agent/tposl", "outbox", "device", "installer"}},
+		{"agent/license", []string{"agent/oduyo", "agent/tposl", "agent/localapi", "agent/records", "outbox", "device", "installer", "internal"}},
 		{"internal/config", []string{"agent", "device", "outbox", "installer"}},
 		{"agent", append([]string{"installer", "cmd", "internal/till", "internal/demo"}, fakes...)},
 		// The shipped binary: the fakes only through the demo, no rig at all.
