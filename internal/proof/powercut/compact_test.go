@@ -154,6 +154,11 @@ func runCompactionCuts(t *testing.T, cuts int, sd uint64, fsOpts lossyfs.Options
 		renames     int
 	)
 	for cut := 1; cut <= cuts; cut++ {
+		// Every fourth cut waits for a compaction first, so that cuts
+		// after one are in the sample however slow the machine is (a
+		// loaded machine may not reach one within the random delay).
+		compacted := make(chan struct{})
+		var once sync.Once
 		c := startChild(t, outboxChildEnv+"="+filepath.Join(dir, "outbox.db"), func(line string) (ack bool) {
 			var n uint64
 			mu.Lock()
@@ -168,9 +173,17 @@ func runCompactionCuts(t *testing.T, cuts int, sd uint64, fsOpts lossyfs.Options
 				sent[n] = true
 			case line == "compacted":
 				compactions++
+				once.Do(func() { close(compacted) })
 			}
 			return false
 		})
+		if cut%4 == 0 && !control {
+			select {
+			case <-compacted:
+			case <-time.After(60 * time.Second):
+				t.Errorf("cut %d: no compaction within 60 s", cut)
+			}
+		}
 		rep := c.cut(t, cut, rnd, 400, fsys)
 		torn += rep.TornOps
 		renames += rep.PendingRenames
