@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"sync"
 	"testing"
@@ -117,9 +116,6 @@ func crashHelperMain() int {
 // default 50) and then checks that every acknowledged item was delivered,
 // in order per key, and that the file opens cleanly.
 func TestCrashKill9(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("kill -9 crash test runs on Unix")
-	}
 	kills := defaultCrashRun
 	if v, err := strconv.Atoi(os.Getenv("OUTBOX_CRASH_KILLS")); err == nil && v > 0 {
 		kills = v
