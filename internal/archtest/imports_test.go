@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -11,28 +12,37 @@ import (
 
 const mod = "github.com/tposagent/tposagent"
 
-// deps lists the non-test packages pkg links, from `go list -deps`.
+// deps lists the non-test packages pkg links on Linux or on Windows (the
+// union of both graphs), from `go list -deps`.
 func deps(t *testing.T, pkg string) []string {
 	t.Helper()
 	if _, err := exec.LookPath("go"); err != nil {
-		// Under wine the test binary sees no Windows go.exe; the import
-		// graph is the same for every GOOS and the Linux run checks it.
-		t.Skipf("no go command on PATH to list imports (under wine there is no Windows go.exe; the Linux run checks the same graph): %v", err)
+		// Under wine the test binary sees no Windows go.exe; the Linux run
+		// checks both OSes' graphs.
+		t.Skipf("no go command on PATH to list imports (under wine there is no Windows go.exe; the Linux run checks the Windows graph too): %v", err)
 	}
-	out, err := exec.Command("go", "list", "-deps", "-json=ImportPath", mod+"/"+pkg).Output()
-	if err != nil {
-		t.Fatalf("go list -deps %s: %v", pkg, err)
-	}
+	seen := map[string]bool{}
 	var list []string
-	dec := json.NewDecoder(bytes.NewReader(out))
-	for {
-		var p struct{ ImportPath string }
-		if err := dec.Decode(&p); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatal(err)
+	for _, goos := range []string{"linux", "windows"} {
+		cmd := exec.Command("go", "list", "-deps", "-json=ImportPath", mod+"/"+pkg)
+		cmd.Env = append(os.Environ(), "GOOS="+goos, "GOARCH=amd64")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("GOOS=%s go list -deps %s: %v", goos, pkg, err)
 		}
-		list = append(list, p.ImportPath)
+		dec := json.NewDecoder(bytes.NewReader(out))
+		for {
+			var p struct{ ImportPath string }
+			if err := dec.Decode(&p); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if !seen[p.ImportPath] {
+				seen[p.ImportPath] = true
+				list = append(list, p.ImportPath)
+			}
+		}
 	}
 	return list
 }
