@@ -213,7 +213,9 @@ func buildPage(l i18n.Lang, s Status, now time.Time) pageData {
 	d.Rows = append(d.Rows, reg)
 	d.Rows = append(d.Rows, pageRow{ID: "version", Label: l.T("Agent version", "Ajan sürümü"), Value: s.Version,
 		Detail: l.F("running since %s", "%s tarihinden beri çalışıyor", ago(&s.StartedAt))})
-	d.Warnings = s.Warnings
+	for _, w := range s.Warnings {
+		d.Warnings = append(d.Warnings, l.Warning(w))
+	}
 	d.Footer = l.T("Read-only page of the till agent. The POS program uses the local API; store IT: tposagent status, tposagent doctor.",
 		"Kasa ajanının salt okunur sayfası. POS programı yerel API'yi kullanır; mağaza BT: tposagent status, tposagent doctor.")
 	return d

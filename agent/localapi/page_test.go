@@ -176,9 +176,11 @@ func TestStatusPage(t *testing.T) {
 		words      []string
 	}{
 		{"default is Turkish", "/", nil, "tr", []string{"Demo lisans: 20 gün kaldı", "17.12.2026", "Bekleyen kayıtlar", "3 bekliyor", "Ödüyo 1 kaydı reddetti", "çevrimdışı", "yazarkasadan okundu", "GMP3 modülü", "100 gün kaldı", "Son başarılı gönderim", "English",
-			"Uyuşmazlık", "kaynaklar mali seri noda uyuşmuyor: JI20012345 (yazarkasadan okundu) / JI20012399 (POS programı bildirdi)"}},
+			"Uyuşmazlık", "kaynaklar mali seri noda uyuşmuyor: JI20012345 (yazarkasadan okundu) / JI20012399 (POS programı bildirdi)",
+			"api.listen 0.0.0.0:8787 yalnızca bu bilgisayara açık değil: yerel API ağdan erişilebilir"}},
 		{"browser prefers English", "/", []string{"Accept-Language", "en-US,en;q=0.9,tr;q=0.8"}, "en", []string{"Demo licence: 20 days left", "Records waiting", "3 waiting", "1 refused by Ödüyo", "offline", "read from the cash register", "Türkçe",
-			"the sources disagree on the fiscal serial: JI20012345 (read from the cash register) vs JI20012399 (reported by the POS program)"}},
+			"the sources disagree on the fiscal serial: JI20012345 (read from the cash register) vs JI20012399 (reported by the POS program)",
+			"api.listen 0.0.0.0:8787 is reachable from the network"}},
 		{"browser prefers Turkish", "/", []string{"Accept-Language", "tr-TR,tr;q=0.9,en;q=0.8"}, "tr", []string{"Kasa ajanı"}},
 		{"query wins over the browser", "/?lang=en", []string{"Accept-Language", "tr"}, "en", []string{"Till agent"}},
 		{"query tr", "/?lang=tr", []string{"Accept-Language", "en"}, "tr", []string{"Yazarkasa"}},

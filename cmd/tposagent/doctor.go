@@ -54,7 +54,7 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	}
 	add("ok", "config", l.T("%s is valid", "%s geçerli"), cfg.Path)
 	for _, w := range cfg.Warnings() {
-		add("warn", "config", "%s", w)
+		add("warn", "config", "%s", l.Warning(w))
 	}
 	if st, err := os.Stat(cfg.Path); err == nil && st.Mode().Perm()&0o077 != 0 && !isWindows() {
 		add("warn", "config", l.T("%s is readable by others (mode %v): chmod 600 it, it holds passwords", "%s başkalarınca okunabiliyor (izin %v): chmod 600 yapın, parolalar içeriyor"), cfg.Path, st.Mode().Perm())

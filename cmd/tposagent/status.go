@@ -137,7 +137,7 @@ func printStatus(w io.Writer, s localapi.Status, now time.Time, l i18n.Lang) {
 	fmt.Fprintf(tw, "Ödüyo\t%s\n", conn)
 	fmt.Fprintf(tw, "%s\t%s\n", l.T("Agent", "Ajan"), l.F("%s, up since %s", "%s, %s tarihinden beri çalışıyor", s.Version, when(&s.StartedAt)))
 	for _, warn := range s.Warnings {
-		fmt.Fprintf(tw, "%s\t%s\n", l.T("Warning", "Uyarı"), warn)
+		fmt.Fprintf(tw, "%s\t%s\n", l.T("Warning", "Uyarı"), l.Warning(warn))
 	}
 	tw.Flush()
 }

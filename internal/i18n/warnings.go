@@ -1,0 +1,41 @@
+package i18n
+
+import "regexp"
+
+// The warnings the agent reports (GET /v1/status "warnings", the config's
+// checks) are English, as logs are; Warning puts the known ones into
+// Turkish for the status page and the CLI. An unknown warning is shown
+// as it is.
+var warningsTR = []struct {
+	re *regexp.Regexp
+	tr string // with $1… from re
+}{
+	{regexp.MustCompile(`^tposl\.url is not set: `), "tposl.url ayarlı değil: kasa kaydedilmiyor ve lisans durumu bilinmiyor"},
+	{regexp.MustCompile(`^oduyo\.base_url is not set: `), "oduyo.base_url ayarlı değil: kayıtlar alınıp saklanıyor ama gönderilmiyor"},
+	{regexp.MustCompile(`^device\.timeout is the key of an earlier version`), "device.timeout eski bir sürümün anahtarı: device.ack_timeout olarak okunuyor; adını değiştirin"},
+	{regexp.MustCompile(`^device\.port is "none" and device\.fiscal_serial is empty`), `device.port "none" ve device.fiscal_serial boş: kasa, POS programı kimliği bildirince kaydedilir (PUT /v1/device)`},
+	{regexp.MustCompile(`^tposl\.interval (\S+) is very short`), "tposl.interval $1 çok kısa: her kasa bu sıklıkta kayıt yapar"},
+	{regexp.MustCompile(`^api\.token is short`), "api.token kısa (16 karakterden az): kolay tahmin edilir"},
+	{regexp.MustCompile(`^outbox\.max_size (\S+) is under 1MiB`), "outbox.max_size $1, 1 MiB'den küçük: kuyruk birkaç kayıtta dolar"},
+	{regexp.MustCompile(`^api\.listen (\S+) is (?:not loopback|reachable from the network)`), "api.listen $1 yalnızca bu bilgisayara açık değil: yerel API ağdan erişilebilir (her çağrıda token gerekir)"},
+	{regexp.MustCompile(`^(\S+) uses plain http: `), "$1 şifresiz http kullanıyor: kimlik bilgileri ağda açık gider"},
+	{regexp.MustCompile(`^records cannot be stored since (\S+) \((\d+) failed\): (.*)$`), "kayıtlar $1 tarihinden beri saklanamıyor ($2 başarısız): $3"},
+	{regexp.MustCompile(`^the Ödüyo server asked to pause sending until (\S+) \(Retry-After\)$`), "Ödüyo sunucusu gönderimin $1 tarihine kadar durmasını istedi (Retry-After)"},
+	{regexp.MustCompile(`^outbox file (.+) was deleted while the agent ran`), "kayıt dosyası $1 ajan çalışırken silindi: yeni kayıtlar reddediliyor, ajanı yeniden başlatın (ayrıntı: tposagent status --json)"},
+	{regexp.MustCompile(`^outbox file (.+) was replaced by another file while the agent ran`), "kayıt dosyası $1 ajan çalışırken başka bir dosyayla değiştirildi: yeni kayıtlar reddediliyor, ajanı yeniden başlatın (ayrıntı: tposagent status --json)"},
+	{regexp.MustCompile(`^a corrupt outbox file was moved aside to (\S+) at (\S+)$`), "bozuk bir kayıt dosyası $2 tarihinde $1 olarak kenara alındı"},
+}
+
+// Warning is w in l: the English text itself, or its Turkish form when
+// one is known.
+func (l Lang) Warning(w string) string {
+	if l != TR {
+		return w
+	}
+	for _, x := range warningsTR {
+		if m := x.re.FindStringSubmatchIndex(w); m != nil {
+			return string(x.re.ExpandString(nil, x.tr, w, m))
+		}
+	}
+	return w
+}
