@@ -30,8 +30,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/tposagent/tposagent/agent/records"
 	"github.com/tposagent/tposagent/agent/license"
+	"github.com/tposagent/tposagent/agent/records"
 )
 
 // MaxBody is the largest request body accepted (413 beyond): the largest
@@ -45,12 +45,12 @@ type Status struct {
 	Online     bool `json:"online"`
 	// OnlineSince is when Online last changed as far as the agent knows
 	// (the first failure of an outage; the first success after one).
-	OnlineSince *time.Time    `json:"online_since,omitempty"`
+	OnlineSince *time.Time      `json:"online_since,omitempty"`
 	License     license.License `json:"license"`
-	Device      Device        `json:"device"`
-	Outbox      Outbox        `json:"outbox"`
-	LastFlush   *time.Time    `json:"last_flush"`
-	Version     string        `json:"version"`
+	Device      Device          `json:"device"`
+	Outbox      Outbox          `json:"outbox"`
+	LastFlush   *time.Time      `json:"last_flush"`
+	Version     string          `json:"version"`
 
 	LastRegistration      *time.Time `json:"last_registration,omitempty"`
 	LastRegistrationError string     `json:"last_registration_error,omitempty"`
@@ -157,7 +157,7 @@ type Enqueues struct {
 type Config struct {
 	Token   string
 	Queue   Queue
-	Status  func() Status        // a snapshot for /v1/status and /metrics
+	Status  func() Status          // a snapshot for /v1/status and /metrics
 	License func() license.License // for /v1/license
 	Logger  *slog.Logger
 	Metrics func(w io.Writer) // extra metric lines (optional)
