@@ -69,6 +69,10 @@ func TestCompactionReopenFailureIsReportedAndRecovers(t *testing.T) {
 		t.Fatalf("enqueue while the file is closed: %v", err)
 	}
 	outbox.FailReopensForTest(0)
+	// It opens again by itself, with no request to wake it.
+	testrig.WaitFor(t, "reopened without a request", 8*time.Second, func() bool {
+		return !strings.Contains(stats(t, e.q).LastError, "cannot open the outbox file again")
+	})
 	var it outbox.Item
 	defer func() {
 		if t.Failed() {

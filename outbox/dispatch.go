@@ -37,7 +37,13 @@ func (q *Queue) tick() {
 			return
 		}
 		if !q.ensureOpen() {
+			// Try again in a second, woken by a real timer: the queue
+			// may get no request meanwhile.
 			ls.nextReopen = time.Now().Add(time.Second)
+			if ls.reopenWake != nil {
+				ls.reopenWake.Stop()
+			}
+			ls.reopenWake = time.NewTimer(time.Second)
 			q.publish()
 			return
 		}

@@ -133,8 +133,9 @@ type loopState struct {
 	lastRemap time.Time // real time of the last reopen for a lost mapping
 	remaps    int       // reopens for a lost mapping
 
-	dispatchFails int       // consecutive dispatches that could not read the file
-	nextReopen    time.Time // real time of the next attempt
+	dispatchFails int         // consecutive dispatches that could not read the file
+	nextReopen    time.Time   // real time of the next attempt
+	reopenWake    *time.Timer // wakes the loop for that attempt (real time)
 
 	lastSuccess, lastErrorAt time.Time
 	lastError                string
@@ -161,9 +162,12 @@ func (q *Queue) loop() {
 	defer identity.Stop()
 	for {
 		q.tick()
-		var timerC <-chan time.Time
+		var timerC, reopenC <-chan time.Time
 		if ls.timer != nil {
 			timerC = ls.timer.C()
+		}
+		if ls.reopenWake != nil {
+			reopenC = ls.reopenWake.C
 		}
 		select {
 		case r := <-q.reqs:
@@ -207,6 +211,8 @@ func (q *Queue) loop() {
 			}
 		case <-timerC:
 			ls.timer, ls.timerAt = nil, time.Time{}
+		case <-reopenC:
+			ls.reopenWake = nil // tick tries the reopen
 		case <-identity.C:
 			if what := q.fileGone(); what != "" && !ls.committing {
 				q.onFileGone(what)
@@ -228,6 +234,9 @@ func (q *Queue) loop() {
 		case <-q.quit:
 			if ls.timer != nil {
 				ls.timer.Stop()
+			}
+			if ls.reopenWake != nil {
+				ls.reopenWake.Stop()
 			}
 			if ls.committing {
 				q.finishCommit(<-q.commitDone)
