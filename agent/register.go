@@ -34,6 +34,14 @@ func (a *Agent) registrationLoop(ctx context.Context) {
 	a.readDevice(ctx)
 	for {
 		wait := interval
+		// This registration uses the identity as it is now: a kick from
+		// before it (the first read at start names the serial for the
+		// first time) must not make a second one right after it. A kick
+		// during it stays and registers again.
+		select {
+		case <-a.serialSeen:
+		default:
+		}
 		if err := a.register(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
