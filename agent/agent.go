@@ -167,9 +167,13 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		RetryAfterMax:   cfg.Outbox.RetryAfterMax.Duration,
 		ReconnectJitter: cfg.Outbox.ReconnectJitter.Duration,
 		StopGrace:       StopGrace,
-		Clock:           opts.Clock,
-		Rand:            opts.Rand,
-		Logger:          opts.Logger.With("component", "outbox"),
+		// A disk that fails to open the file must not make the service
+		// crash-loop: the licence is still served, records get a 503
+		// that says why, and the queue keeps trying.
+		KeepTrying: true,
+		Clock:      opts.Clock,
+		Rand:       opts.Rand,
+		Logger:     opts.Logger.With("component", "outbox"),
 	})
 	if errors.Is(err, outbox.ErrLocked) {
 		return nil, fmt.Errorf("%w on data dir %s (stop it first: tposagent stop)", ErrAlreadyRunning, cfg.DataDir)

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tposagent/tposagent/agent/license"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/oduyo/oduyotest"
 	"github.com/tposagent/tposagent/agent/tposl/tposltest"
@@ -190,5 +193,94 @@ func TestMetricLabelsAreSafe(t *testing.T) {
 	}
 	if want := `tposagent_device_error_info{error="open \"COM3\": access\\denied"} 1`; line != want {
 		t.Errorf("label line %q, want %q", line, want)
+	}
+}
+
+// TestUnopenableOutboxDoesNotStopTheAgent: when the outbox file cannot be
+// opened (a failing disk; here a directory at its path), the agent still
+// starts — no crash loop under the service manager — and serves the
+// licence; records get a 503 that says why, status warns, and once the
+// file can be opened records are accepted and delivered with no restart.
+func TestUnopenableOutboxDoesNotStopTheAgent(t *testing.T) {
+	tp := tposltest.NewServer()
+	defer tp.Close()
+	od := oduyotest.NewServer()
+	defer od.Close()
+	cfg := testConfig(t, tp, od)
+	cfg.Outbox.ReconnectJitter = config.Duration{}
+	bad := filepath.Join(cfg.DataDir, "outbox.db")
+	if err := os.MkdirAll(filepath.Join(bad, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatalf("the agent did not start with an unopenable outbox: %v", err)
+	}
+	start(t, a)
+	testrig.WaitFor(t, "licensed", 10*time.Second, func() bool { return a.License().State == license.Licensed })
+	if code, b := call(t, a, "GET", "/v1/license", ""); code != http.StatusOK {
+		t.Fatalf("licence while the outbox is closed: %d %s", code, b)
+	}
+	code, b := call(t, a, "POST", "/v1/kasa", `{"integration_id":"p-1","note":"x"}`)
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(b), "cannot open the outbox file") {
+		t.Fatalf("enqueue while the outbox is closed: %d %s, want 503 naming the file", code, b)
+	}
+	st := a.Status()
+	if w := strings.Join(st.Warnings, "\n"); !strings.Contains(w, "records are refused until the outbox file opens") {
+		t.Errorf("status warnings %q do not say records are refused", st.Warnings)
+	}
+	if !strings.Contains(st.Outbox.LastError, "cannot open the outbox file") {
+		t.Errorf("status outbox error %q", st.Outbox.LastError)
+	}
+
+	if err := os.RemoveAll(bad); err != nil {
+		t.Fatal(err)
+	}
+	testrig.WaitFor(t, "a record accepted once the file opens", 10*time.Second, func() bool {
+		code, _ := call(t, a, "POST", "/v1/kasa", `{"integration_id":"p-1","note":"x"}`)
+		return code == http.StatusAccepted
+	})
+	testrig.WaitFor(t, "the record delivered", 10*time.Second, func() bool { return len(od.Delivered()) == 1 })
+	if w := strings.Join(a.Status().Warnings, "\n"); strings.Contains(w, "records are refused") {
+		t.Errorf("status still warns after the file opened: %q", w)
+	}
+}
+
+// TestIdempotencyConflictIsNotAStorageFailure: a key reused with another
+// body is the caller's mistake (409); status must not say that records
+// cannot be stored.
+func TestIdempotencyConflictIsNotAStorageFailure(t *testing.T) {
+	tp := tposltest.NewServer()
+	defer tp.Close()
+	od := oduyotest.NewServer()
+	defer od.Close()
+	a, err := New(testConfig(t, tp, od), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, a)
+	post := func(body string) int {
+		req, _ := http.NewRequest("POST", "http://"+a.Addr().String()+"/v1/special-codes", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+a.cfg.API.Token.Reveal())
+		req.Header.Set("Idempotency-Key", "order-1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(`{"integration_id":"c-1","code":"K"}`); code != http.StatusAccepted {
+		t.Fatalf("first: %d", code)
+	}
+	if code := post(`{"integration_id":"c-1","code":"OTHER"}`); code != http.StatusConflict {
+		t.Fatalf("same key, other body: %d, want 409", code)
+	}
+	e := a.Status().Outbox.Enqueue
+	if e.Failures != 0 || e.FailingSince != nil {
+		t.Errorf("a 409 counted as a storage failure: %+v", e)
+	}
+	if w := strings.Join(a.Status().Warnings, "\n"); strings.Contains(w, "cannot be stored") {
+		t.Errorf("status warns after a 409: %q", w)
 	}
 }

@@ -38,13 +38,22 @@ func (l localQueue) Enqueue(ctx context.Context, r localapi.Record) (localapi.Ac
 		}
 	}
 	it, err := l.q.Enqueue(ctx, e)
-	if l.health != nil {
+	if l.health != nil && !callersMistake(err) {
 		l.health.record(err, time.Now())
 	}
 	if err != nil {
 		return localapi.Accepted{}, apiError(err)
 	}
 	return localapi.Accepted{ID: it.ID, Key: it.Key}, nil
+}
+
+// callersMistake: the enqueue failed because of the caller, not because
+// records cannot be stored — an idempotency key reused with another body
+// (409), an invalid entry, or a caller that went away. It neither counts
+// as a failure nor ends a run of them.
+func callersMistake(err error) bool {
+	return errors.Is(err, outbox.ErrIdempotencyConflict) || errors.Is(err, outbox.ErrInvalidEntry) ||
+		errors.Is(err, context.Canceled)
 }
 
 // enqueueHealth says whether records can be stored: a full queue or a

@@ -54,6 +54,9 @@ func (a *Agent) Status() localapi.Status {
 	if st.FileGone != "" {
 		s.Warnings = append(s.Warnings, st.FileGone)
 	}
+	if st.Closed != "" {
+		s.Warnings = append(s.Warnings, "records are refused until the outbox file opens: "+st.Closed)
+	}
 	if st.Quarantined != "" {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("a corrupt outbox file was moved aside to %s at %s", st.Quarantined, st.QuarantinedAt.Format(time.RFC3339)))
 	}

@@ -78,13 +78,22 @@ func (q *Queue) view(fn func(t *txb) error) error {
 	if q.db == nil || q.closed() {
 		return ErrClosed
 	}
-	return q.db.View(func(tx *bolt.Tx) error {
+	err := q.db.View(func(tx *bolt.Tx) error {
 		t, err := openTxb(tx)
 		if err != nil {
 			return err
 		}
 		return fn(t)
 	})
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		q.mu.Lock()
+		why := q.pub.reopenErr
+		q.mu.Unlock()
+		if why != "" {
+			return fmt.Errorf("%w: %s (%w)", ErrClosed, why, err)
+		}
+	}
+	return err
 }
 
 // Stats returns counts, connectivity and lifetime counters. It reads only
@@ -110,7 +119,7 @@ func (q *Queue) Stats() (Stats, error) {
 		}
 	}
 	if p.reopenErr != "" {
-		st.LastError = p.reopenErr
+		st.LastError, st.Closed = p.reopenErr, p.reopenErr
 		return st, nil
 	}
 	err := q.view(func(t *txb) error {

@@ -115,6 +115,9 @@ var reopenDelays = []time.Duration{0, 10 * time.Millisecond, 50 * time.Milliseco
 // fails with a clear error) and the loop tries again (ensureOpen). why
 // ends the messages ("after compaction"). Called with dbMu held.
 func (q *Queue) reopen(why string) error {
+	if q.ls.openAtStart {
+		return q.openLate()
+	}
 	var err error
 	for i, d := range reopenDelays {
 		time.Sleep(d)
@@ -138,6 +141,40 @@ func (q *Queue) reopen(why string) error {
 	q.ls.reopenErr, q.ls.reopenWhy = fmt.Sprintf("cannot open the outbox file again %s: %v", why, err), why
 	q.log.Error("OUTBOX FILE CLOSED: "+q.ls.reopenErr+"; records are refused until it opens", "path", q.path)
 	return fmt.Errorf("reopen: %w", err)
+}
+
+// openLate is one more attempt at the open that failed in Open
+// (Options.KeepTrying): the full one, with the check, the quarantine of a
+// damaged file and the counters. Called with dbMu held.
+func (q *Queue) openLate() error {
+	ls := &q.ls
+	db, err := q.openChecked()
+	if err != nil && isCorruption(err) {
+		db, err = q.quarantineAndOpen(err)
+	}
+	if err != nil {
+		msg := fmt.Sprintf("cannot open the outbox file: %v", err)
+		if msg != ls.reopenErr {
+			q.log.Error("OUTBOX FILE CANNOT BE OPENED: records are refused until it opens", "path", q.path, "err", err)
+		}
+		ls.reopenErr = msg
+		return fmt.Errorf("open outbox: %w", err)
+	}
+	q.db = db
+	if err := q.loadCounters(); err != nil {
+		_ = db.Close()
+		q.db = new(bolt.DB)
+		ls.reopenErr = fmt.Sprintf("cannot open the outbox file: %v", err)
+		return err
+	}
+	q.noteIdentity()
+	p := &q.pub
+	ls.c = counters{pending: p.pending, dead: p.dead, enqueued: p.enqueued,
+		delivered: p.delivered, coalesced: p.coalesced, deadLettered: p.deadLettered}
+	ls.reopenErr, ls.openAtStart = "", false
+	q.cards = nil // loaded from the file on first use
+	q.log.Warn("outbox file opened after it could not be at start", "path", q.path, "pending", ls.c.pending, "dead", ls.c.dead)
+	return nil
 }
 
 // ensureOpen retries a failed reopen; it reports whether the file is open.

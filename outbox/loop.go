@@ -126,12 +126,15 @@ type loopState struct {
 	locked     map[string]int // keys a running commit may change (coalescing)
 	barrier    int            // admin operations in the running commit: no dispatch
 
-	gone      string    // the file was deleted or replaced: what to tell callers
-	reopenErr string    // the file could not be opened again after compaction
-	reopenWhy string    // after what it was closed, for the messages of the retries
-	remap     bool      // bbolt lost the file's mapping: close and reopen it (remap.go)
-	lastRemap time.Time // real time of the last reopen for a lost mapping
-	remaps    int       // reopens for a lost mapping
+	gone      string // the file was deleted or replaced: what to tell callers
+	reopenErr string // the file is not open (at start, or again after compaction): why
+	reopenWhy string // after what it was closed, for the messages of the retries
+	// openAtStart: the file has never been opened (Options.KeepTrying);
+	// the next successful open is a full one (check, quarantine, counters).
+	openAtStart bool
+	remap       bool      // bbolt lost the file's mapping: close and reopen it (remap.go)
+	lastRemap   time.Time // real time of the last reopen for a lost mapping
+	remaps      int       // reopens for a lost mapping
 
 	dispatchFails int         // consecutive dispatches that could not read the file
 	nextReopen    time.Time   // real time of the next attempt
@@ -317,6 +320,10 @@ func (q *Queue) accept(batch []request) {
 			q.noteResult(r, now) // what the server said counts at once (a pause stops dispatch now)
 			ls.pendingOps = append(ls.pendingOps, r)
 		case *enqueueReq:
+			if ls.reopenErr != "" {
+				r.reply <- enqueueRes{err: fmt.Errorf("enqueue: %w: %s", ErrClosed, ls.reopenErr)}
+				continue
+			}
 			if ls.gone != "" {
 				r.reply <- enqueueRes{err: fmt.Errorf("enqueue: %w: %s", ErrFileGone, ls.gone)}
 				continue

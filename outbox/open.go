@@ -100,18 +100,21 @@ func Open(opts Options) (*Queue, error) {
 		time.Sleep(openRetryDelays[i])
 		db, err = q.openChecked()
 	}
+	if err != nil && isCorruption(err) {
+		db, err = q.quarantineAndOpen(err)
+	}
 	if err != nil {
-		if errors.Is(err, ErrLocked) || !isCorruption(err) {
+		if !opts.KeepTrying || errors.Is(err, ErrLocked) || isCorruption(err) {
 			return nil, err
 		}
-		qpath, qerr := q.quarantine(err)
-		if qerr != nil {
-			return nil, qerr
-		}
-		q.pub.quarantined, q.pub.quarantinedAt = qpath, q.clock.Now()
-		if db, err = q.openChecked(); err != nil {
-			return nil, fmt.Errorf("open outbox %s after quarantine: %w", q.path, err)
-		}
+		// Start closed and keep trying (tick → ensureOpen → reopen).
+		q.db = new(bolt.DB) // not open: every transaction fails with ErrDatabaseNotOpen
+		q.ls.init(q)
+		q.ls.reopenErr, q.ls.reopenWhy, q.ls.openAtStart = fmt.Sprintf("cannot open the outbox file: %v", err), "at start", true
+		q.pub.reopenErr = q.ls.reopenErr
+		q.log.Error("OUTBOX FILE CANNOT BE OPENED: records are refused until it opens; trying again every second", "path", q.path, "err", err)
+		go q.loop()
+		return q, nil
 	}
 	q.db = db
 	q.noteIdentity()
@@ -122,6 +125,23 @@ func Open(opts Options) (*Queue, error) {
 	q.ls.init(q)
 	go q.loop()
 	return q, nil
+}
+
+// quarantineAndOpen moves the damaged file aside (cause says why) and
+// opens a new one in its place.
+func (q *Queue) quarantineAndOpen(cause error) (*bolt.DB, error) {
+	qpath, err := q.quarantine(cause)
+	if err != nil {
+		return nil, err
+	}
+	q.mu.Lock()
+	q.pub.quarantined, q.pub.quarantinedAt = qpath, q.clock.Now()
+	q.mu.Unlock()
+	db, err := q.openChecked()
+	if err != nil {
+		return nil, fmt.Errorf("open outbox %s after quarantine: %w", q.path, err)
+	}
+	return db, nil
 }
 
 // openRetryDelays are the waits before the attempts to open again after
@@ -402,6 +422,8 @@ func (q *Queue) quarantine(cause error) (string, error) {
 }
 
 func (q *Queue) loadCounters() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
 	return q.db.View(func(tx *bolt.Tx) error {
 		m := tx.Bucket(bucketMeta)
 		q.pub.pending = int(getCounter(m, metaPending))

@@ -158,7 +158,11 @@ type Stats struct {
 	// FileGone says that the file was deleted or replaced while the
 	// agent ran, where its content was saved, and that new records are
 	// refused until a restart; "" normally.
-	FileGone      string
+	FileGone string
+	// Closed says why the file is not open (it could not be opened at
+	// start, or again after compaction): records are refused until it
+	// opens, and the queue keeps trying every second; "" normally.
+	Closed        string
 	QuarantinedAt time.Time
 	Compactions   int // compactions since Open
 }
@@ -186,9 +190,17 @@ type Options struct {
 	// CheckMaxSize: files up to this size get a full bbolt consistency
 	// check at Open (bigger ones a cheap one). Default 64 MiB; < 0 never.
 	CheckMaxSize int64
-	Clock        clock.Clock    // nil = real time
-	Rand         func() float64 // nil = math/rand/v2; in [0,1), for jitter
-	Logger       *slog.Logger   // nil = discard
+	// KeepTrying: when the file cannot be opened for a reason that is not
+	// its content nor another process's lock (an I/O error, a directory at
+	// the path, a sharing violation that lasts), Open does not fail. The
+	// queue starts closed: records are refused with ErrClosed and the
+	// reason, Stats.LastError says it, and the queue tries to open the
+	// file every second (the agent sets it, so that a failing disk does
+	// not make the service crash-loop while the licence is still served).
+	KeepTrying bool
+	Clock      clock.Clock    // nil = real time
+	Rand       func() float64 // nil = math/rand/v2; in [0,1), for jitter
+	Logger     *slog.Logger   // nil = discard
 
 	batchLimit int // requests per transaction (tests: 1 = naive baseline)
 }

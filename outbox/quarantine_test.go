@@ -2,12 +2,16 @@ package outbox_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/tposagent/tposagent/internal/testrig"
 	"github.com/tposagent/tposagent/outbox"
 )
 
@@ -179,4 +183,110 @@ func TestUnreadableFileIsNotQuarantined(t *testing.T) {
 		t.Fatalf("directory has %d entries after a failed open, want 1 (nothing moved aside)", len(ents))
 	}
 	t.Logf("open: %v (%s)", err, runtime.GOOS)
+}
+
+// With KeepTrying, a file that cannot be opened does not fail Open: the
+// queue starts closed, refuses records with the reason, and opens the
+// file by itself once it can, with every record it held.
+func TestUnopenableFileIsOpenedLater(t *testing.T) {
+	e := filledFile(t, 3)
+	aside := e.path + ".aside"
+	if err := os.Rename(e.path, aside); err != nil {
+		t.Fatal(err)
+	}
+	// A directory at the path: every open fails with an I/O error.
+	if err := os.Mkdir(e.path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	opts := e.opts
+	opts.KeepTrying = true
+	q, err := outbox.Open(opts)
+	if err != nil {
+		t.Fatalf("open with KeepTrying: %v", err)
+	}
+	defer q.Close()
+	st := stats(t, q)
+	if st.Closed == "" || !strings.Contains(st.Closed, "cannot open the outbox file") {
+		t.Fatalf("stats while the file cannot be opened: %+v", st)
+	}
+	_, err = q.Enqueue(ctxT(t), outbox.Entry{Kind: outbox.KindSpecialCode, Key: "c1", Payload: []byte(`{"n":1}`)})
+	if !errors.Is(err, outbox.ErrClosed) || !strings.Contains(err.Error(), "cannot open the outbox file") {
+		t.Fatalf("enqueue while closed: %v, want ErrClosed with the reason", err)
+	}
+	if _, err := q.List(outbox.Pending, 0); !errors.Is(err, outbox.ErrClosed) {
+		t.Fatalf("list while closed: %v, want ErrClosed", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(e.path)); len(ents) != 2 {
+		t.Fatalf("data dir has %d entries, want 2 (nothing moved aside or created)", len(ents))
+	}
+
+	// The disk is back: the queue opens the file by itself.
+	if err := os.Remove(e.path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(aside, e.path); err != nil {
+		t.Fatal(err)
+	}
+	testrig.WaitFor(t, "the file opened", 10*time.Second, func() bool { return stats(t, q).Closed == "" })
+	if st := stats(t, q); st.Pending != 3 || st.LastError != "" || st.Quarantined != "" {
+		t.Fatalf("after the late open: %+v, want the 3 pending records", st)
+	}
+	if _, err := q.Enqueue(ctxT(t), outbox.Entry{Kind: outbox.KindSpecialCode, Key: "c1", Payload: []byte(`{"n":1}`)}); err != nil {
+		t.Fatalf("enqueue after the late open: %v", err)
+	}
+	items, err := q.List(outbox.Pending, 0)
+	if err != nil || len(items) != 4 {
+		t.Fatalf("list after the late open: %d items, %v; want 4", len(items), err)
+	}
+	if err := q.CheckIndex(); err != nil {
+		t.Fatalf("index after the late open: %v", err)
+	}
+}
+
+// A damaged file found by the late open is moved aside as at start.
+func TestLateOpenQuarantinesADamagedFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "outbox.db")
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	q, err := outbox.Open(outbox.Options{Path: path, KeepTrying: true})
+	if err != nil {
+		t.Fatalf("open with KeepTrying: %v", err)
+	}
+	defer q.Close()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, bytes.Repeat([]byte{0xA5}, 16384), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testrig.WaitFor(t, "the late open", 10*time.Second, func() bool { return stats(t, q).Closed == "" })
+	st := stats(t, q)
+	if st.Quarantined == "" {
+		t.Fatalf("the damaged file was not moved aside: %+v", st)
+	}
+	if b, err := os.ReadFile(st.Quarantined); err != nil || !bytes.Equal(b, bytes.Repeat([]byte{0xA5}, 16384)) {
+		t.Fatalf("the moved file is not the damaged one byte for byte (%v)", err)
+	}
+	if _, err := q.Enqueue(ctxT(t), outbox.Entry{Kind: outbox.KindSpecialCode, Key: "c1", Payload: []byte(`{"n":1}`)}); err != nil {
+		t.Fatalf("enqueue on the new file: %v", err)
+	}
+}
+
+// Without KeepTrying (the CLI's own reads), Open still fails at once, and
+// another process's lock fails Open even with it.
+func TestKeepTryingDoesNotHideTheLock(t *testing.T) {
+	e := newEnv(t, nil)
+	opts := e.opts
+	opts.KeepTrying = true
+	opts.OpenTimeout = 50 * time.Millisecond
+	q, err := outbox.Open(opts)
+	if err == nil {
+		q.Close()
+		t.Fatal("a second open of a locked file succeeded with KeepTrying")
+	}
+	if !errors.Is(err, outbox.ErrLocked) {
+		t.Fatalf("second open: %v, want ErrLocked", err)
+	}
 }

@@ -23,6 +23,7 @@ var warningsTR = []struct {
 	{regexp.MustCompile(`^the Ödüyo server asked to pause sending until (\S+) \(Retry-After\)$`), "Ödüyo sunucusu gönderimin $1 tarihine kadar durmasını istedi (Retry-After)"},
 	{regexp.MustCompile(`^outbox file (.+) was deleted while the agent ran`), "kayıt dosyası $1 ajan çalışırken silindi: yeni kayıtlar reddediliyor, ajanı yeniden başlatın (ayrıntı: tposagent status --json)"},
 	{regexp.MustCompile(`^outbox file (.+) was replaced by another file while the agent ran`), "kayıt dosyası $1 ajan çalışırken başka bir dosyayla değiştirildi: yeni kayıtlar reddediliyor, ajanı yeniden başlatın (ayrıntı: tposagent status --json)"},
+	{regexp.MustCompile(`^records are refused until the outbox file opens: (.*)$`), "kayıt dosyası açılana kadar kayıtlar reddediliyor (her saniye yeniden deneniyor): $1"},
 	{regexp.MustCompile(`^a corrupt outbox file was moved aside to (\S+) at (\S+)$`), "bozuk bir kayıt dosyası $2 tarihinde $1 olarak kenara alındı"},
 }
 
