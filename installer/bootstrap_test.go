@@ -20,7 +20,7 @@ import (
 // full is a complete set of required values, with Turkish text.
 func full(dataDir string) map[string]string {
 	return map[string]string{
-		"tposl.url":          "https://lisans.example.com/api/TPOSL",
+		"tposl.url":          "https://lisans.example.com/TPOSL",
 		"tposl.username":     "mağaza12",
 		"tposl.password":     "Şifre-TPOSL-s3cret",
 		"oduyo.base_url":     "https://www.siteadi.com",
@@ -132,7 +132,7 @@ func TestBootstrapReinstallKeepsTokenAndData(t *testing.T) {
 	}
 
 	// Re-run with one new value: only that key changes.
-	res, err = Bootstrap(BootstrapOptions{ConfigPath: cfgPath, Set: map[string]string{"tposl.url": "https://yeni.example.com/api/TPOSL"}})
+	res, err = Bootstrap(BootstrapOptions{ConfigPath: cfgPath, Set: map[string]string{"tposl.url": "https://yeni.example.com/TPOSL"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestBootstrapReinstallKeepsTokenAndData(t *testing.T) {
 	if second.API.Token != first.API.Token {
 		t.Fatal("re-install replaced the api token")
 	}
-	if second.TPOSL.URL != "https://yeni.example.com/api/TPOSL" || second.Oduyo.Password != first.Oduyo.Password || second.Store.CompanyName != "Örnek Gıda A.Ş." {
+	if second.TPOSL.URL != "https://yeni.example.com/TPOSL" || second.Oduyo.Password != first.Oduyo.Password || second.Store.CompanyName != "Örnek Gıda A.Ş." {
 		t.Fatalf("merge lost values: %+v", second)
 	}
 	if second.TPOSL.Interval.String() != "2h0m0s" {
@@ -196,7 +196,7 @@ func TestBootstrapPrompts(t *testing.T) {
 	var out bytes.Buffer
 	secretReads := 0
 	p := &Prompter{
-		In:  strings.NewReader("https://lisans.example.com/api/TPOSL\n"),
+		In:  strings.NewReader("https://lisans.example.com/TPOSL\n"),
 		Out: &out,
 		ReadSecret: func() (string, error) {
 			secretReads++
@@ -213,7 +213,7 @@ func TestBootstrapPrompts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.TPOSL.URL != "https://lisans.example.com/api/TPOSL" || c.Oduyo.APIKey.Reveal() != "prompted-key-s3cret" {
+	if c.TPOSL.URL != "https://lisans.example.com/TPOSL" || c.Oduyo.APIKey.Reveal() != "prompted-key-s3cret" {
 		t.Fatalf("prompted values not stored: %q", c.TPOSL.URL)
 	}
 	if strings.Contains(out.String(), "prompted-key-s3cret") {

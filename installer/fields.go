@@ -79,7 +79,7 @@ func Fields() []Field {
 	add := func(x Field) { fs = append(fs, x) }
 	{
 		g, s := str(func(c *config.Config) *string { return &c.TPOSL.URL })
-		add(f("tposl.url", "tposl-url", "TPOSL licence server endpoint URL (https://…/api/TPOSL)", false, true, g, s))
+		add(f("tposl.url", "tposl-url", "TPOSL licence server endpoint URL (e.g. https://lisans.triaeczane.com/TPOSL)", false, true, g, s))
 	}
 	{
 		g, s := str(func(c *config.Config) *string { return &c.TPOSL.Username })

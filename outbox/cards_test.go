@@ -174,7 +174,7 @@ func TestIdempotencyKey(t *testing.T) {
 	if _, err := e.q.Enqueue(ctxT(t), entry("pos-req-1", 2)); !errors.Is(err, outbox.ErrIdempotencyConflict) {
 		t.Errorf("other body: %v", err)
 	}
-	for _, bad := range []string{strings.Repeat("k", 129), "tab\there", "ş", "in side"} {
+	for _, bad := range []string{strings.Repeat("k", 129), "tab\there", "ş", " leading", "trailing "} {
 		if _, err := e.q.Enqueue(ctxT(t), entry(bad, 3)); !errors.Is(err, outbox.ErrInvalidEntry) {
 			t.Errorf("key %q: %v", bad, err)
 		}

@@ -39,13 +39,14 @@ var (
 // ErrIdempotencyConflict: the idempotency key was used for another record.
 var ErrIdempotencyConflict = errors.New("idempotency key already used for another record")
 
-// validIdempotencyKey: 1..128 printable ASCII characters, no spaces.
+// validIdempotencyKey: 1..128 printable ASCII characters (0x20–0x7E),
+// not starting or ending with a space (HTTP would trim it).
 func validIdempotencyKey(k string) bool {
-	if len(k) == 0 || len(k) > MaxIdempotencyKeyLen {
+	if len(k) == 0 || len(k) > MaxIdempotencyKeyLen || k[0] == ' ' || k[len(k)-1] == ' ' {
 		return false
 	}
 	for i := 0; i < len(k); i++ {
-		if k[i] <= 0x20 || k[i] > 0x7e {
+		if k[i] < 0x20 || k[i] > 0x7e {
 			return false
 		}
 	}

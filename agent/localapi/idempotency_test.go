@@ -73,14 +73,21 @@ func TestIdempotencyKeyHeader(t *testing.T) {
 			t.Errorf("key %q: %d %v", bad, c, e)
 		}
 	}
+	// Printable ASCII includes the space: a key with one inside is a key,
+	// and its repeat replays.
+	for range 2 {
+		if c, e := doKey(t, srv.URL, "/v1/special-codes", "order 42 / till 3", `{"integration_id":"s-1","code":"K"}`); c != http.StatusAccepted {
+			t.Fatalf("a key with spaces inside: %d %v", c, e)
+		}
+	}
 	// Without the header every POST is a new record.
 	for range 2 {
 		if c, _ := doKey(t, srv.URL, "/v1/special-codes", "", code); c != http.StatusAccepted {
 			t.Fatal(c)
 		}
 	}
-	if n := pending(t, q); n != 3 {
-		t.Errorf("%d pending, want 3", n)
+	if n := pending(t, q); n != 4 {
+		t.Errorf("%d pending, want 4 (the first, the spaced key once, two without a key)", n)
 	}
 }
 

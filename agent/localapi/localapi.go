@@ -280,7 +280,7 @@ func (h *handler) enqueue(kind Kind, normalize func([]byte) (json.RawMessage, st
 		}
 		idem, ok := idempotencyKey(r.Header)
 		if !ok {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("Idempotency-Key must be one header of 1 to %d printable ASCII characters without spaces; nothing was stored", MaxIdempotencyKey), "Idempotency-Key")
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("Idempotency-Key must be one header of 1 to %d printable ASCII characters (spaces inside it are allowed); nothing was stored", MaxIdempotencyKey), "Idempotency-Key")
 			return
 		}
 		acc, err := h.cfg.Queue.Enqueue(r.Context(), Record{Kind: kind, Key: key, Column: col, IdempotencyKey: idem})
@@ -307,7 +307,7 @@ const MaxIdempotencyKey = 128
 
 // idempotencyKey reads the optional Idempotency-Key header: absent gives
 // "", true; present it must be one value of 1..128 printable ASCII
-// characters without spaces (surrounding spaces are not part of it).
+// characters, spaces included (surrounding spaces are not part of it).
 func idempotencyKey(h http.Header) (string, bool) {
 	vals := h.Values("Idempotency-Key")
 	switch len(vals) {
@@ -322,7 +322,7 @@ func idempotencyKey(h http.Header) (string, bool) {
 		return "", false
 	}
 	for i := 0; i < len(k); i++ {
-		if k[i] <= 0x20 || k[i] > 0x7e {
+		if k[i] < 0x20 || k[i] > 0x7e {
 			return "", false
 		}
 	}

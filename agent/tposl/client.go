@@ -28,7 +28,7 @@ const maxBody = 1 << 20
 
 // Config configures a Client.
 type Config struct {
-	URL        string        // full endpoint URL, e.g. https://host/api/TPOSL
+	URL        string        // full endpoint URL, e.g. https://host/TPOSL
 	HTTPClient *http.Client  // nil: a client with the default transport (proxy from environment)
 	Timeout    time.Duration // per call; 0: DefaultTimeout
 	Logger     *slog.Logger  // nil: discard

@@ -100,7 +100,7 @@ func TestRegisterWire(t *testing.T) {
 		_, _ = io.WriteString(w, `{"Status":true,"Aktif":1,"LisansStatus":1}`)
 	}))
 	defer ts.Close()
-	c := newClient(t, ts.URL+"/api/TPOSL", 5*time.Second, nil)
+	c := newClient(t, ts.URL+"/TPOSL", 5*time.Second, nil)
 	if _, err := c.Register(context.Background(), buildParams(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestRegisterRefusesDowngradeRedirect(t *testing.T) {
 		http.Redirect(w, r, plain.URL(), http.StatusTemporaryRedirect)
 	}))
 	defer ts.Close()
-	c, err := tposl.New(tposl.Config{URL: ts.URL + "/api/TPOSL", HTTPClient: ts.Client()})
+	c, err := tposl.New(tposl.Config{URL: ts.URL + "/TPOSL", HTTPClient: ts.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +366,7 @@ func TestRegisterWrongCredentials(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
-	for _, u := range []string{"", "ftp://host/api/TPOSL", "https://", "://x", "host/api"} {
+	for _, u := range []string{"", "ftp://host/TPOSL", "https://", "://x", "host/api"} {
 		if _, err := tposl.New(tposl.Config{URL: u}); !errors.Is(err, tposl.ErrConfig) {
 			t.Errorf("New(%q) = %v, want ErrConfig", u, err)
 		}
@@ -379,17 +379,17 @@ func TestNew(t *testing.T) {
 		ok    bool
 		warn  bool
 	}{
-		{"https://lisans.example.com/api/TPOSL", false, true, false},
-		{"http://127.0.0.1:9/api/TPOSL", false, true, false},
-		{"http://[::1]:9/api/TPOSL", false, true, false},
+		{"https://lisans.example.com/TPOSL", false, true, false},
+		{"http://127.0.0.1:9/TPOSL", false, true, false},
+		{"http://[::1]:9/TPOSL", false, true, false},
 		{"http://localhost/x", false, true, false},
-		{"http://192.168.1.10/api/TPOSL", false, true, true},
-		{"http://10.0.0.5:8080/api/TPOSL", false, true, true},
-		{"http://tposl-sunucu/api/TPOSL", false, true, true},
-		{"http://lisans.magaza.local/api/TPOSL", false, true, true},
-		{"http://lisans.example.com/api/TPOSL", false, false, false},
-		{"http://8.8.8.8/api/TPOSL", false, false, false},
-		{"http://lisans.example.com/api/TPOSL", true, true, true},
+		{"http://192.168.1.10/TPOSL", false, true, true},
+		{"http://10.0.0.5:8080/TPOSL", false, true, true},
+		{"http://tposl-sunucu/TPOSL", false, true, true},
+		{"http://lisans.magaza.local/TPOSL", false, true, true},
+		{"http://lisans.example.com/TPOSL", false, false, false},
+		{"http://8.8.8.8/TPOSL", false, false, false},
+		{"http://lisans.example.com/TPOSL", true, true, true},
 	}
 	for _, tt := range tests {
 		var logs testrig.Buffer
@@ -488,7 +488,7 @@ func TestSecretNeverLeaks(t *testing.T) {
 		echo(200, "application/json", `{"Aktif":"%.0s%s"}`),
 	} {
 		ts := httptest.NewServer(h)
-		_, err := newClient(t, ts.URL+"/api/TPOSL", time.Second, &logs).Register(context.Background(), p)
+		_, err := newClient(t, ts.URL+"/TPOSL", time.Second, &logs).Register(context.Background(), p)
 		if err == nil {
 			t.Errorf("evil server answer accepted")
 		}
@@ -496,7 +496,7 @@ func TestSecretNeverLeaks(t *testing.T) {
 		ts.Close()
 	}
 	// A URL that carries the password (mistyped config) is not quoted either.
-	c := newClient(t, "http://127.0.0.1:1/api/TPOSL?p="+url.QueryEscape(secret), 200*time.Millisecond, &logs)
+	c := newClient(t, "http://127.0.0.1:1/TPOSL?p="+url.QueryEscape(secret), 200*time.Millisecond, &logs)
 	_, err := c.Register(context.Background(), p)
 	collect(err)
 

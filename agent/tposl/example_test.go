@@ -14,7 +14,7 @@ import (
 // The agent's cycle: build, register, evaluate, save; and offline, the
 // saved answer.
 func Example() {
-	srv := tposltest.NewServer() // stands in for https://…/api/TPOSL
+	srv := tposltest.NewServer() // stands in for https://…/TPOSL
 	defer srv.Close()
 	dir, _ := os.MkdirTemp("", "tposl-example")
 	defer os.RemoveAll(dir)

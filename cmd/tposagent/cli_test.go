@@ -61,7 +61,7 @@ func TestClientCommandsWithoutAgent(t *testing.T) {
 	dir := t.TempDir()
 	c := config.Default()
 	c.DataDir = dir
-	c.TPOSL.URL, c.Oduyo.BaseURL = "https://t.example.com/api/TPOSL", "https://o.example.com"
+	c.TPOSL.URL, c.Oduyo.BaseURL = "https://t.example.com/TPOSL", "https://o.example.com"
 	c.API.Listen = "127.0.0.1:1" // nothing listens there
 	c.API.Token = "0123456789abcdef0123"
 	path := filepath.Join(dir, "config.toml")

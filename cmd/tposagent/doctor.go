@@ -173,16 +173,34 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	} else {
 		checkRegistration(ctx, l, add, cfg, tc, identity, *timeout)
 	}
+	checkOduyo(ctx, l, add, cfg, quiet, *timeout)
+
+	for _, f := range fs2 {
+		if f.level == "FAIL" {
+			return withCode(exitError)
+		}
+	}
+	return nil
+}
+
+// checkOduyo reaches the Ödüyo server, logs in and asks what the outbox's
+// probe asks. No base_url is allowed (records are kept, not sent): a warning.
+func checkOduyo(ctx context.Context, l i18n.Lang, add func(string, string, string, ...any), cfg *config.Config, quiet *slog.Logger, timeout time.Duration) {
+	if cfg.Oduyo.BaseURL == "" {
+		add("warn", "oduyo", "%s", l.T("not checked: oduyo.base_url is not set (records are kept, not sent)",
+			"denetlenmedi: oduyo.base_url ayarlı değil (kayıtlar saklanıyor, gönderilmiyor)"))
+		return
+	}
 	hc, err := agent.HTTPClient(cfg.Oduyo.CAFile, quiet)
 	if err != nil {
 		add("FAIL", "oduyo", "oduyo.ca_file: %v", err)
-		return withCode(exitError)
+		return
 	}
-	checkServer(ctx, l, add, hc, "oduyo", cfg.Oduyo.BaseURL, *timeout)
+	checkServer(ctx, l, add, hc, "oduyo", cfg.Oduyo.BaseURL, timeout)
 	oc, err := oduyo.New(oduyo.Config{BaseURL: cfg.Oduyo.BaseURL, APIKey: cfg.Oduyo.APIKey.Reveal(),
-		Username: cfg.Oduyo.Username, Password: cfg.Oduyo.Password.Reveal(), Timeout: *timeout, HTTPClient: hc})
+		Username: cfg.Oduyo.Username, Password: cfg.Oduyo.Password.Reveal(), Timeout: timeout, HTTPClient: hc})
 	if err == nil {
-		lctx, cancel := context.WithTimeout(ctx, *timeout)
+		lctx, cancel := context.WithTimeout(ctx, timeout)
 		err = oc.Login(lctx)
 		cancel()
 	}
@@ -196,7 +214,7 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 	} else {
 		add("ok", "oduyo login", "%s", l.T("credentials accepted", "kimlik bilgileri kabul edildi"))
 		// What the outbox's probe asks: does the API answer as Ödüyo?
-		pctx, cancel := context.WithTimeout(ctx, *timeout)
+		pctx, cancel := context.WithTimeout(ctx, timeout)
 		if err := oc.Probe(pctx); err != nil {
 			add("FAIL", "oduyo api", l.T("%v (records wait until Ödüyo answers)", "%v (kayıtlar Ödüyo yanıt verene kadar bekler)"), err)
 		} else {
@@ -204,13 +222,6 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 		}
 		cancel()
 	}
-
-	for _, f := range fs2 {
-		if f.level == "FAIL" {
-			return withCode(exitError)
-		}
-	}
-	return nil
 }
 
 // checkRegistration registers the till with TPOSL as the agent does — a

@@ -66,6 +66,26 @@ func TestDoctorRegistersAndNeedsTheAgent(t *testing.T) {
 	}
 }
 
+// TestDoctorWithoutOduyoURL: no oduyo.base_url is allowed (records are
+// kept, not sent), so doctor warns about it and does not fail.
+func TestDoctorWithoutOduyoURL(t *testing.T) {
+	f := newFixture(t)
+	f.cfg.Oduyo.BaseURL = ""
+	if err := f.WriteConfig(&f.cfg); err != nil {
+		t.Fatal(err)
+	}
+	f.start()
+	// Doctor registers with the identity the agent read: wait for it.
+	testrig.WaitFor(t, "registration", 10*time.Second, func() bool { return f.tposl.Calls() > 0 })
+	code, out, errOut := runCLI(t, "doctor", "--config", f.cfgPath, "--timeout", "5s")
+	if code != exitOK || !strings.Contains(out, "warn  oduyo     not checked: oduyo.base_url is not set") {
+		t.Errorf("doctor without oduyo.base_url: exit %d, want %d and a warning\n%s%s", code, exitOK, out, errOut)
+	}
+	if strings.Contains(out, "FAIL") {
+		t.Errorf("doctor without oduyo.base_url has a FAIL line:\n%s", out)
+	}
+}
+
 // TestBadConfigFailsAtStart: a [store] value the licence server would
 // refuse, a duration out of bounds, a blank token or a huge file stops
 // the real agent at start, with the key named, before anything runs.

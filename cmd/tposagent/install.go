@@ -23,7 +23,7 @@ const installExamples = `  # interactive: asks for what is missing
 
   # fleet roll-out (Ansible, GPO): never prompts, fails naming what is missing
   TPOSAGENT_TPOSL_PASSWORD=… TPOSAGENT_ODUYO_API_KEY=… TPOSAGENT_ODUYO_PASSWORD=… \
-  tposagent install --unattended --tposl-url https://lisans.example.com/api/TPOSL \
+  tposagent install --unattended --tposl-url https://lisans.triaeczane.com/TPOSL \
     --tposl-username magaza12 --oduyo-base-url https://www.siteadi.com \
     --oduyo-username kasa --tax-number 1234567890 --pos-no 3
 

@@ -41,7 +41,7 @@ func installCLI(t *testing.T, stdin io.Reader, terminal bool, environ map[string
 
 func installArgs(cfg, data string, extra ...string) []string {
 	return append([]string{"install", "--unattended", "--no-service", "--config", cfg,
-		"--tposl-url", "https://lisans.example.com/api/TPOSL", "--tposl-username", "mağaza12",
+		"--tposl-url", "https://lisans.example.com/TPOSL", "--tposl-username", "mağaza12",
 		"--oduyo-base-url", "https://www.siteadi.com", "--oduyo-username", "kasa",
 		"--tax-number", "1234567890", "--company-name", "Örnek Gıda A.Ş.", "--pos-no", "3",
 		"--data-dir", data}, extra...)
@@ -102,8 +102,8 @@ func TestInstallUnattendedFlagsAndEnv(t *testing.T) {
 	}
 
 	// Re-install: a flag wins over the environment, the token stays.
-	env2 := map[string]string{"TPOSAGENT_TPOSL_URL": "https://env.example.com/api/TPOSL"}
-	code, out, errOut = installCLI(t, installStdinTrap{t}, false, env2, "install", "--unattended", "--no-service", "--config", cfg, "--tposl-url", "https://flag.example.com/api/TPOSL")
+	env2 := map[string]string{"TPOSAGENT_TPOSL_URL": "https://env.example.com/TPOSL"}
+	code, out, errOut = installCLI(t, installStdinTrap{t}, false, env2, "install", "--unattended", "--no-service", "--config", cfg, "--tposl-url", "https://flag.example.com/TPOSL")
 	if code != 0 {
 		t.Fatalf("re-install exit %d: %s", code, errOut)
 	}
@@ -111,7 +111,7 @@ func TestInstallUnattendedFlagsAndEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c2.TPOSL.URL != "https://flag.example.com/api/TPOSL" || c2.API.Token.Reveal() != token {
+	if c2.TPOSL.URL != "https://flag.example.com/TPOSL" || c2.API.Token.Reveal() != token {
 		t.Fatalf("re-install: url %q, token kept %v", c2.TPOSL.URL, c2.API.Token.Reveal() == token)
 	}
 	if !strings.Contains(out, "updated: tposl.url") || !strings.Contains(out, "api token: kept") {
@@ -126,7 +126,7 @@ func TestInstallPrompts(t *testing.T) {
 	env := map[string]string{"TPOSAGENT_ODUYO_API_KEY": "k-s3cret", "TPOSAGENT_ODUYO_PASSWORD": "p-s3cret", "TPOSAGENT_TPOSL_PASSWORD": "t-s3cret"}
 	args := []string{"install", "--no-service", "--config", cfg, "--tposl-username", "u", "--oduyo-base-url", "https://www.siteadi.com",
 		"--oduyo-username", "kasa", "--data-dir", filepath.Join(dir, "data")}
-	stdin := strings.NewReader("https://lisans.example.com/api/TPOSL\n1234567890\n")
+	stdin := strings.NewReader("https://lisans.example.com/TPOSL\n1234567890\n")
 	code, out, errOut := installCLI(t, stdin, true, env, args...)
 	if code != 0 {
 		t.Fatalf("exit %d: %s\n%s", code, errOut, out)
@@ -138,7 +138,7 @@ func TestInstallPrompts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.TPOSL.URL != "https://lisans.example.com/api/TPOSL" || c.Store.TaxNumber != "1234567890" {
+	if c.TPOSL.URL != "https://lisans.example.com/TPOSL" || c.Store.TaxNumber != "1234567890" {
 		t.Fatalf("answers not stored: %q %q", c.TPOSL.URL, c.Store.TaxNumber)
 	}
 }

@@ -56,7 +56,7 @@ func licenseText(l tposl.License, lang i18n.Lang) string {
 
 func cmdLicense(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "license", "license [--json]",
-		"  tposagent license && start-pos.exe     # exit 0 licensed/demo, 3 expired/inactive/mismatch, 4 unknown\n")
+		"  tposagent license && start-pos.exe     # exit 0 licensed/demo, 3 expired/inactive/mismatch/unregistered, 4 unknown\n")
 	addConfigFlag(fs, e)
 	addLangFlag(fs, e)
 	asJSON := fs.Bool("json", false, "print the licence as JSON")
@@ -82,7 +82,7 @@ func cmdLicense(ctx context.Context, e *env, args []string) error {
 	} else {
 		fmt.Fprintln(e.stdout, licenseText(l, e.language()))
 	}
-	if code := l.State.ExitCode(); code != exitOK { // 0 licensed/demo, 3 expired/inactive/mismatch, 4 unknown
+	if code := l.State.ExitCode(); code != exitOK { // 0 licensed/demo, 3 expired/inactive/mismatch/unregistered, 4 unknown
 		return withCode(code)
 	}
 	return nil

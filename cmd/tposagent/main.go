@@ -61,7 +61,7 @@ func commands() []command {
 		{"stop", "stop the installed service", cmdStop},
 		{"restart", "restart the installed service", cmdRestart},
 		{"status", "registration, licence, device, outbox, connectivity", cmdStatus},
-		{"license", "the licence state (exit 0 licensed/demo, 3 expired/inactive/mismatch, 4 unknown)", cmdLicense},
+		{"license", "the licence state (exit 0 licensed/demo, 3 expired/inactive/mismatch/unregistered, 4 unknown)", cmdLicense},
 		{"device", "serial ports and the fiscal identity: device ports | device probe", cmdDevice},
 		{"kasa", "enqueue a kasa card update: kasa update", cmdKasa},
 		{"special-code", "enqueue a special code: special-code create", cmdSpecialCode},

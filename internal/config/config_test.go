@@ -20,7 +20,7 @@ tax_number = "1234567890"
 tax_office = "Kadıköy"
 company_name = "Örnek Gıda A.Ş."
 [tposl]
-url = "https://lisans.example.com/api/TPOSL"
+url = "https://lisans.example.com/TPOSL"
 username = "kasa1"
 password = "tposl-secret-pw"
 interval = "1h"

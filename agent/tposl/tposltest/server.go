@@ -27,7 +27,7 @@ import (
 )
 
 // Path is the endpoint path the server answers on.
-const Path = "/api/TPOSL"
+const Path = "/TPOSL"
 
 // Mode is a kind of fault.
 type Mode int
@@ -152,7 +152,7 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 	}
 }
 
-// URL is the full endpoint URL, http://127.0.0.1:PORT/api/TPOSL.
+// URL is the full endpoint URL, http://127.0.0.1:PORT/TPOSL.
 func (s *Server) URL() string { return "http://" + s.addr + Path }
 
 // Addr is host:port.

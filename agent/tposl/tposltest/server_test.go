@@ -38,7 +38,7 @@ func post(t *testing.T, url, ctype string, body []byte) (*http.Response, []byte)
 func TestServerRecordsAndAnswers(t *testing.T) {
 	s := tposltest.NewServer()
 	defer s.Close()
-	if !strings.HasPrefix(s.URL(), "http://127.0.0.1:") || !strings.HasSuffix(s.URL(), "/api/TPOSL") {
+	if !strings.HasPrefix(s.URL(), "http://127.0.0.1:") || !strings.HasSuffix(s.URL(), "/TPOSL") {
 		t.Errorf("URL %s", s.URL())
 	}
 	for _, serial := range []string{"JI20000001", "JI20000002", "JI20000003"} {
@@ -105,7 +105,7 @@ func TestServerRejectsBadRequests(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("GET: %d", resp.StatusCode)
 	}
-	resp, _ = post(t, strings.TrimSuffix(s.URL(), "/api/TPOSL")+"/api/Other", "application/json", []byte("{}"))
+	resp, _ = post(t, strings.TrimSuffix(s.URL(), "/TPOSL")+"/api/Other", "application/json", []byte("{}"))
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("other path: %d", resp.StatusCode)
 	}

@@ -78,7 +78,7 @@ func TestFilePermissions(t *testing.T) {
 	root := t.TempDir()
 	cfgPath := filepath.Join(root, "etc", "config.toml")
 	set := map[string]string{"data_dir": filepath.Join(root, "var", "data"),
-		"tposl.url": "https://lisans.example.com/api/TPOSL", "tposl.username": tposlUser, "tposl.password": tposlPassword,
+		"tposl.url": "https://lisans.example.com/TPOSL", "tposl.username": tposlUser, "tposl.password": tposlPassword,
 		"oduyo.base_url": "https://erp.example.com", "oduyo.api_key": oduyoAPIKey, "oduyo.username": oduyoUser,
 		"oduyo.password": oduyoPassword, "store.tax_number": "1234567890", "api.token": apiToken, "device.port": "none",
 		"device.fiscal_serial": "JI20012345",

@@ -20,7 +20,7 @@ import (
 
 // What the fakes inside the container listen on (see tposfakes).
 const (
-	tposlURL     = "http://127.0.0.1:18080/api/TPOSL"
+	tposlURL     = "http://127.0.0.1:18080/TPOSL"
 	oduyoURL     = "http://127.0.0.1:18081"
 	fakePort     = "/dev/ttyFAKE0"
 	fakeSerial   = "JI20012345" // the simulator's default fiscal serial
