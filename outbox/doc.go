@@ -60,8 +60,11 @@
 //     <path>.corrupt-<UTC timestamp> and a new one is made (Stats.Quarantined,
 //     an error log line); a new file's directory entry is fsynced before
 //     Open returns. An error that is not about the content (I/O, a sharing
-//     violation) is retried, then returned, never quarantined. A file locked
-//     by another process gives ErrLocked after OpenTimeout.
+//     violation) is retried, then returned, never quarantined; with
+//     KeepTrying, Open returns a closed queue instead (Stats.Closed, every
+//     record refused with ErrClosed and the reason) that tries the full
+//     open again every second. A file locked by another process gives
+//     ErrLocked after OpenTimeout, KeepTrying or not.
 //   - A vanished file: every commit, every 10 s and every Stats compare the
 //     open file with the path. When the file was deleted or replaced,
 //     Enqueue fails with ErrFileGone from then on, the open content is saved
