@@ -292,7 +292,10 @@ func (r *Reader) order(remembered, known string) []gmp3.Dialect {
 }
 
 // auto probes the remembered port first, with every try, then each listed
-// port with one try per dialect.
+// port with one try per dialect — unless something on it answers a GMP-3
+// frame (a NAK, an ACK, a frame): that dialect then gets all its tries, as
+// on a configured port. Silence or noise on a port costs one try per
+// dialect, so a scan of many ports stays within the probe budget.
 func (r *Reader) auto(ctx context.Context, c cacheData, known string) (Identity, error) {
 	list, lerr := r.cfg.ListPorts()
 	if lerr != nil {
@@ -320,7 +323,7 @@ func (r *Reader) auto(ctx context.Context, c cacheData, known string) (Identity,
 	}
 	var busy, last error
 	for i, name := range names {
-		tries := 1
+		tries := scanTries
 		if i == 0 && name == c.AutoPort {
 			tries = r.cfg.Tries
 		}
@@ -354,9 +357,14 @@ func (r *Reader) excluded(name string) bool {
 	return false
 }
 
-// probe opens one port, asks ECHO in each dialect up to tries times, and
-// closes it.
+// scanTries marks a port probed while scanning (auto): one try per
+// dialect, all of them once the port answers as a GMP-3 device.
+const scanTries = 0
+
+// probe opens one port, asks ECHO in each dialect up to tries times (a
+// scanned port: see scanTries), and closes it.
 func (r *Reader) probe(ctx context.Context, name string, dialects []gmp3.Dialect, tries int, known string) (Identity, error) {
+	scan := tries == scanTries
 	if err := ctx.Err(); err != nil {
 		return Identity{}, fmt.Errorf("probe %s: %w", name, err)
 	}
@@ -380,8 +388,12 @@ func (r *Reader) probe(ctx context.Context, name string, dialects []gmp3.Dialect
 			return Identity{}, fmt.Errorf("probe %s: %w", name, err)
 		}
 		r.tr.comment("dialect %s, header id %s, sequence %d, clock %s", d, hid, seq, at.Format("2006-01-02T15:04:05"))
-		t := &echoTry{c: c, d: d, req: req, seq: seq, ack: r.cfg.AckTimeout, tries: tries}
-		for try := 1; try <= tries; try++ {
+		n := tries
+		if scan {
+			n = 1
+		}
+		t := &echoTry{c: c, d: d, req: req, seq: seq, ack: r.cfg.AckTimeout, tries: max(n, 1)}
+		for try := 1; try <= n; try++ {
 			sends++
 			resp, err := t.run(ctx)
 			if err == nil {
@@ -397,6 +409,12 @@ func (r *Reader) probe(ctx context.Context, name string, dialects []gmp3.Dialect
 			}
 			if rank == outFinal {
 				return Identity{}, err
+			}
+			if scan && n == 1 && (rank == outNAK || rank == outReply) {
+				// A GMP-3 device is on this port: this dialect gets
+				// every try, as on a configured port.
+				n = r.cfg.Tries
+				t.tries = n
 			}
 		}
 	}

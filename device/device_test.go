@@ -357,6 +357,31 @@ func TestAutoFindsDevice(t *testing.T) {
 	}
 }
 
+// TestAutoScanGivesAnsweringPortAllTries: while scanning, a port that
+// stays silent costs one try per dialect, but one whose device NAKs a
+// frame (DESIGN: "a dialect gets its 3 tries (a NAK or silence each)")
+// gets every try of that dialect, so a device that NAKs the first send is
+// found on a port it was never seen on.
+func TestAutoScanGivesAnsweringPortAllTries(t *testing.T) {
+	silent := startSim(t, devicetest.Options{Fault: devicetest.FaultSilent})
+	good := startSim(t, devicetest.Options{FiscalSerial: "JI20012345", Fault: devicetest.FaultNAKFirst})
+	list := []device.PortInfo{{Name: silent.Port(), IsUSB: true}, {Name: good.Port(), IsUSB: true}}
+	r := newReader(t, device.Config{
+		AckTimeout: 200 * time.Millisecond, CacheDir: t.TempDir(),
+		ListPorts: func() ([]device.PortInfo, error) { return list, nil },
+	})
+	id, err := r.Read(context.Background(), "")
+	if err != nil {
+		t.Fatalf("a device that NAKs the first send was not found by the scan: %v", err)
+	}
+	if id.FiscalSerial != "JI20012345" || id.Port != good.Port() || id.Protocol != "crc16-arc" {
+		t.Fatalf("got %+v", id)
+	}
+	if n := silent.Requests(); n > 3 {
+		t.Errorf("the silent port got %d frames, want at most one per dialect (3)", n)
+	}
+}
+
 func TestCorruptCacheIgnored(t *testing.T) {
 	dir := t.TempDir()
 	for _, content := range []string{"{not json", `{"identity":{"fiscal_serial":"bogus id"}}`, strings.Repeat(" ", 70<<10)} {

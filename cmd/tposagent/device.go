@@ -99,7 +99,7 @@ func cmdDeviceProbe(ctx context.Context, e *env, args []string) error {
 	tracePath := fs.String("trace", "", "write every byte sent and received to FILE (one hex line each) for a support ticket or a replay test")
 	baud := fs.Int("baud", device.DefaultBaud, "line speed (8N1)")
 	ack := fs.Duration("ack-timeout", device.DefaultAckTimeout, "wait for the ACK, and then for the answer, per try")
-	tries := fs.Int("tries", device.DefaultTries, "sends per dialect (auto: the first pass asks each port once)")
+	tries := fs.Int("tries", device.DefaultTries, "sends per dialect (auto: a port that stays silent is asked once per dialect; one that answers gets every try)")
 	asJSON := fs.Bool("json", false, "print the identity as JSON")
 	addConfigFlag(fs, e)
 	if err := parseFlags(fs, args); err != nil {
