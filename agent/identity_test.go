@@ -100,6 +100,23 @@ func TestIdentityConflict(t *testing.T) {
 	}
 }
 
+// TestReportedSerialIsNormalised: a POS that sends the fiscal id in lower
+// case or with spaces around it reports the same device; a value that is
+// not a fiscal id is still refused, naming the field.
+func TestReportedSerialIsNormalised(t *testing.T) {
+	s, _, _ := newTestIdentities(t, "", device.Identity{})
+	if _, err := s.report(localapi.DeviceReport{FiscalSerial: " ji20012345\t"}); err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	if got := s.current(); got.FiscalSerial != "JI20012345" || got.Source != device.SourcePOS {
+		t.Fatalf("current %+v, want JI20012345 from the POS", got)
+	}
+	var fe *records.FieldError
+	if _, err := s.report(localapi.DeviceReport{FiscalSerial: "kasa-1"}); !errors.As(err, &fe) || fe.Field != "fiscal_serial" {
+		t.Fatalf("a value that is not a fiscal id: %v", err)
+	}
+}
+
 // TestIdentityView: every source is listed with its value and age.
 func TestIdentityView(t *testing.T) {
 	read := time.Date(2026, 11, 27, 9, 59, 0, 0, time.UTC)
