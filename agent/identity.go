@@ -105,7 +105,7 @@ func (s *identities) report(r localapi.DeviceReport) (bool, error) {
 	// A POS may send the id as its user typed it: " ji20012345".
 	r.FiscalSerial = strings.ToUpper(strings.TrimSpace(r.FiscalSerial))
 	if !gmp3.ValidFiscalID(r.FiscalSerial) {
-		return false, &records.FieldError{Field: "fiscal_serial", Msg: fmt.Sprintf("%q is not a fiscal id: 2 upper-case letters and 8 digits (JI20012345) or 10 digits (AV0000017893)", r.FiscalSerial)}
+		return false, &records.FieldError{Field: "fiscal_serial", Msg: fmt.Sprintf("%q is not a fiscal id: 2 letters and 8 digits (JI20012345) or 10 digits (AV0000017893)", r.FiscalSerial)}
 	}
 	id := device.Identity{FiscalSerial: r.FiscalSerial, Brand: r.Brand, Model: r.Model, ECRSerial: r.ECRSerial, Source: device.SourcePOS, ReadAt: s.now()}
 	if err := writePOSReport(s.posPath, id); err != nil {

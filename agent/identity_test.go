@@ -146,7 +146,7 @@ func TestIdentityView(t *testing.T) {
 // error and keeps nothing; a damaged file is ignored.
 func TestPOSReportKept(t *testing.T) {
 	s, _, path := newTestIdentities(t, "", device.Identity{})
-	_, err := s.report(localapi.DeviceReport{FiscalSerial: "ji20012345"})
+	_, err := s.report(localapi.DeviceReport{FiscalSerial: "JI2001234"})
 	var fe *records.FieldError
 	if !errors.As(err, &fe) || fe.Field != "fiscal_serial" {
 		t.Fatalf("bad shape: %v", err)
