@@ -49,7 +49,9 @@ type rawPort interface {
 	// readTimeout reads into p waiting about d; (0, nil) is a timeout.
 	readTimeout(p []byte, d time.Duration) (int, error)
 	writeTimeout(p []byte, d time.Duration) (int, error)
-	resetInput()
+	// resetInput drops what is waiting to be read, and returns it where
+	// the port can tell (a socket; a serial driver's purge cannot).
+	resetInput() []byte
 	// abort interrupts pending calls (CancelIoEx on Windows) and closes.
 	abort()
 	Close() error
@@ -60,14 +62,16 @@ type rawPort interface {
 // watchGrace after the deadline the port is aborted and the call abandoned
 // (ErrStalled). Not safe for concurrent use (one exchange at a time).
 type conn struct {
-	raw  rawPort
-	name string
-	dead atomic.Bool
-	once sync.Once
+	raw       rawPort
+	name      string
+	dead      atomic.Bool
+	once      sync.Once
+	closed    chan struct{} // closed when abort has returned
+	leftStuck atomic.Bool   // the abort was counted in stuck
 }
 
 func newConn(raw rawPort, name string) *conn {
-	return &conn{raw: raw, name: name}
+	return &conn{raw: raw, name: name, closed: make(chan struct{})}
 }
 
 type ioResult struct {
@@ -94,7 +98,7 @@ func (c *conn) do(what string, deadline time.Time, op func() (int, error)) (int,
 	case <-t.C:
 	}
 	c.dead.Store(true)
-	c.close()
+	c.close() // bounded: an abort that hangs too is left behind
 	// The driver may still return after the abort; wait a little, then
 	// leave it counted.
 	select {
@@ -141,14 +145,39 @@ func (c *conn) write(p []byte, deadline time.Time) error {
 	return err
 }
 
-func (c *conn) resetInput() {
-	if !c.dead.Load() {
+// resetInput drops what is waiting to be read, under the watcher: a
+// driver's purge can hang like any other call.
+func (c *conn) resetInput() error {
+	_, err := c.do("flush input", time.Now(), func() (int, error) {
 		c.raw.resetInput()
-	}
+		return 0, nil
+	})
+	return err
 }
 
+// close aborts the port once. It returns when the abort has, or after
+// closeGrace: a driver whose close hangs (a stalled USB adapter) holds a
+// goroutine, counted in Stuck until it returns, never the caller.
 func (c *conn) close() {
-	c.once.Do(c.raw.abort)
+	c.once.Do(func() {
+		go func() {
+			c.raw.abort()
+			close(c.closed)
+		}()
+	})
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	select {
+	case <-c.closed:
+	case <-t.C:
+		if c.leftStuck.CompareAndSwap(false, true) {
+			stuck.Add(1)
+			go func() {
+				<-c.closed
+				stuck.Add(-1)
+			}()
+		}
+	}
 }
 
 // Close closes the port. Safe to call more than once.
@@ -170,9 +199,12 @@ func dial(ctx context.Context, name string, baud int, timeout time.Duration, tr 
 		}
 		raw = &tcpPort{c: c}
 	} else {
-		p, err := openSerialPort(name, baud)
+		p, err := openWatched(ctx, name, baud, timeout+watchGrace)
 		if err != nil {
 			tr.comment("port %s: open: %v", name, err)
+			if errors.Is(err, ErrStalled) || ctx.Err() != nil {
+				return nil, fmt.Errorf("open: %w", err)
+			}
 			return nil, fmt.Errorf("open: %w", openError(err))
 		}
 		raw = p
@@ -183,6 +215,50 @@ func dial(ctx context.Context, name string, baud int, timeout time.Duration, tr 
 		raw = tracePort{rawPort: raw, t: tr}
 	}
 	return newConn(raw, name), nil
+}
+
+// openSerial opens a serial port; tests replace it with a driver that
+// hangs.
+var openSerial = func(name string, baud int) (rawPort, error) {
+	p, err := openSerialPort(name, baud)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// openWatched opens a serial port within limit: a driver whose open hangs
+// (a stalled USB adapter, CreateFile on Windows) is left behind, counted in
+// Stuck, and the port it opens late is closed at once.
+func openWatched(ctx context.Context, name string, baud int, limit time.Duration) (rawPort, error) {
+	type opened struct {
+		p   rawPort
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		p, err := openSerial(name, baud)
+		done <- opened{p, err}
+	}()
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	var err error
+	select {
+	case r := <-done:
+		return r.p, r.err
+	case <-t.C:
+		err = fmt.Errorf("opening %s did not return within %v: %w", name, limit, ErrStalled)
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	stuck.Add(1)
+	go func() {
+		if r := <-done; r.err == nil {
+			r.p.abort()
+		}
+		stuck.Add(-1)
+	}()
+	return nil, err
 }
 
 // serialPort adapts go.bug.st/serial. Its Unix read honours the timeout and
@@ -226,7 +302,10 @@ func (s *serialPort) writeTimeout(b []byte, _ time.Duration) (int, error) {
 	return n, nil
 }
 
-func (s *serialPort) resetInput() { _ = s.p.ResetInputBuffer() }
+func (s *serialPort) resetInput() []byte {
+	_ = s.p.ResetInputBuffer()
+	return nil
+}
 
 func (s *serialPort) abort() {
 	cancelIO(s.p)
@@ -269,15 +348,20 @@ func (t *tcpPort) writeTimeout(b []byte, d time.Duration) (int, error) {
 	return n, nil
 }
 
-// resetInput drops what is already waiting on the socket.
-func (t *tcpPort) resetInput() {
+// resetInput drops what is already waiting on the socket (at most 32
+// KiB) and returns it.
+func (t *tcpPort) resetInput() []byte {
 	var b [512]byte
+	var out []byte
 	for range 64 {
 		_ = t.c.SetReadDeadline(time.Now().Add(time.Millisecond))
-		if n, err := t.c.Read(b[:]); n == 0 || err != nil {
-			return
+		n, err := t.c.Read(b[:])
+		out = append(out, b[:max(n, 0)]...)
+		if n == 0 || err != nil {
+			return out
 		}
 	}
+	return out
 }
 
 func (t *tcpPort) abort()       { _ = t.c.Close() }

@@ -1,6 +1,7 @@
 package device
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"testing"
@@ -13,9 +14,11 @@ import (
 // USB adapter's do; with obeyAbort false, even closing the port does not
 // return them (the Windows overlapped-I/O case the watcher exists for).
 type stubPort struct {
-	obeyAbort bool
-	release   chan struct{}
-	once      sync.Once
+	obeyAbort  bool
+	blockReset bool // the input flush hangs too
+	blockAbort bool // closing the port hangs (until free)
+	release    chan struct{}
+	once       sync.Once
 }
 
 func newStub(obeyAbort bool) *stubPort {
@@ -28,8 +31,17 @@ func (s *stubPort) block() (int, error) {
 }
 func (s *stubPort) readTimeout([]byte, time.Duration) (int, error)  { return s.block() }
 func (s *stubPort) writeTimeout([]byte, time.Duration) (int, error) { return s.block() }
-func (s *stubPort) resetInput()                                     {}
+func (s *stubPort) resetInput() []byte {
+	if s.blockReset {
+		s.block()
+	}
+	return nil
+}
 func (s *stubPort) abort() {
+	if s.blockAbort {
+		<-s.release
+		return
+	}
 	if s.obeyAbort {
 		s.free()
 	}
@@ -71,4 +83,66 @@ func TestWatcherAbandonsStalledCalls(t *testing.T) {
 			t.Logf("%s, abort obeyed %v: returned after %v", op, obey, took.Round(time.Millisecond))
 		}
 	}
+}
+
+// TestWatcherCoversFlushCloseAndOpen: the other driver calls a stalled USB
+// adapter can hang in are bounded too — the input flush before each send,
+// closing the port, and opening it — and each one left behind is counted
+// by Stuck until it returns.
+func TestWatcherCoversFlushCloseAndOpen(t *testing.T) {
+	t.Run("flush", func(t *testing.T) {
+		stub := newStub(false)
+		stub.blockReset = true
+		c := newConn(stub, "stub")
+		start := time.Now()
+		err := c.resetInput()
+		if took := time.Since(start); !errors.Is(err, ErrStalled) || took > watchGrace+closeGrace+time.Second {
+			t.Fatalf("flush: %v after %v, want ErrStalled within %v", err, took, watchGrace+closeGrace+time.Second)
+		}
+		if Stuck() != 1 {
+			t.Fatalf("Stuck() = %d, want 1", Stuck())
+		}
+		stub.free()
+		testrig.WaitFor(t, "the stuck flush to finish", 5*time.Second, func() bool { return Stuck() == 0 })
+	})
+	t.Run("close", func(t *testing.T) {
+		stub := newStub(false)
+		stub.blockAbort = true
+		c := newConn(stub, "stub")
+		start := time.Now()
+		c.Close()
+		c.Close() // a second close is not counted again and does not hang
+		if took := time.Since(start); took > 2*closeGrace+time.Second {
+			t.Fatalf("close took %v", took)
+		}
+		if Stuck() != 1 {
+			t.Fatalf("Stuck() = %d, want 1", Stuck())
+		}
+		stub.free()
+		testrig.WaitFor(t, "the stuck close to finish", 5*time.Second, func() bool { return Stuck() == 0 })
+	})
+	t.Run("open", func(t *testing.T) {
+		stub := newStub(true)
+		entered := make(chan struct{})
+		old := openSerial
+		openSerial = func(string, int) (rawPort, error) {
+			close(entered)
+			<-stub.release
+			return stub, nil
+		}
+		defer func() { openSerial = old }()
+		start := time.Now()
+		_, err := dial(context.Background(), "/dev/ttyHUNG", 115200, 100*time.Millisecond, nil)
+		took := time.Since(start)
+		<-entered
+		if !errors.Is(err, ErrStalled) || took > 100*time.Millisecond+watchGrace+time.Second {
+			t.Fatalf("open: %v after %v, want ErrStalled by the ACK wait plus the grace", err, took)
+		}
+		if Stuck() != 1 {
+			t.Fatalf("Stuck() = %d, want 1", Stuck())
+		}
+		// The driver returns at last: the port it opened is closed.
+		stub.free()
+		testrig.WaitFor(t, "the stuck open to finish", 5*time.Second, func() bool { return Stuck() == 0 })
+	})
 }

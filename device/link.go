@@ -109,7 +109,10 @@ func (t *echoTry) wait(ctx context.Context, buf []byte, deadline time.Time) (int
 
 // run sends the request once and reads the answer.
 func (t *echoTry) run(ctx context.Context) (gmp3.Response, error) {
-	t.c.resetInput() // what came before us is not our answer (Hugin does the same)
+	// What came before us is not our answer (Hugin does the same).
+	if err := t.c.resetInput(); err != nil {
+		return gmp3.Response{}, err
+	}
 	if err := t.c.write(t.req, time.Now().Add(t.ack)); err != nil {
 		return gmp3.Response{}, fmt.Errorf("send echo: %w", err)
 	}

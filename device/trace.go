@@ -150,6 +150,17 @@ func (p tracePort) readTimeout(b []byte, d time.Duration) (int, error) {
 	return n, err
 }
 
+// resetInput records what the flush dropped: late bytes of an earlier
+// answer are part of what the device sent.
+func (p tracePort) resetInput() []byte {
+	b := p.rawPort.resetInput()
+	if len(b) > 0 {
+		p.t.comment("%d byte(s) waiting before the next send, dropped", len(b))
+		p.t.record(TraceRx, b)
+	}
+	return b
+}
+
 func (p tracePort) writeTimeout(b []byte, d time.Duration) (int, error) {
 	n, err := p.rawPort.writeTimeout(b, d)
 	p.t.record(TraceTx, b[:max(n, 0)])
