@@ -185,7 +185,7 @@ func (c *Client) Probe(ctx context.Context) error {
 	sid, gen, err := c.ensureSession(ctx)
 	if err != nil {
 		var oe *Error
-		if errors.As(err, &oe) && oe.Class == Auth {
+		if errors.As(err, &oe) && oe.Class == Auth && !oe.Foreign {
 			// Ödüyo answered and refused the credentials: it is there.
 			return nil
 		}

@@ -478,6 +478,24 @@ func TestProbeChecksTheAnswerIsOduyos(t *testing.T) {
 			t.Errorf("captive portal (redirect %v): probe = %v, want a transient error", redirect, err)
 		}
 	}
+	// A 200 that is not Ödüyo's login answer (a portal's or a gateway's):
+	// no session id and no JSON status, so it says nothing about the
+	// credentials and the server is not reachable as Ödüyo.
+	for _, body := range []string{"", "Lütfen koşulları kabul edin", `["ok"]`, `{"error":"gateway"}`} {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			fmt.Fprint(w, body)
+		}))
+		c, err := New(Config{BaseURL: ts.URL, APIKey: "a-key", Username: "u", Password: "pw-secret"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Probe(context.Background())
+		ts.Close()
+		if cl, _ := Classify(err); err == nil || cl != Transient {
+			t.Errorf("a 200 login answer %q: probe = %v, want a transient error", body, err)
+		}
+	}
 	// A server that answers the list call with a page after a good login.
 	h := newHarness(t, nil)
 	h.srv.FailNextList(1, oduyotest.Fault{HTML: true})

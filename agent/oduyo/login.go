@@ -22,26 +22,34 @@ var sessionKeys = []string{"session_id", "sessionid", "token", "access_token", "
 // format is undocumented, so it accepts a JSON object with the id under
 // one of sessionKeys (also nested in "data"), a JSON string, or a bare
 // token. The returned error never quotes the body: it may hold the id.
+//
+// Only a JSON object with a boolean "status" is Ödüyo's own answer: its
+// "status": false (or a "status": true without a session id) is Auth.
+// Anything else without a session id — an empty body, an array, a text or
+// a JSON object of another shape (a captive portal's or a gateway's 200)
+// — is not Ödüyo's answer and says nothing about the credentials: it is
+// Transient and Foreign, so the server does not count as reachable.
 func parseLogin(body []byte) (string, *Error) {
 	fail := func(class Class, msg string) (string, *Error) {
 		return "", &Error{Op: "login", Class: class, Msg: msg}
 	}
+	foreign := func(msg string) (string, *Error) {
+		return "", &Error{Op: "login", Class: Transient, Foreign: true, Msg: msg + ": not an answer of Ödüyo (captive portal or proxy? check base_url if it persists)"}
+	}
 	b := bytes.TrimSpace(bytes.TrimPrefix(body, utf8BOM))
 	if len(b) == 0 {
-		return fail(Auth, "empty login response")
+		return foreign("empty login response")
 	}
 	switch b[0] {
 	case '<':
-		_, e := fail(Transient, "login answered with an html page instead of a session id (proxy or error page?)")
-		e.Foreign = true
-		return "", e
+		return foreign("login answered with an html page instead of a session id")
 	case '"':
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
 			return fail(Transient, "login response is malformed json")
 		}
 		if !validToken(s) {
-			return fail(Auth, "login response is a json string that is not a session id")
+			return foreign("login response is a json string that is not a session id")
 		}
 		return s, nil
 	case '{':
@@ -49,7 +57,8 @@ func parseLogin(body []byte) (string, *Error) {
 		if err := json.Unmarshal(b, &obj); err != nil {
 			return fail(Transient, "login response is malformed json")
 		}
-		if st, ok := jsonStatus(obj); ok && !st {
+		st, hasStatus := jsonStatus(obj)
+		if hasStatus && !st {
 			msg := "login refused by the server"
 			if m := serverMessage(obj); m != "" {
 				msg += ": " + m
@@ -59,14 +68,17 @@ func parseLogin(body []byte) (string, *Error) {
 		if tok, ok := findToken(obj, 0); ok {
 			return tok, nil
 		}
+		if !hasStatus {
+			return foreign("login response is a json object with no status and no session id (keys: " + keyList(obj) + ")")
+		}
 		return fail(Auth, "login response carries no session id (keys: "+keyList(obj)+")")
 	case '[':
-		return fail(Auth, "login response is a json array, not a session id")
+		return foreign("login response is a json array, not a session id")
 	}
 	if s := string(b); validToken(s) {
 		return s, nil
 	}
-	return fail(Auth, "login response is neither json nor a bare session id")
+	return foreign("login response is neither json nor a bare session id")
 }
 
 func findToken(obj map[string]json.RawMessage, depth int) (string, bool) {

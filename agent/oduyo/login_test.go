@@ -41,24 +41,26 @@ func TestParseLogin(t *testing.T) {
 		in    string
 		class Class
 	}{
-		{``, Auth},
-		{`   `, Auth},
+		// Ödüyo's own answers (a JSON object with a boolean status).
 		{`{"status":false,"message":"Şifre hatalı"}`, Auth},
 		{`{"status":true}`, Auth},
 		{`{"status":true,"data":"Giriş başarılı"}`, Auth},
-		{`{"data":{"x":1}}`, Auth},
-		{`{"data":12345678901}`, Auth},
-		{`{"token":"short"}`, Auth},
-		{`{"token":"has space inside it"}`, Auth},
-		{`{"data":{"data":{"data":{"data":{"token":"` + tok + `"}}}}}`, Auth}, // too deep
-		{`[` + `"` + tok + `"]`, Auth},
-		{`"short"`, Auth},
-		{`OK`, Auth},
-		{`login ok ` + tok, Auth},
+		{`{"status":true,"data":{"data":{"data":{"data":{"token":"` + tok + `"}}}}}`, Auth}, // too deep
+		// Not Ödüyo's: they say nothing about the credentials.
+		{``, Transient},
+		{`   `, Transient},
+		{`{"data":{"x":1}}`, Transient},
+		{`{"data":12345678901}`, Transient},
+		{`{"token":"short"}`, Transient},
+		{`{"token":"has space inside it"}`, Transient},
+		{`[` + `"` + tok + `"]`, Transient},
+		{`"short"`, Transient},
+		{`OK`, Transient},
+		{`login ok ` + tok, Transient},
 		{`<html><body>Bad gateway</body></html>`, Transient},
 		{`{"status": tru`, Transient},
 		{`"unterminated`, Transient},
-		{strings.Repeat("a", maxTokenLen+1), Auth},
+		{strings.Repeat("a", maxTokenLen+1), Transient},
 	}
 	for _, tc := range bad {
 		got, err := parseLogin([]byte(tc.in))

@@ -375,6 +375,11 @@ func TestServerFaultMatrix(t *testing.T) {
 		{name: "captive-portal", setup: func(e *matrixEnv) {
 			e.srv.Intercept(&oduyotest.Fault{Status: 302, Redirect: "http://portal.example/login"})
 		}, clearAt: 2 * time.Minute, clear: func(e *matrixEnv) { e.srv.Intercept(nil) }, offline: true},
+		// A portal that answers every path with 200 and a text: the login
+		// gets no session id and no JSON status, which is not Ödüyo's.
+		{name: "captive-portal-200-text", setup: func(e *matrixEnv) {
+			e.srv.Intercept(&oduyotest.Fault{Body: "Lütfen kullanım koşullarını kabul edin"})
+		}, clearAt: 2 * time.Minute, clear: func(e *matrixEnv) { e.srv.Intercept(nil) }, offline: true},
 		{name: "http201", setup: fail(6, oduyotest.Fault{Stored: true, Status: 201, Body: `{"status":true,"data":"ok"}`}), noFailure: true},
 		{name: "http202", setup: fail(6, oduyotest.Fault{Stored: true, Status: 202, Body: `{"status":true}`}), noFailure: true},
 		// A special code stored by the server whose answer was lost is
