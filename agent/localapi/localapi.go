@@ -408,11 +408,13 @@ func (h *handler) getDevice(w http.ResponseWriter, r *http.Request) {
 
 // putDevice takes the POS's report of the paired device's identity.
 func (h *handler) putDevice(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<10))
+	// The one documented body limit of the API (a report is far smaller;
+	// its fields are bounded one by one below).
+	body, err := readBody(w, r)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, "body larger than 4096 bytes", "")
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", MaxBody), "")
 			return
 		}
 		writeError(w, http.StatusBadRequest, "cannot read body: "+err.Error(), "")
