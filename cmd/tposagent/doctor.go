@@ -101,8 +101,10 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 			if e := s.Outbox.Enqueue; e.FailingSince != nil {
 				add("FAIL", "outbox", l.T("records cannot be stored since %s (%d failed): %s", "kayıtlar %s zamanından beri saklanamıyor (%d başarısız): %s"), fmtTime(e.FailingSince), e.Failures, e.LastError)
 			}
-			if p := s.Outbox.PausedUntil; p != nil && p.After(time.Now()) {
-				add("warn", "outbox", l.T("the Ödüyo server asked to pause sending until %s (Retry-After)", "Ödüyo sunucusu gönderimin %s zamanına kadar durmasını istedi (Retry-After)"), fmtTime(p))
+			for _, w := range s.Warnings {
+				if strings.HasPrefix(w, "records are refused until the outbox file opens") {
+					add("FAIL", "outbox", "%s", l.Warning(w))
+				}
 			}
 			add("ok", "agent", l.T("running %s, licence %s, %d pending, %d dead", "çalışıyor %s, lisans: %s, %d bekliyor, %d reddedildi"), s.Version, l.State(string(s.License.State)), s.Outbox.Pending, s.Outbox.Dead)
 			if s.Device.FiscalSerial != "" {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,25 @@ func TestDoctorWithoutOduyoURL(t *testing.T) {
 	}
 	if strings.Contains(out, "FAIL") {
 		t.Errorf("doctor without oduyo.base_url has a FAIL line:\n%s", out)
+	}
+}
+
+// TestDoctorSaysTheOutboxCannotOpen: the real agent starts although its
+// outbox file cannot be opened (here a directory is in its place), and
+// doctor fails on it, saying why.
+func TestDoctorSaysTheOutboxCannotOpen(t *testing.T) {
+	f := newFixture(t)
+	if err := os.MkdirAll(filepath.Join(f.DataDir(), "outbox.db", "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	f.start()
+	testrig.WaitFor(t, "registration", 10*time.Second, func() bool { return f.tposl.Calls() > 0 })
+	code, out, errOut := runCLI(t, "doctor", "--config", f.cfgPath, "--timeout", "5s")
+	if code != exitError || !strings.Contains(out, "FAIL  outbox") || !strings.Contains(out, "records are refused until the outbox file opens") {
+		t.Errorf("doctor with an unopenable outbox: exit %d, want %d and a FAIL line for the outbox\n%s%s", code, exitError, out, errOut)
+	}
+	if !strings.Contains(out, "ok    agent") {
+		t.Errorf("doctor does not see the running agent:\n%s", out)
 	}
 }
 
