@@ -78,7 +78,7 @@ func TestDeviceEndpoints(t *testing.T) {
 		{`{"fiscal_serial": "JI20012345"}{"fiscal_serial": "JI20012345"}`, "", 400},
 		{"{\"fiscal_serial\": \"JI20012345\", \"brand\": \"\xfe\"}", "", 400},
 		{`{"fiscal_serial": "` + strings.Repeat("A", 5000) + `"}`, "fiscal_serial", 400}, // too long a value: the field
-		{`{"fiscal_serial": "` + strings.Repeat("A", localapi.MaxBody) + `"}`, "", 413},     // the API's one body limit
+		{`{"fiscal_serial": "` + strings.Repeat("A", localapi.MaxBody) + `"}`, "", 413},  // the API's one body limit
 		{`{"fiscal_serial": "FAIL"}`, "", 503},
 	} {
 		code, eb, _ := do(t, srv, http.MethodPut, "/v1/device", tc.body)
