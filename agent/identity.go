@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -258,6 +259,21 @@ func (s *identities) view() localapi.Device {
 		string(device.SourceCache):  src(s.cache, ""),
 	}
 	return v
+}
+
+// KnownFiscalSerial is the best fiscal id that dataDir holds without
+// reading the device, in the agent's order after the config: the POS's
+// report, else the last good device read. from names the source; both
+// are "" when there is none. `device probe` puts it in its request header
+// as the agent does (some devices answer only to their own id).
+func KnownFiscalSerial(dataDir string) (serial, from string) {
+	if id, err := readPOSReport(filepath.Join(dataDir, POSDeviceFile)); err == nil {
+		return id.FiscalSerial, "the POS report"
+	}
+	if id := device.CachedIdentity(dataDir); id.FiscalSerial != "" {
+		return id.FiscalSerial, "the last good read"
+	}
+	return "", ""
 }
 
 // maxPOSReport bounds what is read back from the POS report file.

@@ -57,6 +57,20 @@ func (r *Reader) loadCache() cacheData {
 	return c
 }
 
+// CachedIdentity is the identity of the last good read kept in dir's
+// cache (Source cache), or the zero Identity; it reads without a Reader
+// and writes nothing (for a command that must not touch the agent's
+// files).
+func CachedIdentity(dir string) Identity {
+	c, err := readCache(filepath.Join(dir, CacheFile))
+	if err != nil || !gmp3.ValidFiscalID(c.Identity.FiscalSerial) {
+		return Identity{}
+	}
+	id := c.Identity
+	id.Source = SourceCache
+	return id
+}
+
 func readCache(path string) (cacheData, error) {
 	var c cacheData
 	f, err := os.Open(path)

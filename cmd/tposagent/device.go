@@ -95,7 +95,7 @@ func cmdDeviceProbe(ctx context.Context, e *env, args []string) error {
 			"  tposagent device probe --port /dev/ttyUSB0 --fiscal-serial JI20012345 --json\n")
 	port := fs.String("port", device.PortAuto, `serial port (COM3, /dev/ttyUSB0), tcp://host:port, or "auto" to try every serial port`)
 	protocol := fs.String("protocol", device.ProtocolAuto, "GMP-3 dialect: auto, crc16-arc, crc16-ccitt or t300")
-	fiscal := fs.String("fiscal-serial", "", "the fiscal id to put in the request header (some devices answer only to their own); default: the config's")
+	fiscal := fs.String("fiscal-serial", "", "the fiscal id to put in the request header (some devices answer only to their own); default: the config's, else the POS's report or the last good read in the data dir")
 	tracePath := fs.String("trace", "", "write every byte sent and received to FILE (one hex line each) for a support ticket or a replay test")
 	baud := fs.Int("baud", device.DefaultBaud, "line speed (8N1)")
 	ack := fs.Duration("ack-timeout", device.DefaultAckTimeout, "wait for the ACK, and then for the answer, per try")
@@ -123,6 +123,13 @@ func cmdDeviceProbe(ctx context.Context, e *env, args []string) error {
 		}
 		if !set["fiscal-serial"] {
 			*fiscal = cfg.Device.FiscalSerial
+			if *fiscal == "" {
+				// The best id the agent knows, read without touching its files.
+				if known, from := agent.KnownFiscalSerial(cfg.DataDir); known != "" {
+					*fiscal = known
+					fmt.Fprintf(e.stderr, "header id %s (from %s in %s)\n", known, from, cfg.DataDir)
+				}
+			}
 		}
 		if !set["baud"] && cfg.Device.Baud > 0 {
 			*baud = cfg.Device.Baud

@@ -9,8 +9,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tposagent/tposagent/agent"
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/device/devicetest"
+	"github.com/tposagent/tposagent/internal/config"
+	"github.com/tposagent/tposagent/internal/till"
 )
 
 func runDevice(t *testing.T, args ...string) (stdout, stderr string, err error) {
@@ -70,6 +73,43 @@ func TestDeviceProbeCommand(t *testing.T) {
 	}
 	if strings.Count(err.Error(), "\n") != 0 {
 		t.Fatalf("error is not one line: %q", err)
+	}
+}
+
+// TestDeviceProbeUsesTheKnownID: without --fiscal-serial or a configured
+// one, probe puts the id the agent's data dir knows (the POS's report,
+// then the last good read) in the header, as the agent does, so a strict
+// device answers; and it writes nothing into the data dir.
+func TestDeviceProbeUsesTheKnownID(t *testing.T) {
+	sim, err := devicetest.StartAny(devicetest.Options{FiscalSerial: "JI20012345", Fault: devicetest.FaultStrict})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	dir := t.TempDir()
+	c := till.Config("data", till.Servers{Token: e2eToken})
+	c.Device.Port, c.Device.FiscalSerial = "none", ""
+	cfgPath := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(cfgPath, config.Encode(&c), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	report := `{"fiscal_serial":"JI20012345","source":"pos"}`
+	if err := os.WriteFile(filepath.Join(data, agent.POSDeviceFile), []byte(report), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := runDevice(t, "probe", "--config", cfgPath, "--port", sim.Port(), "--ack-timeout", "300ms")
+	if err != nil {
+		t.Fatalf("probe with the POS's id known: %v\n%s", err, errOut)
+	}
+	if strings.TrimSpace(out) != "JI20012345" || !strings.Contains(errOut, "header id JI20012345 (from the POS report") {
+		t.Fatalf("stdout %q stderr %q", out, errOut)
+	}
+	if ents, _ := os.ReadDir(data); len(ents) != 1 {
+		t.Errorf("probe wrote into the agent's data dir: %d entries", len(ents))
 	}
 }
 
