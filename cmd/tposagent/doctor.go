@@ -147,7 +147,7 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 			known := cfg.Device.FiscalSerial
 			cached := r.Cached()
 			if known == "" {
-				known = cached.FiscalSerial
+				known, _ = agent.KnownFiscalSerial(cfg.DataDir) // the POS's report, then the cache
 			}
 			id, err := r.Read(ctx, known)
 			identity = id
