@@ -20,13 +20,14 @@ import (
 const CreatedMarker = ".tposagent-created"
 
 // agentFileNames are the files the agent makes in its data dir: the outbox
-// (with its compaction file and quarantined copies), the licence and
+// (with its compaction file, its lock file on Windows and quarantined
+// copies), the licence and
 // device caches, the identity the POS reported, the last device read's
 // trace, the local API address, the log and its rotations, and the
 // temporary files of their atomic writes. cmd/tposagent's tests check that
 // every data-dir file name the agent declares matches.
 var agentFileNames = regexp.MustCompile(`^(` +
-	`outbox\.db|outbox\.db\.compact|outbox\.db\.corrupt-[^/\\]+|` +
+	`outbox\.db|outbox\.db\.compact|outbox\.db\.lock|outbox\.db\.corrupt-[^/\\]+|` +
 	`license\.json|device\.json|pos-device\.json|device-last\.trace|api\.addr|` +
 	`tposagent\.log|tposagent\.log\.[0-9]+|` +
 	`\.(license\.json|device\.json|pos-device\.json|device-last\.trace|api\.addr|config\.toml)\.tmp-[^/\\]+|` +

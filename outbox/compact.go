@@ -156,6 +156,8 @@ func (q *Queue) openLate() error {
 		msg := fmt.Sprintf("cannot open the outbox file: %v", err)
 		if msg != ls.reopenErr {
 			q.log.Error("OUTBOX FILE CANNOT BE OPENED: records are refused until it opens", "path", q.path, "err", err)
+		} else {
+			q.log.Debug("outbox file still cannot be opened; next try in a second", "path", q.path)
 		}
 		ls.reopenErr = msg
 		return fmt.Errorf("open outbox: %w", err)

@@ -68,6 +68,16 @@ func TestCompactionReopenFailureIsReportedAndRecovers(t *testing.T) {
 	if err == nil || !errors.Is(err, outbox.ErrClosed) || !strings.Contains(err.Error(), "cannot open the outbox file again") {
 		t.Fatalf("enqueue while the file is closed: %v", err)
 	}
+	// The file is closed, but not unlocked: a second agent cannot take it
+	// while the first one waits to reopen it.
+	second := e.opts
+	second.OpenTimeout = 100 * time.Millisecond
+	if q2, err := outbox.Open(second); !errors.Is(err, outbox.ErrLocked) {
+		if err == nil {
+			q2.Close()
+		}
+		t.Fatalf("a second open while compaction has the file closed: %v, want ErrLocked", err)
+	}
 	outbox.FailReopensForTest(0)
 	// It opens again by itself, with no request to wake it.
 	testrig.WaitFor(t, "reopened without a request", 8*time.Second, func() bool {

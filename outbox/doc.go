@@ -53,7 +53,9 @@
 //     becomes the queue's file; on Windows (no rename over an open file)
 //     the file is closed, renamed and opened again, a failed reopen retried
 //     and, until it succeeds, reported (Stats.LastError) with every request
-//     failing with ErrClosed.
+//     failing with ErrClosed. There the queue also holds <path>.lock, opened
+//     with no sharing from Open to Close (lockfile.go), so the file is never
+//     left unlocked while it is closed: a second agent gets ErrLocked.
 //   - Damage: an existing file is checked before bbolt may write to it
 //     (the meta pages read directly, then a read-only open and check). A
 //     file that fails is renamed, byte for byte, to

@@ -3,6 +3,7 @@ package outbox
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
@@ -31,6 +32,7 @@ type Queue struct {
 
 	dbMu sync.RWMutex // write-locked only to swap db (compaction, Close)
 	db   *bolt.DB
+	lock io.Closer // <path>.lock where compaction closes the file (lockfile.go); nil elsewhere
 
 	reqs       chan request
 	kick       chan struct{}
@@ -91,6 +93,22 @@ func Open(opts Options) (*Queue, error) {
 	if q.rnd == nil {
 		q.rnd = rand.Float64
 	}
+	lock, err := holdLock(q.path, opts.OpenTimeout)
+	if errors.Is(err, ErrLocked) {
+		return nil, err
+	}
+	if err != nil {
+		// It only guards the moment compaction has the file closed: go on
+		// without it rather than not at all.
+		q.log.Warn("outbox: no lock file; a second agent could open the file while compaction has it closed", "err", err)
+	}
+	q.lock = lock
+	opened := false
+	defer func() {
+		if !opened && lock != nil {
+			_ = lock.Close()
+		}
+	}()
 	db, err := q.openChecked()
 	// An I/O error (EIO, no memory for the mapping, a sharing violation
 	// while an antivirus scans the file) says nothing about the content:
@@ -113,6 +131,7 @@ func Open(opts Options) (*Queue, error) {
 		q.ls.reopenErr, q.ls.reopenWhy, q.ls.openAtStart = fmt.Sprintf("cannot open the outbox file: %v", err), "at start", true
 		q.pub.reopenErr = q.ls.reopenErr
 		q.log.Error("OUTBOX FILE CANNOT BE OPENED: records are refused until it opens; trying again every second", "path", q.path, "err", err)
+		opened = true
 		go q.loop()
 		return q, nil
 	}
@@ -123,6 +142,7 @@ func Open(opts Options) (*Queue, error) {
 		return nil, err
 	}
 	q.ls.init(q)
+	opened = true
 	go q.loop()
 	return q, nil
 }
@@ -450,6 +470,10 @@ func (q *Queue) Close() error {
 				err = fmt.Errorf("close outbox %s: %w", q.path, cerr)
 			}
 			q.db = nil
+		}
+		if q.lock != nil {
+			_ = q.lock.Close() // after the file: never unlocked while open
+			q.lock = nil
 		}
 	})
 	return err

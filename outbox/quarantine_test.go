@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -178,9 +179,8 @@ func TestUnreadableFileIsNotQuarantined(t *testing.T) {
 	if fi, serr := os.Stat(path); serr != nil || !fi.IsDir() {
 		t.Fatalf("the unreadable path was moved or replaced (%v): open said %v", serr, err)
 	}
-	ents, _ := os.ReadDir(dir)
-	if len(ents) != 1 {
-		t.Fatalf("directory has %d entries after a failed open, want 1 (nothing moved aside)", len(ents))
+	if n := entriesBut(t, dir, path+outbox.LockFileSuffix); n != 1 {
+		t.Fatalf("directory has %d entries after a failed open, want 1 (nothing moved aside)", n)
 	}
 	t.Logf("open: %v (%s)", err, runtime.GOOS)
 }
@@ -200,6 +200,8 @@ func TestUnopenableFileIsOpenedLater(t *testing.T) {
 	}
 	opts := e.opts
 	opts.KeepTrying = true
+	logs := &testrig.Buffer{}
+	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	q, err := outbox.Open(opts)
 	if err != nil {
 		t.Fatalf("open with KeepTrying: %v", err)
@@ -216,11 +218,14 @@ func TestUnopenableFileIsOpenedLater(t *testing.T) {
 	if _, err := q.List(outbox.Pending, 0); !errors.Is(err, outbox.ErrClosed) {
 		t.Fatalf("list while closed: %v, want ErrClosed", err)
 	}
-	if ents, _ := os.ReadDir(filepath.Dir(e.path)); len(ents) != 2 {
-		t.Fatalf("data dir has %d entries, want 2 (nothing moved aside or created)", len(ents))
+	if n := entriesBut(t, filepath.Dir(e.path), e.path+outbox.LockFileSuffix); n != 2 {
+		t.Fatalf("data dir has %d entries, want 2 (nothing moved aside or created)", n)
 	}
 
-	// The disk is back: the queue opens the file by itself.
+	// The disk is back: the queue opens the file by itself. The switch
+	// falls right after a failed try, so that no try (one a second) sees
+	// the path empty between the two steps and makes a new file there.
+	afterFailedTry(t, logs)
 	if err := os.Remove(e.path); err != nil {
 		t.Fatal(err)
 	}
@@ -250,11 +255,14 @@ func TestLateOpenQuarantinesADamagedFile(t *testing.T) {
 	if err := os.Mkdir(path, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	q, err := outbox.Open(outbox.Options{Path: path, KeepTrying: true})
+	logs := &testrig.Buffer{}
+	q, err := outbox.Open(outbox.Options{Path: path, KeepTrying: true,
+		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatalf("open with KeepTrying: %v", err)
 	}
 	defer q.Close()
+	afterFailedTry(t, logs)
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
@@ -289,4 +297,31 @@ func TestKeepTryingDoesNotHideTheLock(t *testing.T) {
 	if !errors.Is(err, outbox.ErrLocked) {
 		t.Fatalf("second open: %v, want ErrLocked", err)
 	}
+}
+
+// entriesBut counts dir's entries other than the path except (the lock
+// file the queue holds on Windows).
+func entriesBut(t *testing.T, dir, except string) int {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if filepath.Join(dir, e.Name()) != except {
+			n++
+		}
+	}
+	return n
+}
+
+// afterFailedTry waits for the queue's next failed try to open the file;
+// the one after it is a second away.
+func afterFailedTry(t *testing.T, logs *testrig.Buffer) {
+	t.Helper()
+	n := strings.Count(logs.String(), "still cannot be opened")
+	testrig.WaitFor(t, "a failed try to open the file", 10*time.Second, func() bool {
+		return strings.Count(logs.String(), "still cannot be opened") > n
+	})
 }

@@ -95,7 +95,7 @@ func TestPurgeKnowsTheAgentsFiles(t *testing.T) {
 	for _, name := range []string{agent.DeviceTraceFile, agent.POSDeviceFile, agent.APIAddrFile, device.CacheFile, "license.json"} {
 		names = append(names, name, "."+name+".tmp-12345") // written by internal/atomicfile
 	}
-	for _, n := range append(names, "outbox.db", "tposagent.log") {
+	for _, n := range append(names, "outbox.db", "outbox.db.lock", "tposagent.log") {
 		if !installer.AgentFile(n) {
 			t.Errorf("installer.AgentFile(%q) = false: uninstall --purge would leave it", n)
 		}
