@@ -239,16 +239,29 @@ func deadReasons(items []localapi.ItemView) []deadReason {
 	return out
 }
 
-// fromFiles reads what a stopped agent left in its data dir.
+// fromFiles reads what a stopped agent left in its data dir, and writes
+// a status.json of what can be known without it.
 func (b *bundle) fromFiles(cfg *config.Config) {
+	status := map[string]any{
+		"running":  false,
+		"note":     "the agent was not running when this report was made: this status is read from its files",
+		"version":  agent.Version,
+		"warnings": cfg.Warnings(),
+	}
+	defer func() { b.addJSON("status.json", status) }()
 	// The licence as the agent would state it from its cache (the cached
 	// answer itself goes beside it).
 	cache := tposl.Cache{Path: filepath.Join(cfg.DataDir, "license.json")}
 	if rec, err := cache.Load(); err != nil {
 		b.note("agent.txt", "licence cache: %v", err)
 	} else {
-		b.addJSON("license.json", tposl.Effective(rec, rec.FiscalSerial, time.Now(), cfg.TPOSL.Grace.Duration))
+		lic := tposl.Effective(rec, rec.FiscalSerial, time.Now(), cfg.TPOSL.Grace.Duration)
+		status["license"] = lic
+		b.addJSON("license.json", lic)
 		b.addJSON("license-cache.json", rec)
+	}
+	if known, from := agent.KnownFiscalSerial(cfg.DataDir); known != "" {
+		status["fiscal_serial"], status["fiscal_serial_from"] = known, from
 	}
 	if data, err := os.ReadFile(filepath.Join(cfg.DataDir, device.CacheFile)); err != nil {
 		b.note("agent.txt", "%s: %v", device.CacheFile, err)
@@ -260,10 +273,12 @@ func (b *bundle) fromFiles(cfg *config.Config) {
 		b.note("agent.txt", "%v", err)
 		return
 	}
-	b.addJSON("outbox-stats.json", map[string]any{
+	stats := map[string]any{
 		"pending": st.Pending, "dead": st.Dead, "oldest_pending_age_s": int64(st.OldestPendingAge / time.Second), "bytes": st.Bytes,
 		"enqueued_total": st.Enqueued, "delivered_total": st.Delivered, "coalesced_total": st.Coalesced, "dead_lettered_total": st.DeadLettered,
-	})
+	}
+	status["outbox"] = stats
+	b.addJSON("outbox-stats.json", stats)
 	views := make([]localapi.ItemView, 0, len(dead))
 	for _, it := range dead {
 		views = append(views, localapi.ItemView{ID: it.ID, Kind: localapi.Kind(it.Kind), Key: it.Key, Created: it.Created,

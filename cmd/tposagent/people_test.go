@@ -211,9 +211,6 @@ func TestBugreport(t *testing.T) {
 		files := readZip(t, path)
 		for _, name := range []string{"README.txt", "config.toml", "version.txt", "os.txt", "log-tail.txt", "status.json", "license.json",
 			"device.json", "outbox-stats.json", "outbox-dead.json", "doctor.txt", "device-trace.txt", "data-dir.txt"} {
-			if name == "status.json" && !running {
-				continue
-			}
 			if len(files[name]) == 0 {
 				t.Errorf("zip lacks %s (has %d files)", name, len(files))
 			}
@@ -231,6 +228,10 @@ func TestBugreport(t *testing.T) {
 		var dead []map[string]any
 		if err := json.Unmarshal(files["outbox-dead.json"], &dead); err != nil || len(dead) != 1 || dead[0]["key"] != "special_code:code-refused" || dead[0]["dead_reason"] == "" {
 			t.Errorf("outbox-dead.json: %s (%v)", files["outbox-dead.json"], err)
+		}
+		var st map[string]any
+		if err := json.Unmarshal(files["status.json"], &st); err != nil || !running && (st["running"] != false || st["outbox"] == nil || st["license"] == nil) {
+			t.Errorf("status.json (agent running %v): %.300s (%v)", running, files["status.json"], err)
 		}
 		var lic map[string]any
 		if err := json.Unmarshal(files["license.json"], &lic); err != nil || lic["state"] != "demo" {
