@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -280,7 +279,7 @@ func KnownFiscalSerial(dataDir string) (serial, from string) {
 const maxPOSReport = 16 << 10
 
 func readPOSReport(path string) (device.Identity, error) {
-	f, err := os.Open(path)
+	f, err := atomicfile.Open(path)
 	if err != nil {
 		return device.Identity{}, fmt.Errorf("read POS device report: %w", err)
 	}

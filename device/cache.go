@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 
 	"github.com/tposagent/tposagent/device/gmp3"
@@ -73,7 +72,7 @@ func CachedIdentity(dir string) Identity {
 
 func readCache(path string) (cacheData, error) {
 	var c cacheData
-	f, err := os.Open(path)
+	f, err := atomicfile.Open(path)
 	if err != nil {
 		return c, fmt.Errorf("read device cache: %w", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -56,7 +55,7 @@ func (c Cache) Save(r Record) error {
 // Load reads the record. When there is none, the error wraps
 // os.ErrNotExist; an unreadable file wraps ErrCacheCorrupt.
 func (c Cache) Load() (Record, error) {
-	b, err := os.ReadFile(c.Path)
+	b, err := atomicfile.ReadFile(c.Path) // retries the moment a Save renames over it (Windows)
 	if err != nil {
 		return Record{}, fmt.Errorf("load licence cache: %w", err)
 	}

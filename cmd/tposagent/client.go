@@ -4,13 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/tposagent/tposagent/agent"
 	"github.com/tposagent/tposagent/agent/localapi"
+	"github.com/tposagent/tposagent/internal/atomicfile"
 	"github.com/tposagent/tposagent/internal/config"
 )
 
@@ -35,7 +35,7 @@ func apiClient(e *env) (*localapi.Client, error) {
 func apiBaseURL(cfg *config.Config) (string, error) {
 	listen := cfg.API.Listen
 	if strings.HasSuffix(listen, ":0") {
-		b, err := os.ReadFile(filepath.Join(cfg.DataDir, agent.APIAddrFile))
+		b, err := atomicfile.ReadFile(filepath.Join(cfg.DataDir, agent.APIAddrFile))
 		if err != nil {
 			return "", fmt.Errorf("api.listen has port 0 and %s is unreadable: %w (is the agent running?)", agent.APIAddrFile, err)
 		}

@@ -9,6 +9,7 @@ package atomicfile
 
 import (
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -65,4 +66,20 @@ func WriteSecured(path string, data []byte, perm fs.FileMode, secure func(tmp st
 		return fmt.Errorf("write %s: sync dir: %w", path, err)
 	}
 	return nil
+}
+
+// Open opens a file written by Write for reading. On Windows a reader
+// that opens the file while Write renames a new one over it gets a
+// sharing violation (or access denied) for that moment; Open retries
+// those for about a second. Elsewhere it is os.Open.
+func Open(path string) (*os.File, error) { return openRetrying(path) }
+
+// ReadFile is os.ReadFile through Open.
+func ReadFile(path string) ([]byte, error) {
+	f, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
 }

@@ -3,9 +3,12 @@
 package atomicfile
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"time"
+
+	"golang.org/x/sys/windows"
 )
 
 // chmod: Windows has no Unix modes; access is set by ACLs (see
@@ -29,3 +32,21 @@ func replace(tmp, dst string) error {
 // SyncDir is a no-op on Windows: NTFS journals the rename, and a directory
 // cannot be opened for FlushFileBuffers without backup privileges.
 func SyncDir(string) error { return nil }
+
+// openRetrying retries the errors a reader meets while replace renames a
+// new file over path: a sharing violation, or access denied while the old
+// file is pending deletion.
+func openRetrying(path string) (*os.File, error) {
+	var err error
+	for range 20 {
+		var f *os.File
+		if f, err = os.Open(path); err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, windows.ERROR_SHARING_VIOLATION) && !errors.Is(err, windows.ERROR_ACCESS_DENIED) {
+			return nil, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil, err
+}
