@@ -9,6 +9,10 @@ import (
 	"github.com/tposagent/tposagent/device"
 )
 
+// OutboxClosedWarning starts the status warning of an outbox file that is
+// not open (doctor finds it by this; internal/i18n has its Turkish).
+const OutboxClosedWarning = "records are refused until the outbox file opens"
+
 // Status is a snapshot for the local API, the CLI and /metrics.
 func (a *Agent) Status() localapi.Status {
 	lic := a.License()
@@ -55,7 +59,7 @@ func (a *Agent) Status() localapi.Status {
 		s.Warnings = append(s.Warnings, st.FileGone)
 	}
 	if st.Closed != "" {
-		s.Warnings = append(s.Warnings, "records are refused until the outbox file opens: "+st.Closed)
+		s.Warnings = append(s.Warnings, OutboxClosedWarning+": "+st.Closed)
 	}
 	if st.Quarantined != "" {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("a corrupt outbox file was moved aside to %s at %s", st.Quarantined, st.QuarantinedAt.Format(time.RFC3339)))

@@ -37,6 +37,16 @@ var errIdle = errors.New("read timed out")
 // return even after the port was closed under it.
 var stuck atomic.Int64
 
+// leaveBehind counts a driver call that did not return in time in Stuck
+// until wait (which waits for it) returns.
+func leaveBehind(wait func()) {
+	stuck.Add(1)
+	go func() {
+		wait()
+		stuck.Add(-1)
+	}()
+}
+
 // Stuck is the number of goroutines still blocked in a serial driver call
 // that the watcher abandoned (the port was closed under them and the call
 // has not returned yet). It is 0 on a healthy system; the agent shows it in
@@ -106,11 +116,7 @@ func (c *conn) do(what string, deadline time.Time, op func() (int, error)) (int,
 		return 0, fmt.Errorf("%s on %s did not return by its deadline; port closed: %w", what, c.name, ErrStalled)
 	case <-time.After(closeGrace):
 	}
-	stuck.Add(1)
-	go func() {
-		<-done
-		stuck.Add(-1)
-	}()
+	leaveBehind(func() { <-done })
 	return 0, fmt.Errorf("%s on %s did not return by its deadline and is still blocked after the port was closed: %w", what, c.name, ErrStalled)
 }
 
@@ -171,11 +177,7 @@ func (c *conn) close() {
 	case <-c.closed:
 	case <-t.C:
 		if c.leftStuck.CompareAndSwap(false, true) {
-			stuck.Add(1)
-			go func() {
-				<-c.closed
-				stuck.Add(-1)
-			}()
+			leaveBehind(func() { <-c.closed })
 		}
 	}
 }
@@ -251,13 +253,11 @@ func openWatched(ctx context.Context, name string, baud int, limit time.Duration
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	stuck.Add(1)
-	go func() {
+	leaveBehind(func() {
 		if r := <-done; r.err == nil {
 			r.p.abort()
 		}
-		stuck.Add(-1)
-	}()
+	})
 	return nil, err
 }
 

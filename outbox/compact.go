@@ -170,9 +170,7 @@ func (q *Queue) openLate() error {
 		return err
 	}
 	q.noteIdentity()
-	p := &q.pub
-	ls.c = counters{pending: p.pending, dead: p.dead, enqueued: p.enqueued,
-		delivered: p.delivered, coalesced: p.coalesced, deadLettered: p.deadLettered}
+	ls.c = q.pub.counters() // what loadCounters read
 	ls.reopenErr, ls.openAtStart = "", false
 	q.cards = nil // loaded from the file on first use
 	q.log.Warn("outbox file opened after it could not be at start", "path", q.path, "pending", ls.c.pending, "dead", ls.c.dead)

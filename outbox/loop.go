@@ -149,8 +149,7 @@ type loopState struct {
 }
 
 func (ls *loopState) init(q *Queue) {
-	ls.c = counters{pending: q.pub.pending, dead: q.pub.dead, enqueued: q.pub.enqueued,
-		delivered: q.pub.delivered, coalesced: q.pub.coalesced, deadLettered: q.pub.deadLettered}
+	ls.c = q.pub.counters()
 	ls.busy = map[string]uint64{}
 	ls.busyIDs = map[uint64]string{}
 	ls.locked = map[string]int{}

@@ -441,6 +441,12 @@ func (q *Queue) quarantine(cause error) (string, error) {
 	return dst, nil
 }
 
+// counters are the lifetime counters loadCounters read, for the loop.
+func (p *published) counters() counters {
+	return counters{pending: p.pending, dead: p.dead, enqueued: p.enqueued,
+		delivered: p.delivered, coalesced: p.coalesced, deadLettered: p.deadLettered}
+}
+
 func (q *Queue) loadCounters() error {
 	q.mu.Lock()
 	defer q.mu.Unlock()

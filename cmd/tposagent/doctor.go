@@ -102,7 +102,7 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 				add("FAIL", "outbox", l.T("records cannot be stored since %s (%d failed): %s", "kayıtlar %s zamanından beri saklanamıyor (%d başarısız): %s"), fmtTime(e.FailingSince), e.Failures, e.LastError)
 			}
 			for _, w := range s.Warnings {
-				if strings.HasPrefix(w, "records are refused until the outbox file opens") {
+				if strings.HasPrefix(w, agent.OutboxClosedWarning) {
 					add("FAIL", "outbox", "%s", l.Warning(w))
 				}
 			}

@@ -19,10 +19,16 @@ func chmod(*os.File, fs.FileMode) error { return nil }
 // A reader that has dst open (Go opens files without FILE_SHARE_DELETE)
 // makes the rename fail for a moment, so it is retried for about a second.
 func replace(tmp, dst string) error {
+	return forAboutASecond(func() error { return os.Rename(tmp, dst) }, func(error) bool { return true })
+}
+
+// forAboutASecond runs op until it succeeds, fails with an error that is
+// not transient, or about a second has passed; the last error is returned.
+func forAboutASecond(op func() error, transient func(error) bool) error {
 	var err error
 	for range 20 {
-		if err = os.Rename(tmp, dst); err == nil {
-			return nil
+		if err = op(); err == nil || !transient(err) {
+			return err
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -37,16 +43,15 @@ func SyncDir(string) error { return nil }
 // new file over path: a sharing violation, or access denied while the old
 // file is pending deletion.
 func openRetrying(path string) (*os.File, error) {
-	var err error
-	for range 20 {
-		var f *os.File
-		if f, err = os.Open(path); err == nil {
-			return f, nil
-		}
-		if !errors.Is(err, windows.ERROR_SHARING_VIOLATION) && !errors.Is(err, windows.ERROR_ACCESS_DENIED) {
-			return nil, err
-		}
-		time.Sleep(50 * time.Millisecond)
+	var f *os.File
+	err := forAboutASecond(func() (err error) {
+		f, err = os.Open(path)
+		return err
+	}, func(err error) bool {
+		return errors.Is(err, windows.ERROR_SHARING_VIOLATION) || errors.Is(err, windows.ERROR_ACCESS_DENIED)
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, err
+	return f, nil
 }
