@@ -89,7 +89,7 @@ func TestBounds(t *testing.T) {
 		{"jitter negative", func(c *Config) { c.Outbox.ReconnectJitter = Duration{-time.Second} }, "outbox.reconnect_jitter", "at least"},
 		{"retry_after_max huge", func(c *Config) { c.Outbox.RetryAfterMax = Duration{48 * time.Hour} }, "outbox.retry_after_max", "at most 24h"},
 		{"retry_after_max zero", func(c *Config) { c.Outbox.RetryAfterMax = Duration{} }, "outbox.retry_after_max", "at least 1s"},
-		{"log size huge", func(c *Config) { c.Log.MaxSize = 2 << 30 }, "log.max_size", "between"},
+		{"log size huge", func(c *Config) { c.Log.MaxSize = 2 << 30 }, "log.max_size", "at most 1GiB"},
 		{"log backups huge", func(c *Config) { c.Log.MaxBackups = 1000 }, "log.max_backups", "between"},
 		{"blank token", func(c *Config) { c.API.Token = " \t " }, "api.token", "blank"},
 	}

@@ -48,6 +48,12 @@ type Config struct {
 
 	// Path is the file this config was read from ("" for Default()).
 	Path string `toml:"-"`
+
+	// NoFloors lowers the floors of Bounds, for tests only (see
+	// NoFloorsEnv, which sets it).
+	NoFloors bool `toml:"-"`
+
+	unitless []string // size keys the file gave as a bare number
 }
 
 // Store is the static till profile that fills ParamsTPOSKasaBilgisi.
@@ -230,17 +236,36 @@ func Read(path string) (*Config, error) {
 const MaxFileSize = 1 << 20
 
 // readFile reads at most MaxFileSize bytes of the file at path.
+//
+// The path must be a regular file or a symlink to one: a FIFO would block
+// the open (and the agent, deaf to a stop) until a writer comes, a device
+// would never end. It is checked before the open, and the open itself does
+// not wait for a FIFO's writer where the platform allows (openFlags).
 func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	st, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w at %s: run 'tposagent install' to create one, or pass --config FILE", ErrNotFound, path)
 	}
 	if err != nil {
 		return nil, &Error{Path: path, Msg: fmt.Sprintf("cannot read: %v", unwrapPath(err))}
 	}
+	if err := regular(st); err != nil {
+		return nil, &Error{Path: path, Msg: err.Error()}
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|openFlags, 0)
+	if err != nil {
+		return nil, &Error{Path: path, Msg: fmt.Sprintf("cannot read: %v", unwrapPath(err))}
+	}
 	defer f.Close()
 	tooBig := &Error{Path: path, Msg: fmt.Sprintf("larger than %s: not a tposagent config file (is --config the right file?)", Size(MaxFileSize))}
-	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > MaxFileSize {
+	st, err = f.Stat()
+	if err != nil {
+		return nil, &Error{Path: path, Msg: fmt.Sprintf("cannot read: %v", unwrapPath(err))}
+	}
+	if err := regular(st); err != nil { // replaced between the two looks
+		return nil, &Error{Path: path, Msg: err.Error()}
+	}
+	if st.Size() > MaxFileSize {
 		return nil, tooBig
 	}
 	// The size may change under us, or the path may not be a regular file:
@@ -253,6 +278,26 @@ func readFile(path string) ([]byte, error) {
 		return nil, tooBig
 	}
 	return data, nil
+}
+
+// regular says what st is when it is not a regular file.
+func regular(st fs.FileInfo) error {
+	m := st.Mode()
+	if m.IsRegular() {
+		return nil
+	}
+	what := "not a regular file"
+	switch {
+	case m.IsDir():
+		what = "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		what = "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		what = "a socket"
+	case m&fs.ModeDevice != 0:
+		what = "a device"
+	}
+	return fmt.Errorf("is %s, not a regular file: the config must be a file (or a symlink to one)", what)
 }
 
 // unwrapPath drops the *fs.PathError wrapper (the path is already named).
@@ -281,6 +326,7 @@ func Parse(data []byte, path string) (*Config, error) {
 		c.Device.AckTimeout = c.Device.Timeout // the earlier key, see Warnings
 	}
 	c.Path = path
+	c.unitless = findUnitless(data)
 	return &c, nil
 }
 
@@ -330,6 +376,9 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) {
 			o.set(c, v)
 		}
 	}
+	if v, _ := lookup(NoFloorsEnv); v == "1" {
+		c.NoFloors = true
+	}
 }
 
 // Resolve makes relative paths relative to the config file's directory.
@@ -372,28 +421,8 @@ func (c *Config) Validate() error {
 	if err := c.Store.validate(); err != nil {
 		return bad(err.key, "%s", err.msg)
 	}
-	for _, d := range []struct {
-		key      string
-		v        Duration
-		min, max time.Duration
-		example  string
-	}{
-		{"tposl.interval", c.TPOSL.Interval, 1, MaxInterval, "6h"},
-		{"tposl.timeout", c.TPOSL.Timeout, 1, MaxTimeout, "30s"},
-		{"tposl.grace", c.TPOSL.Grace, 1, MaxGrace, "168h"},
-		{"oduyo.timeout", c.Oduyo.Timeout, 1, MaxTimeout, "20s"},
-		{"outbox.retry_max", c.Outbox.RetryMax, 1, MaxRetryMax, "5m"},
-		{"outbox.reconnect_jitter", c.Outbox.ReconnectJitter, 0, MaxReconnectJitter, "30s"},
-		{"outbox.retry_after_max", c.Outbox.RetryAfterMax, time.Second, MaxRetryAfterMax, "1h"},
-	} {
-		switch {
-		case d.v.Duration < d.min && d.min == 1:
-			return bad(d.key, "must be positive, e.g. %s (got %s)", d.example, d.v)
-		case d.v.Duration < d.min:
-			return bad(d.key, "must be at least %s, e.g. %s (got %s)", Duration{d.min}, d.example, d.v)
-		case d.v.Duration > d.max:
-			return bad(d.key, "must be at most %s, e.g. %s (got %s)", Duration{d.max}, d.example, d.v)
-		}
+	if err := c.checkBounds(); err != nil {
+		return err
 	}
 	if c.TPOSL.Interval.Duration >= c.TPOSL.Grace.Duration {
 		return bad("tposl.interval", "must be shorter than tposl.grace (%s): else the licence decays to unknown between two checks", c.TPOSL.Grace)
@@ -420,23 +449,14 @@ func (c *Config) Validate() error {
 	if c.Device.Baud <= 0 {
 		return bad("device.baud", "must be positive (the ÖKC default is 115200)")
 	}
-	if c.Device.AckTimeout.Duration <= 0 || c.Device.AckTimeout.Duration > time.Minute {
-		return bad("device.ack_timeout", "must be between 0 and 1m (the sources use 4.5s)")
-	}
 	if c.Device.Tries < 1 || c.Device.Tries > 10 {
 		return bad("device.tries", "must be 1..10 (the sources use 3)")
-	}
-	if c.Device.ProbeBudget.Duration <= 0 || c.Device.ProbeBudget.Duration > 10*time.Minute {
-		return bad("device.probe_budget", "must be between 0 and 10m")
 	}
 	if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
 		return bad("api.listen", "must be host:port, e.g. 127.0.0.1:8787 (%v)", err)
 	}
 	if strings.TrimSpace(c.API.Token.Reveal()) == "" {
 		return bad("api.token", "is required and must not be blank: every call of the local API needs it (run 'tposagent install' to generate one)")
-	}
-	if c.Outbox.MaxSize <= 0 {
-		return bad("outbox.max_size", "must be positive, e.g. 256MiB (got %s)", c.Outbox.MaxSize)
 	}
 	if c.Outbox.Concurrency < 1 || c.Outbox.Concurrency > 64 {
 		return bad("outbox.concurrency", "must be between 1 and 64")
@@ -446,27 +466,11 @@ func (c *Config) Validate() error {
 	default:
 		return bad("log.level", "must be debug, info, warn or error (got %q)", c.Log.Level)
 	}
-	if c.Log.MaxSize <= 0 || c.Log.MaxSize > MaxLogSize {
-		return bad("log.max_size", "must be between 1 and %s, e.g. 10MiB (got %s)", Size(MaxLogSize), c.Log.MaxSize)
-	}
 	if c.Log.MaxBackups < 0 || c.Log.MaxBackups > MaxLogBackups {
 		return bad("log.max_backups", "must be between 0 and %d", MaxLogBackups)
 	}
 	return nil
 }
-
-// Upper bounds of the durations and sizes Validate accepts: beyond them a
-// value is a typo ("6000h") or would leave a till silent for too long.
-const (
-	MaxInterval        = 7 * 24 * time.Hour  // tposl.interval
-	MaxGrace           = 90 * 24 * time.Hour // tposl.grace
-	MaxTimeout         = 5 * time.Minute     // tposl.timeout, oduyo.timeout
-	MaxRetryMax        = time.Hour           // outbox.retry_max
-	MaxReconnectJitter = 10 * time.Minute    // outbox.reconnect_jitter
-	MaxRetryAfterMax   = 24 * time.Hour      // outbox.retry_after_max
-	MaxLogSize         = 1 << 30             // log.max_size
-	MaxLogBackups      = 100                 // log.max_backups
-)
 
 // StoreLimits are the longest [store] values the licence server accepts
 // (its field, in UTF-16 code units as .NET counts them). A longer value
@@ -533,20 +537,17 @@ func (c *Config) Warnings() []string {
 	if c.Oduyo.BaseURL == "" {
 		w = append(w, "oduyo.base_url is not set: records are accepted and kept, but not sent")
 	}
+	if c.NoFloors {
+		w = append(w, NoFloorsEnv+" is set: durations and sizes below their floors are accepted (for tests only, never on a till)")
+	}
 	if c.Device.Timeout.Duration > 0 {
 		w = append(w, "device.timeout is the key of an earlier version: it is read as device.ack_timeout; rename it")
 	}
 	if strings.EqualFold(c.Device.Port, "none") && c.Device.FiscalSerial == "" {
 		w = append(w, `device.port is "none" and device.fiscal_serial is empty: the till registers once the POS reports the identity (PUT /v1/device)`)
 	}
-	if c.TPOSL.Interval.Duration > 0 && c.TPOSL.Interval.Duration < time.Minute {
-		w = append(w, fmt.Sprintf("tposl.interval %s is very short: every till registers that often", c.TPOSL.Interval))
-	}
 	if t := len(strings.TrimSpace(c.API.Token.Reveal())); t > 0 && t < 16 {
 		w = append(w, "api.token is short (under 16 characters): easy to guess")
-	}
-	if c.Outbox.MaxSize > 0 && c.Outbox.MaxSize < 1<<20 {
-		w = append(w, fmt.Sprintf("outbox.max_size %s is under 1MiB: the queue fills after a few records", c.Outbox.MaxSize))
 	}
 	if host, _, err := net.SplitHostPort(c.API.Listen); err == nil && !isLoopbackHost(host) {
 		w = append(w, fmt.Sprintf("api.listen %s is not loopback: the local API is reachable from the network (token required on every call)", c.API.Listen))
@@ -632,15 +633,46 @@ type Duration struct{ time.Duration }
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	v, err := ParseDuration(string(b))
 	if err != nil {
-		return fmt.Errorf("duration %q: write it like 30s, 5m or 6h", b)
+		return err
 	}
 	d.Duration = v
 	return nil
 }
 
-// Size is a byte count written as "256MiB", "10MB", "64KiB" or a number.
+// ParseDuration is time.ParseDuration that also takes whole days in
+// front: "7d", "1d12h".
+func ParseDuration(str string) (time.Duration, error) {
+	t := strings.TrimSpace(str)
+	bad := fmt.Errorf("duration %q: write it like 30s, 5m, 6h or 7d", str)
+	neg := strings.HasPrefix(t, "-")
+	body := strings.TrimPrefix(t, "-")
+	var days time.Duration
+	if i := strings.IndexByte(body, 'd'); i > 0 {
+		n, err := strconv.ParseInt(body[:i], 10, 64)
+		if err != nil || n > 10000 {
+			return 0, bad
+		}
+		days, body = time.Duration(n)*24*time.Hour, body[i+1:]
+		if body == "" {
+			body = "0s"
+		}
+	}
+	v, err := time.ParseDuration(body)
+	if err != nil || v < 0 && days > 0 {
+		return 0, bad
+	}
+	v += days
+	if neg {
+		v = -v
+	}
+	return v, nil
+}
+
+// Size is a byte count written as "256MiB", "10MB", "64KiB" or "1000B".
+// ParseSize takes a bare number too, but a size key of the file must carry
+// its unit (Bounds).
 type Size int64
 
 func (s Size) String() string {
@@ -652,7 +684,7 @@ func (s Size) String() string {
 	case s != 0 && s%(1<<10) == 0:
 		return fmt.Sprintf("%dKiB", s>>10)
 	}
-	return strconv.FormatInt(int64(s), 10)
+	return strconv.FormatInt(int64(s), 10) + "B" // with its unit: a bare number is an error for a size key
 }
 
 func (s Size) MarshalText() ([]byte, error) { return []byte(s.String()), nil }

@@ -20,3 +20,7 @@ func DefaultPath() string { return filepath.Join(programData(), "tposagent", "co
 
 // DefaultDataDir holds the bbolt file, caches and the log.
 func DefaultDataDir() string { return filepath.Join(programData(), "tposagent", "data") }
+
+// openFlags: Windows has no FIFO to wait on (a named pipe is not a path a
+// Stat calls regular; the check before the open refuses it).
+const openFlags = 0
