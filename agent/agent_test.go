@@ -23,6 +23,7 @@ func testConfig(t *testing.T, tp *tposltest.Server, od *oduyotest.Server) *confi
 	c.Store.CompanyName = "Örnek Gıda A.Ş."
 	c.TPOSL.URL, c.TPOSL.Username, c.TPOSL.Password = tp.URL(), "u", "tposl-pass-123"
 	c.TPOSL.Interval = config.Duration{Duration: 50 * time.Millisecond} // below the config minimum: tests only
+	c.NoFloors = true                                                   // so that Validate takes it
 	c.Oduyo.BaseURL, c.Oduyo.Username = od.URL(), od.Username
 	c.Oduyo.APIKey, c.Oduyo.Password = config.Secret(od.APIKey), config.Secret(od.Password)
 	c.Device.Port, c.Device.FiscalSerial = "none", "JI20012345"

@@ -57,8 +57,11 @@ var ErrConfig = errors.New("invalid tposl client config")
 // network (10/8, 172.16/12, 192.168/16, link-local, fc00::/7, or a single
 // label or .local/.lan/.internal/.home.arpa name) with a warning in the log,
 // since the password crosses that network in the clear; to any other host
-// only with AllowPlainHTTP (and a warning). Redirects from https to http
-// are never followed. Certificates are always checked unless the caller's
+// only with AllowPlainHTTP (and a warning). A redirect is followed only
+// by a GET (Ping) and only within the origin (scheme, host and port) of the
+// URL; a registration (POST: its body carries the password) follows none,
+// so its body and credentials never leave for another host (see
+// sameOriginGET). Certificates are always checked unless the caller's
 // HTTPClient says otherwise.
 func New(cfg Config) (*Client, error) {
 	u, err := url.Parse(strings.TrimSpace(cfg.URL))
@@ -88,15 +91,13 @@ func New(cfg Config) (*Client, error) {
 		c.ua = "tposagent"
 	}
 	if cfg.HTTPClient != nil {
-		hc := *cfg.HTTPClient
-		if hc.CheckRedirect == nil {
-			hc.CheckRedirect = noDowngrade
-		}
+		hc := *cfg.HTTPClient // a copy: the caller's client keeps its policy
+		hc.CheckRedirect = sameOriginGET(cfg.HTTPClient.CheckRedirect)
 		c.hc = &hc
 	} else {
 		c.hc = &http.Client{
 			Transport:     http.DefaultTransport.(*http.Transport).Clone(),
-			CheckRedirect: noDowngrade,
+			CheckRedirect: sameOriginGET(nil),
 		}
 	}
 	if u.Scheme == "http" {
@@ -114,16 +115,58 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// noDowngrade follows at most 5 redirects and never from https to http:
-// the body carries the password.
-func noDowngrade(req *http.Request, via []*http.Request) error {
-	if len(via) >= 5 {
-		return http.ErrUseLastResponse
+// maxRedirects is the most redirects a GET follows.
+const maxRedirects = 5
+
+// sameOriginGET is the redirect policy: only a GET is redirected, at most
+// maxRedirects times, and only to the same scheme, host and port as the
+// first request. A POST is never redirected: a 307/308 would send the
+// registration (WebErisimSifre in it) again, a 301/302/303 would turn it
+// into a GET that says nothing about it. A refused redirect hands the 3xx
+// answer back, which the caller reports with its Location. then, when
+// set, is the caller's own policy, asked after this one allows.
+func sameOriginGET(then func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		first := via[0]
+		if first.Method != http.MethodGet || req.Method != http.MethodGet || len(via) > maxRedirects || !sameOrigin(first.URL, req.URL) {
+			return http.ErrUseLastResponse
+		}
+		if then != nil {
+			return then(req, via)
+		}
+		return nil
 	}
-	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
-		return http.ErrUseLastResponse
+}
+
+// sameOrigin compares scheme, host and port (the default port filled in).
+func sameOrigin(a, b *url.URL) bool {
+	port := func(u *url.URL) string {
+		if p := u.Port(); p != "" {
+			return p
+		}
+		if strings.EqualFold(u.Scheme, "https") {
+			return "443"
+		}
+		return "80"
 	}
-	return nil
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) && port(a) == port(b)
+}
+
+// redirectDetail names where a refused redirect pointed (without its query
+// or user info, which may carry secrets, and cleaned of control
+// characters), and what to do.
+func redirectDetail(loc string, base *url.URL) string {
+	where := "another place"
+	if u, err := url.Parse(strings.TrimSpace(loc)); err == nil {
+		if base != nil {
+			u = base.ResolveReference(u)
+		}
+		u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+		where = clean(u.String(), 200)
+	} else if c := clean(loc, 80); c != "" {
+		where = strconv.Quote(c)
+	}
+	return "redirect to " + where + " not followed: the licence server must answer at tposl.url itself (correct tposl.url if the server moved)"
 }
 
 type scope int
@@ -180,6 +223,12 @@ func (c *Client) Ping(ctx context.Context) error {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if loc := resp.Header.Get("Location"); resp.StatusCode/100 == 3 && loc != "" {
+		// Not followed: to another origin (a captive portal's login page,
+		// typically), or one too many.
+		return &Error{Op: "ping", Kind: HTTPStatus, StatusCode: resp.StatusCode, ContentType: resp.Header.Get("Content-Type"),
+			Detail: redirectDetail(loc, resp.Request.URL)}
+	}
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	b := trimBody(raw)
 	if resp.StatusCode/100 == 2 && (strings.Contains(mt, "html") || looksHTML(b)) {
@@ -334,7 +383,11 @@ func classify(resp *http.Response, raw []byte, sc scrubber) (Return, *Error) {
 			e.Detail = snippet(safe)
 		}
 		if loc := resp.Header.Get("Location"); resp.StatusCode/100 == 3 && loc != "" {
-			e.Detail = "redirect not followed"
+			var base *url.URL
+			if resp.Request != nil {
+				base = resp.Request.URL
+			}
+			e.Detail = redirectDetail(sc.clean(loc), base)
 		}
 		return Return{}, e
 	}

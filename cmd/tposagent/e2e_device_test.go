@@ -222,8 +222,10 @@ func TestE2EKeepsServingWhileDeviceBad(t *testing.T) {
 	// Over TCP: unplugged, the address refuses (a freed pty number could be
 	// handed to another program's terminal at once).
 	f := newFixtureWith(t, &devicetest.Options{FiscalSerial: "JI20012345", Transport: devicetest.TCP})
-	// Re-read the device often (the agent's hidden knob for tests).
+	// Re-read the device often (the agent's hidden knob for tests), below
+	// the floor of tposl.interval: the test-only override.
 	f.cfg.TPOSL.Interval.Duration = 2 * time.Second
+	f.cfg.NoFloors = true
 	if err := f.WriteConfig(&f.cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -163,6 +163,7 @@ func newTillConfig(t *testing.T, port string, ts *tposltest.Server, od *oduyotes
 	c.Store = config.Store{TaxNumber: "1234567890", TaxOffice: "Kadıköy", CompanyName: "Örnek Gıda A.Ş.", PosNo: 1, PosType: 1, ReceiptLimit: "5000"}
 	c.TPOSL.URL, c.TPOSL.Username, c.TPOSL.Password = ts.URL(), "faults-kasa", "faults-tposl-Şifre-8812"
 	c.TPOSL.Interval = config.Duration{Duration: 10 * time.Second}
+	c.NoFloors = true // the interval is below its floor: tests only
 	c.Oduyo.BaseURL, c.Oduyo.Username = od.URL(), od.Username
 	c.Oduyo.APIKey, c.Oduyo.Password = config.Secret(od.APIKey), config.Secret(od.Password)
 	c.Device.Port = port
