@@ -367,7 +367,7 @@ func (c *Client) Register(ctx context.Context, p Params) (Return, error) {
 func classify(resp *http.Response, raw []byte, sc scrubber) (Return, *Error) {
 	ct := resp.Header.Get("Content-Type")
 	mt, _, _ := mime.ParseMediaType(ct)
-	b := trimBody(raw)
+	b := trimBody(toUTF8(raw, ct))
 	html := strings.Contains(mt, "html") || looksHTML(b)
 	safe := []byte(sc.clean(string(b)))
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tposagent/tposagent/agent/license"
+	"github.com/tposagent/tposagent/internal/textsafe"
 )
 
 // The licence value types live in agent/license, so that the local API
@@ -61,7 +62,11 @@ func Unknown(reason string) License {
 // demo over, or LisansStatus != 1 → expired; otherwise licensed.
 // A demo whose start date is empty or unreadable cannot be shown to be
 // over: with LisansStatus 1 it is licensed, otherwise demo with DaysLeft -1.
+//
+// The server's text (ErrorMessage, codes, dates) is cleaned of terminal
+// control characters first: it is data.
 func Evaluate(r Return, fiscalSerial string, now time.Time) License {
+	r = cleanReturn(r)
 	loc := now.Location()
 	l := License{
 		DaysLeft:             -1,
@@ -179,9 +184,10 @@ func days(from, to time.Time) int {
 	return int(to.Sub(from).Round(time.Hour).Hours()) / 24
 }
 
-// oneLine collapses white space so a server message fits one line.
+// oneLine collapses white space so a server message fits one line, and
+// removes terminal control characters.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return strings.Join(strings.Fields(textsafe.Clean(s)), " ")
 }
 
 func quoteShort(s string) string {

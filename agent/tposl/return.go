@@ -6,9 +6,12 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"strings"
+
+	"golang.org/x/text/encoding/htmlindex"
 )
 
 // Return is ITPOSReturn, the server's answer. It decodes leniently from
@@ -41,15 +44,20 @@ var ErrNotReturn = errors.New("not an ITPOSReturn")
 // first non-blank byte; a UTF-8 BOM is skipped). A JSON string that itself
 // holds the JSON object (double-encoded, as some .NET services answer) is
 // accepted too. It never panics.
+//
+// Text that is not valid UTF-8 is read as Windows-1254 (see toUTF8); an
+// XML declaration's encoding is honoured.
 func DecodeReturn(body []byte) (Return, error) {
-	b := trimBody(body)
+	b := trimBody(toUTF8(body, ""))
 	if len(b) == 0 {
 		return Return{}, fmt.Errorf("decode itposreturn: empty body: %w", ErrNotReturn)
 	}
 	var r Return
 	switch b[0] {
 	case '<':
-		if err := xml.Unmarshal(b, &r); err != nil {
+		d := xml.NewDecoder(bytes.NewReader(b))
+		d.CharsetReader = xmlCharset
+		if err := d.Decode(&r); err != nil {
 			return Return{}, fmt.Errorf("decode itposreturn xml: %w", err)
 		}
 		return r, nil
@@ -71,6 +79,16 @@ func DecodeReturn(body []byte) (Return, error) {
 		return Return{}, fmt.Errorf("decode itposreturn json: %w", err)
 	}
 	return r, nil
+}
+
+// xmlCharset reads an XML body in the encoding its declaration names
+// (windows-1254, iso-8859-9, …).
+func xmlCharset(label string, input io.Reader) (io.Reader, error) {
+	enc, err := htmlindex.Get(label)
+	if err != nil {
+		return nil, fmt.Errorf("xml encoding %q is not supported", label)
+	}
+	return enc.NewDecoder().Reader(input), nil
 }
 
 func trimBody(b []byte) []byte {
