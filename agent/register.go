@@ -237,7 +237,10 @@ func (a *Agent) setRegistration(rec *tposl.Record, err error) {
 // License is the licence state now: the server's last answer re-evaluated
 // at the current time; while offline, the persisted answer, decaying to
 // unknown after tposl.grace.
-func (a *Agent) License() tposl.License {
+//
+// Its text is safe to show (see safeText).
+func (a *Agent) License() (l tposl.License) {
+	defer func() { a.safeText(&l) }()
 	serial := a.ids.current().FiscalSerial
 	a.mu.Lock()
 	rec, fromServer := a.record, a.fromServer
@@ -254,7 +257,7 @@ func (a *Agent) License() tposl.License {
 		serial = rec.FiscalSerial
 	}
 	if fromServer && now.Sub(rec.CheckedAt) < grace {
-		l := tposl.Evaluate(rec.Return, serial, now)
+		l = tposl.Evaluate(rec.Return, serial, now)
 		l.CheckedAt = rec.CheckedAt
 		return l
 	}

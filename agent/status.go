@@ -14,10 +14,14 @@ import (
 const OutboxClosedWarning = "records are refused until the outbox file opens"
 
 // Status is a snapshot for the local API, the CLI and /metrics.
-func (a *Agent) Status() localapi.Status {
+//
+// Its text is safe to show (see safeText): no terminal controls, no
+// configured secret a server echoed.
+func (a *Agent) Status() (s localapi.Status) {
+	defer func() { a.safeText(&s) }()
 	lic := a.License()
 	a.mu.Lock()
-	s := localapi.Status{
+	s = localapi.Status{
 		Registered:            a.registered,
 		License:               lic,
 		Version:               Version,

@@ -369,6 +369,13 @@ var EnvOverrides = []struct {
 	{"TPOSAGENT_LOG_LEVEL", "log.level", func(c *Config, v string) { c.Log.Level = v }},
 }
 
+// Secrets are the values of the config's secret keys (empty ones
+// included): text that may show a server's words (status, the CLI, logs)
+// replaces them.
+func (c *Config) Secrets() []string {
+	return []string{c.TPOSL.Password.Reveal(), c.Oduyo.Password.Reveal(), c.Oduyo.APIKey.Reveal(), c.API.Token.Reveal()}
+}
+
 // ApplyEnv overrides keys from the environment (non-empty values only).
 func (c *Config) ApplyEnv(lookup func(string) (string, bool)) {
 	for _, o := range EnvOverrides {
