@@ -22,6 +22,7 @@ import (
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/internal/i18n"
+	"github.com/tposagent/tposagent/internal/textsafe"
 )
 
 // A finding of doctor: ok, warn or FAIL, with what to do about it.
@@ -41,8 +42,10 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	var fs2 []finding
+	var secrets textsafe.Secrets // the config's, once it is read
 	add := func(level, what, format string, a ...any) {
-		fs2 = append(fs2, finding{level, what, fmt.Sprintf(format, a...)})
+		// Findings quote servers' words: no terminal controls, no secret.
+		fs2 = append(fs2, finding{level, what, secrets.Text(fmt.Sprintf(format, a...))})
 	}
 	l := e.language()
 	defer func() { printFindings(e.stdout, fs2, l) }()
@@ -52,6 +55,7 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 		add("FAIL", "config", "%v", err)
 		return withCode(exitError)
 	}
+	secrets = textsafe.NewSecrets(cfg.Secrets()...)
 	add("ok", "config", l.T("%s is valid", "%s geçerli"), cfg.Path)
 	for _, w := range cfg.Warnings() {
 		add("warn", "config", "%s", l.Warning(w))

@@ -75,6 +75,7 @@ func cmdLicense(ctx context.Context, e *env, args []string) error {
 		}
 		return err
 	}
+	forTerminal(&l, cliSecrets(e))
 	if *asJSON {
 		if err := printJSON(e.stdout, l); err != nil {
 			return err

@@ -30,6 +30,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	forTerminal(&s, cliSecrets(e))
 	if *asJSON {
 		return printJSON(e.stdout, s)
 	}
