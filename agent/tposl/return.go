@@ -10,8 +10,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-
-	"golang.org/x/text/encoding/htmlindex"
 )
 
 // Return is ITPOSReturn, the server's answer. It decodes leniently from
@@ -84,8 +82,8 @@ func DecodeReturn(body []byte) (Return, error) {
 // xmlCharset reads an XML body in the encoding its declaration names
 // (windows-1254, iso-8859-9, …).
 func xmlCharset(label string, input io.Reader) (io.Reader, error) {
-	enc, err := htmlindex.Get(label)
-	if err != nil {
+	enc := charsetNamed(label)
+	if enc == nil {
 		return nil, fmt.Errorf("xml encoding %q is not supported", label)
 	}
 	return enc.NewDecoder().Reader(input), nil

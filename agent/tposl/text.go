@@ -7,7 +7,6 @@ import (
 
 	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/charmap"
-	"golang.org/x/text/encoding/htmlindex"
 
 	"github.com/tposagent/tposagent/internal/textsafe"
 )
@@ -45,21 +44,25 @@ func toUTF8(body []byte, contentType string) []byte {
 // none, UTF-8 or an unknown name.
 func declared(contentType string) encoding.Encoding {
 	_, params, err := mime.ParseMediaType(contentType)
-	if err != nil || params["charset"] == "" {
+	if err != nil {
 		return nil
 	}
-	name := strings.ToLower(strings.TrimSpace(params["charset"]))
-	if name == "utf-8" || name == "utf8" {
-		return nil
+	return charsetNamed(params["charset"])
+}
+
+// charsetNamed knows the single-byte charsets a Turkish server may name
+// (WHATWG reads iso-8859-9 as windows-1254 too); nil for any other.
+// A small table instead of htmlindex, which would link every CJK table.
+func charsetNamed(name string) encoding.Encoding {
+	switch strings.ToLower(strings.TrimSpace(name)) {
+	case "windows-1254", "cp1254", "x-cp1254", "iso-8859-9", "iso8859-9", "iso_8859-9", "latin5", "l5", "iso-ir-148", "turkish":
+		return charmap.Windows1254
+	case "windows-1252", "cp1252", "x-cp1252", "iso-8859-1", "iso8859-1", "iso_8859-1", "latin1", "l1", "us-ascii", "ascii":
+		return charmap.Windows1252
+	case "iso-8859-15", "iso8859-15", "latin9":
+		return charmap.ISO8859_15
 	}
-	enc, err := htmlindex.Get(name)
-	if err != nil || enc == encoding.Nop {
-		return nil
-	}
-	if n, _ := htmlindex.Name(enc); n == "utf-8" {
-		return nil
-	}
-	return enc
+	return nil
 }
 
 // xmlDeclaresEncoding: the body starts with an XML declaration that names
