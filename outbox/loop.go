@@ -109,6 +109,7 @@ type loopState struct {
 	reprobe     bool // a send failed while a probe ran: probe again if it succeeds
 	kicked      bool // Kick while a probe ran: probe again soon (jittered) if it fails
 	asked       bool // a person's Retry while a probe ran: probe again at once if it fails
+	kickProbe   bool // nextProbe was drawn for a Kick: another Kick does not draw again
 	probeFails  int
 	nextProbe   time.Time
 	lastProbeOK time.Time
