@@ -54,6 +54,8 @@ type Manifest struct {
 	Config         string   `json:"config,omitempty"`
 	ConfigDir      string   `json:"config_dir,omitempty"` // created by install
 	Logs           []string `json:"logs,omitempty"`       // log files outside the data dir (their rotations too)
+
+	untrusted bool // not root's while root reads it: its Logs are not believed
 }
 
 const manifestNote = "Written by 'tposagent install'. 'tposagent uninstall --purge' removes only what this file names and the agent's own files in this directory."
@@ -76,6 +78,9 @@ func ReadManifest(dataDir string) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("%s is damaged (%v): remove what you want gone by hand", p, err)
+	}
+	if fi, err := f.Stat(); err == nil && !manifestTrusted(fi) {
+		m.untrusted = true
 	}
 	return &m, nil
 }
@@ -147,7 +152,9 @@ func Purge(configPath, dataDir, logFile string) (*PurgeResult, error) {
 			return res, fmt.Errorf("purge data dir: %w", err)
 		}
 	}
-	if m != nil {
+	if m != nil && m.untrusted && len(m.Logs) > 0 {
+		res.Kept = append(res.Kept, fmt.Sprintf("%s (its manifest is not root's, so the log files it names are not removed: %s)", dataDir, strings.Join(m.Logs, ", ")))
+	} else if m != nil {
 		for _, l := range m.Logs {
 			if filepath.IsAbs(l) {
 				if err := purgeLog(res, filepath.Clean(l)); err != nil {
