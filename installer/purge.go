@@ -130,6 +130,11 @@ func Purge(configPath, dataDir, logFile string) (*PurgeResult, error) {
 	if dataDir != "" && !filepath.IsAbs(dataDir) {
 		return res, fmt.Errorf("purge data dir: %q is not absolute", dataDir)
 	}
+	if configPath != "" {
+		if abs, err := filepath.Abs(configPath); err == nil {
+			configPath = abs // as install recorded it
+		}
+	}
 	var m *Manifest
 	if dataDir != "" {
 		dataDir = filepath.Clean(dataDir)
