@@ -119,7 +119,7 @@ func (d SystemDirs) checkDataDir(dir string) error {
 			return fmt.Errorf("data_dir %s is the root of a drive: use a directory of its own (e.g. %s)", dir, exampleDataDir())
 		}
 		if s, ok := inList(p, d.Shared); ok {
-			return fmt.Errorf("data_dir %s is %s, a shared system directory: install would make it private to the agent; use a directory of its own (e.g. %s)", dir, s, exampleDataDir())
+			return fmt.Errorf("data_dir %s is %sa shared system directory: install would make it private to the agent; use a directory of its own (--data-dir, e.g. %s)", dir, through(dir, s), exampleDataDir())
 		}
 		if s, ok := inList(filepath.Dir(p), d.Temp); ok {
 			return fmt.Errorf("data_dir %s lies directly in %s, a temporary directory anyone can write to and the system empties: use a directory of its own (e.g. %s)", dir, s, exampleDataDir())
@@ -136,7 +136,7 @@ func (d SystemDirs) checkLogFile(path string) error {
 			return fmt.Errorf("log.file %s is the root of a drive", path)
 		}
 		if s, ok := inList(p, d.Shared); ok {
-			return fmt.Errorf("log.file %s is %s, a shared system directory", path, s)
+			return fmt.Errorf("log.file %s is %sa shared system directory: name a file in a directory of its own, or leave log.file empty (the data dir)", path, through(path, s))
 		}
 		parent := filepath.Dir(p)
 		if _, ok := inList(parent, d.LogParents); ok {
@@ -150,6 +150,15 @@ func (d SystemDirs) checkLogFile(path string) error {
 		}
 	}
 	return nil
+}
+
+// through names the shared directory a path reaches when that is not the
+// path as written ("/srv/x is /etc, a shared …"); "" when it is.
+func through(path, shared string) string {
+	if samePath(path, shared) {
+		return ""
+	}
+	return shared + ", "
 }
 
 func exampleDataDir() string {
