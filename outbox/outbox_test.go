@@ -465,6 +465,215 @@ func TestOfflineProbeAndReconnect(t *testing.T) {
 	}
 }
 
+func TestErrFullKeepsAccepted(t *testing.T) {
+	e := newEnv(t, func(o *outbox.Options) { o.MaxSize = 256 << 10 })
+	payload := json.RawMessage(`"` + strings.Repeat("x", 2000) + `"`)
+	accepted := 0
+	var err error
+	for range 1000 {
+		if _, err = e.q.Enqueue(context.Background(), outbox.Entry{Kind: outbox.KindKasa, Key: fmt.Sprint("k", accepted), Payload: payload}); err != nil {
+			break
+		}
+		accepted++
+	}
+	if !errors.Is(err, outbox.ErrFull) {
+		t.Fatalf("after %d: %v, want ErrFull", accepted, err)
+	}
+	if accepted < 50 {
+		t.Fatalf("only %d accepted", accepted)
+	}
+	if st := stats(t, e.q); st.Pending != accepted {
+		t.Fatalf("pending %d, accepted %d", st.Pending, accepted)
+	}
+	e.run(t)
+	testrig.WaitFor(t, "drain", 15*time.Second, func() bool { return stats(t, e.q).Delivered == uint64(accepted) })
+	if _, err := e.q.Enqueue(context.Background(), outbox.Entry{Kind: outbox.KindKasa, Key: "again", Payload: payload}); err != nil {
+		t.Fatalf("enqueue after drain: %v", err)
+	}
+}
+
+func TestCorruptFileIsQuarantined(t *testing.T) {
+	for name, content := range map[string][]byte{
+		"garbage": bytes.Repeat([]byte("not a bbolt file "), 2000),
+		"zeros":   make([]byte, 64<<10),
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "outbox.db")
+			if err := os.WriteFile(path, content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			q, err := outbox.Open(outbox.Options{Path: path, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatalf("open: %v", err)
+			}
+			defer q.Close()
+			st := stats(t, q)
+			if st.Quarantined == "" || !strings.HasPrefix(filepath.Base(st.Quarantined), "outbox.db.corrupt-") {
+				t.Fatalf("quarantined %q", st.Quarantined)
+			}
+			moved, err := os.ReadFile(st.Quarantined)
+			if err != nil || !bytes.Equal(moved, content) {
+				t.Fatalf("moved file: %v", err)
+			}
+			if !strings.Contains(logs.String(), "CORRUPT") || !strings.Contains(logs.String(), "level=ERROR") {
+				t.Errorf("no loud log line: %s", logs.String())
+			}
+			enq(t, q, outbox.KindKasa, "k", 1, false)
+		})
+	}
+}
+
+func TestCorruptPageFailsCheck(t *testing.T) {
+	e := newEnv(t, nil)
+	for i := range 200 {
+		enq(t, e.q, outbox.KindKasa, fmt.Sprint("k", i), i, false)
+	}
+	e.q.Close()
+	f, err := os.OpenFile(e.path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := f.Stat()
+	// Smash every page after the two meta pages and the freelist.
+	junk := bytes.Repeat([]byte{0xA5}, int(fi.Size())-4*4096)
+	if _, err := f.WriteAt(junk, 4*4096); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	q, err := outbox.Open(e.opts)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer q.Close()
+	if st := stats(t, q); st.Quarantined == "" || st.Pending != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestTruncatedFileIsQuarantined(t *testing.T) {
+	for _, keep := range []int64{3, 4 * 4096} { // a third of the file; four pages
+		e := newEnv(t, nil)
+		for i := range 5000 {
+			enq(t, e.q, outbox.KindKasa, fmt.Sprint("k", i), i, false)
+		}
+		e.q.Close()
+		fi, err := os.Stat(e.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		size := keep
+		if keep == 3 {
+			size = fi.Size() / 3
+		}
+		if err := os.Truncate(e.path, size); err != nil {
+			t.Fatal(err)
+		}
+		// Without care, bbolt faults (SIGBUS) reading past the end of the
+		// mmap and the process dies; it must be quarantined instead.
+		q, err := outbox.Open(e.opts)
+		if err != nil {
+			t.Fatalf("open truncated to %d bytes: %v", size, err)
+		}
+		if st := stats(t, q); st.Quarantined == "" {
+			t.Errorf("truncated to %d bytes: not quarantined: %+v", size, st)
+		}
+		enq(t, q, outbox.KindKasa, "after", 1, false)
+		q.Close()
+	}
+}
+
+func TestSecondOpenFailsFast(t *testing.T) {
+	e := newEnv(t, nil)
+	opts := e.opts
+	opts.OpenTimeout = 200 * time.Millisecond
+	start := time.Now()
+	_, err := outbox.Open(opts)
+	if !errors.Is(err, outbox.ErrLocked) {
+		t.Fatalf("second open: %v, want ErrLocked", err)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Fatalf("second open took %v", el)
+	}
+	if !strings.Contains(err.Error(), "locked by another process") || !strings.Contains(err.Error(), e.path) {
+		t.Errorf("message %q", err)
+	}
+	if _, err := os.Stat(e.path + ".corrupt"); err == nil {
+		t.Error("locked file was quarantined")
+	}
+}
+
+func TestCompactsAfterDrain(t *testing.T) {
+	e := newEnv(t, func(o *outbox.Options) { o.CompactMinSize = 1 << 20 })
+	payload := json.RawMessage(`"` + strings.Repeat("ş", 1000) + `"`)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 250 {
+				if _, err := e.q.Enqueue(context.Background(), outbox.Entry{Kind: outbox.KindKasa, Key: fmt.Sprint(w, "-", i%20), Payload: payload}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	before := stats(t, e.q).Bytes
+	if before < 2<<20 {
+		t.Fatalf("file only %d bytes", before)
+	}
+	e.run(t)
+	testrig.WaitFor(t, "compaction", 15*time.Second, func() bool { st := stats(t, e.q); return st.Pending == 0 && st.Compactions == 1 })
+	st := stats(t, e.q)
+	if st.Bytes*8 > before {
+		t.Fatalf("file %d bytes after compaction, was %d", st.Bytes, before)
+	}
+	if st.Delivered != 2000 {
+		t.Fatalf("delivered %d", st.Delivered)
+	}
+	// Still usable, and the counters survived the swap.
+	enq(t, e.q, outbox.KindKasa, "after", 1, false)
+	testrig.WaitFor(t, "delivered after compaction", 15*time.Second, func() bool { return stats(t, e.q).Delivered == 2001 })
+}
+
+func TestRunStopsWithinGrace(t *testing.T) {
+	e := newEnv(t, func(o *outbox.Options) { o.StopGrace = 100 * time.Millisecond })
+	enq(t, e.q, outbox.KindKasa, "a", 0, false)
+	e.s.Hook = func(ctx context.Context, _ outbox.Item) *outbox.Result {
+		<-ctx.Done() // a request that never answers
+		return &outbox.Result{Verdict: outbox.Retry, Reason: ctx.Err().Error()}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.q.Run(ctx, e.s) }()
+	testrig.WaitFor(t, "in flight", 15*time.Second, func() bool { return stats(t, e.q).InFlight == 1 })
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("run did not stop within 5s")
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("stop took %v", el)
+	}
+}
+
+func TestSecondRunRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	e.run(t)
+	testrig.WaitFor(t, "probe", 15*time.Second, func() bool { return e.s.Probes() >= 1 })
+	if err := e.q.Run(context.Background(), e.s); !errors.Is(err, outbox.ErrRunning) {
+		t.Fatalf("second run: %v", err)
+	}
+}
+
 func TestLogsCarryNoPayload(t *testing.T) {
 	logs := &testrig.Buffer{}
 	e := newEnv(t, func(o *outbox.Options) {
