@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -123,25 +124,21 @@ func TestStatusSaysEnqueuesFail(t *testing.T) {
 
 // TestStatusSaysServerPauseAndDeviceError: a Retry-After pause of the
 // server and a cash register that cannot be read are in status and in
-// /metrics.
+// /metrics; the pause holds while registrations kick the outbox (a kick
+// starts no probe during a pause, and no probe ends it: Retry-After is
+// the server's word).
 func TestStatusSaysServerPauseAndDeviceError(t *testing.T) {
 	tp := tposltest.NewServer()
 	defer tp.Close()
 	od := oduyotest.NewServer()
 	defer od.Close()
-	// The licence server fails, so no registration kicks the outbox: a
-	// kick during the pause starts a probe, and a probe that succeeds ends
-	// the pause early, as designed. Under wine the refused device dial
-	// is slow enough that the registration came after the pause and did.
-	if err := tp.SetFault(tposltest.StatusFault(500)); err != nil {
-		t.Fatal(err)
-	}
 	od.FailAlways(oduyotest.Fault{Status: 503, RetryAfter: "600"})
 	cfg := testConfig(t, tp, od)
 	cfg.Device.Port = "tcp://127.0.0.1:1" // nothing answers there
 	cfg.Device.Timeout = config.Duration{Duration: 100 * time.Millisecond}
 	cfg.Outbox.ReconnectJitter = config.Duration{}
-	a, err := New(cfg, Options{})
+	logs := &testrig.Buffer{}
+	a, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +151,22 @@ func TestStatusSaysServerPauseAndDeviceError(t *testing.T) {
 		st = a.Status()
 		return st.Outbox.PausedUntil != nil && st.Device.Error != ""
 	})
+	// Registrations go on (tposl.interval is 50 ms here), each one kicks
+	// the outbox; the old code probed on such a kick, and the probe's
+	// success ended the pause and sent the record again at once.
+	lists, regs := od.Lists(), tp.Calls()
+	testrig.WaitFor(t, "a registration's kick during the pause", 10*time.Second, func() bool {
+		return tp.Calls() >= regs+2 && (strings.Contains(logs.String(), "no probe during the server's pause") || od.Lists() > lists)
+	})
+	if n := od.Lists(); n != lists {
+		t.Errorf("%d probes during the server's pause, want none", n-lists)
+	}
+	if n := od.Requests(); n != 1 {
+		t.Errorf("%d record requests, want 1 (the pause holds)", n)
+	}
+	if now := a.Status().Outbox.PausedUntil; now == nil || !now.Equal(*st.Outbox.PausedUntil) {
+		t.Errorf("paused until %v after registrations, want %v", now, st.Outbox.PausedUntil)
+	}
 	if d := time.Until(*st.Outbox.PausedUntil); d < 9*time.Minute || d > 11*time.Minute {
 		t.Errorf("paused until %v: want about 10 min from now", st.Outbox.PausedUntil)
 	}

@@ -168,7 +168,9 @@ func (a *Agent) register(ctx context.Context) error {
 	}
 	a.setRegistration(&rec, nil)
 	// The licence server answered: the network is back, so an offline
-	// outbox probes now instead of at the end of its backoff.
+	// outbox probes within outbox.reconnect_jitter instead of at the end of
+	// its backoff (jittered: a fleet registers in the same second after an
+	// outage); a paused one keeps the server's Retry-After.
 	a.queue.Kick()
 	lic := a.License()
 	a.log.Info("registered with TPOSL", "status", ret.Status, "license", lic.State, "days_left", lic.DaysLeft, "fiscal_serial", id.FiscalSerial)

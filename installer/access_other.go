@@ -122,6 +122,9 @@ func chownTree(dir string, uid, gid int) error {
 			}
 			return err
 		}
+		if d.Name() == ManifestName {
+			return nil // stays root's: purge trusts only a manifest root owns
+		}
 		return os.Lchown(p, uid, gid)
 	})
 }
@@ -136,7 +139,7 @@ func chownAgentFiles(dir string, uid, gid int) error {
 		return err
 	}
 	for _, e := range ents {
-		if !e.IsDir() && AgentFile(e.Name()) {
+		if !e.IsDir() && AgentFile(e.Name()) && e.Name() != ManifestName {
 			if err := os.Lchown(filepath.Join(dir, e.Name()), uid, gid); err != nil {
 				return err
 			}

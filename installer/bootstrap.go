@@ -45,6 +45,10 @@ type BootstrapOptions struct {
 	Rand io.Reader
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// SystemDirs are the directories a data dir may not be and a log
+	// file may not lie in; nil: DefaultSystemDirs() (tests pass a
+	// sandbox's).
+	SystemDirs *SystemDirs
 }
 
 // BootstrapResult says what Bootstrap found and did.
@@ -168,6 +172,15 @@ func Bootstrap(opts BootstrapOptions) (*BootstrapResult, error) {
 	}
 	res.Config = &check
 	res.DataDir = check.DataDir
+	sys := opts.SystemDirs
+	if sys == nil {
+		d := DefaultSystemDirs()
+		sys = &d
+	}
+	manifest, logNew, err := checkPaths(*sys, res.DataDir, check.LogFile())
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
 
 	after := snapshot(c)
 	for k, v := range after {
@@ -192,7 +205,8 @@ func Bootstrap(opts BootstrapOptions) (*BootstrapResult, error) {
 		return res, nil
 	}
 
-	if err := ensureDir(filepath.Dir(path), false); err != nil {
+	cfgDirCreated, err := ensureDir(filepath.Dir(path), false)
+	if err != nil {
 		return nil, fmt.Errorf("bootstrap: config dir: %w", err)
 	}
 	if res.Created || !bytes.Equal(old, data) {
@@ -203,8 +217,25 @@ func Bootstrap(opts BootstrapOptions) (*BootstrapResult, error) {
 	} else if err := securePath(path, false); err != nil {
 		return nil, fmt.Errorf("bootstrap: secure config: %w", err)
 	}
-	if err := ensureDir(res.DataDir, true); err != nil {
+	dataCreated, err := ensureDir(res.DataDir, true)
+	if err != nil {
 		return nil, fmt.Errorf("bootstrap: data dir: %w", err)
+	}
+	// Record what is the agent's, for uninstall --purge.
+	if manifest == nil {
+		manifest = &Manifest{}
+	}
+	manifest.DataDir = res.DataDir
+	manifest.DataDirCreated = manifest.DataDirCreated || dataCreated || ownDir(res.DataDir, config.DefaultDataDir())
+	manifest.Config = path
+	if cfgDir := filepath.Dir(path); (cfgDirCreated || ownDir(cfgDir, filepath.Dir(config.DefaultPath()))) && !samePath(cfgDir, res.DataDir) {
+		manifest.ConfigDir = cfgDir
+	}
+	if logNew != "" && !manifest.hasLog(logNew) {
+		manifest.Logs = append(manifest.Logs, logNew)
+	}
+	if err := writeManifest(res.DataDir, manifest); err != nil {
+		return nil, fmt.Errorf("bootstrap: data dir manifest: %w", err)
 	}
 	log.Info("bootstrap done", "config", path, "data_dir", res.DataDir, "created", res.Created,
 		"token_generated", res.TokenGenerated, "changed", strings.Join(res.Changed, ","))
@@ -234,23 +265,76 @@ func NewToken(r io.Reader) (string, error) {
 
 // ensureDir creates dir (0700). A data dir is always made private; a
 // config dir only when this call created it (it may be a shared /etc).
-func ensureDir(dir string, always bool) error {
+// It reports whether it created dir.
+func ensureDir(dir string, always bool) (bool, error) {
 	_, err := os.Stat(dir)
 	created := errors.Is(err, fs.ErrNotExist)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
+		return false, fmt.Errorf("create %s: %w", dir, err)
 	}
 	if created || always {
 		if err := securePath(dir, true); err != nil {
-			return fmt.Errorf("secure %s: %w", dir, err)
+			return created, fmt.Errorf("secure %s: %w", dir, err)
 		}
 	}
 	if created {
 		if err := markCreated(dir); err != nil {
-			return fmt.Errorf("mark %s as created by the installer: %w", dir, err)
+			return created, fmt.Errorf("mark %s as created by the installer: %w", dir, err)
 		}
 	}
-	return nil
+	return created, nil
+}
+
+// ownDir: dir is the agent's although this install did not create it: an
+// older install did (its marker is there), or it is the platform's
+// default location, named after the agent.
+func ownDir(dir, defaultDir string) bool {
+	if samePath(dir, defaultDir) {
+		return true
+	}
+	_, err := os.Lstat(filepath.Join(dir, CreatedMarker))
+	return err == nil
+}
+
+// checkPaths refuses a data dir or log file install must not take (see
+// SystemDirs, checkDataDirContent); it returns the data dir's manifest
+// (nil if none) and the log file to record in it as the agent's ("" when
+// the log is in the data dir, goes to stderr, or is already recorded).
+// A log file outside the data dir that exists already is refused unless
+// the manifest names it or its name is the agent's ("tposagent…", the
+// log of a version before manifests): the agent would write into another
+// program's file and rotate it.
+func checkPaths(sys SystemDirs, dataDir, logFile string) (*Manifest, string, error) {
+	if err := sys.checkDataDir(dataDir); err != nil {
+		return nil, "", err
+	}
+	if err := checkDataDirContent(dataDir); err != nil {
+		return nil, "", err
+	}
+	m, err := ReadManifest(dataDir)
+	if err != nil {
+		return nil, "", err
+	}
+	if logFile == "" || samePath(filepath.Dir(logFile), dataDir) {
+		return m, "", nil
+	}
+	if err := sys.checkLogFile(logFile); err != nil {
+		return nil, "", err
+	}
+	if m != nil && m.hasLog(logFile) {
+		return m, "", nil
+	}
+	fi, err := os.Lstat(logFile)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, "", fmt.Errorf("log.file %s: %w", logFile, err)
+	case !fi.Mode().IsRegular():
+		return nil, "", fmt.Errorf("log.file %s exists and is not a regular file", logFile)
+	case !strings.HasPrefix(strings.ToLower(filepath.Base(logFile)), "tposagent"):
+		return nil, "", fmt.Errorf("log.file %s exists and tposagent did not create it: the agent would write into it and rotate it (rename it to .1, .2 …); name a new file, or leave log.file empty (the data dir)", logFile)
+	}
+	return m, logFile, nil
 }
 
 // WriteFileAtomic writes data to path readable only by its owner (0600; on

@@ -1,8 +1,10 @@
 package installer
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -31,51 +33,154 @@ var agentFileNames = regexp.MustCompile(`^(` +
 	`license\.json|device\.json|pos-device\.json|device-last\.trace|api\.addr|` +
 	`tposagent\.log|tposagent\.log\.[0-9]+|` +
 	`\.(license\.json|device\.json|pos-device\.json|device-last\.trace|api\.addr|config\.toml)\.tmp-[^/\\]+|` +
-	regexp.QuoteMeta(CreatedMarker) + `)$`)
+	regexp.QuoteMeta(CreatedMarker) + `|` + regexp.QuoteMeta(ManifestName) + `|\.` + regexp.QuoteMeta(ManifestName) + `\.tmp-[^/\\]+` + `)$`)
 
 // AgentFile reports whether name (a base name) is a file the agent makes in
 // its data dir, and so one that Purge removes.
 func AgentFile(name string) bool { return agentFileNames.MatchString(name) }
 
+// ManifestName is the file in the data dir where install records what it
+// and the agent created: the config file, the data dir (when install made
+// it), the config dir (likewise) and log files outside the data dir.
+// Purge removes only what it names, plus the agent's own file names
+// (AgentFile) inside the data dir it lies in.
+const ManifestName = ".tposagent-manifest.json"
+
+// Manifest is the content of ManifestName.
+type Manifest struct {
+	Note           string   `json:"note"`
+	DataDir        string   `json:"data_dir"`
+	DataDirCreated bool     `json:"data_dir_created"`
+	Config         string   `json:"config,omitempty"`
+	ConfigDir      string   `json:"config_dir,omitempty"` // created by install
+	Logs           []string `json:"logs,omitempty"`       // log files outside the data dir (their rotations too)
+
+	untrusted bool // not root's while root reads it: its Logs are not believed
+}
+
+const manifestNote = "Written by 'tposagent install'. 'tposagent uninstall --purge' removes only what this file names and the agent's own files in this directory."
+
+// ReadManifest reads the manifest in dataDir; nil, nil when there is none.
+func ReadManifest(dataDir string) (*Manifest, error) {
+	p := filepath.Join(dataDir, ManifestName)
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 1<<16))
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%s is damaged (%v): remove what you want gone by hand", p, err)
+	}
+	if fi, err := f.Stat(); err == nil && !manifestTrusted(fi) {
+		m.untrusted = true
+	}
+	return &m, nil
+}
+
+func (m *Manifest) hasLog(p string) bool {
+	for _, l := range m.Logs {
+		if samePath(l, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func writeManifest(dataDir string, m *Manifest) error {
+	m.Note = manifestNote
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(filepath.Join(dataDir, ManifestName), append(data, '\n'))
+}
+
 // PurgeResult says what Purge removed and what it kept.
 type PurgeResult struct {
 	Removed []string // files and directories removed
-	Kept    []string // directories kept, each "path (reason)"
+	Kept    []string // paths kept, each "path (reason)"
 }
 
-// Purge removes what the agent and Bootstrap made, and nothing else: the
-// agent's files in dataDir (see AgentFile), the log file logFile and its
-// rotations when it lies elsewhere, and the config file. A directory is
-// removed only when it is the agent's (Bootstrap created it and left
-// CreatedMarker, or it is the platform's default location, which is
-// named after the agent) and holds nothing else; a directory such as
-// /var/lib or D:\TPOS\data that was there before always survives.
+// Purge removes what install and the agent made, and nothing else. With a
+// manifest in dataDir (see ManifestName): the agent's files in dataDir
+// (see AgentFile), the config file and the log files the manifest names
+// (a log with its numbered rotations), and the data and config
+// directories when install created them and nothing else is left in
+// them. A log file or config path that the manifest does not name is
+// kept, whatever the config says.
+//
+// Without a manifest (a data dir from a version before manifests, or one
+// the agent never owned): the agent's file names are removed from dataDir
+// only when it is the agent's (an older install created it and left
+// CreatedMarker, or it is the platform's default location, named after
+// the agent); in any other directory nothing is removed (license.json
+// there may be another program's). A log file outside the data dir is
+// never removed without a manifest. The config file named on the command
+// line (it parsed as the agent's config) is removed.
 func Purge(configPath, dataDir, logFile string) (*PurgeResult, error) {
 	res := &PurgeResult{}
 	if dataDir != "" && !filepath.IsAbs(dataDir) {
 		return res, fmt.Errorf("purge data dir: %q is not absolute", dataDir)
 	}
 	if configPath != "" {
-		if err := os.Remove(configPath); err == nil {
+		if abs, err := filepath.Abs(configPath); err == nil {
+			configPath = abs // as install recorded it
+		}
+	}
+	var m *Manifest
+	if dataDir != "" {
+		dataDir = filepath.Clean(dataDir)
+		var err error
+		if m, err = ReadManifest(dataDir); err != nil {
+			return res, fmt.Errorf("purge: %w", err)
+		}
+	}
+	if configPath != "" {
+		if m != nil && !samePath(m.Config, configPath) {
+			res.Kept = append(res.Kept, configPath+" (the manifest in the data dir does not name it)")
+		} else if err := os.Remove(configPath); err == nil {
 			res.Removed = append(res.Removed, configPath)
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return res, fmt.Errorf("purge config: %w", err)
 		}
 	}
 	if dataDir != "" {
-		if err := purgeDir(res, filepath.Clean(dataDir), config.DefaultDataDir()); err != nil {
+		if err := purgeDataDir(res, dataDir, m); err != nil {
 			return res, fmt.Errorf("purge data dir: %w", err)
 		}
 	}
-	if logFile != "" && filepath.IsAbs(logFile) {
-		if err := purgeLog(res, filepath.Clean(logFile)); err != nil {
-			return res, fmt.Errorf("purge log: %w", err)
+	if m != nil && m.untrusted && len(m.Logs) > 0 {
+		res.Kept = append(res.Kept, fmt.Sprintf("%s (its manifest is not root's, so the log files it names are not removed: %s)", dataDir, strings.Join(m.Logs, ", ")))
+	} else if m != nil {
+		for _, l := range m.Logs {
+			if filepath.IsAbs(l) {
+				if err := purgeLog(res, filepath.Clean(l)); err != nil {
+					return res, fmt.Errorf("purge log: %w", err)
+				}
+			}
+		}
+	}
+	if logFile != "" && filepath.IsAbs(logFile) && (dataDir == "" || !samePath(filepath.Dir(logFile), dataDir)) && (m == nil || !m.hasLog(logFile)) {
+		if _, err := os.Lstat(logFile); err == nil {
+			res.Kept = append(res.Kept, logFile+" (log.file, not recorded as the agent's by install: delete it and its rotations by hand if they are the agent's)")
 		}
 	}
 	if configPath != "" {
 		dir := filepath.Dir(filepath.Clean(configPath))
 		if dataDir == "" || !samePath(dir, dataDir) {
-			if err := purgeDir(res, dir, filepath.Dir(config.DefaultPath())); err != nil {
+			own := samePath(dir, filepath.Dir(config.DefaultPath())) || (m != nil && samePath(m.ConfigDir, dir))
+			if _, err := os.Lstat(filepath.Join(dir, CreatedMarker)); err == nil {
+				own = true
+			}
+			if err := purgeDir(res, dir, own, false); err != nil {
 				return res, fmt.Errorf("purge config dir: %w", err)
 			}
 		}
@@ -83,9 +188,29 @@ func Purge(configPath, dataDir, logFile string) (*PurgeResult, error) {
 	return res, nil
 }
 
-// purgeDir removes the agent's files in dir, then dir itself when it is
-// the agent's and empty. defaultDir is the platform default for it.
-func purgeDir(res *PurgeResult, dir, defaultDir string) error {
+// purgeDataDir removes the agent's files in the data dir and the dir when
+// it is the agent's and left empty; see Purge for the rules.
+func purgeDataDir(res *PurgeResult, dir string, m *Manifest) error {
+	if m != nil {
+		return purgeDir(res, dir, m.DataDirCreated, true)
+	}
+	own := samePath(dir, config.DefaultDataDir())
+	if _, err := os.Lstat(filepath.Join(dir, CreatedMarker)); err == nil {
+		own = true
+	}
+	if !own {
+		if _, err := os.Stat(dir); err == nil {
+			res.Kept = append(res.Kept, dir+" (no manifest of tposagent in it and not made by its install: nothing in it removed; delete the agent's files by hand)")
+		}
+		return nil
+	}
+	return purgeDir(res, dir, true, true)
+}
+
+// purgeDir removes the agent's files in dir when files is true (the
+// manifest and the marker last), then dir itself when own and nothing
+// else is in it.
+func purgeDir(res *PurgeResult, dir string, own, files bool) error {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -93,17 +218,14 @@ func purgeDir(res *PurgeResult, dir, defaultDir string) error {
 	if err != nil {
 		return err
 	}
-	own := samePath(dir, defaultDir)
-	if _, err := os.Lstat(filepath.Join(dir, CreatedMarker)); err == nil {
-		own = true
-	}
 	var others []string
 	for _, e := range entries {
 		name := e.Name()
-		if e.IsDir() || !AgentFile(name) || name == CreatedMarker {
-			if name != CreatedMarker {
-				others = append(others, name)
-			}
+		if name == CreatedMarker || name == ManifestName {
+			continue
+		}
+		if !files || e.IsDir() || !AgentFile(name) {
+			others = append(others, name)
 			continue
 		}
 		p := filepath.Join(dir, name)
@@ -114,6 +236,11 @@ func purgeDir(res *PurgeResult, dir, defaultDir string) error {
 	}
 	switch {
 	case !own:
+		if files { // the agent's files are gone: so is its record of them
+			if err := os.Remove(filepath.Join(dir, ManifestName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
 		res.Kept = append(res.Kept, dir+" (not created by tposagent)")
 	case len(others) > 0:
 		sort.Strings(others)
@@ -122,8 +249,10 @@ func purgeDir(res *PurgeResult, dir, defaultDir string) error {
 		}
 		res.Kept = append(res.Kept, fmt.Sprintf("%s (holds files tposagent did not make: %s)", dir, strings.Join(others, ", ")))
 	default:
-		if err := os.Remove(filepath.Join(dir, CreatedMarker)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
+		for _, n := range []string{ManifestName, CreatedMarker} {
+			if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
 		}
 		if err := os.Remove(dir); err != nil {
 			return err

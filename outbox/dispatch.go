@@ -48,7 +48,7 @@ func (q *Queue) tick() {
 			return
 		}
 	}
-	if ls.run != nil && !ls.online && !ls.probing && !now.Before(ls.nextProbe) {
+	if q.probeDue(now) { // online.go
 		q.startProbe()
 	}
 	if q.canDispatch(now) {
@@ -78,7 +78,7 @@ func (q *Queue) tick() {
 	if ls.run != nil {
 		if !ls.online {
 			if !ls.probing {
-				consider(ls.nextProbe)
+				consider(q.probeWake(now))
 			}
 		} else {
 			if now.Before(ls.pausedUntil) {
@@ -123,7 +123,7 @@ func (q *Queue) forgetFarFuture(now time.Time) {
 	if ls.holdUntil.After(now.Add(q.opts.ReconnectJitter)) {
 		ls.holdUntil = time.Time{}
 	}
-	if ls.nextProbe.After(now.Add(q.opts.RetryMax)) {
+	if ls.nextProbe.After(now.Add(q.probeHorizon())) {
 		ls.nextProbe = now
 	}
 }

@@ -23,9 +23,10 @@
 //   - Verdicts: Delivered deletes; Retry backs off with full jitter
 //     (uniform in [0, min(RetryMax, RetryBase*2^(attempts-1)))), at least
 //     RetryAfter (capped at RetryAfterMax), and a RetryAfter pauses all
-//     sending until it has passed, a probe started after it succeeds
-//     (Kick asks for one) or Retry is called on a pending item ("send
-//     now"); Reauth sends again at once, once (a second Reauth is a Retry); Reject
+//     sending until it has passed or Retry is called on a pending item
+//     ("send now", a person's); no probe runs during the pause (a Kick, a
+//     failed send and the probe backoff wait for its end) and none ends
+//     it; Reauth sends again at once, once (a second Reauth is a Retry); Reject
 //     moves the item to the dead letters with its reason. A failing item
 //     only delays its own key.
 //   - Unreadable records: a pending record that cannot be decoded is moved
@@ -37,9 +38,14 @@
 //     pause or hold can reach was set before the clock went back and counts
 //     as due now; timers measure elapsed time (internal/clock).
 //   - Offline: a Retry without RetryAfter triggers a Probe. While the probe
-//     fails the queue sends nothing and probes on a capped backoff; Kick
-//     probes at once. When a probe succeeds every backoff is reset and the
-//     queue drains after a random 0..ReconnectJitter wait.
+//     fails the queue sends nothing and probes on a capped backoff plus a
+//     random 0..ReconnectJitter; Kick (a hint, not a person's request)
+//     moves the next probe to a random 0..ReconnectJitter from the kick.
+//     When a probe succeeds every backoff is reset and the queue drains at
+//     once: the jitter was waited before the probe, so a fleet that learns
+//     of a reconnect in one second neither probes nor sends in one second.
+//     Retry on a pending item probes at once. Run's start holds the first
+//     sends for a random 0..ReconnectJitter.
 //   - Bounded: Enqueue fails with ErrFull when the live content would pass
 //     MaxSize, or when the file's pages would pass bbolt's own limit, set
 //     above it (MaxSize plus a quarter, at least 16 MiB, rounded up the way

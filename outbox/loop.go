@@ -107,19 +107,18 @@ type loopState struct {
 	reachable   bool // last contact reached the server (Stats.Online)
 	probing     bool
 	reprobe     bool // a send failed while a probe ran: probe again if it succeeds
-	kicked      bool // Kick while a probe ran: probe again if it fails
+	kicked      bool // Kick while a probe ran: probe again soon (jittered) if it fails
+	asked       bool // a person's Retry while a probe ran: probe again at once if it fails
+	kickProbe   bool // nextProbe was drawn for a Kick: another Kick does not draw again
 	probeFails  int
 	nextProbe   time.Time
 	lastProbeOK time.Time
 	holdUntil   time.Time // reconnect jitter
-	pausedUntil time.Time // Retry-After
-	// events numbers pauses and probe starts, so that only a probe
-	// started after a pause began can end it.
-	events, pausedEvent, probeEvent uint64
-	nextDue                         time.Time // earliest future due head seen by the last scan
-	drained                         bool      // pending went to zero: consider compaction
-	failures                        int       // consecutive transient failures, for the recovery log line
-	sending                         int       // items handed to workers whose result has not come back
+	pausedUntil time.Time // Retry-After; nothing but its end or a person's Retry ends it (online.go)
+	nextDue     time.Time // earliest future due head seen by the last scan
+	drained     bool      // pending went to zero: consider compaction
+	failures    int       // consecutive transient failures, for the recovery log line
+	sending     int       // items handed to workers whose result has not come back
 
 	pendingOps []request      // waiting for the next commit
 	committing bool           // a commit runs in its own goroutine
@@ -225,14 +224,7 @@ func (q *Queue) loop() {
 				q.onFileGone(what)
 			}
 		case <-q.kick:
-			switch {
-			case ls.probing:
-				ls.kicked = true // the running probe may predate the hint
-			case !ls.online:
-				ls.nextProbe = time.Time{}
-			case q.clock.Now().Before(ls.pausedUntil):
-				q.startProbe() // if the server answers, the pause ends
-			}
+			q.onKick(q.clock.Now()) // online.go
 		case <-q.quit:
 			if ls.timer != nil {
 				ls.timer.Stop()
@@ -295,7 +287,7 @@ func (q *Queue) accept(batch []request) {
 				continue
 			}
 			ls.run = r.rs
-			ls.online, ls.probing, ls.reprobe, ls.kicked, ls.probeFails = true, false, false, false, 0
+			ls.online, ls.probing, ls.reprobe, ls.kicked, ls.asked, ls.probeFails = true, false, false, false, false, 0
 			// A start is a reconnect too: a fleet that boots together
 			// after a power cut must not send its backlog at once.
 			ls.nextProbe = time.Time{}

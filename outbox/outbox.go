@@ -177,8 +177,9 @@ type Options struct {
 	// RetryAfterMax caps a server's Retry-After (default 1h): a longer
 	// pause is shortened to it.
 	RetryAfterMax time.Duration
-	// ReconnectJitter: random 0..N before the first send after a
-	// reconnect; 0 means none (the agent passes 30s in production).
+	// ReconnectJitter: random 0..N before a probe nobody asked for (a
+	// Kick, the offline backoff) and before the first send after Run
+	// starts; 0 means none (the agent passes 30s in production).
 	ReconnectJitter time.Duration
 	OpenTimeout     time.Duration // bbolt Options.Timeout, default 1s
 	// StopGrace bounds how long Run lets in-flight sends finish after its

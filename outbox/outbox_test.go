@@ -417,45 +417,52 @@ func TestOfflineProbeAndReconnect(t *testing.T) {
 		st := stats(t, e.q)
 		return st.Offline && !st.Online && st.InFlight == 0 && len(e.s.Calls()) == 3
 	})
-	// Offline: nothing is sent, the probe backs off.
+	// Offline: nothing is sent, the probe backs off (one timer, one
+	// probe: each probe's result arms the next timer).
 	for i := range 4 {
 		probes := e.s.Probes()
-		for e.s.Probes() == probes {
-			if err := e.clock.BlockUntil(ctx, 1); err != nil {
-				t.Fatalf("probe %d: %v", i, err)
-			}
-			next, _ := e.clock.Next()
-			e.clock.Set(next)
+		if err := e.clock.BlockUntil(ctx, 1); err != nil {
+			t.Fatalf("probe %d: %v", i, err)
+		}
+		next, _ := e.clock.Next()
+		e.clock.Set(next)
+		if err := e.s.WaitProbes(ctx, probes+1); err != nil {
+			t.Fatalf("probe %d: %v", i, err)
 		}
 	}
 	sent := len(e.s.Calls())
 	if sent > 3 {
 		t.Fatalf("%d sends while offline", sent)
 	}
-	// Network back: Kick probes at once; the drain starts after the
-	// reconnect jitter (0.5*30s) without waiting for item backoffs.
+	// Network back: a Kick (no person asked) probes after the reconnect
+	// jitter (0.5*30s); that probe's success drains the queue at once,
+	// without waiting for item backoffs or a second jitter.
+	testrig.WaitFor(t, "probe timer idle", 15*time.Second, func() bool { return e.clock.Pending() == 1 })
 	mu.Lock()
 	offline = false
 	mu.Unlock()
 	e.s.SetProbe(nil)
 	probes := e.s.Probes()
-	testrig.WaitFor(t, "probe timer idle", 15*time.Second, func() bool { return e.clock.Pending() == 1 })
 	e.q.Kick()
+	probeAt := e.clock.Now().Add(15 * time.Second)
+	if err := e.clock.WaitFor(ctx, func(ds []time.Time) bool { return len(ds) == 1 && ds[0].Equal(probeAt) }); err != nil {
+		t.Fatalf("jittered probe timer after a kick: %v (timers %v)", err, deadlines(e))
+	}
+	if n := e.s.Probes(); n != probes {
+		t.Fatalf("a kick probed at once (%d probes, want %d)", n, probes)
+	}
+	e.clock.Advance(15*time.Second - time.Millisecond)
+	if n := e.s.Probes(); n != probes {
+		t.Fatalf("probed before the jitter passed")
+	}
+	e.clock.Advance(time.Millisecond)
 	if err := e.s.WaitProbes(ctx, probes+1); err != nil {
 		t.Fatal(err)
 	}
-	hold := e.clock.Now().Add(15 * time.Second)
-	if err := e.clock.WaitFor(ctx, func(ds []time.Time) bool { return len(ds) == 1 && ds[0].Equal(hold) }); err != nil {
-		t.Fatalf("reconnect jitter timer: %v", err)
-	}
-	if n := len(e.s.Calls()); n != sent {
-		t.Fatalf("sent during reconnect jitter")
-	}
+	testrig.WaitFor(t, "drain", 15*time.Second, func() bool { st := stats(t, e.q); return st.Pending == 0 && st.Delivered == 3 })
 	if !stats(t, e.q).Online {
 		t.Error("not online after a good probe")
 	}
-	e.clock.Advance(15 * time.Second)
-	testrig.WaitFor(t, "drain", 15*time.Second, func() bool { st := stats(t, e.q); return st.Pending == 0 && st.Delivered == 3 })
 }
 
 func TestErrFullKeepsAccepted(t *testing.T) {
@@ -792,10 +799,11 @@ func TestReconnectResetsBackoff(t *testing.T) {
 	down = false
 	mu.Unlock()
 	e.s.SetProbe(nil)
+	testrig.WaitFor(t, "probe timer idle", 15*time.Second, func() bool { return e.clock.Pending() == 1 })
 	e.q.Kick()
-	hold := e.clock.Now().Add(10 * time.Second)
-	if err := e.clock.WaitFor(ctx, func(ds []time.Time) bool { return len(ds) == 1 && ds[0].Equal(hold) }); err != nil {
-		t.Fatalf("reconnect jitter timer: %v", err)
+	probeAt := e.clock.Now().Add(10 * time.Second) // the kick's probe waits the jitter
+	if err := e.clock.WaitFor(ctx, func(ds []time.Time) bool { return len(ds) == 1 && ds[0].Equal(probeAt) }); err != nil {
+		t.Fatalf("jittered probe timer: %v (timers %v)", err, deadlines(e))
 	}
 	e.clock.Advance(10 * time.Second) // well before the 30s item backoff
 	testrig.WaitFor(t, "drain", 15*time.Second, func() bool { st := stats(t, e.q); return st.Pending == 0 && st.Delivered == 3 })

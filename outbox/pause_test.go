@@ -1,7 +1,10 @@
 package outbox_test
 
 import (
+	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,35 +72,93 @@ func TestRetryOfPendingItemSendsNow(t *testing.T) {
 	}
 }
 
-// A probe that succeeds after the pause began ends it (a Kick asks for
-// one); the queue sends without waiting out the pause.
-func TestProbeSuccessEndsPause(t *testing.T) {
-	e := newEnv(t, nil)
-	pausedBy(t, e, 30*time.Minute)
-	probes := e.s.Probes()
-	e.q.Kick()
-	if err := e.s.WaitProbes(ctxT(t), probes+1); err != nil {
-		t.Fatalf("no probe during the pause after a kick: %v", err)
-	}
-	waitSend(t, e, 2, "after a successful probe")
-	testrig.WaitFor(t, "pause ended", 15*time.Second, func() bool { return stats(t, e.q).PausedUntil.IsZero() })
+// debugEnv is newEnv with the queue's log (debug level) kept in logs.
+func debugEnv(t *testing.T, logs *testrig.Buffer) *env {
+	return newEnv(t, func(o *outbox.Options) {
+		o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
 }
 
-// A probe that fails leaves the pause alone.
-func TestFailedProbeKeepsPause(t *testing.T) {
-	e := newEnv(t, nil)
-	pausedBy(t, e, 30*time.Minute)
-	e.s.SetProbe(errors.New("HTTP 503"))
-	probes := e.s.Probes()
-	e.q.Kick()
-	if err := e.s.WaitProbes(ctxT(t), probes+1); err != nil {
-		t.Fatal(err)
+// noProbeDuringPause waits until the queue either logged that it held a
+// probe back for the pause (the fixed code) or probed (the old code: a
+// probe that succeeds ends the pause), then fails on a probe.
+func noProbeDuringPause(t *testing.T, e *env, logs *testrig.Buffer, probes int, what string) {
+	t.Helper()
+	testrig.WaitFor(t, what+" handled", 15*time.Second, func() bool {
+		return strings.Contains(logs.String(), "no probe during the server's pause") || e.s.Probes() > probes
+	})
+	if n := e.s.Probes(); n != probes {
+		t.Fatalf("%s during the server's pause started a probe (%d probes, want %d)", what, n, probes)
 	}
-	testrig.WaitFor(t, "probe result applied", 15*time.Second, func() bool { return stats(t, e.q).Offline })
-	if st := stats(t, e.q); st.PausedUntil.IsZero() {
-		t.Fatal("a failed probe ended the pause")
+}
+
+// TestKickDuringPauseWaitsItOut: Retry-After is the server's word. A kick
+// during the pause (a registration was answered: the network is there)
+// starts no probe, and the pause holds until it has passed. The old code
+// probed on the kick and ended the pause when the probe (a login)
+// succeeded: the record went again 0.66 s into a 3 s Retry-After.
+func TestKickDuringPauseWaitsItOut(t *testing.T) {
+	logs := &testrig.Buffer{}
+	e := debugEnv(t, logs)
+	pausedBy(t, e, 3*time.Second)
+	until := stats(t, e.q).PausedUntil
+	probes := e.s.Probes()
+	e.clock.Advance(660 * time.Millisecond)
+	e.q.Kick()
+	noProbeDuringPause(t, e, logs, probes, "a kick")
+	if st := stats(t, e.q); !st.PausedUntil.Equal(until) {
+		t.Fatalf("paused until %v after a kick, want %v", st.PausedUntil, until)
 	}
 	if n := len(e.s.Calls()); n != 1 {
-		t.Fatalf("%d sends, want 1", n)
+		t.Fatalf("%d sends during the pause, want 1", n)
+	}
+	// The pause passes: the record goes again.
+	e.clock.Set(until)
+	waitSend(t, e, 2, "after the pause")
+}
+
+// TestFailedSendDuringPauseStartsNoProbe: a send that was in flight when
+// another record's answer paused the queue fails as the network does;
+// that starts no probe either (the old code probed, and the probe's
+// success ended the pause).
+func TestFailedSendDuringPauseStartsNoProbe(t *testing.T) {
+	logs := &testrig.Buffer{}
+	e := debugEnv(t, logs)
+	a := enq(t, e.q, outbox.KindKasa, "kasa:a", 1, true)
+	b := enq(t, e.q, outbox.KindKasa, "kasa:b", 1, true)
+	e.s.ScriptID(a.ID, outbox.Result{Verdict: outbox.Retry, RetryAfter: time.Minute, Reason: "HTTP 503"})
+	gate := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	e.s.Hook = func(ctx context.Context, it outbox.Item) *outbox.Result {
+		if it.ID != b.ID {
+			return nil
+		}
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		select {
+		case <-gate:
+		case <-ctx.Done():
+		}
+		return &outbox.Result{Verdict: outbox.Retry, Reason: "dial tcp: connection reset"}
+	}
+	e.run(t)
+	select {
+	case <-entered:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the second record was not sent")
+	}
+	testrig.WaitFor(t, "paused", 15*time.Second, func() bool { return !stats(t, e.q).PausedUntil.IsZero() })
+	until := stats(t, e.q).PausedUntil
+	probes := e.s.Probes()
+	close(gate)
+	noProbeDuringPause(t, e, logs, probes, "a failed send")
+	testrig.WaitFor(t, "results stored", 15*time.Second, func() bool { return stats(t, e.q).InFlight == 0 })
+	if st := stats(t, e.q); !st.PausedUntil.Equal(until) {
+		t.Fatalf("paused until %v, want %v", st.PausedUntil, until)
+	}
+	if n := len(e.s.Calls()); n != 2 {
+		t.Fatalf("%d sends, want 2", n)
 	}
 }

@@ -50,9 +50,13 @@ func TestInstallWithoutServiceManager(t *testing.T) {
 	}
 }
 
-// TestUninstallPurgeKeepsForeignDataDir: with data_dir = a directory that
-// was there before (/var/lib, D:\TPOS\data), uninstall --purge removes the
-// agent's files in it and leaves the directory and everything else.
+// TestUninstallPurgeKeepsForeignDataDir: install refuses a data dir that
+// was there before with other files in it (/var/lib, D:\TPOS\data); a
+// config pointed by hand at another program's directory and at a system
+// log (log.file = /var/log/syslog, with .1 and .2) makes uninstall --purge
+// remove nothing of theirs: only what install recorded in its manifest.
+// The old code took the directory over, then deleted license.json and
+// device.json there and the log with its rotations.
 func TestUninstallPurgeKeepsForeignDataDir(t *testing.T) {
 	if _, err := installer.NewManager(installer.Spec{ConfigPath: "/etc/tposagent/config.toml"}, nil); !errors.Is(err, installer.ErrNoServiceManager) {
 		t.Skip("a service manager is present: uninstall would touch the real service (the container test covers it)")
@@ -67,30 +71,55 @@ func TestUninstallPurgeKeepsForeignDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "etc", "config.toml")
-	if code, _, errOut := installCLI(t, installStdinTrap{t}, false, installSecrets, installArgs(cfg, lib)...); code != 0 {
+	code, _, errOut := installCLI(t, installStdinTrap{t}, false, installSecrets, installArgs(cfg, lib)...)
+	if code == 0 || !strings.Contains(errOut, "holds files tposagent did not create (dpkg)") {
+		t.Errorf("install into a directory of other files: exit %d %q, want a refusal naming them", code, errOut)
+	}
+	own := filepath.Join(dir, "data")
+	if code, _, errOut := installCLI(t, installStdinTrap{t}, false, installSecrets, installArgs(cfg, own)...); code != 0 {
 		t.Fatalf("install: exit %d %q", code, errOut)
 	}
-	for _, f := range []string{"outbox.db", "tposagent.log", agent.APIAddrFile, device.CacheFile} {
-		if err := os.WriteFile(filepath.Join(lib, f), []byte("x"), 0o600); err != nil {
+	for _, f := range []string{"outbox.db", agent.APIAddrFile} {
+		if err := os.WriteFile(filepath.Join(own, f), []byte("x"), 0o600); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Someone points the config at another program's files.
+	other := filepath.Join(dir, "otherpos")
+	syslog := filepath.Join(dir, "log", "syslog")
+	theirs := []string{filepath.Join(other, device.CacheFile), filepath.Join(other, "license.json"), syslog, syslog + ".1", syslog + ".2"}
+	for _, f := range theirs {
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte("not the agent's"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Parse(data, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.DataDir, c.Log.File = other, syslog
+	if err := os.WriteFile(cfg, config.Encode(c), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	code, out, errOut := installCLI(t, installStdinTrap{t}, false, nil, "uninstall", "--purge", "--config", cfg)
 	if code != 0 {
 		t.Fatalf("uninstall --purge: exit %d %q %q", code, out, errOut)
 	}
-	if _, err := os.Stat(foreign); err != nil {
-		t.Fatalf("uninstall --purge deleted %s, which the agent did not make: %v\n%s", foreign, err, out)
-	}
-	for _, f := range []string{"outbox.db", "tposagent.log", agent.APIAddrFile, device.CacheFile} {
-		if _, err := os.Stat(filepath.Join(lib, f)); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("uninstall --purge kept the agent's %s", f)
+	for _, f := range append(theirs, foreign) {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("uninstall --purge deleted %s, which the agent did not make: %v\n%s", f, err, out)
 		}
 	}
-	if _, err := os.Stat(cfg); !errors.Is(err, os.ErrNotExist) {
-		t.Error("uninstall --purge kept the config")
-	}
-	if !strings.Contains(out, "kept:      "+lib+" (not created by tposagent)") {
-		t.Errorf("output does not say the data dir was kept:\n%s", out)
+	for _, want := range []string{"kept:      " + other + " (no manifest", "kept:      " + syslog + " (log.file, not recorded"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output does not say %q:\n%s", want, out)
+		}
 	}
 }

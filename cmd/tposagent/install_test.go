@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -176,6 +177,28 @@ func TestInstallBadFlags(t *testing.T) {
 				t.Fatal("config written despite the error")
 			}
 		})
+	}
+}
+
+// TestInstallDryRunRefusesSystemDataDir: `install --dry-run --data-dir
+// /etc` fails with the reason, as the real install does (the old dry run
+// printed "data dir:  /etc" and exited 0; the install made /etc 0700).
+// Real system paths are safe here: a dry run writes nothing.
+func TestInstallDryRunRefusesSystemDataDir(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.toml")
+	shared := []string{"/etc", "/", "/var/lib", "/usr"}
+	if runtime.GOOS == "windows" {
+		shared = []string{os.Getenv("ProgramData"), os.Getenv("SystemRoot"), `C:\`, os.Getenv("ProgramFiles")}
+	}
+	for _, d := range shared {
+		if d == "" {
+			continue // a variable this Windows does not set
+		}
+		code, out, errOut := installCLI(t, installStdinTrap{t}, false, installSecrets, installArgs(cfg, d, "--dry-run")...)
+		if code == 0 || !strings.Contains(errOut, "data_dir") || !(strings.Contains(errOut, "shared system directory") || strings.Contains(errOut, "root of a drive")) {
+			t.Errorf("install --dry-run --data-dir %s: exit %d, stdout %q, stderr %q: want a refusal with the reason", d, code, out, errOut)
+		}
 	}
 }
 

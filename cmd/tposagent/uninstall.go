@@ -14,7 +14,7 @@ import (
 func cmdUninstall(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "uninstall", "uninstall [--purge]", "  sudo tposagent uninstall           # keeps config and data\n  sudo tposagent uninstall --purge   # removes them too\n")
 	addConfigFlag(fs, e)
-	purge := fs.Bool("purge", false, "also delete the config file and the agent's files in the data dir (the outbox!); directories only when install created them")
+	purge := fs.Bool("purge", false, "also delete what install recorded in the data dir's manifest: the config file, the agent's files in the data dir (the outbox!), its log; directories only when install created them")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
