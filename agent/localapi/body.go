@@ -13,6 +13,10 @@ import (
 // its buffer several times for a typical record). A longer body fails
 // with *http.MaxBytesError.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength > MaxBody {
+		// Refused before a byte of it is read (and the connection closed).
+		return nil, &http.MaxBytesError{Limit: MaxBody}
+	}
 	body := http.MaxBytesReader(w, r.Body, MaxBody)
 	if n := r.ContentLength; n > 0 && n <= MaxBody {
 		buf := make([]byte, 0, n+1) // +1: EOF is seen without a regrow
