@@ -268,12 +268,12 @@ func (c *Client) proveConn(ctx context.Context, conn net.Conn, addr string) erro
 	br := bufio.NewReaderSize(conn, 4096)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
-		return c.notAgent(addr, "it did not answer the hello challenge with HTTP ("+err.Error()+")")
+		return c.notAgent(addr, "it did not answer the hello challenge with HTTP: "+err.Error())
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxHelloAnswer))
 	if err != nil {
-		return c.notAgent(addr, "its answer to the hello challenge broke off ("+err.Error()+")")
+		return c.notAgent(addr, "its answer to the hello challenge broke off: "+err.Error())
 	}
 	if why := c.checkHello(resp.StatusCode, data, nonce); why != "" {
 		return c.notAgent(addr, why)
@@ -309,7 +309,7 @@ func (c *Client) proveRequest(ctx context.Context, hc *http.Client) error {
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxHelloAnswer))
 	if err != nil {
-		return c.notAgent(u.Host, "its answer to the hello challenge broke off ("+err.Error()+")")
+		return c.notAgent(u.Host, "its answer to the hello challenge broke off: "+err.Error())
 	}
 	if why := c.checkHello(resp.StatusCode, data, nonce); why != "" {
 		return c.notAgent(u.Host, why)
@@ -322,7 +322,7 @@ func (c *Client) checkHello(code int, data []byte, nonce string) string {
 	switch code {
 	case http.StatusOK:
 	case http.StatusUnauthorized:
-		return "it answered the hello challenge 401, as a tposagent older than this CLI does (update it) — or it is another program"
+		return "it answered the hello challenge 401, as only a tposagent older than this CLI would"
 	default:
 		return fmt.Sprintf("it answered the hello challenge with HTTP %d", code)
 	}
@@ -333,15 +333,25 @@ func (c *Client) checkHello(code int, data []byte, nonce string) string {
 	got, err := hex.DecodeString(h.HMAC)
 	want, _ := hex.DecodeString(HelloMAC(c.Token, nonce))
 	if err != nil || !hmac.Equal(got, want) {
-		return "its answer to the hello challenge does not match this config's api.token"
+		return "its answer to the hello challenge does not match api.token"
 	}
 	return ""
 }
 
 func (c *Client) notAgent(addr, why string) error {
-	return fmt.Errorf("%w: %s; the token was not sent — another program holds %s, or the agent runs with another api.token (restart it after editing the config; find the program: %s)",
-		ErrNotAgent, why, addr, portHint(addr))
+	return &notAgentError{addr: addr, why: why}
 }
+
+// notAgentError is ErrNotAgent with the address and the reason, in one
+// line a person can act on.
+type notAgentError struct{ addr, why string }
+
+func (e *notAgentError) Error() string {
+	return fmt.Sprintf("another program holds %s (%s), so the token was not sent: find it with %s and stop it, or change api.listen; if you edited api.token, restart the agent",
+		e.addr, e.why, portHint(e.addr))
+}
+
+func (e *notAgentError) Is(target error) bool { return target == ErrNotAgent }
 
 // portHint is the command that names the program holding addr's port.
 func portHint(addr string) string {
