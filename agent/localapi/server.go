@@ -242,14 +242,22 @@ func (s *Server) track(h http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 		if w.Header().Get("Connection") == "close" {
 			if rb != nil && !rb.eof {
-				// net/http would drain up to 256 KiB of the body before
-				// closing; a read deadline in the past ends that at once.
-				tc.Conn.SetReadDeadline(time.Unix(1, 0))
+				// net/http would wait to drain up to 256 KiB of the body
+				// before closing. Only what has already arrived is read
+				// (closing on unread bytes makes the kernel send a reset,
+				// which can cost the client the answer); nothing more is
+				// waited for.
+				tc.Conn.SetReadDeadline(time.Now().Add(refusalLinger))
 			}
 			s.forget(tc)
 		}
 	})
 }
+
+// refusalLinger is how long the rest of a refused request's body is read
+// before its connection is closed: enough for bytes already sent, never
+// enough to wait for a slow sender.
+const refusalLinger = 10 * time.Millisecond
 
 // rateBody is a request body that must arrive at the Server's minimum
 // rate; a body that falls behind closes its connection.
