@@ -150,7 +150,9 @@ func TestClientProvesServerBeforeToken(t *testing.T) {
 // connection and asks the challenge as a request of its own.
 type roundTripper struct{ rt http.RoundTripper }
 
-func (r roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return r.rt.RoundTrip(req) }
+func (r roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
+	return r.rt.RoundTrip(req)
+}
 
 // TestClientProvesTheAgent: against the real agent API the challenge
 // passes and the calls work, with each kind of HTTP client.
