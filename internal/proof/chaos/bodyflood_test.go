@@ -69,6 +69,10 @@ func TestBodyFlood(t *testing.T) {
 		{"token, Content-Length 200000", true, 200000},
 		{"token, Content-Length 60000", true, 60000},
 	} {
+		before, err := f.status()
+		if err != nil || before.API == nil {
+			t.Fatalf("status before the flood: %v", err)
+		}
 		ctx, stop := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		var opened, bytesSent atomic.Int64
@@ -194,10 +198,10 @@ func TestBodyFlood(t *testing.T) {
 		}
 		var evicted, refused, slow uint64
 		if st.API != nil {
-			evicted, refused, slow = st.API.Evicted, st.API.Refused, st.API.SlowBodies
+			evicted, refused, slow = st.API.Evicted-before.API.Evicted, st.API.Refused-before.API.Refused, st.API.SlowBodies-before.API.SlowBodies
 		}
 		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-		t.Logf("%s: %d hostile connections at a time, %d opened, %d body bytes sent; POS %s, %d failed %.300q; agent totals: pushed out %d, refused %d, slow bodies closed %d; RSS peak %.1f MB",
+		t.Logf("%s: %d hostile connections at a time, %d opened, %d body bytes sent; POS %s, %d failed %.300q; the agent pushed out %d, refused %d, slow bodies closed %d; RSS peak %.1f MB",
 			shape.name, conns, opened.Load(), bytesSent.Load(), &lat, len(lat.fails), lat.fails, evicted, refused, slow, float64(peak.Load())/1e6)
 		if len(lat.ds) < 10 {
 			t.Errorf("%s: the POS made only %d requests", shape.name, len(lat.ds))
@@ -208,8 +212,8 @@ func TestBodyFlood(t *testing.T) {
 		if p := peak.Load(); p == 0 || p > maxRSS {
 			t.Errorf("%s: agent RSS peak %.1f MB, want 0 < peak < 100 MB", shape.name, float64(p)/1e6)
 		}
-		results = append(results, fmt.Sprintf("%q: conns=%d opened=%d pos=%d pos_failed=%d pos_ms_p50/p99/max=%.1f/%.1f/%.1f peak_rss_mb=%.1f",
-			shape.name, conns, opened.Load(), len(lat.ds), len(lat.fails), ms(lat.quantile(0.5)), ms(lat.quantile(0.99)), ms(lat.quantile(1)), float64(peak.Load())/1e6))
+		results = append(results, fmt.Sprintf("%q: conns=%d opened=%d evicted=%d refused=%d slow_closed=%d pos=%d pos_failed=%d pos_ms_p50/p99/max=%.1f/%.1f/%.1f peak_rss_mb=%.1f",
+			shape.name, conns, opened.Load(), evicted, refused, slow, len(lat.ds), len(lat.fails), ms(lat.quantile(0.5)), ms(lat.quantile(0.99)), ms(lat.quantile(1)), float64(peak.Load())/1e6))
 	}
 	t.Logf("RESULT body-flood idle_rss_mb=%.1f %s", float64(idleRSS)/1e6, strings.Join(results, "; "))
 }
