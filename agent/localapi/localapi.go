@@ -7,11 +7,16 @@
 // agent adapts those to it.
 //
 // Every call needs "Authorization: Bearer <api.token>", compared in
-// constant time — except GET / (the status page for store staff, page.go)
-// and GET /v1/openapi.json (the API's OpenAPI document, openapi.go), which
-// show no secret and change nothing. Errors are {"error": "...", "field":
-// "..."} with 400, 401, 404, 405, 409, 413, 431 or 503. What one caller can
-// cost is bounded by the Server (server.go): headers, connections, time.
+// constant time — except GET / (the status page for store staff, page.go),
+// GET /v1/openapi.json (the API's OpenAPI document, openapi.go) and GET
+// /v1/hello (the proof that this server knows the token, guard.go), which
+// show no secret and change nothing. Before anything else a request's Host
+// must be one of the agent's names (421 otherwise, against DNS rebinding)
+// and a call that changes state must not come from a foreign Origin (403;
+// guard.go). Errors are {"error": "...", "field": "..."} with 400, 401,
+// 403, 404, 405, 408, 409, 413, 421, 431 or 503. What one caller can cost
+// is bounded by the Server (server.go): headers, body rate, connections,
+// time.
 // A record is validated completely before it is
 // queued, and 202 {"id": N} is answered only after the outbox has committed
 // it durably: a rejected or failed request leaves nothing half-accepted.

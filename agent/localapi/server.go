@@ -30,12 +30,15 @@ const (
 	// its request in one go — takes the place of a connection that is not
 	// inside a request: the oldest one trickling headers it has not
 	// finished, else one silent for over 20 ms, else one idle for over MinAge;
-	// it waits aside up to MinAge for one. Any other new connection takes
+	// it waits aside up to MinAge for one; after the trickling ones, a
+	// connection inside a body that has stalled (no byte for 20 ms, or
+	// MinAge for a newcomer without a whole request) gives its place, the
+	// one stalled longest first. Any other new connection takes
 	// only the place of a trickling one, or of one silent (idle) for over
 	// MinAge (4×MinAge), and is refused (503) otherwise — one that has
 	// sent nothing yet first waits aside up to MinAge for its first bytes.
-	// A connection inside a request, or whose headers are all in, is
-	// never pushed out.
+	// Any other connection inside a request, or whose headers are all in,
+	// is never pushed out.
 	MaxConns = 256
 	// MinAge is how long a connection that has sent nothing is safe from
 	// being pushed out by another connection that has not sent a whole
@@ -361,8 +364,10 @@ func (s *Server) admit(tc *trackedConn) bool {
 const minSilentAge = 20 * time.Millisecond
 
 // victimLocked picks the connection to close for a newcomer, never one
-// inside a request or whose headers are all in: the oldest that has begun
-// headers it has not finished; else, for a newcomer with a whole request
+// inside a request or whose headers are all in unless its body has
+// stalled: the oldest that has begun headers it has not finished; else the
+// one whose body stalled longest (no byte for minSilentAge when urgent,
+// MinAge otherwise); else, for a newcomer with a whole request
 // (urgent), the oldest silent one (older than minSilentAge) and then the
 // longest idle one (idle over MinAge: a polling POS keeps its connection);
 // for another newcomer only one silent over MinAge or idle over 4×MinAge.
