@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/internal/atomicfile"
 )
 
@@ -87,12 +88,14 @@ func (a *Agent) listenOnce() bool {
 	if failures == 1 || failures%10 == 0 {
 		if l.inUse {
 			a.log.Error("the local API port is held by another program: the POS and the CLI cannot reach the agent until it is freed; retrying",
-				"addr", a.cfg.API.Listen, "failures", failures, "find_it", findPortHint(a.cfg.API.Listen))
+				"addr", a.cfg.API.Listen, "failures", failures, "find_it", localapi.PortHint(a.cfg.API.Listen))
 		} else {
 			a.log.Error("the local API cannot listen; retrying", "addr", a.cfg.API.Listen, "err", err, "failures", failures)
 		}
 	}
-	if w := a.apiPortWarning(now); w != "" {
+	// Written once for a run of failures (and again now and then, in case
+	// it was removed): not a disk write on every try.
+	if w := a.apiPortWarning(now); w != "" && (failures == 1 || failures%10 == 0) {
 		if err := atomicfile.Write(filepath.Join(a.cfg.DataDir, APIWaitFile), []byte(w+"\n"), 0o600); err != nil && failures == 1 {
 			a.log.Warn("cannot write "+APIWaitFile, "err", err)
 		}
@@ -139,7 +142,7 @@ func (a *Agent) apiPortWarning(now time.Time) string {
 	switch {
 	case l.failures > 0 && l.inUse:
 		return fmt.Sprintf("%s %s since %s: another program holds the port (retrying every %s; find it: %s)",
-			APIPortWarning, a.cfg.API.Listen, l.since.Format(time.RFC3339), a.listenRetryMax(), findPortHint(a.cfg.API.Listen))
+			APIPortWarning, a.cfg.API.Listen, l.since.Format(time.RFC3339), a.listenRetryMax(), localapi.PortHint(a.cfg.API.Listen))
 	case l.failures > 0:
 		return fmt.Sprintf("%s %s since %s: %s (retrying every %s)", APIPortWarning, a.cfg.API.Listen, l.since.Format(time.RFC3339), l.lastErr, a.listenRetryMax())
 	case !l.heldTo.IsZero() && now.Sub(l.heldTo) < apiPortHeld:
@@ -147,18 +150,6 @@ func (a *Agent) apiPortWarning(now time.Time) string {
 			a.cfg.API.Listen, l.heldFrom.Format(time.RFC3339), l.heldTo.Format(time.RFC3339))
 	}
 	return ""
-}
-
-// findPortHint is the command that names the program holding the port.
-func findPortHint(listen string) string {
-	_, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		port = listen
-	}
-	if runtime.GOOS == "windows" {
-		return "netstat -ano | findstr :" + port
-	}
-	return "ss -ltnp 'sport = :" + port + "'"
 }
 
 // addrInUse reports whether err is "address already in use" (on Windows

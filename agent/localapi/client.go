@@ -321,6 +321,8 @@ func (c *Client) proveRequest(ctx context.Context, hc *http.Client) error {
 func (c *Client) checkHello(code int, data []byte, nonce string) string {
 	switch code {
 	case http.StatusOK:
+	case http.StatusMisdirectedRequest:
+		return "it refused the Host name with 421: if it is the agent, add the name to api.allowed_hosts"
 	case http.StatusUnauthorized:
 		return "it answered the hello challenge 401, as only a tposagent older than this CLI would"
 	default:
@@ -348,13 +350,13 @@ type notAgentError struct{ addr, why string }
 
 func (e *notAgentError) Error() string {
 	return fmt.Sprintf("another program holds %s (%s), so the token was not sent: find it with %s and stop it, or change api.listen; if you edited api.token, restart the agent",
-		e.addr, e.why, portHint(e.addr))
+		e.addr, e.why, PortHint(e.addr))
 }
 
 func (e *notAgentError) Is(target error) bool { return target == ErrNotAgent }
 
-// portHint is the command that names the program holding addr's port.
-func portHint(addr string) string {
+// PortHint is the command that names the program holding addr's port.
+func PortHint(addr string) string {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		port = addr

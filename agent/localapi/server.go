@@ -236,7 +236,7 @@ func (s *Server) track(h http.Handler) http.Handler {
 		var rb *rateBody
 		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 			now := time.Now()
-			rb = &rateBody{ReadCloser: r.Body, tc: tc, start: now}
+			rb = &rateBody{ReadCloser: r.Body, tc: tc, start: now, want: r.ContentLength}
 			tc.bodyAt.Store(now.UnixNano())
 			tc.inBody.Store(true)
 			defer tc.inBody.Store(false)
@@ -268,6 +268,7 @@ type rateBody struct {
 	io.ReadCloser
 	tc    *trackedConn
 	start time.Time
+	want  int64 // Content-Length, -1 when unknown (chunked)
 	n     int64
 	eof   bool
 }
@@ -292,6 +293,9 @@ func (b *rateBody) Read(p []byte) (int, error) {
 	b.n += int64(n)
 	if n > 0 {
 		b.tc.bodyAt.Store(time.Now().UnixNano())
+		if b.want >= 0 && b.n >= b.want {
+			b.tc.inBody.Store(false) // all in, even if EOF is not read yet
+		}
 	}
 	var ne net.Error
 	switch {
