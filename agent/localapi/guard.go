@@ -208,10 +208,13 @@ func (g *hostGuard) allowedOrigin(vals []string) bool {
 	return g.allowedHost(u.Host, "")
 }
 
-// MinNonce and MaxNonce bound the nonce of GET /v1/hello, in bytes.
+// MinNonce and MaxNonce bound the nonce of GET /v1/hello, in bytes. A
+// client should send a fresh random one of 16 bytes or more (in hex): a
+// short or repeated nonce lets a program that asked the agent earlier
+// replay its answer.
 const (
-	MinNonce = 16
-	MaxNonce = 128
+	MinNonce = 1
+	MaxNonce = 256
 )
 
 // Hello is the body of GET /v1/hello: the proof that this server knows the
@@ -232,7 +235,7 @@ func (h *handler) hello(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	n := q.Get("nonce")
 	if len(q["nonce"]) != 1 || len(n) < MinNonce || len(n) > MaxNonce {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("nonce must be one query parameter of %d to %d characters (send 16 random bytes in hex)", MinNonce, MaxNonce), "nonce")
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("nonce must be one query parameter of %d to %d characters (send 16 fresh random bytes in hex)", MinNonce, MaxNonce), "nonce")
 		return
 	}
 	if len(h.token) == 0 {

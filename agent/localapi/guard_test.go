@@ -213,7 +213,7 @@ func TestHello(t *testing.T) {
 	if want := hex.EncodeToString(m.Sum(nil)); resp.StatusCode != 200 || h.HMAC != want {
 		t.Errorf("hello: %d %q, want 200 %q", resp.StatusCode, h.HMAC, want)
 	}
-	for _, q := range []string{"", "nonce=", "nonce=short", "nonce=" + strings.Repeat("a", localapi.MaxNonce+1), "nonce=" + nonce + "&nonce=" + nonce} {
+	for _, q := range []string{"", "nonce=", "nonce=" + strings.Repeat("a", localapi.MaxNonce+1), "nonce=" + nonce + "&nonce=" + nonce, "nonce=" + strings.Repeat("a", 8000)} {
 		resp, err := http.Get("http://" + addr + "/v1/hello?" + q)
 		if err != nil {
 			t.Fatal(err)
