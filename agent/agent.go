@@ -184,7 +184,10 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open outbox: %w", err)
 	}
-	a.listenOnce()
+	if err := a.listenOnce(); err != nil && !retryable(err) {
+		a.queue.Close()
+		return nil, fmt.Errorf("local API: listen on %s: %w (change api.listen)", cfg.API.Listen, err)
+	}
 	a.loadLicenseCache()
 	a.api = localapi.NewServer(localapi.NewHandler(localapi.Config{
 		Token:   a.cfg.API.Token.Reveal(),

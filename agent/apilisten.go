@@ -51,8 +51,8 @@ type apiListen struct {
 }
 
 // listenOnce tries the port once; on failure it records why (logged the
-// first time and then every tenth try).
-func (a *Agent) listenOnce() bool {
+// first time and then every tenth try) and returns the error.
+func (a *Agent) listenOnce() error {
 	ln, err := net.Listen("tcp", a.cfg.API.Listen)
 	now := time.Now()
 	l := &a.listen
@@ -75,7 +75,10 @@ func (a *Agent) listenOnce() bool {
 		if failures > 0 {
 			a.log.Warn("the local API listens again: the port is free", "addr", ln.Addr().String(), "failures", failures, "held_since", since.Format(time.RFC3339))
 		}
-		return true
+		return nil
+	}
+	if !retryable(err) {
+		return err
 	}
 	if l.failures == 0 {
 		l.since = now
@@ -100,7 +103,15 @@ func (a *Agent) listenOnce() bool {
 			a.log.Warn("cannot write "+APIWaitFile, "err", err)
 		}
 	}
-	return false
+	return err
+}
+
+// retryable: a listen error that may go away (the port taken, the address
+// not yet on the machine, a name not yet resolved) rather than one in
+// api.listen itself (an invalid port).
+func retryable(err error) bool {
+	var ae *net.AddrError
+	return !errors.As(err, &ae)
 }
 
 // serveAPI serves the local API, first waiting for its port when New

@@ -117,3 +117,20 @@ func TestAgentWaitsForATakenPort(t *testing.T) {
 		t.Errorf("Addr = %s, want %s", a.Addr(), cfg.API.Listen)
 	}
 }
+
+// TestBadListenAddressFailsAtOnce: an api.listen that can never work (an
+// invalid port) is an error from New, not a port to wait for.
+func TestBadListenAddressFailsAtOnce(t *testing.T) {
+	tp := tposltest.NewServer()
+	defer tp.Close()
+	od := oduyotest.NewServer()
+	defer od.Close()
+	cfg := testConfig(t, tp, od)
+	cfg.API.Listen = "127.0.0.1:99999"
+	if a, err := New(cfg, Options{}); err == nil || !strings.Contains(err.Error(), "api.listen") {
+		if a != nil {
+			a.queue.Close()
+		}
+		t.Fatalf("New with %s: %v, want an error naming api.listen", cfg.API.Listen, err)
+	}
+}
