@@ -28,7 +28,6 @@ import (
 	"github.com/tposagent/tposagent/agent/oduyo"
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/device"
-	"github.com/tposagent/tposagent/internal/atomicfile"
 	"github.com/tposagent/tposagent/internal/clock"
 	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/outbox"
@@ -52,6 +51,9 @@ type Options struct {
 	Clock clock.Clock
 	// Rand is the outbox's jitter source (nil: math/rand/v2).
 	Rand func() float64
+	// ListenRetryMax is the longest wait between two tries of a local API
+	// port that is taken (0: ListenRetryMax).
+	ListenRetryMax time.Duration
 }
 
 // Agent is one running till agent.
@@ -61,7 +63,7 @@ type Agent struct {
 	log    *slog.Logger
 	now    func() time.Time
 	queue  *outbox.Queue
-	ln     net.Listener
+	listen apiListen // the local API's listener (apilisten.go)
 	reader *device.Reader
 	tposl  *tposl.Client
 	oduyo  *oduyo.Client
@@ -94,8 +96,9 @@ const StopGrace = 2 * time.Second
 // ErrAlreadyRunning is returned by New when another agent holds the data dir.
 var ErrAlreadyRunning = errors.New("another tposagent is already running")
 
-// New opens the outbox and binds the local API so that a second agent or a
-// port in use fails at once; nothing slow happens here.
+// New opens the outbox (a second agent fails at once) and binds the local
+// API; a port that is taken does not fail: Run keeps trying it
+// (apilisten.go). Nothing slow happens here.
 func New(cfg *config.Config, opts Options) (*Agent, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -181,14 +184,9 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open outbox: %w", err)
 	}
-	a.ln, err = net.Listen("tcp", cfg.API.Listen)
-	if err != nil {
+	if err := a.listenOnce(); err != nil && !retryable(err) {
 		a.queue.Close()
-		return nil, fmt.Errorf("local API: listen on %s: %w (is another program using the port? change api.listen)", cfg.API.Listen, err)
-	}
-	// A listen address with port 0 is resolved here; clients read it back.
-	if err := atomicfile.Write(filepath.Join(cfg.DataDir, APIAddrFile), []byte(a.ln.Addr().String()+"\n"), 0o600); err != nil {
-		a.log.Warn("cannot record the local API address", "err", err)
+		return nil, fmt.Errorf("local API: listen on %s: %w (change api.listen)", cfg.API.Listen, err)
 	}
 	a.loadLicenseCache()
 	a.api = localapi.NewServer(localapi.NewHandler(localapi.Config{
@@ -199,6 +197,9 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		Metrics: a.writeMetrics,
 		Device:  a,
 		Logger:  a.opts.Logger.With("component", "localapi"),
+		// The Host names served (against DNS rebinding).
+		Listen:       a.cfg.API.Listen,
+		AllowedHosts: a.cfg.API.AllowedHosts,
 	}), localapi.ServerOptions{ShutdownGrace: StopGrace, Logger: a.opts.Logger.With("component", "localapi")})
 	return a, nil
 }
@@ -229,16 +230,23 @@ func (a *Agent) newOduyo() error {
 // on (useful when api.listen has port 0).
 const APIAddrFile = "api.addr"
 
-// Addr is the local API's address.
-func (a *Agent) Addr() net.Addr { return a.ln.Addr() }
+// Addr is the local API's address (api.listen while it cannot listen).
+func (a *Agent) Addr() net.Addr {
+	a.listen.mu.Lock()
+	defer a.listen.mu.Unlock()
+	if a.listen.ln == nil {
+		return apiAddr(a.cfg.API.Listen)
+	}
+	return a.listen.ln.Addr()
+}
 
 // Run runs the agent until ctx is done.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.queue.Close()
-	a.log.Info("tposagent started", "version", Version, "api", a.ln.Addr().String(), "data_dir", a.cfg.DataDir)
+	a.log.Info("tposagent started", "version", Version, "api", a.Addr().String(), "data_dir", a.cfg.DataDir)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.api.Serve(gctx, a.ln) })
+	g.Go(func() error { return a.serveAPI(gctx) })
 	if a.oduyo != nil {
 		sender := NewSender(a.oduyo)
 		sender.SetLogger(a.opts.Logger.With("component", "sender"))

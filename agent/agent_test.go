@@ -108,7 +108,7 @@ func TestLicenceFollowsServerAndDecaysOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a2.queue.Close()
-	defer a2.ln.Close()
+	defer a2.listen.ln.Close()
 	if l := a2.License(); l.State != tposl.Licensed || l.Source != tposl.SourceCache {
 		t.Errorf("after restart: %s from %s, want licensed from cache", l.State, l.Source)
 	}

@@ -36,6 +36,9 @@ func (a *Agent) Status() (s localapi.Status) {
 		st := a.api.Stats()
 		s.API = &st
 	}
+	if w := a.apiPortWarning(time.Now()); w != "" {
+		s.Warnings = append(s.Warnings, w)
+	}
 	if e := a.enqueues.view(); e.FailingSince != nil {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("records cannot be stored since %s (%d failed): %s", e.FailingSince.Format(time.RFC3339), e.Failures, e.LastError))
 	}

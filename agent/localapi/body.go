@@ -3,6 +3,7 @@ package localapi
 import (
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/tposagent/tposagent/agent/records"
@@ -13,9 +14,16 @@ import (
 // its buffer several times for a typical record). A longer body fails
 // with *http.MaxBytesError.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength > MaxBody {
+		// Refused before a byte of it is read (and the connection closed).
+		return nil, &http.MaxBytesError{Limit: MaxBody}
+	}
 	body := http.MaxBytesReader(w, r.Body, MaxBody)
 	if n := r.ContentLength; n > 0 && n <= MaxBody {
-		buf := make([]byte, 0, n+1) // +1: EOF is seen without a regrow
+		// +1: EOF is seen without a regrow. A large body announced is not
+		// allocated before it arrives: a caller that announces 64 KiB and
+		// sends a byte costs no more than what it sent.
+		buf := make([]byte, 0, min(n+1, preallocBody))
 		for {
 			m, err := body.Read(buf[len(buf):cap(buf)])
 			buf = buf[:len(buf)+m]
@@ -26,13 +34,20 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 				return buf, err
 			}
 			if len(buf) == cap(buf) {
-				rest, err := io.ReadAll(body)
-				return append(buf, rest...), err
+				if int64(len(buf)) > n {
+					rest, err := io.ReadAll(body) // longer than announced: MaxBytesReader ends it
+					return append(buf, rest...), err
+				}
+				buf = slices.Grow(buf, int(min(n+1, 2*int64(cap(buf))))-len(buf))
 			}
 		}
 	}
 	return io.ReadAll(body)
 }
+
+// preallocBody is the most allocated for a body before its bytes arrive
+// (records are typically well under it).
+const preallocBody = 16 << 10
 
 // writeAccepted writes the 202 of an enqueue: the bytes writeJSON would
 // write for acc, without reflection.

@@ -174,6 +174,11 @@ func TestContract(t *testing.T) {
 		{"GET", "/v1/device", "", nil, 200},
 		{"PUT", "/v1/device", `{"fiscal_serial":"XX00000000"}`, nil, 400},
 		{"PUT", "/v1/device", `{"fiscal_serial":"JI20012345","colour":"red"}`, nil, 400},
+		{"GET", "/v1/hello?nonce=00112233445566778899aabbccddeeff", "", map[string]string{"Authorization": ""}, 200},
+		{"GET", "/v1/hello?nonce=", "", map[string]string{"Authorization": ""}, 400},
+		{"GET", "/v1/status", "", map[string]string{"Host": "evil.example"}, 421},
+		{"GET", "/v1/hello?nonce=00112233445566778899aabbccddeeff", "", map[string]string{"Host": "evil.example:8787"}, 421},
+		{"POST", "/v1/kasa", `{"id":2}`, map[string]string{"Origin": "http://evil.example"}, 403},
 	}
 	unserved := map[string]bool{}
 	for _, c := range calls {
@@ -183,7 +188,14 @@ func TestContract(t *testing.T) {
 			req.Header.Set("Content-Type", "application/json")
 		}
 		for k, v := range c.header {
-			req.Header.Set(k, v)
+			switch {
+			case k == "Host":
+				req.Host = v
+			case v == "":
+				req.Header.Del(k)
+			default:
+				req.Header.Set(k, v)
+			}
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

@@ -7,11 +7,16 @@
 // agent adapts those to it.
 //
 // Every call needs "Authorization: Bearer <api.token>", compared in
-// constant time — except GET / (the status page for store staff, page.go)
-// and GET /v1/openapi.json (the API's OpenAPI document, openapi.go), which
-// show no secret and change nothing. Errors are {"error": "...", "field":
-// "..."} with 400, 401, 404, 405, 409, 413, 431 or 503. What one caller can
-// cost is bounded by the Server (server.go): headers, connections, time.
+// constant time — except GET / (the status page for store staff, page.go),
+// GET /v1/openapi.json (the API's OpenAPI document, openapi.go) and GET
+// /v1/hello (the proof that this server knows the token, guard.go), which
+// show no secret and change nothing. Before anything else a request's Host
+// must be one of the agent's names (421 otherwise, against DNS rebinding)
+// and a call that changes state must not come from a foreign Origin (403;
+// guard.go). Errors are {"error": "...", "field": "..."} with 400, 401,
+// 403, 404, 405, 408, 409, 413, 421, 431 or 503. What one caller can cost
+// is bounded by the Server (server.go): headers, body rate, connections,
+// time.
 // A record is validated completely before it is
 // queued, and 202 {"id": N} is answered only after the outbox has committed
 // it durably: a rejected or failed request leaves nothing half-accepted.
@@ -162,10 +167,16 @@ type Config struct {
 	Logger  *slog.Logger
 	Metrics func(w io.Writer) // extra metric lines (optional)
 	Device  DeviceIdentity    // for /v1/device; nil: not served (404)
+	// Listen is api.listen (or the address listened on): loopback serves
+	// only the loopback names; a widened one also the machine's names and
+	// AllowedHosts (guard.go). Empty: judged as loopback.
+	Listen       string
+	AllowedHosts []string // api.allowed_hosts
 }
 
 type handler struct {
 	cfg   Config
+	guard *hostGuard
 	token []byte
 	log   *slog.Logger
 	mux   *http.ServeMux
@@ -176,7 +187,8 @@ func NewHandler(cfg Config) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{cfg: cfg, token: []byte(strings.TrimSpace(cfg.Token)), log: cfg.Logger}
+	h := &handler{cfg: cfg, token: []byte(strings.TrimSpace(cfg.Token)), log: cfg.Logger,
+		guard: newHostGuard(cfg.Listen, cfg.AllowedHosts)}
 	m := http.NewServeMux()
 	m.HandleFunc("GET /v1/status", h.status)
 	m.HandleFunc("GET /v1/license", h.license)
@@ -192,17 +204,21 @@ func NewHandler(cfg Config) http.Handler {
 	}
 	m.HandleFunc("GET /{$}", h.page)                   // served before the token check (public)
 	m.HandleFunc("GET /v1/openapi.json", serveOpenAPI) // likewise
+	m.HandleFunc("GET /v1/hello", h.hello)             // likewise (guard.go)
 	h.mux = m
 	return h
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.guard.check(w, r) { // a foreign Host or Origin: before anything else
+		return
+	}
 	if h.public(w, r) { // the status page and the API document need no token
 		return
 	}
 	if !h.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="tposagent"`)
-		writeError(w, http.StatusUnauthorized, "missing or wrong token: send Authorization: Bearer <api.token from the agent's config>", "")
+		writeErrorClose(w, r, http.StatusUnauthorized, "missing or wrong token: send Authorization: Bearer <api.token from the agent's config>", "")
 		return
 	}
 	// The mux answers unknown paths and wrong methods; make them JSON too.
@@ -258,10 +274,10 @@ func (h *handler) enqueue(kind Kind, normalize func([]byte) (json.RawMessage, st
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
-				writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", MaxBody), "")
+				writeErrorClose(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", MaxBody), "")
 				return
 			}
-			writeError(w, http.StatusBadRequest, "cannot read body: "+err.Error(), "")
+			writeErrorClose(w, r, http.StatusBadRequest, "cannot read body: "+err.Error(), "")
 			return
 		}
 		if !utf8.Valid(body) {
@@ -414,10 +430,10 @@ func (h *handler) putDevice(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", MaxBody), "")
+			writeErrorClose(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", MaxBody), "")
 			return
 		}
-		writeError(w, http.StatusBadRequest, "cannot read body: "+err.Error(), "")
+		writeErrorClose(w, r, http.StatusBadRequest, "cannot read body: "+err.Error(), "")
 		return
 	}
 	rep, err := ParseDeviceReport(body)

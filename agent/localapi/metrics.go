@@ -106,6 +106,7 @@ func writeHealthMetrics(w io.Writer, s Status) {
 		gauge("tposagent_api_connections", "Open connections to the local API.", float64(s.API.Open))
 		fmt.Fprintf(w, "# HELP tposagent_api_connections_evicted_total Connections closed before a whole request to make room for a new one.\n# TYPE tposagent_api_connections_evicted_total counter\ntposagent_api_connections_evicted_total %d\n", s.API.Evicted)
 		fmt.Fprintf(w, "# HELP tposagent_api_connections_refused_total New connections refused with 503: no connection could make room.\n# TYPE tposagent_api_connections_refused_total counter\ntposagent_api_connections_refused_total %d\n", s.API.Refused)
+		fmt.Fprintf(w, "# HELP tposagent_api_slow_bodies_total Connections closed because their request body arrived slower than the minimum rate.\n# TYPE tposagent_api_slow_bodies_total counter\ntposagent_api_slow_bodies_total %d\n", s.API.SlowBodies)
 	}
 }
 

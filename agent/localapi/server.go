@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,12 +30,15 @@ const (
 	// its request in one go — takes the place of a connection that is not
 	// inside a request: the oldest one trickling headers it has not
 	// finished, else one silent for over 20 ms, else one idle for over MinAge;
-	// it waits aside up to MinAge for one. Any other new connection takes
+	// it waits aside up to MinAge for one; after the trickling ones, a
+	// connection inside a body that has stalled (no byte for 20 ms, or
+	// MinAge for a newcomer without a whole request) gives its place, the
+	// one stalled longest first. Any other new connection takes
 	// only the place of a trickling one, or of one silent (idle) for over
 	// MinAge (4×MinAge), and is refused (503) otherwise — one that has
 	// sent nothing yet first waits aside up to MinAge for its first bytes.
-	// A connection inside a request, or whose headers are all in, is
-	// never pushed out.
+	// Any other connection inside a request, or whose headers are all in,
+	// is never pushed out.
 	MaxConns = 256
 	// MinAge is how long a connection that has sent nothing is safe from
 	// being pushed out by another connection that has not sent a whole
@@ -47,6 +51,16 @@ const (
 	IdleTimeout = 30 * time.Second
 	// RequestTimeout bounds reading a whole request and writing its answer.
 	RequestTimeout = 30 * time.Second
+	// A request body must arrive at a minimum rate, or the connection is
+	// closed (after a 408): BodyGraceBytes (or the whole body, when it is
+	// smaller) within BodyGrace of the handler starting, then at least
+	// BodyMinRate bytes per second; a record of 1 MiB needs 31 s at that
+	// floor, within RequestTimeout. A connection whose body has stalled
+	// (no byte for a moment) is pushed out for a new request like one
+	// trickling its headers.
+	BodyGrace      = 2 * time.Second
+	BodyGraceBytes = 16 << 10
+	BodyMinRate    = 32 << 10
 )
 
 // ServerOptions are the limits of a Server; zero fields take the defaults
@@ -58,6 +72,9 @@ type ServerOptions struct {
 	HeaderTimeout  time.Duration
 	IdleTimeout    time.Duration
 	RequestTimeout time.Duration
+	BodyGrace      time.Duration
+	BodyGraceBytes int64
+	BodyMinRate    int64 // bytes per second
 	// ShutdownGrace is how long Serve lets requests in flight finish after
 	// its context is done; then their contexts are cancelled and their
 	// connections closed. Default 2s.
@@ -70,6 +87,9 @@ type ServerStats struct {
 	Open    int    `json:"connections"`   // open now
 	Evicted uint64 `json:"evicted_total"` // closed to make room for a new one
 	Refused uint64 `json:"refused_total"` // new connections answered 503: no connection could make room
+	// SlowBodies counts connections closed because their request body
+	// arrived slower than the floor (BodyGrace, BodyMinRate).
+	SlowBodies uint64 `json:"slow_bodies_total"`
 	// RefusedWaiting counts, among Refused, the connections that sent
 	// nothing: too many were waiting aside already, or they waited MinAge.
 	RefusedWaiting uint64 `json:"refused_silent_total"`
@@ -84,6 +104,7 @@ type Server struct {
 	evicted  atomic.Uint64
 	refused  atomic.Uint64
 	refusedW atomic.Uint64
+	slow     atomic.Uint64
 	handlers atomic.Int64 // requests in the handler now
 
 	mu    sync.Mutex
@@ -110,6 +131,15 @@ func NewServer(h http.Handler, o ServerOptions) *Server {
 	}
 	if o.RequestTimeout <= 0 {
 		o.RequestTimeout = RequestTimeout
+	}
+	if o.BodyGrace <= 0 {
+		o.BodyGrace = BodyGrace
+	}
+	if o.BodyGraceBytes <= 0 {
+		o.BodyGraceBytes = BodyGraceBytes
+	}
+	if o.BodyMinRate <= 0 {
+		o.BodyMinRate = BodyMinRate
 	}
 	if o.ShutdownGrace <= 0 {
 		o.ShutdownGrace = 2 * time.Second
@@ -145,7 +175,7 @@ func (s *Server) Stats() ServerStats {
 	s.mu.Lock()
 	n := len(s.conns)
 	s.mu.Unlock()
-	return ServerStats{Open: n, Evicted: s.evicted.Load(), Refused: s.refused.Load(), RefusedWaiting: s.refusedW.Load()}
+	return ServerStats{Open: n, Evicted: s.evicted.Load(), Refused: s.refused.Load(), RefusedWaiting: s.refusedW.Load(), SlowBodies: s.slow.Load()}
 }
 
 // Serve answers on ln until ctx is done, then stops: requests in flight
@@ -187,17 +217,107 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 type connKey struct{}
 
 // track marks a connection as inside a request while h runs: such a
-// connection is never closed to make room.
+// connection is not closed to make room, unless its body has stalled. The
+// body must arrive at the minimum rate (rateBody). An answer that says
+// "Connection: close" (401, 413, 421, …) ends the request: what is left of
+// its body is not read, and the connection no longer counts against
+// MaxConns while net/http closes it.
 func (s *Server) track(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.handlers.Add(1)
 		defer s.handlers.Add(-1)
-		if tc, ok := r.Context().Value(connKey{}).(*trackedConn); ok {
-			tc.handling.Add(1)
-			defer tc.handling.Add(-1)
+		tc, ok := r.Context().Value(connKey{}).(*trackedConn)
+		if !ok {
+			h.ServeHTTP(w, r)
+			return
+		}
+		tc.handling.Add(1)
+		defer tc.handling.Add(-1)
+		var rb *rateBody
+		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+			now := time.Now()
+			rb = &rateBody{ReadCloser: r.Body, tc: tc, start: now, want: r.ContentLength}
+			tc.bodyAt.Store(now.UnixNano())
+			tc.inBody.Store(true)
+			defer tc.inBody.Store(false)
+			r.Body = rb
 		}
 		h.ServeHTTP(w, r)
+		if w.Header().Get("Connection") == "close" {
+			if rb != nil && !rb.eof {
+				// net/http would wait to drain up to 256 KiB of the body
+				// before closing. Only what has already arrived is read
+				// (closing on unread bytes makes the kernel send a reset,
+				// which can cost the client the answer); nothing more is
+				// waited for.
+				tc.Conn.SetReadDeadline(time.Now().Add(refusalLinger))
+			}
+			s.forget(tc)
+		}
 	})
+}
+
+// refusalLinger is how long the rest of a refused request's body is read
+// before its connection is closed: enough for bytes already sent, never
+// enough to wait for a slow sender.
+const refusalLinger = 10 * time.Millisecond
+
+// rateBody is a request body that must arrive at the Server's minimum
+// rate; a body that falls behind closes its connection.
+type rateBody struct {
+	io.ReadCloser
+	tc    *trackedConn
+	start time.Time
+	want  int64 // Content-Length, -1 when unknown (chunked)
+	n     int64
+	eof   bool
+}
+
+// errSlowBody is the body's read error when it falls behind.
+var errSlowBody = errors.New("request body arrived too slowly")
+
+func (b *rateBody) Read(p []byte) (int, error) {
+	if b.eof {
+		return b.ReadCloser.Read(p)
+	}
+	o := &b.tc.s.opts
+	d := b.start.Add(o.BodyGrace)
+	if extra := b.n - o.BodyGraceBytes; extra > 0 {
+		d = d.Add(time.Duration(float64(extra) / float64(o.BodyMinRate) * float64(time.Second)))
+	}
+	if lim := b.start.Add(o.RequestTimeout); d.After(lim) {
+		d = lim
+	}
+	b.tc.Conn.SetReadDeadline(d)
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	if n > 0 {
+		b.tc.bodyAt.Store(time.Now().UnixNano())
+		if b.want >= 0 && b.n >= b.want {
+			b.tc.inBody.Store(false) // all in, even if EOF is not read yet
+		}
+	}
+	var ne net.Error
+	switch {
+	case err == io.EOF:
+		// net/http has started its own read (and deadline) for the end
+		// of the connection: the body's deadline is not touched again.
+		b.eof = true
+		b.tc.inBody.Store(false)
+	case errors.As(err, &ne) && ne.Timeout() && !time.Now().Before(d):
+		b.tc.s.slow.Add(1)
+		b.tc.s.log.Debug("local API: request body too slow, connection closed", "bytes", b.n, "after", time.Since(b.start).Round(time.Millisecond))
+		b.tc.Conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		b.tc.Conn.Write(slowAnswer(o))
+		b.tc.Close()
+		return n, fmt.Errorf("%w (%d bytes in %s)", errSlowBody, b.n, time.Since(b.start).Round(time.Millisecond))
+	}
+	return n, err
+}
+
+func slowAnswer(o *ServerOptions) []byte {
+	return cannedAnswer(http.StatusRequestTimeout, fmt.Sprintf("request body arrived too slowly: send %d bytes (or all of it) within %s, then at least %d bytes/s; the connection is closed",
+		o.BodyGraceBytes, o.BodyGrace, o.BodyMinRate), "")
 }
 
 func (s *Server) connState(c net.Conn, st http.ConnState) {
@@ -248,15 +368,28 @@ func (s *Server) admit(tc *trackedConn) bool {
 const minSilentAge = 20 * time.Millisecond
 
 // victimLocked picks the connection to close for a newcomer, never one
-// inside a request or whose headers are all in: the oldest that has begun
-// headers it has not finished; else, for a newcomer with a whole request
+// inside a request or whose headers are all in unless its body has
+// stalled: the oldest that has begun headers it has not finished; else the
+// one whose body stalled longest (no byte for minSilentAge when urgent,
+// MinAge otherwise); else, for a newcomer with a whole request
 // (urgent), the oldest silent one (older than minSilentAge) and then the
 // longest idle one (idle over MinAge: a polling POS keeps its connection);
 // for another newcomer only one silent over MinAge or idle over 4×MinAge.
 func (s *Server) victimLocked(now time.Time, urgent bool) *trackedConn {
-	var trickling, silent, idle *trackedConn
+	var trickling, silent, idle, stalled *trackedConn
 	older := func(a, b *trackedConn) bool { return b == nil || a.since.Load() < b.since.Load() }
+	stallAge := s.opts.MinAge
+	if urgent {
+		stallAge = minSilentAge
+	}
 	for c := range s.conns {
+		if c.inBody.Load() {
+			// inside its body: pushed out once no byte came for stallAge
+			if at := c.bodyAt.Load(); now.UnixNano()-at >= int64(stallAge) && (stalled == nil || at < stalled.bodyAt.Load()) {
+				stalled = c
+			}
+			continue
+		}
 		if c.handling.Load() > 0 || c.headersDone.Load() {
 			continue
 		}
@@ -277,6 +410,9 @@ func (s *Server) victimLocked(now time.Time, urgent bool) *trackedConn {
 	}
 	if trickling != nil {
 		return trickling
+	}
+	if stalled != nil {
+		return stalled
 	}
 	age := func(c *trackedConn) time.Duration { return now.Sub(time.Unix(0, c.since.Load())) }
 	if silent != nil && (urgent && age(silent) >= minSilentAge || age(silent) >= s.opts.MinAge) {
@@ -533,6 +669,8 @@ type trackedConn struct {
 	parkState   atomic.Int32
 	waitElem    *list.Element // in limitListener.waiting; guarded by its pmu
 	handling    atomic.Int32  // requests of this connection in the handler
+	inBody      atomic.Bool   // the handler has not read the whole body yet
+	bodyAt      atomic.Int64  // the body's start or last byte (UnixNano)
 	closed      sync.Once
 }
 

@@ -82,7 +82,7 @@ func rawRequest(t *testing.T, addr, req string) (*http.Response, []byte) {
 
 // headerOf builds a GET whose request line and headers are exactly n bytes.
 func headerOf(n int) string {
-	head := "GET /v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token + "\r\nX-Pad: "
+	head := "GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token + "\r\nX-Pad: "
 	tail := "\r\n\r\n"
 	return head + strings.Repeat("p", n-len(head)-len(tail)) + tail
 }
@@ -257,7 +257,7 @@ func TestConnLimitNeverCutsARequest(t *testing.T) {
 		}()
 	}
 	entered.Wait()
-	resp, body := rawRequest(t, addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, body := rawRequest(t, addr, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	var eb localapi.ErrorBody
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || json.Unmarshal(body, &eb) != nil {
 		t.Errorf("with every connection in a request: %d %q, want 503 JSON with Retry-After", resp.StatusCode, body)
@@ -381,7 +381,7 @@ func TestConnLimitSilentFlood(t *testing.T) {
 		t.Errorf("refused after %v, want after MinAge (%v)", d, minAge)
 	}
 	// A POS request: served, in place of the oldest silent connection.
-	resp, body := rawRequest(t, addr, "GET /v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+token+"\r\n\r\n")
+	resp, body := rawRequest(t, addr, "GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "+token+"\r\n\r\n")
 	if resp.StatusCode != 200 {
 		t.Fatalf("POS request with every slot silent: %d %s", resp.StatusCode, body)
 	}
@@ -403,7 +403,7 @@ func TestConnLimitSilentFlood(t *testing.T) {
 	defer late.Close()
 	time.Sleep(50 * time.Millisecond) // the client is slow to write, on purpose: not a wait for a timer
 	late.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(late, "GET /v1/license HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+token+"\r\n\r\n")
+	io.WriteString(late, "GET /v1/license HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "+token+"\r\n\r\n")
 	resp, err = http.ReadResponse(bufio.NewReader(late), nil)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("a POS request 50 ms behind its connection: %v %v", resp, err)
@@ -450,7 +450,7 @@ func TestServeSurvivesTemporaryAcceptErrors(t *testing.T) {
 			t.Errorf("Serve: %v", err)
 		}
 	}()
-	resp, body := rawRequest(t, ln.Addr().String(), "GET /v1/license HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+token+"\r\n\r\n")
+	resp, body := rawRequest(t, ln.Addr().String(), "GET /v1/license HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "+token+"\r\n\r\n")
 	if resp.StatusCode != 200 {
 		t.Errorf("after a temporary accept error: %d %s", resp.StatusCode, body)
 	}
@@ -489,7 +489,7 @@ func TestWaitingAsideGivesWay(t *testing.T) {
 	if closedByPeer(aside[len(aside)-1], 200*time.Millisecond) {
 		t.Errorf("the newest connection waiting aside was closed")
 	}
-	resp, body := rawRequest(t, addr, "GET /v1/license HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+token+"\r\n\r\n")
+	resp, body := rawRequest(t, addr, "GET /v1/license HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer "+token+"\r\n\r\n")
 	if resp.StatusCode != 200 {
 		t.Errorf("POS request with every slot taken and many waiting aside: %d %s", resp.StatusCode, body)
 	}

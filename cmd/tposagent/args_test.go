@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -9,17 +10,25 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/internal/config"
 )
 
 // fakeAgent is a local API that records the calls it gets and answers
 // every one with an empty JSON object.
+const fakeAgentToken = "args-test-token-0123456789"
+
 type fakeAgent struct {
 	mu    sync.Mutex
 	calls []string
 }
 
 func (f *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/v1/hello" { // the CLI proves the agent first (not counted as a call)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(localapi.Hello{HMAC: localapi.HelloMAC(fakeAgentToken, r.URL.Query().Get("nonce"))})
+		return
+	}
 	f.mu.Lock()
 	f.calls = append(f.calls, r.Method+" "+r.URL.Path)
 	f.mu.Unlock()
@@ -47,7 +56,7 @@ func agentConfig(t *testing.T, srv *httptest.Server) string {
 	c := config.Default()
 	c.DataDir = dir
 	c.API.Listen = strings.TrimPrefix(srv.URL, "http://")
-	c.API.Token = "args-test-token-0123456789"
+	c.API.Token = fakeAgentToken
 	path := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(path, config.Encode(&c), 0o600); err != nil {
 		t.Fatal(err)

@@ -28,7 +28,16 @@ func apiClient(e *env) (*localapi.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &localapi.Client{BaseURL: base, Token: cfg.API.Token.Reveal()}, nil
+	// The client proves the agent before it sends the token (GET
+	// /v1/hello); when that fails, the agent's own note on its port says
+	// whether it is waiting for the port.
+	return &localapi.Client{BaseURL: base, Token: cfg.API.Token.Reveal(), AgentNote: func() string {
+		b, err := atomicfile.ReadFile(filepath.Join(cfg.DataDir, agent.APIWaitFile))
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}}, nil
 }
 
 // apiBaseURL is the URL of the running agent's local API ("http://host:port").

@@ -123,6 +123,43 @@ var deviceProtocols = []string{"auto", "crc16-arc", "crc16-ccitt", "t300"}
 type API struct {
 	Listen string `toml:"listen"`
 	Token  Secret `toml:"token"`
+	// AllowedHosts are more names (or addresses) the local API answers to
+	// in the Host header, e.g. a name the POS uses for a widened listen;
+	// the loopback names, and for a widened listen the machine's names
+	// and addresses, need no entry. Without a port.
+	AllowedHosts []string `toml:"allowed_hosts"`
+}
+
+// MaxAllowedHosts bounds api.allowed_hosts.
+const MaxAllowedHosts = 64
+
+// checkAllowedHost returns why h cannot be an api.allowed_hosts entry
+// ("" when it can): an IP address (IPv6 with or without brackets) or a
+// DNS/NetBIOS name, without scheme, port, path or wildcard.
+func checkAllowedHost(h string) string {
+	if h != strings.TrimSpace(h) || h == "" {
+		return "must not be empty or have spaces around it"
+	}
+	if ip := net.ParseIP(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")); ip != nil {
+		return ""
+	}
+	if len(h) > 253 {
+		return "is longer than 253 characters"
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return "must be a host name (labels of 1 to 63 characters) or an IP address, without scheme, port or path"
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return "has a label that starts or ends with '-'"
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return fmt.Sprintf("must be a host name or an IP address, without scheme, port, path or wildcard (found %q)", r)
+			}
+		}
+	}
+	return ""
 }
 
 // Outbox is the durable queue.
@@ -461,6 +498,14 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
 		return bad("api.listen", "must be host:port, e.g. 127.0.0.1:8787 (%v)", err)
+	}
+	if n := len(c.API.AllowedHosts); n > MaxAllowedHosts {
+		return bad("api.allowed_hosts", "has %d entries, at most %d", n, MaxAllowedHosts)
+	}
+	for i, h := range c.API.AllowedHosts {
+		if why := checkAllowedHost(h); why != "" {
+			return bad(fmt.Sprintf("api.allowed_hosts[%d]", i), "%q %s", h, why)
+		}
 	}
 	if strings.TrimSpace(c.API.Token.Reveal()) == "" {
 		return bad("api.token", "is required and must not be blank: every call of the local API needs it (run 'tposagent install' to generate one)")

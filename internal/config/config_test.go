@@ -90,6 +90,10 @@ func TestLoadErrors(t *testing.T) {
 		{"zero tries", strings.Replace(validFile, `port = "/dev/ttyUSB0"`, "port = \"/dev/ttyUSB0\"\ntries = 0", 1), "device.tries", 0, "1..10"},
 		{"no token", strings.Replace(validFile, `"0123456789abcdef0123"`, `""`, 1), "api.token", 0, "required"},
 		{"zero interval", strings.Replace(validFile, `"1h"`, `"0s"`, 1), "tposl.interval", 0, "positive"},
+		{"allowed host with port", strings.Replace(validFile, "[api]\n", "[api]\nallowed_hosts = [\"kasa1\", \"kasa1.local:8787\"]\n", 1), "api.allowed_hosts[1]", 0, "without scheme, port"},
+		{"allowed host url", strings.Replace(validFile, "[api]\n", "[api]\nallowed_hosts = [\"http://kasa1\"]\n", 1), "api.allowed_hosts[0]", 0, "host name"},
+		{"allowed host wildcard", strings.Replace(validFile, "[api]\n", "[api]\nallowed_hosts = [\"*.local\"]\n", 1), "api.allowed_hosts[0]", 0, "wildcard"},
+		{"allowed host empty", strings.Replace(validFile, "[api]\n", "[api]\nallowed_hosts = [\"\"]\n", 1), "api.allowed_hosts[0]", 0, "empty"},
 		{"syntax", validFile + "[[[", "", 23, ""},
 		{"not utf-8", validFile + "# \xff\n", "", 0, "UTF-8"},
 	}
@@ -164,6 +168,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Device.Exclude = []string{"COM1", "/dev/ttyS0"}
+	c.API.AllowedHosts = []string{"kasa-1.magaza.local", "192.168.1.20", "[fe80::1]"}
 	back, err := Parse(Encode(c), "x.toml")
 	if err != nil {
 		t.Fatalf("re-parse: %v\n%s", err, Encode(c))
@@ -242,5 +247,39 @@ probe_budget = "20s"`, 1)
 	}
 	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "device.timeout") {
 		t.Errorf("warnings %q", w)
+	}
+}
+
+// TestAllowedHosts: api.allowed_hosts takes names and addresses (IPv6
+// with or without brackets), and refuses anything with a port, a scheme,
+// a path or a wildcard, naming the entry.
+func TestAllowedHosts(t *testing.T) {
+	for _, h := range []string{"kasa1", "KASA-1.magaza.local", "kasa_1", "192.168.1.20", "fe80::1", "[fe80::1]"} {
+		if why := checkAllowedHost(h); why != "" {
+			t.Errorf("%q refused: %s", h, why)
+		}
+	}
+	for _, h := range []string{"", " kasa1", "kasa1:8787", "http://kasa1", "kasa1/x", "*.local", "-kasa", "a..b", strings.Repeat("a", 64)} {
+		if checkAllowedHost(h) == "" {
+			t.Errorf("%q accepted", h)
+		}
+	}
+	c, err := Parse([]byte(strings.Replace(validFile, "[api]\n", "[api]\nallowed_hosts = [\"kasa1\", \"192.168.1.20\"]\n", 1)), "x.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.API.AllowedHosts, []string{"kasa1", "192.168.1.20"}) {
+		t.Errorf("allowed_hosts = %q", c.API.AllowedHosts)
+	}
+	c.API.AllowedHosts = make([]string, MaxAllowedHosts+1)
+	for i := range c.API.AllowedHosts {
+		c.API.AllowedHosts[i] = fmt.Sprintf("h%d", i)
+	}
+	var ce *Error
+	if err := c.Validate(); !errors.As(err, &ce) || ce.Key != "api.allowed_hosts" {
+		t.Errorf("%d entries: %v", len(c.API.AllowedHosts), err)
 	}
 }

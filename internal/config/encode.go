@@ -89,7 +89,8 @@ probe_budget  = {{q .Device.ProbeBudget.String}}
 [api]
 listen = {{q .API.Listen}}   # loopback only unless you mean it
 token  = {{secret .API.Token}}
-
+{{if .API.AllowedHosts}}allowed_hosts = {{qlist .API.AllowedHosts}}   # more Host names a widened listen answers to
+{{end}}
 [outbox]
 max_size         = {{q .Outbox.MaxSize.String}}
 retry_max        = {{q .Outbox.RetryMax.String}}

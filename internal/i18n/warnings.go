@@ -24,6 +24,9 @@ var warningsTR = []struct {
 	{regexp.MustCompile(`^outbox file (.+) was replaced by another file while the agent ran`), "kayıt dosyası $1 ajan çalışırken başka bir dosyayla değiştirildi: yeni kayıtlar reddediliyor, ajanı yeniden başlatın (ayrıntı: tposagent status --json)"},
 	{regexp.MustCompile(`^records are refused until the outbox file opens: (.*)$`), "kayıt dosyası açılana kadar kayıtlar reddediliyor (her saniye yeniden deneniyor): $1"},
 	{regexp.MustCompile(`^a corrupt outbox file was moved aside to (\S+) at (\S+)$`), "bozuk bir kayıt dosyası $2 tarihinde $1 olarak kenara alındı"},
+	{regexp.MustCompile(`^the local API cannot listen on (\S+) since (\S+): another program holds the port \(retrying every (\S+); find it: (.*)\)$`), "yerel API $2 tarihinden beri $1 adresini dinleyemiyor: bağlantı noktasını başka bir program tutuyor ($3 arayla yeniden deneniyor; bulmak için: $4)"},
+	{regexp.MustCompile(`^the local API cannot listen on (\S+) since (\S+): (.*) \(retrying every (\S+)\)$`), "yerel API $2 tarihinden beri $1 adresini dinleyemiyor: $3 ($4 arayla yeniden deneniyor)"},
+	{regexp.MustCompile(`^the local API port (\S+) was taken from (\S+) to (\S+): `), "yerel API bağlantı noktası $1, $2 ile $3 arasında başka bir programdaydı: o sırada çağıran bir POS token'ını ona göndermiş olabilir (şüphe varsa api.token'ı değiştirin)"},
 }
 
 // Warning is w in l: the English text itself, or its Turkish form when

@@ -34,6 +34,9 @@ func TestEveryWarningHasTurkish(t *testing.T) {
 		"outbox file /var/lib/tposagent/outbox.db was deleted while the agent ran; new records are refused until the agent is restarted",
 		"outbox file C:\\data\\outbox.db was replaced by another file while the agent ran",
 		fmt.Sprintf("a corrupt outbox file was moved aside to %s at %s", "/var/lib/tposagent/outbox.db.corrupt-x", "2026-11-27T10:00:00Z"),
+		"the local API cannot listen on 127.0.0.1:8787 since 2026-11-27T11:00:00Z: another program holds the port (retrying every 5s; find it: ss -ltnp 'sport = :8787')",
+		"the local API cannot listen on 0.0.0.0:8787 since 2026-11-27T11:00:00Z: listen tcp 0.0.0.0:8787: bind: permission denied (retrying every 5s)",
+		"the local API port 127.0.0.1:8787 was taken from 2026-11-27T10:00:00Z to 2026-11-27T11:00:00Z: a POS that called then may have sent its token to another program (change api.token if in doubt)",
 	)
 	for _, w := range warnings {
 		tr := i18n.TR.Warning(w)
