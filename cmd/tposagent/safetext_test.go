@@ -54,6 +54,8 @@ func TestCLIPrintsServerTextSafely(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		switch r.URL.Path {
+		case "/v1/hello": // the CLI proves the agent before it sends the token
+			_ = json.NewEncoder(w).Encode(localapi.Hello{HMAC: localapi.HelloMAC(token, r.URL.Query().Get("nonce"))})
 		case "/v1/status":
 			_ = json.NewEncoder(w).Encode(st)
 		case "/v1/license":
