@@ -258,7 +258,8 @@ func TestMSILifecycleUnderWine(t *testing.T) {
 	if st := svcState(); st != "stopped" {
 		t.Errorf("after the install without properties the service is %s, want stopped", st)
 	}
-	if out, err := w.run(time.Minute, "sc", "qc", "tposagent"); err != nil || !strings.Contains(out, "AUTO_START") {
+	// Start 2: SERVICE_AUTO_START (wine has no "sc qc").
+	if out, err := w.run(time.Minute, "reg", "query", `HKLM\SYSTEM\CurrentControlSet\Services\tposagent`, "/v", "Start"); err != nil || !regexp.MustCompile(`Start\s+REG_DWORD\s+0x2\b`).MatchString(out) {
 		t.Errorf("the service is not registered for automatic start: %v\n%s", err, out)
 	}
 	if !eventSource() || !exists(exePath) || exists(cfgPath) {
@@ -305,8 +306,10 @@ func TestMSILifecycleUnderWine(t *testing.T) {
 		}
 		return s.Version
 	}
+	t0 := time.Now()
 	testrig.WaitFor(t, "the local API of the installed service", 30*time.Second, func() bool { return version() == oldVersion })
 	testrig.WaitFor(t, "registration with the fake TPOSL", 30*time.Second, func() bool { return len(tp.Requests()) > 0 })
+	t.Logf("RESULT msi-step=install-to-registered took=%s", (r.took + time.Since(t0)).Round(time.Millisecond))
 	p := tp.Requests()[0]
 	if p.WebErisimKullanici != "msi-kasa" || p.WebErisimSifre != msiTPOSLPassword || p.VergiNumarasi != "1234567890" || p.PosNo != 3 || p.YKFiscalSeriNo != "JI20012345" {
 		t.Errorf("registration = user %q, tax %q, pos %d, serial %q: not the properties", p.WebErisimKullanici, p.VergiNumarasi, p.PosNo, p.YKFiscalSeriNo)
@@ -353,7 +356,9 @@ func TestMSILifecycleUnderWine(t *testing.T) {
 		t.Fatalf("upgrade: msiexec exit %d\n%s\n%s", r.code, r.ca, r.out)
 	}
 	noSecret("the custom action's lines in the MSI log", r.ca)
+	t0 = time.Now()
 	testrig.WaitFor(t, "the new version's local API", 30*time.Second, func() bool { return version() == newVersion })
+	t.Logf("RESULT msi-step=upgrade-to-new-version-answering took=%s", (r.took + time.Since(t0)).Round(time.Millisecond))
 	after := readCfg()
 	if after.API.Token.Reveal() != token {
 		t.Errorf("the upgrade changed the api token")
@@ -368,7 +373,10 @@ func TestMSILifecycleUnderWine(t *testing.T) {
 		}
 	}
 	od.SetDown(false)
-	testrig.WaitFor(t, "the records accepted before the upgrade at Ödüyo", 60*time.Second, func() bool {
+	t0 = time.Now()
+	// The agent waits up to outbox.reconnect_jitter (30 s by default) after
+	// a reconnect before it sends.
+	testrig.WaitFor(t, "the records accepted before the upgrade at Ödüyo", 90*time.Second, func() bool {
 		got := map[string]bool{}
 		for _, d := range od.Delivered() {
 			got[d.IntegrationID] = true
@@ -380,6 +388,7 @@ func TestMSILifecycleUnderWine(t *testing.T) {
 		}
 		return true
 	})
+	t.Logf("RESULT msi-step=oduyo-back-to-delivered took=%s records=%d", time.Since(t0).Round(time.Millisecond), records)
 	if v := products(); len(v) != 1 || v[0] != newVersion {
 		t.Errorf("after the upgrade the installed tposagent products are %v, want [%s]", v, newVersion)
 	}
