@@ -283,6 +283,18 @@ func checkMSIConfiguration(t *testing.T, msi string, run func(*testing.T, string
 	if f.Machine != machine || f.Characteristics&pe.IMAGE_FILE_DLL == 0 {
 		t.Errorf("%s: custom action machine %#x dll %v, want %#x and a DLL", msi, f.Machine, f.Characteristics&pe.IMAGE_FILE_DLL != 0, machine)
 	}
+	// Only system DLLs: a mingw runtime DLL would not be on a till.
+	libs, err := f.ImportedLibraries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range libs {
+		switch strings.ToLower(l) {
+		case "kernel32.dll", "msi.dll", "msvcrt.dll", "user32.dll":
+		default:
+			t.Errorf("%s: the custom action DLL needs %s, which Windows does not have", msi, l)
+		}
+	}
 	if !strings.Contains(string(out), "Configure") {
 		t.Errorf("%s: the custom action DLL does not export Configure", msi)
 	}

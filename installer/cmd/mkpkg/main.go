@@ -369,7 +369,7 @@ func (b *build) customActionDLL(goarch, dst string) error {
 	}
 	src := filepath.Join(b.root, "installer", "packaging", "msica")
 	return b.cmd(src, nil, cc, "-O2", "-Wall", "-Werror", "-shared", "-s", "-static-libgcc",
-		"-Wl,--kill-at", "-Wl,--no-insert-timestamp",
+		"-Wl,--kill-at", "-Wl,--enable-stdcall-fixup", "-Wl,--no-insert-timestamp",
 		"-o", dst, "tposagentca.c", "tposagentca.def", "-lmsi")
 }
 

@@ -99,10 +99,13 @@ UINT __stdcall Configure(MSIHANDLE h)
     }
     *nl = 0;
 
+    /* "<exe>" install --msi (not wsprintfW: it stops at 1024 characters) */
     cmd = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, (lstrlenW(data) + 64) * sizeof(WCHAR));
     if (!cmd)
         goto done;
-    wsprintfW(cmd, L"\"%s\" install --msi", data);
+    lstrcpyW(cmd, L"\"");
+    lstrcatW(cmd, data);
+    lstrcatW(cmd, L"\" install --msi");
 
     ulen = WideCharToMultiByte(CP_UTF8, 0, nl + 1, -1, NULL, 0, NULL, NULL);
     utf8 = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, ulen > 0 ? ulen : 1);
