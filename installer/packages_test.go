@@ -239,7 +239,7 @@ func checkMSIConfiguration(t *testing.T, msi string, run func(*testing.T, string
 	if hidden != "TPOSL_PASSWORD;ODUYO_API_KEY;ODUYO_PASSWORD" {
 		t.Errorf("secret properties %q", hidden)
 	}
-	want("Property", "MsiHiddenProperties", hidden+";TposagentConfigure;SetTposagentConfigure")
+	want("Property", "MsiHiddenProperties", hidden+";TposagentConfigure")
 	if r := want("Property", "SecureCustomProperties", "*"); len(r) > 1 {
 		secure := ";" + r[1] + ";"
 		for _, p := range MSIProperties() {
