@@ -189,7 +189,7 @@ func checkMSIConfiguration(t *testing.T, msi string, run func(*testing.T, string
 	// every property once.
 	want("CustomAction", "TposagentConfigure", "11265", "TposagentCA", "Configure")
 	set := want("CustomAction", "SetTposagentConfigure", "51", "TposagentConfigure")
-	if set != nil && len(set) > 3 {
+	if len(set) > 3 {
 		lines := strings.Split(set[3], "\n")
 		if lines[0] != "[#tposagent.exe]" {
 			t.Errorf("%s: CustomActionData starts with %q, want the installed exe", msi, lines[0])

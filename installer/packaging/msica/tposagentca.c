@@ -16,7 +16,8 @@
  * It runs "<exe>" install --msi, writes the NAME=value lines to its stdin,
  * closes it, logs each line of its output (stdout and stderr) as
  * "tposagent: <line>" and fails the install (ERROR_INSTALL_FAILURE, 1603,
- * so Windows Installer rolls back) when the agent exits non-zero.
+ * so Windows Installer rolls back) when the agent exits non-zero or has
+ * not finished within 5 minutes.
  *
  * Built by installer/cmd/mkpkg with mingw-w64 (x86_64 and i686).
  */
@@ -25,6 +26,7 @@
 #include <msiquery.h>
 
 #define MAX_DATA (1 << 20)
+#define AGENT_TIMEOUT_MS (5 * 60 * 1000)
 
 static void log_line(MSIHANDLE h, const WCHAR *line)
 {
@@ -144,24 +146,56 @@ UINT __stdcall Configure(MSIHANDLE h)
     CloseHandle(inW);
     inW = NULL;
 
+    /* Copy the output into the log while the agent runs; give up after
+       AGENT_TIMEOUT_MS (a hung install must not hang msiexec). */
     {
-        DWORD cap = 65536, n = 0, r;
+        DWORD cap = 65536, n = 0, r, avail, waited = 0;
+        BOOL running = TRUE, timedOut = FALSE;
         out = HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, cap);
-        char sink[4096];
-        while (ReadFile(outR, out ? out + n : sink, out ? cap - n : sizeof sink, &r, NULL) && r > 0) {
-            if (out) {
+        if (!out) {
+            result = fail(h, L"allocate the output buffer");
+            TerminateProcess(pi.hProcess, 1);
+            goto done;
+        }
+        for (;;) {
+            avail = 0;
+            if (!PeekNamedPipe(outR, NULL, 0, NULL, &avail, NULL))
+                break; /* the agent and everything it started closed the pipe */
+            if (avail > 0) {
+                if (!ReadFile(outR, out + n, min(avail, cap - n), &r, NULL) || r == 0)
+                    break;
                 n += r;
                 if (n == cap) {
-                    /* Log what we have and carry on: the output is bounded by the agent anyway. */
                     log_output(h, out, n);
                     n = 0;
                 }
+                continue;
+            }
+            if (!running)
+                break;
+            if (WaitForSingleObject(pi.hProcess, 100) == WAIT_OBJECT_0) {
+                running = FALSE; /* drain what is left, then stop */
+                continue;
+            }
+            waited += 100;
+            if (waited >= AGENT_TIMEOUT_MS) {
+                timedOut = TRUE;
+                TerminateProcess(pi.hProcess, 1);
+                WaitForSingleObject(pi.hProcess, 5000);
+                break;
             }
         }
-        if (out && n > 0)
+        if (n > 0)
             log_output(h, out, n);
+        if (!timedOut && WaitForSingleObject(pi.hProcess, AGENT_TIMEOUT_MS - min(waited, AGENT_TIMEOUT_MS)) != WAIT_OBJECT_0) {
+            timedOut = TRUE;
+            TerminateProcess(pi.hProcess, 1);
+        }
+        if (timedOut) {
+            log_line(h, L"tposagent install --msi did not finish within 5 minutes and was stopped: the install is rolled back");
+            goto done;
+        }
     }
-    WaitForSingleObject(pi.hProcess, INFINITE);
     {
         DWORD code = 1;
         GetExitCodeProcess(pi.hProcess, &code);
