@@ -78,17 +78,23 @@ func (w *winePrefix) msiexec(t *testing.T, name string, args ...string) msiRun {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	args = append([]string{"msiexec"}, append(args, "/qn", "/l*v", "Z:"+logPath)...)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "wine", args...)
+	// wine turns the Unix command line into Windows' UTF-16 with the
+	// locale's character set: UTF-8, for "COMPANY_NAME=Örnek Gıda A.Ş.".
+	cmd.Env = append(append([]string{}, w.env...), "LC_ALL=C.UTF-8")
 	t0 := time.Now()
-	out, err := w.run(4*time.Minute, args...)
-	r := msiRun{out: out, took: time.Since(t0)}
+	b, err := cmd.CombinedOutput()
+	r := msiRun{out: string(b), took: time.Since(t0)}
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):
 		r.code = ee.ExitCode()
 	case err != nil:
-		t.Fatalf("%s: msiexec: %v\n%s", name, err, out)
+		t.Fatalf("%s: msiexec: %v\n%s", name, err, r.out)
 	}
-	b, _ := os.ReadFile(logPath)
+	b, _ = os.ReadFile(logPath)
 	r.log = decodeLog(b)
 	var ca []string
 	for _, l := range strings.Split(r.log, "\n") {
@@ -152,7 +158,7 @@ func TestMSILifecycleUnderWine(t *testing.T) {
 	props := map[string]string{
 		"TPOSL_URL": tp.URL(), "TPOSL_USERNAME": "msi-kasa", "TPOSL_PASSWORD": msiTPOSLPassword,
 		"ODUYO_BASE_URL": od.URL(), "ODUYO_API_KEY": msiOduyoAPIKey, "ODUYO_USERNAME": "msi-oduyo", "ODUYO_PASSWORD": msiOduyoPassword,
-		"TAX_NUMBER": "1234567890", "TAX_OFFICE": "Kadikoy", "COMPANY_NAME": "Ornek Gida AS", "POS_NO": "3",
+		"TAX_NUMBER": "1234567890", "TAX_OFFICE": "Kadıköy", "COMPANY_NAME": "Örnek Gıda A.Ş.", "POS_NO": "3",
 		"DEVICE_PORT": "none", "FISCAL_SERIAL": "JI20012345", "API_LISTEN": listen,
 	}
 	propArgs := func(skip string) []string {
@@ -311,8 +317,9 @@ func TestMSILifecycleUnderWine(t *testing.T) {
 	testrig.WaitFor(t, "registration with the fake TPOSL", 30*time.Second, func() bool { return len(tp.Requests()) > 0 })
 	t.Logf("RESULT msi-step=install-to-registered took=%s", (r.took + time.Since(t0)).Round(time.Millisecond))
 	p := tp.Requests()[0]
-	if p.WebErisimKullanici != "msi-kasa" || p.WebErisimSifre != msiTPOSLPassword || p.VergiNumarasi != "1234567890" || p.PosNo != 3 || p.YKFiscalSeriNo != "JI20012345" {
-		t.Errorf("registration = user %q, tax %q, pos %d, serial %q: not the properties", p.WebErisimKullanici, p.VergiNumarasi, p.PosNo, p.YKFiscalSeriNo)
+	if p.WebErisimKullanici != "msi-kasa" || p.WebErisimSifre != msiTPOSLPassword || p.VergiNumarasi != "1234567890" || p.PosNo != 3 || p.YKFiscalSeriNo != "JI20012345" ||
+		p.FirmaAdi != "Örnek Gıda A.Ş." || p.VergiDairesi != "Kadıköy" {
+		t.Errorf("registration = user %q, tax %q %q, company %q, pos %d, serial %q: not the properties", p.WebErisimKullanici, p.VergiNumarasi, p.VergiDairesi, p.FirmaAdi, p.PosNo, p.YKFiscalSeriNo)
 	}
 	// Recovery actions: wine's service manager accepts them and stores
 	// nothing (its FIXME says so, on the service manager's stderr, the
@@ -351,7 +358,7 @@ func TestMSILifecycleUnderWine(t *testing.T) {
 		}
 	}
 	before := readCfg()
-	r = w.msiexec(t, "upgrade", "/i", "Z:"+newMSI, "TAX_OFFICE=Besiktas")
+	r = w.msiexec(t, "upgrade", "/i", "Z:"+newMSI, "TAX_OFFICE=Beşiktaş")
 	if r.code != 0 {
 		t.Fatalf("upgrade: msiexec exit %d\n%s\n%s", r.code, r.ca, r.out)
 	}
@@ -366,7 +373,7 @@ func TestMSILifecycleUnderWine(t *testing.T) {
 	for _, f := range installer.Fields() {
 		want := f.Get(before)
 		if f.Key == "store.tax_office" {
-			want = "Besiktas"
+			want = "Beşiktaş"
 		}
 		if got := f.Get(after); got != want {
 			t.Errorf("after the upgrade %s changed (only TAX_OFFICE was given)", f.Key)
