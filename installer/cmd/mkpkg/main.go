@@ -1,8 +1,9 @@
 // Command mkpkg builds the release artifacts in one go: stamped binaries for
 // windows/amd64, windows/386, linux/amd64 and linux/arm64, a .deb and an
 // .rpm per Linux architecture (nfpm, run with "go run …@v2.45.2" so that it
-// never enters go.mod) and an MSI per Windows architecture (wixl, from the
-// Debian package "wixl" / msitools), plus SHA256SUMS.
+// never enters go.mod) and an MSI per Windows architecture (wixl and msibuild
+// from the Debian packages "wixl" and "msitools", its custom action DLL with
+// mingw-w64; see installer/README.md, "Windows"), plus SHA256SUMS.
 //
 // Usage, from the repository root (or "make packages"):
 //
@@ -294,7 +295,7 @@ func (b *build) msi(goarch, bin string) (string, error) {
 	if err := copyFile(filepath.Join(b.root, "installer", "packaging", "tposagent.wxs"), filepath.Join(work, "tposagent.wxs"), 0o644); err != nil {
 		return "", err
 	}
-	if err := b.customActionDLL(goarch, filepath.Join(work, customActionDLL)); err != nil {
+	if err := b.buildCustomActionDLL(goarch, filepath.Join(work, customActionDLL)); err != nil {
 		return "", err
 	}
 	arch, win64, pf := "x64", "yes", "ProgramFiles64Folder"
@@ -358,8 +359,8 @@ func msiFixups() []string {
 	}
 }
 
-// customActionDLL builds the custom action DLL for goarch with mingw-w64.
-func (b *build) customActionDLL(goarch, dst string) error {
+// buildCustomActionDLL builds the custom action DLL for goarch with mingw-w64.
+func (b *build) buildCustomActionDLL(goarch, dst string) error {
 	cc := "x86_64-w64-mingw32-gcc"
 	if goarch == "386" {
 		cc = "i686-w64-mingw32-gcc"
