@@ -111,11 +111,14 @@ func (w *winePrefix) msiexec(t *testing.T, name string, args ...string) msiRun {
 // TestMSILifecycleUnderWine installs, upgrades and removes the MSI with
 // wine's msiexec as a fleet tool would (msiexec /qn with properties), with
 // the fake TPOSL and Ödüyo servers on loopback: a required property
-// missing (1603, nothing left), the full install (running, registered with
-// the properties' credentials, a generated token), the secrets nowhere but
-// in the config, an upgrade from an older MSI while records wait for a
-// down Ödüyo, a refused downgrade, and the uninstall (service and Event Log
-// source gone, config and data kept).
+// missing (1603, nothing left), no property (service registered for
+// automatic start but stopped, Event Log source, recovery actions), the
+// full install (running, registered with the properties' values, a
+// generated token), the secrets nowhere but in the config, an upgrade from
+// an older MSI while records wait for a down Ödüyo (one property changed,
+// the rest kept), a refused downgrade, and the uninstall (service and
+// Event Log source gone, config and data kept). Each step's time is a
+// RESULT line.
 func TestMSILifecycleUnderWine(t *testing.T) {
 	newMSI, oldMSI := os.Getenv(msiEnv), os.Getenv(msiOldEnv)
 	if newMSI == "" || oldMSI == "" {
