@@ -1,5 +1,7 @@
 # Release artifacts. The Go toolchain is the only build dependency besides
-# wixl (apt-get install wixl msitools) for the MSI; nfpm runs via "go run".
+# wixl, msibuild and mingw-w64 for the MSI and its custom action DLL
+# (apt-get install wixl msitools gcc-mingw-w64-x86-64 gcc-mingw-w64-i686);
+# nfpm runs via "go run".
 #
 #   make packages        binaries for windows/amd64, windows/386, linux/amd64,
 #                        linux/arm64 + .deb, .rpm, .msi + SHA256SUMS in dist/

@@ -39,6 +39,7 @@ func cmdInstall(ctx context.Context, e *env, args []string) error {
 	noStart := fs.Bool("no-start", false, "register the service but do not start it")
 	noService := fs.Bool("no-service", false, "only write the config and data dir; do not touch the service manager")
 	delayed := fs.Bool("delayed-start", false, "Windows: start the service a little after boot (delayed automatic start)")
+	fromMSI := fs.Bool("msi", false, "run by the Windows installer's custom action: msiexec properties as NAME=value lines on stdin (see installer/README.md)")
 	fields := installer.Fields()
 	values := make(map[string]*string, len(fields))
 	for _, f := range fields {
@@ -49,6 +50,18 @@ func cmdInstall(ctx context.Context, e *env, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf("install: unexpected argument %q (values are given as --flag value)", fs.Arg(0))
+	}
+	if *fromMSI {
+		var other string
+		fs.Visit(func(fl *flag.Flag) {
+			if fl.Name != "msi" && fl.Name != "config" {
+				other = fl.Name
+			}
+		})
+		if other != "" {
+			return usageErrorf("install --msi: --%s cannot be combined with it (the values come on stdin)", other)
+		}
+		return installFromMSI(e, configPathOrDefault(e))
 	}
 
 	// Environment first, then flags: a flag given on the command line wins.

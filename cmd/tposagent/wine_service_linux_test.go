@@ -30,7 +30,8 @@ const wineDirEnv = "TPOSAGENT_WINE_DIR"
 // first wine process, alive for the whole test. wine starts its service
 // manager (services.exe) from the first process, so the services inherit
 // the keeper's stderr and WINEDEBUG, and the Event Log text, which wine 8
-// shows only as the eventlog debug channel, lands in keeper.
+// shows only as the eventlog debug channel, lands in keeper (and so does
+// the service manager's FIXME for the recovery actions it does not store).
 type winePrefix struct {
 	t      *testing.T
 	env    []string // WINEPREFIX, DISPLAY, WINEDEBUG=-all
@@ -68,7 +69,7 @@ func newWinePrefix(t *testing.T, dll string, ports map[string]string) *winePrefi
 	// The keeper: cmd.exe reading commands from a pipe until it is closed.
 	w.keeper = &testrig.Buffer{}
 	keeper := exec.Command("wine", "cmd.exe")
-	keeper.Env = append(base, "WINEDEBUG=-all,+eventlog")
+	keeper.Env = append(base, "WINEDEBUG=-all,+eventlog,fixme+service")
 	keeper.Stderr = w.keeper
 	stdin, err := keeper.StdinPipe()
 	if err != nil {

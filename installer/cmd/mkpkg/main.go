@@ -1,8 +1,9 @@
 // Command mkpkg builds the release artifacts in one go: stamped binaries for
 // windows/amd64, windows/386, linux/amd64 and linux/arm64, a .deb and an
 // .rpm per Linux architecture (nfpm, run with "go run …@v2.45.2" so that it
-// never enters go.mod) and an MSI per Windows architecture (wixl, from the
-// Debian package "wixl" / msitools), plus SHA256SUMS.
+// never enters go.mod) and an MSI per Windows architecture (wixl and msibuild
+// from the Debian packages "wixl" and "msitools", its custom action DLL with
+// mingw-w64; see installer/README.md, "Windows"), plus SHA256SUMS.
 //
 // Usage, from the repository root (or "make packages"):
 //
@@ -88,8 +89,10 @@ func run(args []string, stdout io.Writer) error {
 	}
 	b.day = buildDate()
 	if !*skipMSI {
-		if _, err := exec.LookPath("wixl"); err != nil {
-			return errors.New("wixl not found: apt-get install wixl msitools (or pass -skip-msi)")
+		for _, tool := range []string{"wixl", "msibuild"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				return fmt.Errorf("%s not found: apt-get install wixl msitools (or pass -skip-msi)", tool)
+			}
 		}
 	}
 	if err := os.RemoveAll(b.out); err != nil {
@@ -292,19 +295,83 @@ func (b *build) msi(goarch, bin string) (string, error) {
 	if err := copyFile(filepath.Join(b.root, "installer", "packaging", "tposagent.wxs"), filepath.Join(work, "tposagent.wxs"), 0o644); err != nil {
 		return "", err
 	}
+	if err := b.buildCustomActionDLL(goarch, filepath.Join(work, customActionDLL)); err != nil {
+		return "", err
+	}
 	arch, win64, pf := "x64", "yes", "ProgramFiles64Folder"
 	if goarch == "386" {
 		arch, win64, pf = "x86", "no", "ProgramFilesFolder"
 	}
 	dst := filepath.Join(b.out, fmt.Sprintf("tposagent_%s_windows_%s.msi", b.pkgVersion(), goarch))
 	err := b.cmd(work, nil, "wixl", "-a", arch,
-		"-D", "Version="+b.msiVersion(), "-D", "Exe=tposagent.exe", "-D", "Win64="+win64, "-D", "ProgramFilesDir="+pf,
+		"-D", "Version="+b.msiVersion(), "-D", "Exe=tposagent.exe", "-D", "CustomActionDll="+customActionDLL,
+		"-D", "Win64="+win64, "-D", "ProgramFilesDir="+pf,
 		"-o", dst, "tposagent.wxs")
 	if err != nil {
 		return "", err
 	}
+	for _, q := range msiFixups() {
+		if err := b.cmd(work, nil, "msibuild", dst, "-q", q); err != nil {
+			return "", err
+		}
+	}
 	fmt.Fprintf(b.log, "built %s\n", rel(b.out, dst))
 	return dst, nil
+}
+
+// customActionDLL is the MSI's custom action (installer/packaging/msica).
+const customActionDLL = "tposagentca.dll"
+
+// Custom action types (Windows Installer SDK, "Custom Action In-Script
+// Execution Options" and "Return Processing Options").
+const (
+	caDLLFromBinary = 1      // msidbCustomActionTypeDll + msidbCustomActionTypeBinaryData
+	caSetProperty   = 51     // msidbCustomActionTypeTextData + msidbCustomActionTypeProperty
+	caInScript      = 0x0400 // deferred
+	caNoImpersonate = 0x0800 // runs as LocalSystem (elevated)
+	caHideTarget    = 0x2000 // CustomActionData never written to the log
+	// ConfigureActionType is the deferred, elevated, hidden-target DLL
+	// action that runs "tposagent install --msi".
+	ConfigureActionType = caDLLFromBinary | caInScript | caNoImpersonate | caHideTarget
+)
+
+// msiFixups are the SQL edits msibuild applies to wixl's output for what
+// wixl cannot express:
+//   - the custom action's hidden-target bit (wixl has no HideTarget), so
+//     that Windows Installer never logs its CustomActionData, and the plain
+//     type 51 for the action that sets it;
+//   - SecureCustomProperties with the configuration properties, so that
+//     Windows Installer passes them to the elevated part of the install
+//     also when the install was started from a user's session;
+//   - RemoveExistingProducts right after InstallInitialize (wixl puts it
+//     before), so that on Windows a failed upgrade rolls back to the
+//     version that was installed instead of leaving none.
+func msiFixups() []string {
+	secure := []string{"WIX_DOWNGRADE_DETECTED", "WIX_UPGRADE_DETECTED"}
+	for _, p := range installer.MSIProperties() {
+		secure = append(secure, p.Name)
+	}
+	return []string{
+		fmt.Sprintf("UPDATE `CustomAction` SET `Type` = %d WHERE `Action` = 'TposagentConfigure'", ConfigureActionType),
+		fmt.Sprintf("UPDATE `CustomAction` SET `Type` = %d WHERE `Action` = 'SetTposagentConfigure'", caSetProperty),
+		fmt.Sprintf("UPDATE `Property` SET `Value` = '%s' WHERE `Property` = 'SecureCustomProperties'", strings.Join(secure, ";")),
+		"UPDATE `InstallExecuteSequence` SET `Sequence` = 1510 WHERE `Action` = 'RemoveExistingProducts'",
+	}
+}
+
+// buildCustomActionDLL builds the custom action DLL for goarch with mingw-w64.
+func (b *build) buildCustomActionDLL(goarch, dst string) error {
+	cc := "x86_64-w64-mingw32-gcc"
+	if goarch == "386" {
+		cc = "i686-w64-mingw32-gcc"
+	}
+	if _, err := exec.LookPath(cc); err != nil {
+		return fmt.Errorf("%s not found: apt-get install gcc-mingw-w64-x86-64 gcc-mingw-w64-i686 (it builds the MSI's custom action DLL), or pass -skip-msi", cc)
+	}
+	src := filepath.Join(b.root, "installer", "packaging", "msica")
+	return b.cmd(src, nil, cc, "-O2", "-Wall", "-Werror", "-shared", "-s", "-static-libgcc",
+		"-Wl,--kill-at", "-Wl,--enable-stdcall-fixup", "-Wl,--no-insert-timestamp",
+		"-o", dst, "tposagentca.c", "tposagentca.def", "-lmsi")
 }
 
 func newFiles(before, after []string) []string {
