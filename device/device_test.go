@@ -42,8 +42,14 @@ func startSim(t *testing.T, opts devicetest.Options) *devicetest.Sim {
 	return sim
 }
 
+// newReader builds a Reader. Unless the test sets one, the gap between two
+// opens of a port is 10 ms here: most tests read one port several times,
+// and the gap has tests of its own (TestHoldsAndGaps…).
 func newReader(t *testing.T, cfg device.Config) *device.Reader {
 	t.Helper()
+	if cfg.ReopenGap == 0 {
+		cfg.ReopenGap = 10 * time.Millisecond
+	}
 	r, err := device.NewReader(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -316,7 +322,7 @@ func TestAutoFindsDevice(t *testing.T) {
 	}
 	dir := t.TempDir()
 	r := newReader(t, device.Config{
-		AckTimeout: 200 * time.Millisecond, CacheDir: dir, Exclude: []string{excluded.Port()},
+		AckTimeout: 200 * time.Millisecond, CacheDir: dir, Exclude: []string{excluded.Port()}, Scan: device.ScanAll,
 		ListPorts: func() ([]device.PortInfo, error) { return list, nil },
 	})
 	id, err := r.Read(context.Background(), "")

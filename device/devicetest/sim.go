@@ -47,6 +47,7 @@ type Sim struct {
 	requests   int
 	mismatches []string
 	replayDone bool
+	replayPos  int // the next event to play: a replay over TCP goes on on the next connection
 }
 
 // Start starts a simulated device on opts.Transport.
@@ -474,12 +475,14 @@ func (s *Sim) sleep(dur time.Duration) bool {
 
 // replay plays the device's side of a trace.
 func (s *Sim) replay(st stream) {
+	again := false // the agent closed the connection between two events
 	defer func() {
 		s.mu.Lock()
-		s.replayDone = true
+		s.replayDone = s.replayDone || !again
 		s.mu.Unlock()
 	}()
-	for i, ev := range s.opts.Replay {
+	for ; s.replayPos < len(s.opts.Replay); s.replayPos++ {
+		i, ev := s.replayPos, s.opts.Replay[s.replayPos]
 		if s.stopped() {
 			return
 		}
@@ -499,6 +502,10 @@ func (s *Sim) replay(st stream) {
 				n, err := st.Read(buf[:len(ev.Data)-len(got)])
 				got = append(got, buf[:n]...)
 				s.record(buf[:n])
+				if errors.Is(err, io.EOF) && len(got) == 0 && s.opts.Transport == TCP {
+					again = true // the agent opens the port again for its next send
+					return
+				}
 				if err != nil && !isTimeout(err) {
 					s.mismatch("event %d: read: %v", i+1, err)
 					return
