@@ -366,4 +366,3 @@ func openError(err error) error {
 	}
 	return err
 }
-

@@ -198,7 +198,7 @@ func TestNeverPair(t *testing.T) {
 
 // checkOnlyEcho parses what the agent wrote: frames of any dialect, each
 // an ECHO request, with only ACK and NAK bytes between them.
-func checkOnlyEcho(t *testing.T, b []byte) {
+func checkOnlyEcho(t *testing.T, b []byte) int {
 	t.Helper()
 	frames := 0
 	for len(b) > 0 {
@@ -237,6 +237,7 @@ func checkOnlyEcho(t *testing.T, b []byte) {
 	if frames == 0 {
 		t.Fatal("no request seen")
 	}
+	return frames
 }
 
 func TestPortNone(t *testing.T) {
