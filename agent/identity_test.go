@@ -15,17 +15,21 @@ import (
 	"github.com/tposagent/tposagent/device"
 )
 
+// testNow is the identities' clock in these tests; a test may move it.
+var testNow = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+
 func newTestIdentities(t *testing.T, configSerial string, cached device.Identity) (*identities, *bytes.Buffer, string) {
 	t.Helper()
 	var logs bytes.Buffer
 	path := filepath.Join(t.TempDir(), POSDeviceFile)
-	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
-	s := newIdentities(configSerial, "COM3", cached, path, slog.New(slog.NewTextHandler(&logs, nil)), func() time.Time { return now })
+	now := testNow
+	s := newIdentities(configSerial, "COM3", cached, path, 7*24*time.Hour, slog.New(slog.NewTextHandler(&logs, nil)), func() time.Time { return now })
 	return s, &logs, path
 }
 
-// TestIdentityOrder: config, then a fresh device read, then the POS
-// report, then the cache.
+// TestIdentityOrder: config, then a POS report younger than
+// pos_report_max_age, then a fresh device read, then an older POS report,
+// then the cache.
 func TestIdentityOrder(t *testing.T) {
 	cached := device.Identity{FiscalSerial: "JI20000001", Source: device.SourceCache, Port: "COM3"}
 	s, _, _ := newTestIdentities(t, "", cached)
@@ -49,10 +53,20 @@ func TestIdentityOrder(t *testing.T) {
 		t.Fatal("a new ECR serial did not ask for a registration")
 	}
 	s.report(localapi.DeviceReport{FiscalSerial: "JI20000002", ECRSerial: "E2"})
-	if got := s.current(); got.Source != device.SourceDevice || got.ECRSerial != "E2" {
-		t.Fatalf("device over pos, completed by the pos report: %+v", got)
+	if got := s.current(); got.Source != device.SourcePOS || got.ECRSerial != "E2" || !s.posFresh() {
+		t.Fatalf("a fresh pos report over the device: %+v", got)
 	}
-	// A failed read: the device is no longer fresh; the pos report is used.
+	// The report ages past pos_report_max_age: the device read comes
+	// first, completed by the pos report.
+	now := testNow.Add(7*24*time.Hour + time.Second)
+	s.now = func() time.Time { return now }
+	if s.posFresh() {
+		t.Fatal("a report older than pos_report_max_age is fresh")
+	}
+	if got := s.current(); got.Source != device.SourceDevice || got.ECRSerial != "E2" {
+		t.Fatalf("device over an older pos report, completed by it: %+v", got)
+	}
+	// A failed read: the device is no longer fresh; the older pos report is used.
 	s.deviceRead(device.Identity{}, errors.New("no answer"))
 	if got := s.current(); got.Source != device.SourcePOS {
 		t.Fatalf("after a failed read: %+v", got)
@@ -72,11 +86,11 @@ func TestIdentityConflict(t *testing.T) {
 		t.Fatal("the first identity did not ask for a registration")
 	}
 	changed, err := s.report(localapi.DeviceReport{FiscalSerial: "AV0000017893"})
-	if err != nil || changed {
-		t.Fatalf("report: changed %v, %v (the device still wins)", changed, err)
+	if err != nil || !changed {
+		t.Fatalf("report: changed %v, %v (a fresh POS report wins over the device)", changed, err)
 	}
 	v := s.view()
-	if !v.Conflict || v.Conflicting["device"] != "JI20012345" || v.Conflicting["pos"] != "AV0000017893" || v.FiscalSerial != "JI20012345" {
+	if !v.Conflict || v.Conflicting["device"] != "JI20012345" || v.Conflicting["pos"] != "AV0000017893" || v.FiscalSerial != "AV0000017893" {
 		t.Fatalf("view %+v", v)
 	}
 	for range 3 {
@@ -86,10 +100,10 @@ func TestIdentityConflict(t *testing.T) {
 	if n := strings.Count(logs.String(), "disagree"); n != 1 {
 		t.Fatalf("%d warnings:\n%s", n, logs)
 	}
-	// A new disagreement (the device swapped) is a new warning, and a
-	// registration.
-	if !s.deviceRead(device.Identity{FiscalSerial: "JI20099999", Source: device.SourceDevice}, nil) {
-		t.Fatal("a swapped device did not ask for a registration")
+	// A new disagreement (the device swapped) is a new warning; the
+	// fresh POS report still wins, so no registration.
+	if s.deviceRead(device.Identity{FiscalSerial: "JI20099999", Source: device.SourceDevice}, nil) {
+		t.Fatal("a device read asked for a registration while a fresh POS report wins")
 	}
 	if n := strings.Count(logs.String(), "disagree"); n != 2 {
 		t.Fatalf("%d warnings after a change:\n%s", n, logs)
@@ -157,7 +171,7 @@ func TestPOSReportKept(t *testing.T) {
 	if _, err := s.report(localapi.DeviceReport{FiscalSerial: "FT40050248", Brand: "HUGIN", Model: "T300", ECRSerial: "FT40050248"}); err != nil {
 		t.Fatal(err)
 	}
-	again := newIdentities("", "none", device.Identity{}, path, slog.New(slog.DiscardHandler), time.Now)
+	again := newIdentities("", "none", device.Identity{}, path, 7*24*time.Hour, slog.New(slog.DiscardHandler), time.Now)
 	if got := again.current(); got.FiscalSerial != "FT40050248" || got.Source != device.SourcePOS || got.Model != "T300" {
 		t.Fatalf("after a restart: %+v", got)
 	}
@@ -165,7 +179,7 @@ func TestPOSReportKept(t *testing.T) {
 		if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if got := newIdentities("", "none", device.Identity{}, path, slog.New(slog.DiscardHandler), time.Now).current(); got.FiscalSerial != "" {
+		if got := newIdentities("", "none", device.Identity{}, path, 7*24*time.Hour, slog.New(slog.DiscardHandler), time.Now).current(); got.FiscalSerial != "" {
 			t.Fatalf("damaged file %.10q gave %+v", bad, got)
 		}
 	}

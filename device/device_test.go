@@ -450,3 +450,34 @@ func TestOpenErrorKinds(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckPort(t *testing.T) {
+	for _, ok := range []string{"COM3", "com12", `\\.\COM3`, "/dev/ttyUSB0", "/dev/serial/by-id/usb-Hugin_T300-if00", "tcp://192.168.1.50:4444", "tcp://okc.local:7500"} {
+		if err := device.CheckPort(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "auto", "NONE", "COM0", "COM03", "COM999", "ttyUSB0", "/etc/passwd", "/dev/", "/dev/../etc/shadow", "tcp://nohost", "tcp://:4444", "tcp://h:0", "tcp://h:99999", "LPT1"} {
+		if err := device.CheckPort(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestIsUSBSerial(t *testing.T) {
+	for _, tc := range []struct {
+		p    device.PortInfo
+		want bool
+	}{
+		{device.PortInfo{Name: "/dev/ttyUSB0"}, true},
+		{device.PortInfo{Name: "/dev/ttyACM1"}, true},
+		{device.PortInfo{Name: "/dev/ttyS0"}, false},
+		{device.PortInfo{Name: "/dev/ttyAMA0"}, false},
+		{device.PortInfo{Name: "COM1"}, false},
+		{device.PortInfo{Name: "COM5", IsUSB: true, VID: "0403", PID: "6001"}, true},
+	} {
+		if got := device.IsUSBSerial(tc.p); got != tc.want {
+			t.Errorf("%+v: %v, want %v", tc.p, got, tc.want)
+		}
+	}
+}
