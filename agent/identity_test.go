@@ -202,3 +202,60 @@ func TestLastTraceBounded(t *testing.T) {
 		t.Fatal("reset kept bytes")
 	}
 }
+
+// TestPOSReportPort: the report may name the port the POS talks to its
+// ÖKC on, checked like device.port ("auto" or a path outside /dev is a
+// field error), kept with the report across a restart, and shown with
+// the report's age. A repeat of the same report is not written to disk
+// again within posRewrite (a POS may report at every sale).
+func TestPOSReportPort(t *testing.T) {
+	s, _, path := newTestIdentities(t, "", device.Identity{})
+	for _, bad := range []string{"auto", "none", "/etc/passwd", "COM0", "tcp://host"} {
+		_, err := s.report(localapi.DeviceReport{FiscalSerial: "JI20012345", Port: bad})
+		var fe *records.FieldError
+		if !errors.As(err, &fe) || fe.Field != "port" {
+			t.Errorf("port %q: %v, want a field error on port", bad, err)
+		}
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused report was written: %v", err)
+	}
+	if _, err := s.report(localapi.DeviceReport{FiscalSerial: "JI20012345", Port: "COM7"}); err != nil {
+		t.Fatal(err)
+	}
+	if s.posPort() != "COM7" {
+		t.Fatalf("port %q", s.posPort())
+	}
+	v := s.view()
+	if p := v.Sources["pos"]; p.Port != "COM7" || p.AgeS == nil || !p.Fresh || v.NotOpened == "" || v.Port != "COM7" {
+		t.Fatalf("view %+v, pos %+v", v, v.Sources["pos"])
+	}
+	again := newIdentities("", "auto", device.Identity{}, path, 7*24*time.Hour, slog.New(slog.DiscardHandler), func() time.Time { return testNow })
+	if again.posPort() != "COM7" || !again.posFresh() {
+		t.Fatalf("after a restart: port %q fresh %v", again.posPort(), again.posFresh())
+	}
+	// The same report 30 s later: kept in memory, not rewritten; a
+	// minute later: rewritten (its age on disk stays within a minute).
+	readAt := func() time.Time {
+		id, err := readPOSReport(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id.ReadAt
+	}
+	first := readAt()
+	now := testNow.Add(30 * time.Second)
+	s.now = func() time.Time { return now }
+	s.report(localapi.DeviceReport{FiscalSerial: "JI20012345", Port: "COM7"})
+	if got := readAt(); !got.Equal(first) {
+		t.Fatalf("an unchanged report was rewritten after 30 s (%v → %v)", first, got)
+	}
+	if age := *s.view().Sources["pos"].AgeS; age != 0 {
+		t.Fatalf("in-memory age %d s, want 0", age)
+	}
+	now = testNow.Add(90 * time.Second)
+	s.report(localapi.DeviceReport{FiscalSerial: "JI20012345", Port: "COM7"})
+	if got := readAt(); !got.Equal(now) {
+		t.Fatalf("kept copy not refreshed after a minute: %v", got)
+	}
+}
