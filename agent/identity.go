@@ -341,6 +341,13 @@ func KnownFiscalSerial(dataDir string) (serial, from string) {
 	return "", ""
 }
 
+// POSReport is the POS's last report kept in dataDir (PUT /v1/device),
+// with the port it named and when it came; an error wrapping
+// fs.ErrNotExist when there is none.
+func POSReport(dataDir string) (device.Identity, error) {
+	return readPOSReport(filepath.Join(dataDir, POSDeviceFile))
+}
+
 // maxPOSReport bounds what is read back from the POS report file.
 const maxPOSReport = 16 << 10
 
