@@ -48,8 +48,8 @@ type identities struct {
 	pos       device.Identity
 	posSaved  time.Time // when the POS report was last written to posPath
 	chosen    string    // fiscal serial last chosen
-	chosenECR string // and its ECR serial (POS_SERI_NO when the config has none)
-	conflict  string // the disagreement last logged, "" when none
+	chosenECR string    // and its ECR serial (POS_SERI_NO when the config has none)
+	conflict  string    // the disagreement last logged, "" when none
 }
 
 func newIdentities(configSerial, port string, cached device.Identity, posPath string, posMaxAge time.Duration, log *slog.Logger, now func() time.Time) *identities {
