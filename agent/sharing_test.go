@@ -32,7 +32,8 @@ func TestFreshPOSReportKeepsDeviceClosed(t *testing.T) {
 	od := oduyotest.NewServer()
 	defer od.Close()
 	tp.SetReturn(tposl.Return{Status: true, Aktif: 1, LisansStatus: 1})
-	sim, err := devicetest.Start(devicetest.Options{Transport: devicetest.TCP, FiscalSerial: "JI20099999"})
+	// A pseudo-terminal where there are some, else TCP.
+	sim, err := devicetest.StartAny(devicetest.Options{FiscalSerial: "JI20099999"})
 	if err != nil {
 		t.Fatal(err)
 	}
