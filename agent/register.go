@@ -66,6 +66,26 @@ func (a *Agent) registrationLoop(ctx context.Context) {
 		timer := clk.NewTimer(wait)
 		due := clk.Now().Add(wait)
 		changed := false // the identity changed: register when the gap allows
+		// kicked handles a change of identity; true: register now.
+		kicked := func() bool {
+			if changed {
+				return false // already due: the registration takes the identity as it is then
+			}
+			changed = true
+			a.mu.Lock()
+			since := clk.Now().Sub(a.lastSent)
+			a.mu.Unlock()
+			timer.Stop()
+			if since >= RegisterGap {
+				return true
+			}
+			// Not before a minute after the last one (a clock set back
+			// counts as just now), nor later than already due.
+			d := min(RegisterGap-max(since, 0), due.Sub(clk.Now()))
+			timer = clk.NewTimer(d)
+			a.log.Info("the identity changed; registering again once a minute has passed since the last registration", "in", d.Round(time.Second))
+			return false
+		}
 	waiting:
 		for {
 			select {
@@ -80,24 +100,17 @@ func (a *Agent) registrationLoop(ctx context.Context) {
 			case <-recheck.C():
 				a.readDevice(ctx)
 				recheck = clk.NewTimer(a.opts.DeviceRecheck)
-			case <-a.serialSeen:
-				if changed {
-					continue // already due: the registration takes the identity as it is then
+				select {
+				case <-a.serialSeen: // the read found a new identity
+					if kicked() {
+						break waiting
+					}
+				default:
 				}
-				changed = true
-				a.mu.Lock()
-				since := clk.Now().Sub(a.lastSent)
-				a.mu.Unlock()
-				if since >= 0 && since >= RegisterGap {
-					timer.Stop()
+			case <-a.serialSeen:
+				if kicked() {
 					break waiting
 				}
-				// Not before a minute after the last one (a clock set back
-				// counts as just now), nor later than already due.
-				d := min(RegisterGap-max(since, 0), due.Sub(clk.Now()))
-				timer.Stop()
-				timer = clk.NewTimer(d)
-				a.log.Info("the identity changed; registering again once a minute has passed since the last registration", "in", d.Round(time.Second))
 			}
 		}
 	}
