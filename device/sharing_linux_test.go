@@ -4,11 +4,13 @@ package device_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -419,12 +421,19 @@ func TestScanSkipsBuiltInUARTs(t *testing.T) {
 	if w := writtenByOthers(t, uart); len(w) != 0 {
 		t.Fatalf("the built-in UART got %d bytes: %x", len(w), w)
 	}
-	// scan = "all": the UART is asked, one frame per dialect.
-	r = newReader(t, device.Config{AckTimeout: 200 * time.Millisecond, Scan: device.ScanAll, ListPorts: func() ([]device.PortInfo, error) { return list[:1], nil }})
+	// scan = "all": the UART is asked, one frame per dialect, and the log
+	// says so with the bytes sent.
+	var logs bytes.Buffer
+	r = newReader(t, device.Config{AckTimeout: 200 * time.Millisecond, Scan: device.ScanAll, ListPorts: func() ([]device.PortInfo, error) { return list[:1], nil },
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	if _, err := r.Read(context.Background(), ""); !errors.Is(err, device.ErrNoDevice) {
 		t.Fatalf("scan all: %v", err)
 	}
-	if n := checkOnlyEcho(t, writtenByOthers(t, uart)); n != 3 {
+	w := writtenByOthers(t, uart)
+	if n := checkOnlyEcho(t, w); n != 3 {
 		t.Fatalf("scan all: the silent UART got %d frames, want one per dialect", n)
+	}
+	if want := fmt.Sprintf("msg=\"port touched\" port=%s opens=1 bytes_sent=%d", ttyS0, len(w)); !strings.Contains(logs.String(), want) {
+		t.Fatalf("log lacks %q:\n%s", want, logs.String())
 	}
 }
