@@ -41,8 +41,9 @@ type Options struct {
 	Now func() time.Time
 	// DeviceRecheck is how often the device identity is re-read to notice
 	// a swapped cash register; 0 means 30 minutes. Each read opens the
-	// port for about a second (and a COM port is exclusive on Windows), so
-	// it is kept rare.
+	// port (for at most device.hold_max at a time, and a COM port is
+	// exclusive on Windows), so it is kept rare; while the POS's report is
+	// fresh there is no read at all.
 	DeviceRecheck time.Duration
 	// RetryBase is the first backoff step of the outbox (0: its default).
 	RetryBase time.Duration
@@ -83,7 +84,8 @@ type Agent struct {
 	lastReg       time.Time
 	lastRegErr    string
 	regCount      map[string]uint64 // registrations by result
-	serialSeen    chan struct{}     // fiscal serial changed: register now
+	serialSeen    chan struct{}     // fiscal serial changed: register now (at most once per RegisterGap)
+	lastSent      time.Time         // when a registration last went to TPOSL (Clock time)
 	conn          connWatch         // when Ödüyo went online or offline
 }
 
@@ -150,6 +152,9 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		AckTimeout:  cfg.Device.AckTimeout.Duration,
 		Tries:       cfg.Device.Tries,
 		ProbeBudget: cfg.Device.ProbeBudget.Duration,
+		HoldMax:     cfg.Device.HoldMax.Duration,
+		ReopenGap:   cfg.Device.ReopenGap.Duration,
+		Scan:        cfg.Device.Scan,
 		Exclude:     cfg.Device.Exclude,
 		CacheDir:    cfg.DataDir,
 		Logger:      opts.Logger.With("component", "device"),
@@ -159,7 +164,7 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		return nil, fmt.Errorf("device: %w", err)
 	}
 	a.ids = newIdentities(cfg.Device.FiscalSerial, a.reader.Port(), a.reader.Cached(), filepath.Join(cfg.DataDir, POSDeviceFile),
-		opts.Logger.With("component", "identity"), opts.Now)
+		cfg.Device.POSReportMaxAge.Duration, opts.Logger.With("component", "identity"), opts.Now)
 
 	a.queue, err = outbox.Open(outbox.Options{
 		Path:            filepath.Join(cfg.DataDir, "outbox.db"),

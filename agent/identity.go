@@ -25,15 +25,18 @@ import (
 const POSDeviceFile = "pos-device.json"
 
 // identities holds every source of the fiscal identity and picks the one
-// registration uses: the configured override, a fresh device read, the
-// POS's report, the cached last device read — in that order. When sources
-// name different fiscal serials it says so (status "conflict") and logs a
-// warning once per change, never choosing silently. Safe for concurrent use.
+// registration uses: the configured override, a POS report younger than
+// posMaxAge, a fresh device read, an older POS report, the cached last
+// device read — in that order. While the POS's report is fresh the device
+// is not opened at all (posFresh). When sources name different fiscal
+// serials it says so (status "conflict") and logs a warning once per
+// change, never choosing silently. Safe for concurrent use.
 type identities struct {
-	log     *slog.Logger
-	now     func() time.Time
-	posPath string
-	port    string
+	log       *slog.Logger
+	now       func() time.Time
+	posPath   string
+	port      string
+	posMaxAge time.Duration
 
 	mu        sync.Mutex
 	config    device.Identity // device.fiscal_serial; zero when not set
@@ -43,13 +46,14 @@ type identities struct {
 	errSince  time.Time // the first failed read since the last good one
 	cache     device.Identity
 	pos       device.Identity
-	chosen    string // fiscal serial last chosen
-	chosenECR string // and its ECR serial (POS_SERI_NO when the config has none)
-	conflict  string // the disagreement last logged, "" when none
+	posSaved  time.Time // when the POS report was last written to posPath
+	chosen    string    // fiscal serial last chosen
+	chosenECR string    // and its ECR serial (POS_SERI_NO when the config has none)
+	conflict  string    // the disagreement last logged, "" when none
 }
 
-func newIdentities(configSerial, port string, cached device.Identity, posPath string, log *slog.Logger, now func() time.Time) *identities {
-	s := &identities{log: log, now: now, posPath: posPath, port: port, cache: cached}
+func newIdentities(configSerial, port string, cached device.Identity, posPath string, posMaxAge time.Duration, log *slog.Logger, now func() time.Time) *identities {
+	s := &identities{log: log, now: now, posPath: posPath, port: port, cache: cached, posMaxAge: posMaxAge}
 	if configSerial = strings.TrimSpace(configSerial); configSerial != "" {
 		if !gmp3.ValidFiscalID(configSerial) {
 			log.Warn("device.fiscal_serial does not have the shape of a fiscal id (2 letters and 8 or 10 digits); it is used for registration but not sent to the device", "fiscal_serial", configSerial)
@@ -57,7 +61,7 @@ func newIdentities(configSerial, port string, cached device.Identity, posPath st
 		s.config = device.Identity{FiscalSerial: configSerial, Source: device.SourceConfig}
 	}
 	if pos, err := readPOSReport(posPath); err == nil {
-		s.pos = pos
+		s.pos, s.posSaved = pos, pos.ReadAt
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		log.Warn("ignoring the kept POS device report", "err", err)
 	}
@@ -98,30 +102,79 @@ func (s *identities) deviceRead(id device.Identity, err error) bool {
 	return s.update()
 }
 
+// posRewrite is how old the kept copy of an unchanged POS report may get
+// before a repeat of it is written again (its age on disk after a
+// restart is then at most this much too high; a POS that reports at
+// every sale does not make a disk write of each).
+const posRewrite = time.Minute
+
 // report keeps the POS's report durably; true when the chosen fiscal
 // serial (or its ECR serial) changed. A fiscal serial without the shape of
-// one is a *records.FieldError.
+// one, or a port that is none, is a *records.FieldError.
 func (s *identities) report(r localapi.DeviceReport) (bool, error) {
 	// A POS may send the id as its user typed it: " ji20012345".
 	r.FiscalSerial = strings.ToUpper(strings.TrimSpace(r.FiscalSerial))
 	if !gmp3.ValidFiscalID(r.FiscalSerial) {
 		return false, &records.FieldError{Field: "fiscal_serial", Msg: fmt.Sprintf("%q is not a fiscal id: 2 letters and 8 digits (JI20012345) or 10 digits (AV0000017893)", r.FiscalSerial)}
 	}
-	id := device.Identity{FiscalSerial: r.FiscalSerial, Brand: r.Brand, Model: r.Model, ECRSerial: r.ECRSerial, Source: device.SourcePOS, ReadAt: s.now()}
-	if err := writePOSReport(s.posPath, id); err != nil {
-		return false, err
+	if r.Port = strings.TrimSpace(r.Port); r.Port != "" {
+		if err := device.CheckPort(r.Port); err != nil {
+			return false, &records.FieldError{Field: "port", Msg: err.Error()}
+		}
 	}
+	now := s.now()
+	id := device.Identity{FiscalSerial: r.FiscalSerial, Brand: r.Brand, Model: r.Model, ECRSerial: r.ECRSerial, Port: r.Port, Source: device.SourcePOS, ReadAt: now}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	same := sameReport(s.pos, id)
+	if !same || now.Sub(s.posSaved) >= posRewrite || now.Before(s.posSaved) {
+		if err := writePOSReport(s.posPath, id); err != nil {
+			return false, err
+		}
+		s.posSaved = now
+	}
 	s.pos = id
-	s.log.Info("the POS reported the device identity", "fiscal_serial", id.FiscalSerial, "brand", id.Brand, "model", id.Model, "ecr_serial", id.ECRSerial)
+	if !same {
+		s.log.Info("the POS reported the device identity", "fiscal_serial", id.FiscalSerial, "brand", id.Brand, "model", id.Model, "ecr_serial", id.ECRSerial, "port", id.Port)
+	}
 	return s.update(), nil
+}
+
+func sameReport(a, b device.Identity) bool {
+	return a.FiscalSerial == b.FiscalSerial && a.Brand == b.Brand && a.Model == b.Model && a.ECRSerial == b.ECRSerial && a.Port == b.Port
+}
+
+// posFresh reports whether the POS's report is younger than posMaxAge:
+// then the device is not opened at all.
+func (s *identities) posFresh() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.freshPOS().FiscalSerial != ""
+}
+
+// posPort is the port the POS reported (its report of any age), "" when
+// none: auto asks it instead of scanning.
+func (s *identities) posPort() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pos.Port
+}
+
+// freshPOS is the POS report while it is younger than posMaxAge; s.mu held.
+func (s *identities) freshPOS() device.Identity {
+	if s.pos.FiscalSerial == "" || s.posMaxAge <= 0 {
+		return device.Identity{}
+	}
+	if age := s.pos.Age(s.now()); age < 0 || age >= s.posMaxAge {
+		return device.Identity{}
+	}
+	return s.pos
 }
 
 // candidates are the sources in order of preference, with a value.
 func (s *identities) candidates() []device.Identity {
 	var out []device.Identity
-	for _, id := range []device.Identity{s.config, s.freshDevice(), s.pos, s.cache} {
+	for _, id := range []device.Identity{s.config, s.freshPOS(), s.freshDevice(), s.pos, s.cache} {
 		if id.FiscalSerial != "" {
 			out = append(out, id)
 		}
@@ -201,7 +254,7 @@ func (s *identities) update() bool {
 	}
 	if key != s.conflict {
 		if key != "" {
-			s.log.Warn("the sources of the fiscal identity disagree; registration uses the first of config, device, pos, cache", "values", key, "using", s.pick().Source)
+			s.log.Warn("the sources of the fiscal identity disagree; registration uses the first of config, a fresh POS report, device, an older POS report, cache", "values", key, "using", s.pick().Source)
 		} else {
 			s.log.Info("the sources of the fiscal identity agree again", "fiscal_serial", s.pick().FiscalSerial)
 		}
@@ -251,13 +304,26 @@ func (s *identities) view() localapi.Device {
 		}
 		return ds
 	}
+	pos := src(s.pos, "")
+	pos.Fresh = s.freshPOS().FiscalSerial != ""
 	v.Sources = map[string]localapi.DeviceSource{
 		string(device.SourceConfig): src(s.config, ""),
 		string(device.SourceDevice): src(dev, s.deviceErr),
-		string(device.SourcePOS):    src(s.pos, ""),
+		string(device.SourcePOS):    pos,
 		string(device.SourceCache):  src(s.cache, ""),
 	}
+	if pos.Fresh {
+		v.NotOpened = fmt.Sprintf("the POS's report is younger than %s: the agent does not open the device", fmtAge(s.posMaxAge))
+	}
 	return v
+}
+
+// fmtAge writes d in whole days when it is some ("7d"), else as a Duration.
+func fmtAge(d time.Duration) string {
+	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
 }
 
 // KnownFiscalSerial is the best fiscal id that dataDir holds without
@@ -273,6 +339,13 @@ func KnownFiscalSerial(dataDir string) (serial, from string) {
 		return id.FiscalSerial, "the last good read"
 	}
 	return "", ""
+}
+
+// POSReport is the POS's last report kept in dataDir (PUT /v1/device),
+// with the port it named and when it came; an error wrapping
+// fs.ErrNotExist when there is none.
+func POSReport(dataDir string) (device.Identity, error) {
+	return readPOSReport(filepath.Join(dataDir, POSDeviceFile))
 }
 
 // maxPOSReport bounds what is read back from the POS report file.

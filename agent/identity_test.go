@@ -15,17 +15,21 @@ import (
 	"github.com/tposagent/tposagent/device"
 )
 
+// testNow is the identities' clock in these tests; a test may move it.
+var testNow = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+
 func newTestIdentities(t *testing.T, configSerial string, cached device.Identity) (*identities, *bytes.Buffer, string) {
 	t.Helper()
 	var logs bytes.Buffer
 	path := filepath.Join(t.TempDir(), POSDeviceFile)
-	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
-	s := newIdentities(configSerial, "COM3", cached, path, slog.New(slog.NewTextHandler(&logs, nil)), func() time.Time { return now })
+	now := testNow
+	s := newIdentities(configSerial, "COM3", cached, path, 7*24*time.Hour, slog.New(slog.NewTextHandler(&logs, nil)), func() time.Time { return now })
 	return s, &logs, path
 }
 
-// TestIdentityOrder: config, then a fresh device read, then the POS
-// report, then the cache.
+// TestIdentityOrder: config, then a POS report younger than
+// pos_report_max_age, then a fresh device read, then an older POS report,
+// then the cache.
 func TestIdentityOrder(t *testing.T) {
 	cached := device.Identity{FiscalSerial: "JI20000001", Source: device.SourceCache, Port: "COM3"}
 	s, _, _ := newTestIdentities(t, "", cached)
@@ -49,10 +53,20 @@ func TestIdentityOrder(t *testing.T) {
 		t.Fatal("a new ECR serial did not ask for a registration")
 	}
 	s.report(localapi.DeviceReport{FiscalSerial: "JI20000002", ECRSerial: "E2"})
-	if got := s.current(); got.Source != device.SourceDevice || got.ECRSerial != "E2" {
-		t.Fatalf("device over pos, completed by the pos report: %+v", got)
+	if got := s.current(); got.Source != device.SourcePOS || got.ECRSerial != "E2" || !s.posFresh() {
+		t.Fatalf("a fresh pos report over the device: %+v", got)
 	}
-	// A failed read: the device is no longer fresh; the pos report is used.
+	// The report ages past pos_report_max_age: the device read comes
+	// first, completed by the pos report.
+	now := testNow.Add(7*24*time.Hour + time.Second)
+	s.now = func() time.Time { return now }
+	if s.posFresh() {
+		t.Fatal("a report older than pos_report_max_age is fresh")
+	}
+	if got := s.current(); got.Source != device.SourceDevice || got.ECRSerial != "E2" {
+		t.Fatalf("device over an older pos report, completed by it: %+v", got)
+	}
+	// A failed read: the device is no longer fresh; the older pos report is used.
 	s.deviceRead(device.Identity{}, errors.New("no answer"))
 	if got := s.current(); got.Source != device.SourcePOS {
 		t.Fatalf("after a failed read: %+v", got)
@@ -72,11 +86,11 @@ func TestIdentityConflict(t *testing.T) {
 		t.Fatal("the first identity did not ask for a registration")
 	}
 	changed, err := s.report(localapi.DeviceReport{FiscalSerial: "AV0000017893"})
-	if err != nil || changed {
-		t.Fatalf("report: changed %v, %v (the device still wins)", changed, err)
+	if err != nil || !changed {
+		t.Fatalf("report: changed %v, %v (a fresh POS report wins over the device)", changed, err)
 	}
 	v := s.view()
-	if !v.Conflict || v.Conflicting["device"] != "JI20012345" || v.Conflicting["pos"] != "AV0000017893" || v.FiscalSerial != "JI20012345" {
+	if !v.Conflict || v.Conflicting["device"] != "JI20012345" || v.Conflicting["pos"] != "AV0000017893" || v.FiscalSerial != "AV0000017893" {
 		t.Fatalf("view %+v", v)
 	}
 	for range 3 {
@@ -86,10 +100,10 @@ func TestIdentityConflict(t *testing.T) {
 	if n := strings.Count(logs.String(), "disagree"); n != 1 {
 		t.Fatalf("%d warnings:\n%s", n, logs)
 	}
-	// A new disagreement (the device swapped) is a new warning, and a
-	// registration.
-	if !s.deviceRead(device.Identity{FiscalSerial: "JI20099999", Source: device.SourceDevice}, nil) {
-		t.Fatal("a swapped device did not ask for a registration")
+	// A new disagreement (the device swapped) is a new warning; the
+	// fresh POS report still wins, so no registration.
+	if s.deviceRead(device.Identity{FiscalSerial: "JI20099999", Source: device.SourceDevice}, nil) {
+		t.Fatal("a device read asked for a registration while a fresh POS report wins")
 	}
 	if n := strings.Count(logs.String(), "disagree"); n != 2 {
 		t.Fatalf("%d warnings after a change:\n%s", n, logs)
@@ -157,7 +171,7 @@ func TestPOSReportKept(t *testing.T) {
 	if _, err := s.report(localapi.DeviceReport{FiscalSerial: "FT40050248", Brand: "HUGIN", Model: "T300", ECRSerial: "FT40050248"}); err != nil {
 		t.Fatal(err)
 	}
-	again := newIdentities("", "none", device.Identity{}, path, slog.New(slog.DiscardHandler), time.Now)
+	again := newIdentities("", "none", device.Identity{}, path, 7*24*time.Hour, slog.New(slog.DiscardHandler), time.Now)
 	if got := again.current(); got.FiscalSerial != "FT40050248" || got.Source != device.SourcePOS || got.Model != "T300" {
 		t.Fatalf("after a restart: %+v", got)
 	}
@@ -165,7 +179,7 @@ func TestPOSReportKept(t *testing.T) {
 		if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if got := newIdentities("", "none", device.Identity{}, path, slog.New(slog.DiscardHandler), time.Now).current(); got.FiscalSerial != "" {
+		if got := newIdentities("", "none", device.Identity{}, path, 7*24*time.Hour, slog.New(slog.DiscardHandler), time.Now).current(); got.FiscalSerial != "" {
 			t.Fatalf("damaged file %.10q gave %+v", bad, got)
 		}
 	}
@@ -186,5 +200,62 @@ func TestLastTraceBounded(t *testing.T) {
 	tr.reset()
 	if len(tr.bytes()) != 0 {
 		t.Fatal("reset kept bytes")
+	}
+}
+
+// TestPOSReportPort: the report may name the port the POS talks to its
+// ÖKC on, checked like device.port ("auto" or a path outside /dev is a
+// field error), kept with the report across a restart, and shown with
+// the report's age. A repeat of the same report is not written to disk
+// again within posRewrite (a POS may report at every sale).
+func TestPOSReportPort(t *testing.T) {
+	s, _, path := newTestIdentities(t, "", device.Identity{})
+	for _, bad := range []string{"auto", "none", "/etc/passwd", "COM0", "tcp://host"} {
+		_, err := s.report(localapi.DeviceReport{FiscalSerial: "JI20012345", Port: bad})
+		var fe *records.FieldError
+		if !errors.As(err, &fe) || fe.Field != "port" {
+			t.Errorf("port %q: %v, want a field error on port", bad, err)
+		}
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a refused report was written: %v", err)
+	}
+	if _, err := s.report(localapi.DeviceReport{FiscalSerial: "JI20012345", Port: "COM7"}); err != nil {
+		t.Fatal(err)
+	}
+	if s.posPort() != "COM7" {
+		t.Fatalf("port %q", s.posPort())
+	}
+	v := s.view()
+	if p := v.Sources["pos"]; p.Port != "COM7" || p.AgeS == nil || !p.Fresh || v.NotOpened == "" || v.Port != "COM7" {
+		t.Fatalf("view %+v, pos %+v", v, v.Sources["pos"])
+	}
+	again := newIdentities("", "auto", device.Identity{}, path, 7*24*time.Hour, slog.New(slog.DiscardHandler), func() time.Time { return testNow })
+	if again.posPort() != "COM7" || !again.posFresh() {
+		t.Fatalf("after a restart: port %q fresh %v", again.posPort(), again.posFresh())
+	}
+	// The same report 30 s later: kept in memory, not rewritten; a
+	// minute later: rewritten (its age on disk stays within a minute).
+	readAt := func() time.Time {
+		id, err := readPOSReport(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id.ReadAt
+	}
+	first := readAt()
+	now := testNow.Add(30 * time.Second)
+	s.now = func() time.Time { return now }
+	s.report(localapi.DeviceReport{FiscalSerial: "JI20012345", Port: "COM7"})
+	if got := readAt(); !got.Equal(first) {
+		t.Fatalf("an unchanged report was rewritten after 30 s (%v → %v)", first, got)
+	}
+	if age := *s.view().Sources["pos"].AgeS; age != 0 {
+		t.Fatalf("in-memory age %d s, want 0", age)
+	}
+	now = testNow.Add(90 * time.Second)
+	s.report(localapi.DeviceReport{FiscalSerial: "JI20012345", Port: "COM7"})
+	if got := readAt(); !got.Equal(now) {
+		t.Fatalf("kept copy not refreshed after a minute: %v", got)
 	}
 }

@@ -16,8 +16,15 @@ import (
 	"github.com/tposagent/tposagent/internal/config"
 )
 
-// registrationLoop reads the device, registers with TPOSL at once, then
-// every tposl.interval; at once again when the fiscal serial changes. A
+// RegisterGap is the shortest time between two registrations that a
+// change of identity asks for: a POS that reports a new identity many
+// times a second (or a flapping device) gets one registration a minute,
+// with the latest identity, not one per change.
+const RegisterGap = time.Minute
+
+// registrationLoop reads the device (unless the POS's report is fresh),
+// registers with TPOSL at once, then every tposl.interval; again when the
+// identity changes, at most once per RegisterGap (the latest wins). A
 // failed registration is retried on a capped, jittered backoff instead of
 // waiting a whole interval.
 func (a *Agent) registrationLoop(ctx context.Context) {
@@ -57,6 +64,28 @@ func (a *Agent) registrationLoop(ctx context.Context) {
 			failures = 0
 		}
 		timer := clk.NewTimer(wait)
+		due := clk.Now().Add(wait)
+		changed := false // the identity changed: register when the gap allows
+		// kicked handles a change of identity; true: register now.
+		kicked := func() bool {
+			if changed {
+				return false // already due: the registration takes the identity as it is then
+			}
+			changed = true
+			a.mu.Lock()
+			since := clk.Now().Sub(a.lastSent)
+			a.mu.Unlock()
+			timer.Stop()
+			if since >= RegisterGap {
+				return true
+			}
+			// Not before a minute after the last one (a clock set back
+			// counts as just now), nor later than already due.
+			d := min(RegisterGap-max(since, 0), due.Sub(clk.Now()))
+			timer = clk.NewTimer(d)
+			a.log.Info("the identity changed; registering again once a minute has passed since the last registration", "in", d.Round(time.Second))
+			return false
+		}
 	waiting:
 		for {
 			select {
@@ -64,28 +93,40 @@ func (a *Agent) registrationLoop(ctx context.Context) {
 				timer.Stop()
 				return
 			case <-timer.C():
-				a.readDevice(ctx)
+				if !changed {
+					a.readDevice(ctx)
+				}
 				break waiting
 			case <-recheck.C():
 				a.readDevice(ctx)
 				recheck = clk.NewTimer(a.opts.DeviceRecheck)
+				select {
+				case <-a.serialSeen: // the read found a new identity
+					if kicked() {
+						break waiting
+					}
+				default:
+				}
 			case <-a.serialSeen:
-				timer.Stop()
-				break waiting
+				if kicked() {
+					break waiting
+				}
 			}
 		}
 	}
 }
 
-// readDevice reads the device now (unless device.port is "none") and
-// records the outcome; a changed fiscal serial triggers a registration at
-// once.
+// readDevice reads the device now and records the outcome; a changed
+// fiscal serial triggers a registration. It does nothing when
+// device.port is "none" or while the POS's report is fresh: the device
+// belongs to the POS, and the POS has said what it is. The port the POS
+// reported is asked instead of scanning.
 func (a *Agent) readDevice(ctx context.Context) {
-	if a.reader.Port() == device.PortNone {
+	if a.reader.Port() == device.PortNone || a.ids.posFresh() {
 		return
 	}
 	a.trace.reset()
-	id, err := a.reader.Read(ctx, a.ids.known())
+	id, err := a.reader.ReadVia(ctx, a.ids.known(), a.ids.posPort())
 	if ctx.Err() != nil {
 		return // stopping: not the device's fault
 	}
@@ -124,8 +165,9 @@ func (a *Agent) kickRegistration() {
 // Device is the identity and its sources (GET /v1/device).
 func (a *Agent) Device() localapi.Device { return a.ids.view() }
 
-// ReportDevice keeps the POS's report (PUT /v1/device) and registers again
-// when it changes the identity in use.
+// ReportDevice keeps the POS's report (PUT /v1/device) and asks for a
+// registration when it changes the identity in use; it answers at once —
+// registrations that reports ask for are coalesced (RegisterGap).
 func (a *Agent) ReportDevice(r localapi.DeviceReport) (localapi.Device, error) {
 	changed, err := a.ids.report(r)
 	if err != nil {
@@ -157,6 +199,9 @@ func (a *Agent) register(ctx context.Context) error {
 		a.setRegistration(nil, err)
 		return err
 	}
+	a.mu.Lock()
+	a.lastSent = a.opts.Clock.Now()
+	a.mu.Unlock()
 	ret, err := a.tposl.Register(ctx, params)
 	if err != nil {
 		a.setRegistration(nil, err)

@@ -78,6 +78,8 @@ type conn struct {
 	once      sync.Once
 	closed    chan struct{} // closed when abort has returned
 	leftStuck atomic.Bool   // the abort was counted in stuck
+	sent      int           // bytes written, for the log
+	recv      int           // bytes read
 }
 
 func newConn(raw rawPort, name string) *conn {
@@ -132,6 +134,7 @@ func (c *conn) read(p []byte, deadline time.Time) (int, error) {
 	own := make([]byte, len(p))
 	n, err := c.do("read", deadline, func() (int, error) { return c.raw.readTimeout(own, d) })
 	copy(p, own[:n])
+	c.recv += n
 	switch {
 	case err != nil:
 		return n, err
@@ -145,6 +148,7 @@ func (c *conn) read(p []byte, deadline time.Time) (int, error) {
 func (c *conn) write(p []byte, deadline time.Time) error {
 	own := append([]byte(nil), p...)
 	n, err := c.do("write", deadline, func() (int, error) { return c.raw.writeTimeout(own, time.Until(deadline)) })
+	c.sent += max(n, 0)
 	if err == nil && n < len(p) {
 		err = fmt.Errorf("wrote %d of %d bytes: %w", n, len(p), ErrTimeout)
 	}
@@ -261,59 +265,6 @@ func openWatched(ctx context.Context, name string, baud int, limit time.Duration
 	return nil, err
 }
 
-// serialPort adapts go.bug.st/serial. Its Unix read honours the timeout and
-// is woken by Close; its Unix write blocks while the line is flow-stopped;
-// on Windows neither is bounded by the library (the write has no timeout,
-// the overlapped read waits on GetOverlappedResult), hence the watcher.
-type serialPort struct {
-	p serial.Port
-}
-
-func openSerialPort(name string, baud int) (*serialPort, error) {
-	p, err := serial.Open(name, &serial.Mode{BaudRate: baud, DataBits: 8, Parity: serial.NoParity, StopBits: serial.OneStopBit})
-	if err != nil {
-		return nil, err
-	}
-	return &serialPort{p: p}, nil
-}
-
-func (s *serialPort) readTimeout(b []byte, d time.Duration) (int, error) {
-	if err := s.p.SetReadTimeout(d); err != nil {
-		return 0, readError(err)
-	}
-	start := time.Now()
-	n, err := s.p.Read(b)
-	if err != nil {
-		return n, readError(err)
-	}
-	if n == 0 && time.Since(start) < d/2 && d >= 20*time.Millisecond {
-		// The library returns (0, nil) at its timeout; long before it, an
-		// empty read is a hang-up (the device end of the line is gone).
-		return 0, fmt.Errorf("empty read before the timeout: %w", ErrDisconnected)
-	}
-	return n, nil
-}
-
-func (s *serialPort) writeTimeout(b []byte, _ time.Duration) (int, error) {
-	n, err := s.p.Write(b)
-	if err != nil {
-		return n, readError(err)
-	}
-	return n, nil
-}
-
-func (s *serialPort) resetInput() []byte {
-	_ = s.p.ResetInputBuffer()
-	return nil
-}
-
-func (s *serialPort) abort() {
-	cancelIO(s.p)
-	_ = s.p.Close()
-}
-
-func (s *serialPort) Close() error { return s.p.Close() }
-
 // tcpPort is an ÖKC reached over TCP; net.Conn deadlines hold on every OS.
 type tcpPort struct {
 	c net.Conn
@@ -383,11 +334,19 @@ func dialError(err error) error {
 
 // openError maps an open failure to a sentinel, keeping the cause's text.
 func openError(err error) error {
+	for _, known := range []error{ErrBusy, ErrNoDevice, ErrPermission, ErrBadConfig} {
+		if errors.Is(err, known) {
+			return err // already says what it is (the lock checks)
+		}
+	}
+	if isSharingViolation(err) {
+		return fmt.Errorf("another program has the port open: %w", ErrBusy)
+	}
 	var pe *serial.PortError
 	if errors.As(err, &pe) {
 		switch pe.Code() {
 		case serial.PortBusy:
-			return ErrBusy
+			return fmt.Errorf("another program has the port open: %w", ErrBusy)
 		case serial.PermissionDenied:
 			return ErrPermission
 		case serial.PortNotFound:
@@ -399,20 +358,11 @@ func openError(err error) error {
 	}
 	switch {
 	case errors.Is(err, syscall.EBUSY):
-		return ErrBusy
+		return fmt.Errorf("another program has the port open: %w", ErrBusy)
 	case errors.Is(err, fs.ErrPermission):
 		return ErrPermission
 	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENXIO), errors.Is(err, syscall.ENODEV), errors.Is(err, syscall.EIO):
 		return fmt.Errorf("%v: %w", err, ErrNoDevice)
 	}
 	return err
-}
-
-// readError maps an I/O failure on an open port.
-func readError(err error) error {
-	var pe *serial.PortError
-	if errors.As(err, &pe) && pe.Code() == serial.PortClosed {
-		return fmt.Errorf("port closed: %w", ErrDisconnected)
-	}
-	return fmt.Errorf("%v: %w", err, ErrDisconnected)
 }

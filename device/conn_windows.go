@@ -30,3 +30,11 @@ func cancelIO(p serial.Port) {
 }
 
 func isRefused(err error) bool { return errors.Is(err, windows.WSAECONNREFUSED) }
+
+// isSharingViolation: another handle holds the COM port. Windows answers a
+// second CreateFile on a COM port with ERROR_ACCESS_DENIED (go.bug.st/serial
+// maps that to PortBusy); wine answers ERROR_SHARING_VIOLATION. Both mean
+// another program holds it.
+func isSharingViolation(err error) bool {
+	return errors.Is(err, windows.ERROR_SHARING_VIOLATION) || errors.Is(err, windows.ERROR_ACCESS_DENIED)
+}

@@ -15,9 +15,23 @@
 // inference no public source proves; it is accepted only with result "00",
 // the echoed sequence and a fiscal-id shape.
 //
-// Port "auto" asks the port that answered last with every dialect and try,
-// then each listed serial port (USB first, Config.Exclude skipped) with one
-// try per dialect. The dialect that answered is remembered with its port.
+// The agent is a guest on the POS's line to its ÖKC. One open of a port
+// (serial or TCP) lasts at most Config.HoldMax; two opens of one port are at
+// least Config.ReopenGap apart, so a probe's tries spread over several
+// opens inside Config.ProbeBudget. On Linux a serial port is opened without
+// being configured and left alone when another program holds any of the
+// three lock conventions (exclusive mode, flock, UUCP lock file); while the
+// Reader holds a port it holds all three itself (see serial_linux.go). On
+// Windows a COM port is exclusive: another holder makes the open fail at
+// once. Either way the answer is ErrBusy, at once.
+//
+// Port "auto" asks a known port — the one the POS reported (ReadVia), else
+// the one that answered last — with every dialect and try, and scans only
+// when none is known or the known one is gone: the listed USB serial ports
+// (Config.Scan "usb", the default) or every listed port ("all"),
+// Config.Exclude skipped, with one frame per dialect on a silent port. The
+// dialect that answered is remembered with its port. Every port touched is
+// logged (info) with the bytes sent.
 //
 // It imports nothing of the agent or the outbox; the agent decides what
 // an identity is used for.
@@ -75,7 +89,7 @@ func (id Identity) Age(now time.Time) time.Duration {
 // all match ErrBadFrame; a refusal by the device matches ErrResultCode.
 var (
 	// ErrBusy: the port is held by another program, most likely the POS.
-	ErrBusy = errors.New("port busy")
+	ErrBusy = errors.New("port busy (held by another program)")
 	// ErrPermission: the user may not open the port (on Linux: not in the
 	// group owning it, see PortGroup).
 	ErrPermission = errors.New("permission denied")
@@ -117,9 +131,17 @@ func (e *noiseError) Is(target error) bool { return target == ErrBadFrame }
 // Defaults of Config.
 const (
 	DefaultBaud        = 115200
-	DefaultAckTimeout  = 4500 * time.Millisecond // Hugin's ACK wait and read timeout
+	DefaultAckTimeout  = 1500 * time.Millisecond // a live ÖKC ACKs an ECHO within milliseconds
 	DefaultTries       = 3                       // Hugin's MAX_TRY_COUNT
 	DefaultProbeBudget = 45 * time.Second
+	DefaultHoldMax     = 2 * time.Second // one open of a port
+	DefaultReopenGap   = 5 * time.Second // between two opens of one port
+)
+
+// Values of Config.Scan.
+const (
+	ScanUSB = "usb" // auto scans USB serial ports only (the default)
+	ScanAll = "all" // auto scans every listed port, built-in UARTs too
 )
 
 // Port and protocol values with a meaning of their own.
@@ -130,8 +152,9 @@ const (
 )
 
 // Config configures a Reader. The zero value reads port "auto" with
-// protocol "auto", 115200 baud 8N1, Hugin's 4.5 s ACK wait and 3 tries per
-// dialect, within 45 s, without a cache.
+// protocol "auto", 115200 baud 8N1, a 1.5 s ACK wait and 3 tries per
+// dialect, opens of at most 2 s at least 5 s apart, within 45 s, scanning
+// USB serial ports only, without a cache.
 type Config struct {
 	Port        string        // "auto" (default), "none", a serial port (COM3, /dev/ttyUSB0) or "tcp://host:port"
 	Protocol    string        // "auto" (default), "crc16-arc", "crc16-ccitt", "t300"
@@ -139,6 +162,9 @@ type Config struct {
 	AckTimeout  time.Duration // wait for ACK, and then for the whole answer; default 4.5 s
 	Tries       int           // sends per dialect; default 3
 	ProbeBudget time.Duration // a whole Read, all ports and dialects; default 45 s
+	HoldMax     time.Duration // one open of a port lasts at most this; default 2 s
+	ReopenGap   time.Duration // at least this from closing a port to opening it again; default 5 s
+	Scan        string        // which listed ports auto may scan: "usb" (default) or "all"
 	Exclude     []string      // ports auto never probes
 	CacheDir    string        // where the last identity, the auto port and the dialects are remembered; "" = nowhere
 	Logger      *slog.Logger  // nil: discard
@@ -167,6 +193,7 @@ type Reader struct {
 	log      *slog.Logger
 	mu       sync.Mutex
 	tr       *tracer
+	closed   map[string]time.Time // port key → when it was last closed (mu)
 }
 
 // sequence numbers the ECHO requests of this process (1…999999, wrapping),
@@ -205,6 +232,19 @@ func NewReader(cfg Config) (*Reader, error) {
 	if cfg.ProbeBudget <= 0 {
 		cfg.ProbeBudget = DefaultProbeBudget
 	}
+	if cfg.HoldMax <= 0 {
+		cfg.HoldMax = DefaultHoldMax
+	}
+	if cfg.ReopenGap <= 0 {
+		cfg.ReopenGap = DefaultReopenGap
+	}
+	switch cfg.Scan = strings.ToLower(strings.TrimSpace(cfg.Scan)); cfg.Scan {
+	case "":
+		cfg.Scan = ScanUSB
+	case ScanUSB, ScanAll:
+	default:
+		return nil, fmt.Errorf("device scan %q: want %q or %q: %w", cfg.Scan, ScanUSB, ScanAll, ErrBadConfig)
+	}
 	if cfg.ListPorts == nil {
 		cfg.ListPorts = Ports
 	}
@@ -222,6 +262,7 @@ func NewReader(cfg Config) (*Reader, error) {
 		r.tr = newTracer(cfg.Trace)
 	}
 	r.cfg = cfg
+	r.closed = map[string]time.Time{}
 	return r, nil
 }
 
@@ -235,6 +276,14 @@ func (r *Reader) Port() string { return r.cfg.Port }
 // package (ErrBusy, ErrNoDevice, ErrTimeout, ErrNAK, ErrBadFrame …,
 // ErrResultCode, ErrNoPort) or the context's error.
 func (r *Reader) Read(ctx context.Context, known string) (Identity, error) {
+	return r.ReadVia(ctx, known, "")
+}
+
+// ReadVia is Read with a port to ask when the configured port is "auto":
+// where the POS says it talks to its ÖKC (PUT /v1/device "port"). It is
+// asked instead of the remembered port, and auto scans only when it is
+// gone. A configured port always wins; "" is Read.
+func (r *Reader) ReadVia(ctx context.Context, known, via string) (Identity, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.cfg.Port == PortNone {
@@ -250,7 +299,7 @@ func (r *Reader) Read(ctx context.Context, known string) (Identity, error) {
 	var id Identity
 	var err error
 	if r.cfg.Port == PortAuto {
-		id, err = r.auto(bctx, c, known)
+		id, err = r.auto(bctx, c, known, strings.TrimSpace(via))
 	} else {
 		id, err = r.probe(bctx, r.cfg.Port, r.order(c.Dialects[r.cfg.Port], known), r.cfg.Tries, known)
 	}
@@ -291,43 +340,60 @@ func (r *Reader) order(remembered, known string) []gmp3.Dialect {
 	return out
 }
 
-// auto probes the remembered port first, with every try, then each listed
-// port with one try per dialect — unless something on it answers a GMP-3
-// frame (a NAK, an ACK, a frame): that dialect then gets all its tries, as
-// on a configured port. Silence or noise on a port costs one try per
-// dialect, so a scan of many ports stays within the probe budget.
-func (r *Reader) auto(ctx context.Context, c cacheData, known string) (Identity, error) {
+// auto asks the known port — via (the POS's report), else the remembered
+// winner — with every try, and stops there unless the port is gone (no
+// such port any more): a silent or busy known port is not a reason to
+// write into other ports. Without a known port it scans the listed ports
+// that Config.Scan allows, one frame per dialect on each — unless
+// something on it answers a GMP-3 frame (a NAK, an ACK, a frame): that
+// dialect then gets all its tries, as on a configured port.
+func (r *Reader) auto(ctx context.Context, c cacheData, known, via string) (Identity, error) {
+	knownPort, from := via, "the POS's report"
+	if knownPort == "" {
+		knownPort, from = c.AutoPort, "the port that answered last"
+	}
+	if knownPort != "" && !r.excluded(knownPort) {
+		id, err := r.probe(ctx, knownPort, r.order(c.Dialects[knownPort], known), r.cfg.Tries, known)
+		if err == nil {
+			return id, nil
+		}
+		if !errors.Is(err, ErrNoDevice) || ctx.Err() != nil {
+			return Identity{}, fmt.Errorf("auto-detect device: %s (%s): %w", knownPort, from, err)
+		}
+		r.log.Info("the known port of the device is gone; scanning", "port", knownPort, "from", from, "err", err)
+	}
 	list, lerr := r.cfg.ListPorts()
 	if lerr != nil {
 		r.log.Warn("cannot list serial ports", "err", lerr)
 	}
 	var names []string
-	seen := map[string]bool{}
-	add := func(name string) {
-		key := portKey(name)
-		if name == "" || seen[key] || r.excluded(name) {
-			return
+	seen := map[string]bool{portKey(knownPort): knownPort != ""}
+	skipped := 0
+	for _, p := range list {
+		key := portKey(p.Name)
+		if p.Name == "" || seen[key] || r.excluded(p.Name) {
+			continue
 		}
 		seen[key] = true
-		names = append(names, name)
-	}
-	add(c.AutoPort)
-	for _, p := range list {
-		add(p.Name)
+		if r.cfg.Scan != ScanAll && !IsUSBSerial(p) {
+			skipped++
+			r.log.Debug(`port not scanned: not a USB serial port (device.scan = "all" or device.port names it)`, "port", p.Name)
+			continue
+		}
+		names = append(names, p.Name)
 	}
 	if len(names) == 0 {
 		if lerr != nil {
 			return Identity{}, fmt.Errorf("auto-detect device: list ports: %w: %w", lerr, ErrNoDevice)
 		}
+		if skipped > 0 {
+			return Identity{}, fmt.Errorf(`auto-detect device: no USB serial port (%d other port(s) not scanned: set device.port, or device.scan = "all"): %w`, skipped, ErrNoDevice)
+		}
 		return Identity{}, fmt.Errorf("auto-detect device: no serial ports: %w", ErrNoDevice)
 	}
 	var busy, last error
-	for i, name := range names {
-		tries := scanTries
-		if i == 0 && name == c.AutoPort {
-			tries = r.cfg.Tries
-		}
-		id, err := r.probe(ctx, name, r.order(c.Dialects[name], known), tries, known)
+	for _, name := range names {
+		id, err := r.probe(ctx, name, r.order(c.Dialects[name], known), scanTries, known)
 		if err == nil {
 			r.log.Info("fiscal device found", "port", name, "fiscal_serial", id.FiscalSerial, "protocol", id.Protocol)
 			return id, nil
@@ -348,6 +414,22 @@ func (r *Reader) auto(ctx context.Context, c cacheData, known string) (Identity,
 	return Identity{}, fmt.Errorf("auto-detect device: no fiscal device answered on %d port(s) (last: %v): %w", len(names), last, ErrNoDevice)
 }
 
+// IsUSBSerial reports whether p is a USB serial port, the only kind
+// device.scan = "usb" scans: the enumerator says USB (on Windows a COM port
+// with a USB VID/PID), or its Linux name is ttyUSB* or ttyACM*. Built-in
+// UARTs (ttyS*, a plain COM1) are where receipt printers and pole displays
+// live.
+func IsUSBSerial(p PortInfo) bool {
+	if p.IsUSB || p.VID != "" {
+		return true
+	}
+	base := p.Name
+	if i := strings.LastIndexAny(base, `/\`); i >= 0 {
+		base = base[i+1:]
+	}
+	return strings.HasPrefix(base, "ttyUSB") || strings.HasPrefix(base, "ttyACM")
+}
+
 func (r *Reader) excluded(name string) bool {
 	for _, x := range r.cfg.Exclude {
 		if portKey(x) == portKey(name) {
@@ -361,19 +443,79 @@ func (r *Reader) excluded(name string) bool {
 // dialect, all of them once the port answers as a GMP-3 device.
 const scanTries = 0
 
-// probe opens one port, asks ECHO in each dialect up to tries times (a
-// scanned port: see scanTries), and closes it.
-func (r *Reader) probe(ctx context.Context, name string, dialects []gmp3.Dialect, tries int, known string) (Identity, error) {
+// session is one open of a port: it ends by hold.
+type session struct {
+	c      *conn
+	opened time.Time
+	hold   time.Time // the open ends by then (HoldMax)
+	sends  int
+}
+
+// usage is what one probe did to one port, for the log.
+type usage struct {
+	opens      int
+	sent, recv int
+	longest    time.Duration
+}
+
+// open opens name once the gap since its last close has passed; the open
+// lasts until HoldMax after it began.
+func (r *Reader) open(ctx context.Context, name string) (*session, error) {
+	if last, ok := r.closed[portKey(name)]; ok {
+		if wait := r.cfg.ReopenGap - time.Since(last); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, fmt.Errorf("waiting %v to open the port again: %w", r.cfg.ReopenGap, ctx.Err())
+			case <-t.C:
+			}
+		}
+	}
+	start := time.Now()
+	c, err := dial(ctx, name, r.cfg.Baud, min(r.cfg.AckTimeout, r.cfg.HoldMax), r.tr)
+	if err != nil {
+		return nil, err
+	}
+	return &session{c: c, opened: start, hold: start.Add(r.cfg.HoldMax)}, nil
+}
+
+// close closes the session's port and starts its gap.
+func (r *Reader) close(name string, s *session, u *usage) {
+	s.c.Close()
+	held := time.Since(s.opened)
+	r.closed[portKey(name)] = time.Now()
+	r.tr.comment("port %s closed after %.6f s", name, r.tr.since().Seconds())
+	u.opens++
+	u.sent += s.c.sent
+	u.recv += s.c.recv
+	u.longest = max(u.longest, held)
+}
+
+// probe asks one port ECHO in each dialect up to tries times (a scanned
+// port: see scanTries). The sends spread over opens of at most HoldMax, a
+// new send in an open only while a whole ACK wait still fits, each open at
+// least ReopenGap after the last close of the port; a busy port ends the
+// probe at once.
+func (r *Reader) probe(ctx context.Context, name string, dialects []gmp3.Dialect, tries int, known string) (id Identity, err error) {
 	scan := tries == scanTries
 	if err := ctx.Err(); err != nil {
 		return Identity{}, fmt.Errorf("probe %s: %w", name, err)
 	}
-	c, err := dial(ctx, name, r.cfg.Baud, r.cfg.AckTimeout, r.tr)
-	if err != nil {
-		return Identity{}, fmt.Errorf("probe %s: %w", name, err)
-	}
-	defer func() { r.tr.comment("port %s closed after %.6f s", name, r.tr.since().Seconds()) }()
-	defer c.Close()
+	var u usage
+	var s *session
+	defer func() {
+		if s != nil {
+			r.close(name, s, &u)
+		}
+		switch {
+		case u.opens > 0:
+			r.log.Info("port touched", "port", name, "opens", u.opens, "bytes_sent", u.sent, "bytes_received", u.recv,
+				"longest_open", u.longest.Round(time.Millisecond), "ok", err == nil)
+		case errors.Is(err, ErrBusy):
+			r.log.Info("port busy (held by another program); not touched", "port", name, "err", err)
+		}
+	}()
 	seq, at := r.cfg.Sequence(), r.cfg.Now()
 	var best error
 	var bestRank outcome
@@ -387,14 +529,29 @@ func (r *Reader) probe(ctx context.Context, name string, dialects []gmp3.Dialect
 		if err != nil {
 			return Identity{}, fmt.Errorf("probe %s: %w", name, err)
 		}
-		r.tr.comment("dialect %s, header id %s, sequence %d, clock %s", d, hid, seq, at.Format("2006-01-02T15:04:05"))
 		n := tries
 		if scan {
 			n = 1
 		}
-		t := &echoTry{c: c, d: d, req: req, seq: seq, ack: r.cfg.AckTimeout, tries: max(n, 1)}
 		for try := 1; try <= n; try++ {
+			if s != nil && s.sends > 0 && time.Until(s.hold) < r.cfg.AckTimeout {
+				r.close(name, s, &u) // this send would not fit: the POS gets its port
+				s = nil
+			}
+			if s == nil {
+				if s, err = r.open(ctx, name); err != nil {
+					if best != nil && ctx.Err() != nil {
+						return Identity{}, fmt.Errorf("%w (%d sends in %d opens; %v)", best, sends, u.opens, err)
+					}
+					return Identity{}, fmt.Errorf("probe %s: %w", name, err)
+				}
+			}
+			if s.sends == 0 || try == 1 {
+				r.tr.comment("dialect %s, header id %s, sequence %d, clock %s", d, hid, seq, at.Format("2006-01-02T15:04:05"))
+			}
+			s.sends++
 			sends++
+			t := &echoTry{c: s.c, d: d, req: req, seq: seq, ack: r.cfg.AckTimeout, hold: s.hold, tries: max(n, 1)}
 			resp, err := t.run(ctx)
 			if err == nil {
 				r.tr.comment("answered: fiscal id %s (%s)", resp.FiscalID, d)
@@ -420,7 +577,7 @@ func (r *Reader) probe(ctx context.Context, name string, dialects []gmp3.Dialect
 	}
 	if sends > 1 {
 		// The most telling error, and how much was tried.
-		return Identity{}, fmt.Errorf("%w (%d sends in %d dialect(s))", best, sends, len(dialects))
+		return Identity{}, fmt.Errorf("%w (%d sends in %d dialect(s), %d opens)", best, sends, len(dialects), u.opens+1)
 	}
 	return Identity{}, best
 }

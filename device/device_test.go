@@ -42,8 +42,14 @@ func startSim(t *testing.T, opts devicetest.Options) *devicetest.Sim {
 	return sim
 }
 
+// newReader builds a Reader. Unless the test sets one, the gap between two
+// opens of a port is 10 ms here: most tests read one port several times,
+// and the gap has tests of its own (TestHoldsAndGaps…).
 func newReader(t *testing.T, cfg device.Config) *device.Reader {
 	t.Helper()
+	if cfg.ReopenGap == 0 {
+		cfg.ReopenGap = 10 * time.Millisecond
+	}
 	r, err := device.NewReader(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +198,7 @@ func TestNeverPair(t *testing.T) {
 
 // checkOnlyEcho parses what the agent wrote: frames of any dialect, each
 // an ECHO request, with only ACK and NAK bytes between them.
-func checkOnlyEcho(t *testing.T, b []byte) {
+func checkOnlyEcho(t *testing.T, b []byte) int {
 	t.Helper()
 	frames := 0
 	for len(b) > 0 {
@@ -231,6 +237,7 @@ func checkOnlyEcho(t *testing.T, b []byte) {
 	if frames == 0 {
 		t.Fatal("no request seen")
 	}
+	return frames
 }
 
 func TestPortNone(t *testing.T) {
@@ -316,7 +323,7 @@ func TestAutoFindsDevice(t *testing.T) {
 	}
 	dir := t.TempDir()
 	r := newReader(t, device.Config{
-		AckTimeout: 200 * time.Millisecond, CacheDir: dir, Exclude: []string{excluded.Port()},
+		AckTimeout: 200 * time.Millisecond, CacheDir: dir, Exclude: []string{excluded.Port()}, Scan: device.ScanAll,
 		ListPorts: func() ([]device.PortInfo, error) { return list, nil },
 	})
 	id, err := r.Read(context.Background(), "")
@@ -440,6 +447,37 @@ func TestOpenErrorKinds(t *testing.T) {
 	} {
 		if got := device.OpenError(tt.in); !errors.Is(got, tt.want) {
 			t.Errorf("openError(%v) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestCheckPort(t *testing.T) {
+	for _, ok := range []string{"COM3", "com12", `\\.\COM3`, "/dev/ttyUSB0", "/dev/serial/by-id/usb-Hugin_T300-if00", "tcp://192.168.1.50:4444", "tcp://okc.local:7500"} {
+		if err := device.CheckPort(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "auto", "NONE", "COM0", "COM03", "COM999", "ttyUSB0", "/etc/passwd", "/dev/", "/dev/../etc/shadow", "tcp://nohost", "tcp://:4444", "tcp://h:0", "tcp://h:99999", "LPT1"} {
+		if err := device.CheckPort(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestIsUSBSerial(t *testing.T) {
+	for _, tc := range []struct {
+		p    device.PortInfo
+		want bool
+	}{
+		{device.PortInfo{Name: "/dev/ttyUSB0"}, true},
+		{device.PortInfo{Name: "/dev/ttyACM1"}, true},
+		{device.PortInfo{Name: "/dev/ttyS0"}, false},
+		{device.PortInfo{Name: "/dev/ttyAMA0"}, false},
+		{device.PortInfo{Name: "COM1"}, false},
+		{device.PortInfo{Name: "COM5", IsUSB: true, VID: "0403", PID: "6001"}, true},
+	} {
+		if got := device.IsUSBSerial(tc.p); got != tc.want {
+			t.Errorf("%+v: %v, want %v", tc.p, got, tc.want)
 		}
 	}
 }

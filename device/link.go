@@ -23,6 +23,7 @@ type echoTry struct {
 	req   []byte
 	seq   int
 	ack   time.Duration // ACK wait, and the wait for the whole reply after it
+	hold  time.Time     // the port's open ends by then: no wait goes past it
 	tries int           // bad reply frames NAKed before giving up
 }
 
@@ -107,13 +108,35 @@ func (t *echoTry) wait(ctx context.Context, buf []byte, deadline time.Time) (int
 	}
 }
 
+// until is now+d, but never past the end of the hold.
+func (t *echoTry) until(d time.Duration) time.Time {
+	end := time.Now().Add(d)
+	if !t.hold.IsZero() && t.hold.Before(end) {
+		return t.hold
+	}
+	return end
+}
+
+// writeBy is the deadline of a write: the ACK wait, cut at the hold (a
+// moment is left for a byte that is due, such as the ACK of an answer).
+func (t *echoTry) writeBy() time.Time {
+	return maxTime(t.until(t.ack), time.Now().Add(50*time.Millisecond))
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // run sends the request once and reads the answer.
 func (t *echoTry) run(ctx context.Context) (gmp3.Response, error) {
 	// What came before us is not our answer (Hugin does the same).
 	if err := t.c.resetInput(); err != nil {
 		return gmp3.Response{}, err
 	}
-	if err := t.c.write(t.req, time.Now().Add(t.ack)); err != nil {
+	if err := t.c.write(t.req, t.writeBy()); err != nil {
 		return gmp3.Response{}, fmt.Errorf("send echo: %w", err)
 	}
 	buf := make([]byte, 512)
@@ -122,10 +145,11 @@ func (t *echoTry) run(ctx context.Context) (gmp3.Response, error) {
 	// The ACK: 06, or the reply's STX at once. NAK 15 or any other byte
 	// refuses the frame.
 	var nz noise
-	n, err := t.wait(ctx, buf, time.Now().Add(t.ack))
+	waitStart := time.Now()
+	n, err := t.wait(ctx, buf, t.until(t.ack))
 	switch {
 	case errors.Is(err, errIdle):
-		return gmp3.Response{}, fmt.Errorf("no acknowledgement within %v: %w", t.ack, ErrTimeout)
+		return gmp3.Response{}, fmt.Errorf("no acknowledgement within %v: %w", time.Since(waitStart).Round(time.Millisecond), ErrTimeout)
 	case err != nil:
 		return gmp3.Response{}, fmt.Errorf("wait for acknowledgement: %w", err)
 	case buf[0] == gmp3.ACK:
@@ -139,7 +163,7 @@ func (t *echoTry) run(ctx context.Context) (gmp3.Response, error) {
 		return gmp3.Response{}, nz.err("wait for acknowledgement")
 	}
 
-	deadline := time.Now().Add(t.ack)
+	deadline := t.until(t.ack)
 	var lastErr error
 	bad, total := 0, n
 	for {
@@ -166,7 +190,7 @@ func (t *echoTry) run(ctx context.Context) (gmp3.Response, error) {
 			// A damaged frame: ask for it again.
 			lastErr = fmt.Errorf("answer: %w", err)
 			bad++
-			if werr := t.c.write([]byte{gmp3.NAK}, time.Now().Add(t.ack)); werr != nil {
+			if werr := t.c.write([]byte{gmp3.NAK}, t.writeBy()); werr != nil {
 				return gmp3.Response{}, fmt.Errorf("send nak: %w", werr)
 			}
 			if bad >= t.tries {
@@ -178,7 +202,7 @@ func (t *echoTry) run(ctx context.Context) (gmp3.Response, error) {
 			return gmp3.Response{}, fmt.Errorf("answer: %w", ErrEchoed) // loopback: not acknowledged
 		}
 		resp, err := gmp3.ParseEchoResponse(f, t.seq)
-		if werr := t.c.write([]byte{gmp3.ACK}, time.Now().Add(t.ack)); werr != nil && err == nil {
+		if werr := t.c.write([]byte{gmp3.ACK}, t.writeBy()); werr != nil && err == nil {
 			return gmp3.Response{}, fmt.Errorf("send ack: %w", werr)
 		}
 		switch {

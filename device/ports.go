@@ -2,6 +2,7 @@ package device
 
 import (
 	"fmt"
+	"net"
 	"sort"
 	"strconv"
 	"strings"
@@ -87,4 +88,37 @@ func splitNum(s string) (string, int) {
 		return s, -1
 	}
 	return strings.ToUpper(s[:i]), n
+}
+
+// CheckPort checks a port that someone else names (the POS's report of
+// where it talks to its ÖKC): a serial port — COM1 … COM256 (also as
+// \\.\COM3) or an absolute path under /dev — or tcp://host:port. "auto"
+// and "none" name no port. The error says what is wrong, for the caller
+// to show.
+func CheckPort(name string) error {
+	switch n := strings.TrimSpace(name); {
+	case n == "":
+		return fmt.Errorf("is empty")
+	case strings.EqualFold(n, PortAuto), strings.EqualFold(n, PortNone):
+		return fmt.Errorf("%q names no port: give the port the POS talks to its ÖKC on (COM3, /dev/ttyUSB0, tcp://192.168.1.50:4444)", n)
+	case strings.HasPrefix(strings.ToLower(n), TCPPrefix):
+		host, port, err := net.SplitHostPort(n[len(TCPPrefix):])
+		if err != nil || host == "" {
+			return fmt.Errorf("%q: want tcp://host:port, e.g. tcp://192.168.1.50:4444", n)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return fmt.Errorf("%q: the TCP port must be 1..65535", n)
+		}
+		return nil
+	case strings.HasPrefix(n, "/dev/") && len(n) > len("/dev/") && !strings.Contains(n, "/../") && !strings.HasSuffix(n, "/.."):
+		return nil
+	default:
+		com := strings.ToUpper(strings.TrimPrefix(n, `\\.\`))
+		if rest, ok := strings.CutPrefix(com, "COM"); ok {
+			if k, err := strconv.Atoi(rest); err == nil && k >= 1 && k <= 256 && rest[0] != '0' {
+				return nil
+			}
+		}
+		return fmt.Errorf("%q is no port name: want COM3, /dev/ttyUSB0 or tcp://host:port", n)
+	}
 }

@@ -26,6 +26,12 @@ import (
 const childEnv = "DEVICE_TEST_CHILD_PROBE"
 
 func TestMain(m *testing.M) {
+	if kind := os.Getenv(holdEnv); kind != "" {
+		os.Exit(holdPort(kind, os.Getenv(portEnv)))
+	}
+	if port := os.Getenv(posEnv); port != "" {
+		os.Exit(posOpener(port))
+	}
 	if port := os.Getenv(childEnv); port != "" {
 		r, err := device.NewReader(device.Config{Port: port, AckTimeout: 300 * time.Millisecond, Tries: 1})
 		if err == nil {
@@ -48,6 +54,19 @@ func TestMain(m *testing.M) {
 
 // probeAsNobody runs the probe in a copy of the test binary as user nobody.
 func probeAsNobody(t *testing.T, port string) (kind, msg string) {
+	t.Helper()
+	cmd := nobodyCommand(t, childEnv+"="+port)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Skipf("cannot run as nobody here: %v", err)
+	}
+	kind, msg, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return kind, msg
+}
+
+// nobodyCommand is a copy of the test binary (in a directory user nobody
+// may enter) to be run as nobody with env.
+func nobodyCommand(t *testing.T, env ...string) *exec.Cmd {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to drop to an unprivileged user")
@@ -76,14 +95,9 @@ func probeAsNobody(t *testing.T, port string) (kind, msg string) {
 	dst.Close()
 	cmd := exec.Command(bin)
 	cmd.Dir = dir
-	cmd.Env = []string{childEnv + "=" + port}
+	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.Output()
-	if err != nil {
-		t.Skipf("cannot run as nobody here: %v", err)
-	}
-	kind, msg, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
-	return kind, msg
+	return cmd
 }
 
 // TestBusyPort holds the port open (exclusively, as the serial library

@@ -24,6 +24,13 @@ type UnitParams struct {
 	User string
 }
 
+// LockDir is where serial ports' UUCP lock files live (FHS /var/lock, a
+// link to /run/lock on current distributions). Where it is 1777 (Debian,
+// Ubuntu) the service user may create its lock there; where it belongs to
+// group "lock" (0775), add the user to that group for the agent to take
+// one (it still honours the locks of others without).
+const LockDir = "/run/lock"
+
 // ServiceUser is the system user the Linux service runs as. The package
 // and "tposagent install" create it (a member of the serial group); the
 // data dir is its own, the config file is readable by its group.
@@ -60,7 +67,7 @@ const ModulesLoad = "# tposagent: USB serial drivers loaded at boot, so that the
 // process the least it needs: its own system user with the serial group,
 // no capabilities, the system-service set of system calls, only Internet
 // and local sockets, a read-only OS with only the data dir (and a log
-// directory outside it) writable, no home directories, a private /tmp,
+// directory outside it) and the serial lock directory writable, no home directories, a private /tmp,
 // other processes invisible, and of the devices only the serial ports.
 func RenderUnit(p UnitParams) (string, error) {
 	if p.Name == "" {
@@ -129,6 +136,10 @@ func RenderUnit(p UnitParams) (string, error) {
 	for _, d := range writable {
 		w("ReadWritePaths=%s", quotePathArg("-"+d))
 	}
+	// UUCP lock files of the serial port (/var/lock links to /run/lock):
+	// the agent takes one while it talks to the ÖKC, so that a POS that
+	// honours them keeps out; it reads them either way.
+	w("ReadWritePaths=%s", quotePathArg("-"+LockDir))
 	w("ProtectHome=yes")
 	w("PrivateTmp=yes")
 	w("DevicePolicy=closed")

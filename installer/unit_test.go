@@ -37,6 +37,7 @@ func TestRenderUnitContents(t *testing.T) {
 		"\nNoNewPrivileges=yes\n",
 		"\nProtectSystem=strict\n",
 		"\nReadWritePaths=-/var/lib/tposagent\n",
+		"\nReadWritePaths=-/run/lock\n", // the serial port's UUCP lock file
 		"\nSupplementaryGroups=dialout\n",
 		"\nUser=tposagent\n",
 		"\nGroup=tposagent\n",

@@ -49,13 +49,16 @@ func TestDeviceEndpoints(t *testing.T) {
 	})))
 	defer srv.Close()
 
-	code, _, body := do(t, srv, http.MethodPut, "/v1/device", `{"fiscal_serial": " JI20012345 ", "brand": "Hugin Şirketi", "model": "Tığ", "ecr_serial": "HGN1"}`)
+	code, _, body := do(t, srv, http.MethodPut, "/v1/device", `{"fiscal_serial": " JI20012345 ", "brand": "Hugin Şirketi", "model": "Tığ", "ecr_serial": "HGN1", "port": " COM3 "}`)
 	if code != http.StatusOK {
 		t.Fatalf("PUT: %d %s", code, body)
 	}
 	var d localapi.Device
 	if err := json.Unmarshal(body, &d); err != nil || d.FiscalSerial != "JI20012345" || d.Brand != "Hugin Şirketi" || d.Model != "Tığ" {
 		t.Fatalf("PUT answer %s: %v", body, err)
+	}
+	if got := id.got[0].Port; got != "COM3" {
+		t.Fatalf("port %q reached the agent, want COM3", got)
 	}
 	code, _, body = do(t, srv, http.MethodGet, "/v1/device", "")
 	if code != http.StatusOK || !strings.Contains(string(body), `"fiscal_serial": "JI20012345"`) {
@@ -73,6 +76,8 @@ func TestDeviceEndpoints(t *testing.T) {
 		{`{"fiscal_serial": "` + strings.Repeat("J", 33) + `"}`, "fiscal_serial", 400},
 		{`{"fiscal_serial": "JI20012345", "model": "a\nb"}`, "model", 400},
 		{`{"fiscal_serial": "JI20012345", "extra": 1}`, "", 400},
+		{`{"fiscal_serial": "JI20012345", "port": "COM3\u0000"}`, "port", 400},
+		{`{"fiscal_serial": "JI20012345", "port": "/dev/` + strings.Repeat("x", 252) + `"}`, "port", 400},
 		{`{"fiscal_serial": 12}`, "", 400},
 		{`not json`, "", 400},
 		{`{"fiscal_serial": "JI20012345"}{"fiscal_serial": "JI20012345"}`, "", 400},

@@ -88,6 +88,9 @@ type Device struct {
 	// StuckCalls counts port driver calls abandoned at their deadline that
 	// have not returned yet (0 on a healthy till).
 	StuckCalls int `json:"stuck_calls,omitempty"`
+	// NotOpened says why the agent leaves the device alone now (a fresh
+	// POS report); "" when it may read it.
+	NotOpened string `json:"not_opened,omitempty"`
 }
 
 // DeviceSource is what one source says of the identity.
@@ -101,6 +104,9 @@ type DeviceSource struct {
 	At           *time.Time `json:"at,omitempty"`    // when it was read or reported
 	AgeS         *int64     `json:"age_s,omitempty"` // seconds since At
 	Error        string     `json:"error,omitempty"`
+	// Fresh (the POS report only): younger than device.pos_report_max_age,
+	// so it is used before a device read and the device is not opened.
+	Fresh bool `json:"fresh,omitempty"`
 }
 
 // DeviceReport is the body of PUT /v1/device: the identity of the device
@@ -110,13 +116,19 @@ type DeviceReport struct {
 	Brand        string `json:"brand,omitempty"`      // e.g. HUGIN
 	Model        string `json:"model,omitempty"`      // e.g. T300
 	ECRSerial    string `json:"ecr_serial,omitempty"` // the ECR serial (POS_SERI_NO when store.pos_serial is empty)
+	// Port is where the POS talks to its ÖKC (COM3, /dev/ttyUSB0,
+	// tcp://192.168.1.50:4444): the agent asks only that port when it
+	// must read the device, and never scans for it.
+	Port string `json:"port,omitempty"`
 }
 
 // Limits of a DeviceReport's fields, in characters: fiscal_serial up to
-// MaxDeviceSerial, the others up to MaxDeviceText.
+// MaxDeviceSerial, port up to MaxDevicePort, the others up to
+// MaxDeviceText.
 const (
 	MaxDeviceText   = 64
 	MaxDeviceSerial = 32
+	MaxDevicePort   = 256
 )
 
 // DeviceIdentity is what the handler needs for /v1/device.
@@ -472,13 +484,14 @@ func ParseDeviceReport(body []byte) (DeviceReport, error) {
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&rep); err != nil {
-		return DeviceReport{}, fmt.Errorf("body must be a JSON object {\"fiscal_serial\", \"brand\", \"model\", \"ecr_serial\"}: %v", err)
+		return DeviceReport{}, fmt.Errorf("body must be a JSON object {\"fiscal_serial\", \"brand\", \"model\", \"ecr_serial\", \"port\"}: %v", err)
 	}
 	if dec.More() {
 		return DeviceReport{}, errors.New("body must hold one JSON object")
 	}
 	rep.FiscalSerial = strings.TrimSpace(rep.FiscalSerial)
 	rep.Brand, rep.Model, rep.ECRSerial = strings.TrimSpace(rep.Brand), strings.TrimSpace(rep.Model), strings.TrimSpace(rep.ECRSerial)
+	rep.Port = strings.TrimSpace(rep.Port)
 	if rep.FiscalSerial == "" {
 		return DeviceReport{}, &records.FieldError{Field: "fiscal_serial", Msg: "is required (the fiscal id of the paired ÖKC, e.g. JI20012345)"}
 	}
@@ -488,6 +501,7 @@ func ParseDeviceReport(body []byte) (DeviceReport, error) {
 	}{
 		{"fiscal_serial", rep.FiscalSerial, MaxDeviceSerial}, {"brand", rep.Brand, MaxDeviceText},
 		{"model", rep.Model, MaxDeviceText}, {"ecr_serial", rep.ECRSerial, MaxDeviceText},
+		{"port", rep.Port, MaxDevicePort},
 	} {
 		if n := utf8.RuneCountInString(f.v); n > f.max {
 			return DeviceReport{}, &records.FieldError{Field: f.name, Msg: fmt.Sprintf("is %d characters, at most %d", n, f.max)}

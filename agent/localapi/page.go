@@ -147,7 +147,9 @@ func buildPage(l i18n.Lang, s Status, now time.Time) pageData {
 	} else {
 		row.Value, row.State = dev.FiscalSerial, "ok"
 		row.Detail = l.Source(dev.Source)
-		if dev.Port != "" && dev.Source != "config" && dev.Source != "pos" {
+		if p := dev.Sources["pos"].Port; dev.Source == "pos" && p != "" {
+			row.Detail += l.F(" on %s", ", port %s", p)
+		} else if dev.Port != "" && dev.Source != "config" && dev.Source != "pos" {
 			row.Detail += l.F(" on %s", ", port %s", dev.Port)
 		}
 		if dev.ReadAt != nil {
@@ -156,6 +158,9 @@ func buildPage(l i18n.Lang, s Status, now time.Time) pageData {
 		if dev.Brand != "" || dev.Model != "" {
 			row.Value += " (" + dev.Brand + " " + dev.Model + ")"
 		}
+	}
+	if dev.NotOpened != "" {
+		row.Detail += "; " + l.T("the device is left to the POS (fresh report)", "cihaz POS'a bırakıldı (güncel bildirim)")
 	}
 	if dev.Error != "" {
 		row.Detail += "; " + l.T("device: ", "cihaz: ") + dev.Error

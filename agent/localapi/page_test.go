@@ -240,3 +240,31 @@ func TestStatusPage(t *testing.T) {
 		t.Errorf("GET /v1/status without a token: %d, want 401", resp.StatusCode)
 	}
 }
+
+// TestStatusPagePOSReport: with the identity from the POS's report the
+// page names the port the POS reported, how old the report is, and that
+// the agent leaves the device to the POS.
+func TestStatusPagePOSReport(t *testing.T) {
+	at := time.Now().Add(-3 * time.Hour)
+	age := int64(3 * 3600)
+	status := func() localapi.Status {
+		return localapi.Status{Version: "x", StartedAt: at, License: license.License{State: license.Licensed, CheckedAt: at, Source: license.SourceServer},
+			Device: localapi.Device{FiscalSerial: "JI20012345", Source: "pos", Port: "COM3", ReadAt: &at,
+				NotOpened: "the POS's report is younger than 7d: the agent does not open the device",
+				Sources:   map[string]localapi.DeviceSource{"pos": {FiscalSerial: "JI20012345", Port: "COM3", At: &at, AgeS: &age, Fresh: true}}}}
+	}
+	srv := httptest.NewServer(contractChecked(t, localapi.NewHandler(localapi.Config{Token: token, Status: status,
+		License: func() license.License { return status().License }})))
+	defer srv.Close()
+	for lang, words := range map[string][]string{
+		"en": {"on COM3", " ago", "the device is left to the POS (fresh report)"},
+		"tr": {"port COM3", " önce", "bırakıldı (güncel bildirim)"},
+	} {
+		_, html := get(t, srv.URL+"/?lang="+lang)
+		for _, w := range words {
+			if !strings.Contains(html, w) {
+				t.Errorf("%s page lacks %q", lang, w)
+			}
+		}
+	}
+}

@@ -263,6 +263,13 @@ func (b *bundle) fromFiles(cfg *config.Config) {
 	if known, from := agent.KnownFiscalSerial(cfg.DataDir); known != "" {
 		status["fiscal_serial"], status["fiscal_serial_from"] = known, from
 	}
+	if rep, err := agent.POSReport(cfg.DataDir); err == nil {
+		status["pos_report"] = map[string]any{
+			"fiscal_serial": rep.FiscalSerial, "port": rep.Port, "at": rep.ReadAt,
+			"age_s": int64(time.Since(rep.ReadAt) / time.Second),
+			"fresh": time.Since(rep.ReadAt) < cfg.Device.POSReportMaxAge.Duration,
+		}
+	}
 	if data, err := os.ReadFile(filepath.Join(cfg.DataDir, device.CacheFile)); err != nil {
 		b.note("agent.txt", "%s: %v", device.CacheFile, err)
 	} else {

@@ -36,7 +36,7 @@ func cmdDevice(ctx context.Context, e *env, args []string) error {
 	case "-h", "--help", "help":
 		fmt.Fprintf(e.stdout, "Usage: tposagent device ports [--json]\n"+
 			"       tposagent device probe [--port P] [--protocol auto|crc16-arc|crc16-ccitt|t300] [--fiscal-serial ID] [--trace FILE] [--json]\n"+
-			"       tposagent device set --fiscal-serial ID [--brand B] [--model M] [--ecr-serial S] [--json]\n")
+			"       tposagent device set --fiscal-serial ID [--brand B] [--model M] [--ecr-serial S] [--port P] [--json]\n")
 		return nil
 	}
 	return usageErrorf("device: unknown subcommand %q (ports, probe, set)", args[0])
@@ -88,12 +88,13 @@ func dash(s string) string {
 }
 
 func cmdDeviceProbe(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "device probe", "device probe [--port P] [--protocol D] [--fiscal-serial ID] [--trace FILE] [--json]",
-		"  tposagent device probe                     # try every serial port, USB first\n"+
+	fs := newFlagSet(e, "device probe", "device probe [--port P] [--protocol D] [--fiscal-serial ID] [--scan usb|all] [--trace FILE] [--json]",
+		"  tposagent device probe                     # the port the POS reported, else scan the USB serial ports\n"+
 			"  tposagent device probe --port COM3 --trace okc.trace\n"+
 			"  tposagent device probe --port tcp://192.168.1.50:4444\n"+
 			"  tposagent device probe --port /dev/ttyUSB0 --fiscal-serial JI20012345 --json\n")
-	port := fs.String("port", device.PortAuto, `serial port (COM3, /dev/ttyUSB0), tcp://host:port, or "auto" to try every serial port`)
+	port := fs.String("port", device.PortAuto, `serial port (COM3, /dev/ttyUSB0), tcp://host:port, or "auto": the port the POS reported, else the USB serial ports`)
+	scan := fs.String("scan", device.ScanUSB, `which ports "auto" scans: usb, or all (built-in UARTs too, where printers and pole displays live)`)
 	protocol := fs.String("protocol", device.ProtocolAuto, "GMP-3 dialect: auto, crc16-arc, crc16-ccitt or t300")
 	fiscal := fs.String("fiscal-serial", "", "the fiscal id to put in the request header (some devices answer only to their own); default: the config's, else the POS's report or the last good read in the data dir")
 	tracePath := fs.String("trace", "", "write every byte sent and received to FILE (one hex line each) for a support ticket or a replay test")
@@ -111,7 +112,9 @@ func cmdDeviceProbe(ctx context.Context, e *env, args []string) error {
 	// The config's device settings are the defaults, when there is a
 	// config; flags win.
 	var exclude []string
+	var via string // the port the POS reported
 	budget := device.DefaultProbeBudget
+	hold, gap := device.DefaultHoldMax, device.DefaultReopenGap
 	if cfg, err := config.Read(e.configPath); err == nil {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -143,7 +146,15 @@ func cmdDeviceProbe(ctx context.Context, e *env, args []string) error {
 		if cfg.Device.ProbeBudget.Duration > 0 {
 			budget = cfg.Device.ProbeBudget.Duration
 		}
+		if !set["scan"] && cfg.Device.Scan != "" {
+			*scan = cfg.Device.Scan
+		}
+		hold, gap = cfg.Device.HoldMax.Duration, cfg.Device.ReopenGap.Duration
 		exclude = cfg.Device.Exclude
+		if rep, err := agent.POSReport(cfg.DataDir); err == nil && rep.Port != "" && strings.EqualFold(*port, device.PortAuto) {
+			via = rep.Port
+			fmt.Fprintf(e.stderr, "asking %s, the port the POS reported %s\n", via, rep.ReadAt.Format(time.RFC3339))
+		}
 	}
 	if *baud <= 0 || *ack <= 0 || *tries <= 0 {
 		return usageErrorf("device probe: --baud, --ack-timeout and --tries must be positive")
@@ -151,7 +162,8 @@ func cmdDeviceProbe(ctx context.Context, e *env, args []string) error {
 	if strings.EqualFold(*port, device.PortNone) {
 		return usageErrorf("device probe: --port none reads no device; give a port or auto")
 	}
-	cfg := device.Config{Port: *port, Protocol: *protocol, Baud: *baud, AckTimeout: *ack, Tries: *tries, ProbeBudget: budget, Exclude: exclude}
+	cfg := device.Config{Port: *port, Protocol: *protocol, Baud: *baud, AckTimeout: *ack, Tries: *tries, ProbeBudget: budget,
+		HoldMax: hold, ReopenGap: gap, Scan: *scan, Exclude: exclude}
 	if *tracePath != "" {
 		f, err := os.OpenFile(*tracePath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 		if err != nil {
@@ -165,7 +177,7 @@ func cmdDeviceProbe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usageErrorf("device probe: %v", err)
 	}
-	id, err := r.Read(ctx, strings.TrimSpace(*fiscal))
+	id, err := r.ReadVia(ctx, strings.TrimSpace(*fiscal), via)
 	if *tracePath != "" {
 		fmt.Fprintf(e.stderr, "trace written to %s\n", *tracePath)
 	}
@@ -184,14 +196,15 @@ func cmdDeviceProbe(ctx context.Context, e *env, args []string) error {
 // cmdDeviceSet reports the identity to the running agent as the POS would
 // (PUT /v1/device).
 func cmdDeviceSet(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "device set", "device set --fiscal-serial ID [--brand B] [--model M] [--ecr-serial S] [--json]",
-		"  tposagent device set --fiscal-serial JI20012345\n"+
+	fs := newFlagSet(e, "device set", "device set --fiscal-serial ID [--brand B] [--model M] [--ecr-serial S] [--port P] [--json]",
+		"  tposagent device set --fiscal-serial JI20012345 --port COM3\n"+
 			"  tposagent device set --fiscal-serial FT40050248 --brand HUGIN --model T300 --ecr-serial FT40050248\n")
 	var rep localapi.DeviceReport
 	fs.StringVar(&rep.FiscalSerial, "fiscal-serial", "", "the fiscal id of the paired ÖKC (required), e.g. JI20012345")
 	fs.StringVar(&rep.Brand, "brand", "", "the ÖKC's brand, e.g. HUGIN")
 	fs.StringVar(&rep.Model, "model", "", "the ÖKC's model, e.g. T300")
 	fs.StringVar(&rep.ECRSerial, "ecr-serial", "", "the ÖKC's ECR serial (POS_SERI_NO when store.pos_serial is empty)")
+	fs.StringVar(&rep.Port, "port", "", "where the POS talks to the ÖKC (COM3, /dev/ttyUSB0, tcp://host:port): while the report is fresh the agent leaves the device alone, later it asks only this port")
 	asJSON := fs.Bool("json", false, "print the resulting identity as JSON")
 	addConfigFlag(fs, e)
 	if err := parseFlags(fs, args); err != nil {
@@ -215,6 +228,9 @@ func cmdDeviceSet(ctx context.Context, e *env, args []string) error {
 		return printJSON(e.stdout, d)
 	}
 	fmt.Fprintf(e.stdout, "%s (from %s)\n", d.FiscalSerial, d.Source)
+	if d.NotOpened != "" {
+		fmt.Fprintln(e.stderr, d.NotOpened)
+	}
 	if d.Conflict {
 		var parts []string
 		for k, v := range d.Conflicting {
@@ -237,7 +253,7 @@ func probeError(port string, baud int, err error) error {
 		}
 		return fmt.Errorf("%v: another program or user holds the port, or run as administrator", err)
 	case errors.Is(err, device.ErrBusy):
-		return fmt.Errorf("%v: the POS program probably holds the port; the agent would use its cached identity (close the POS program to probe now)", err)
+		return fmt.Errorf("%v: another program (most likely the POS) holds the port, and the agent leaves it alone; it uses the POS's report or its cached identity (close the POS program to probe now)", err)
 	case errors.Is(err, device.ErrTimeout):
 		return fmt.Errorf("%v: check the cable, that the ÖKC is on, and the baud rate (now %d)", err, baud)
 	case errors.Is(err, device.ErrDisconnected):

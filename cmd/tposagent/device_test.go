@@ -118,7 +118,7 @@ func TestDeviceProbeErrorsAreActionable(t *testing.T) {
 		err  error
 		want string
 	}{
-		{device.ErrBusy, "POS program probably holds"},
+		{device.ErrBusy, "another program (most likely the POS) holds the port"},
 		{device.ErrBadFrame, "wrong port or wrong baud"},
 		{device.ErrEchoed, "not the ÖKC's port"},
 		{device.ErrNoDevice, "device ports"},

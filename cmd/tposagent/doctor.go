@@ -143,6 +143,7 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 		default:
 			r, err := device.NewReader(device.Config{Port: cfg.Device.Port, Protocol: cfg.Device.Protocol, Baud: cfg.Device.Baud,
 				AckTimeout: cfg.Device.AckTimeout.Duration, Tries: cfg.Device.Tries, ProbeBudget: cfg.Device.ProbeBudget.Duration,
+				HoldMax: cfg.Device.HoldMax.Duration, ReopenGap: cfg.Device.ReopenGap.Duration, Scan: cfg.Device.Scan,
 				Exclude: cfg.Device.Exclude, CacheDir: cfg.DataDir})
 			if err != nil {
 				add("FAIL", "device", "%v", err)
@@ -153,7 +154,18 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 			if known == "" {
 				known, _ = agent.KnownFiscalSerial(cfg.DataDir) // the POS's report, then the cache
 			}
-			id, err := r.Read(ctx, known)
+			rep, _ := agent.POSReport(cfg.DataDir)
+			if rep.FiscalSerial != "" {
+				age := time.Since(rep.ReadAt).Round(time.Minute)
+				state := "ok"
+				if age >= cfg.Device.POSReportMaxAge.Duration {
+					state = "warn" // the agent reads the device itself again
+				}
+				add(state, "device", l.T("the POS reported %s on port %s %s ago (the agent leaves the device alone while the report is younger than %s)",
+					"POS %s bildirdi, port %s, %s önce (bildirim %s yaşından gençken ajan cihaza dokunmaz)"), rep.FiscalSerial, dash(rep.Port), age, cfg.Device.POSReportMaxAge)
+			}
+			// A person asked: the device is read even with a fresh report.
+			id, err := r.ReadVia(ctx, known, rep.Port)
 			identity = id
 			if err != nil {
 				identity = cached

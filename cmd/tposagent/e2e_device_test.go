@@ -174,9 +174,9 @@ func TestE2EPOSReportsIdentity(t *testing.T) {
 }
 
 // TestE2EDeviceConflict: the device reads one fiscal id, the POS reports
-// another: the status says so with both values, registration keeps the
-// device's (the order is config, device, pos, cache), and the log warns
-// once.
+// another: the status says so with both values, registration takes the
+// POS's fresh report (the order is config, a fresh POS report, device, an
+// older POS report, cache), and the log warns once.
 func TestE2EDeviceConflict(t *testing.T) {
 	f := newFixtureWith(t, &devicetest.Options{FiscalSerial: "JI20012345"})
 	f.start()
@@ -188,7 +188,7 @@ func TestE2EDeviceConflict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !d.Conflict || d.Conflicting["device"] != "JI20012345" || d.Conflicting["pos"] != "AV0000017893" || d.Source != "device" {
+	if !d.Conflict || d.Conflicting["device"] != "JI20012345" || d.Conflicting["pos"] != "AV0000017893" || d.Source != "pos" {
 		t.Fatalf("after a conflicting report: %+v", d)
 	}
 	st, err := f.client.Status(ctx)

@@ -198,6 +198,11 @@ func TestBugreport(t *testing.T) {
 		s, err := f.client.Status(ctx)
 		return err == nil && s.Outbox.Dead == 1 && s.License.Source == "server"
 	})
+	// The POS reports its device and port: both bundles show the port and
+	// the report's age.
+	if _, err := f.client.ReportDevice(ctx, localapi.DeviceReport{FiscalSerial: "JI20012345", Port: "COM3"}); err != nil {
+		t.Fatal(err)
+	}
 	// A device trace in the data dir that (wrongly) holds a secret: the
 	// zip must still not contain it.
 	trace := "# port /dev/ttyUSB0\n0.000100 tx 02000f\n# note: token " + e2eToken + "\n0.004000 rx 06\n"
@@ -265,6 +270,10 @@ func TestBugreport(t *testing.T) {
 		if err := json.Unmarshal(files["status.json"], &s); err != nil || s.Outbox.Dead != 1 || s.Device.FiscalSerial != "JI20012345" {
 			t.Errorf("status.json: %v %+v", err, s)
 		}
+		var dev localapi.Device
+		if err := json.Unmarshal(files["device.json"], &dev); err != nil || dev.Sources["pos"].Port != "COM3" || dev.Sources["pos"].AgeS == nil {
+			t.Errorf("device.json lacks the POS's port and the report's age: %.400s (%v)", files["device.json"], err)
+		}
 		if n := bytes.Count(files["log-tail.txt"], []byte("\n")); n > 200 {
 			t.Errorf("log tail has %d lines, want at most 200", n)
 		}
@@ -286,6 +295,12 @@ func TestBugreport(t *testing.T) {
 		var st map[string]any
 		if err := json.Unmarshal(files["outbox-stats.json"], &st); err != nil || st["dead"] != float64(1) {
 			t.Errorf("outbox-stats.json from the file: %s (%v)", files["outbox-stats.json"], err)
+		}
+		var status struct {
+			POSReport map[string]any `json:"pos_report"`
+		}
+		if err := json.Unmarshal(files["status.json"], &status); err != nil || status.POSReport["port"] != "COM3" || status.POSReport["age_s"] == nil {
+			t.Errorf("status.json of a stopped agent lacks the POS report's port and age: %.400s (%v)", files["status.json"], err)
 		}
 	})
 }

@@ -75,7 +75,9 @@ func printStatus(w io.Writer, s localapi.Status, now time.Time, l i18n.Lang) {
 			src = l.Source(d.Source)
 		}
 		dev = l.F("%s from %s", "%s (%s)", d.FiscalSerial, src)
-		if d.Port != "" && d.Source != "config" && d.Source != "pos" {
+		if p := d.Sources["pos"].Port; d.Source == "pos" && p != "" {
+			dev += l.F(" on %s", ", port %s", p)
+		} else if d.Port != "" && d.Source != "config" && d.Source != "pos" {
 			dev += l.F(" on %s", ", port %s", d.Port)
 		}
 		if d.Protocol != "" {
@@ -99,6 +101,9 @@ func printStatus(w io.Writer, s localapi.Status, now time.Time, l i18n.Lang) {
 		if d.ErrorSince != nil {
 			dev += l.F(" (since %s)", " (%s tarihinden beri)", when(d.ErrorSince))
 		}
+	}
+	if d.NotOpened != "" {
+		dev += l.T("; the device is not opened (fresh POS report)", "; cihaz açılmıyor (güncel POS bildirimi)")
 	}
 	if d.StuckCalls > 0 {
 		dev += l.F("; %d port driver call(s) stuck (replug the USB cable)", "; %d port sürücüsü çağrısı takıldı (USB kablosunu çıkarıp takın)", d.StuckCalls)

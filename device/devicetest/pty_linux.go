@@ -5,6 +5,7 @@ package devicetest
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
@@ -39,6 +40,11 @@ func (s *Sim) startPTY() error {
 		sl.Close()
 	}
 	s.closeLine = s.hangUp
+	s.send = func(b []byte) error {
+		_ = master.SetWriteDeadline(time.Now().Add(time.Second))
+		_, err := master.Write(b)
+		return err
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

@@ -39,6 +39,8 @@ type Sim struct {
 	// closeLine releases the transport on Close.
 	closeLine func()
 	hungUp    atomic.Bool
+	// send writes bytes into the line from the device's side.
+	send func([]byte) error
 
 	mu         sync.Mutex
 	serial     string
@@ -47,6 +49,32 @@ type Sim struct {
 	requests   int
 	mismatches []string
 	replayDone bool
+	replayPos  int // the next event to play: a replay over TCP goes on on the next connection
+	sessions   []Session
+}
+
+// Session is one TCP connection of the agent to the device, as the device
+// saw it: Closed is when the device noticed the end (within about 20 ms
+// of the agent's close); zero while it lasts.
+type Session struct {
+	Opened, Closed time.Time
+}
+
+// Sessions lists the TCP connections so far (none on a pty).
+func (s *Sim) Sessions() []Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Session(nil), s.sessions...)
+}
+
+// Send writes b into the line from the device's side, unasked: bytes
+// waiting in the line for whoever reads the port (on a pty they sit in
+// the port's input queue until a program reads or flushes them).
+func (s *Sim) Send(b []byte) error {
+	if s.send == nil {
+		return errors.New("devicetest: no line to send on")
+	}
+	return s.send(b)
 }
 
 // Start starts a simulated device on opts.Transport.
@@ -101,6 +129,16 @@ func (s *Sim) startTCP() error {
 		cmu.Unlock()
 	}
 	s.closeLine = s.hangUp
+	s.send = func(b []byte) error {
+		cmu.Lock()
+		c := cur
+		cmu.Unlock()
+		if c == nil {
+			return errors.New("devicetest: no connection")
+		}
+		_, err := c.Write(b)
+		return err
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -112,9 +150,15 @@ func (s *Sim) startTCP() error {
 			cmu.Lock()
 			cur = c
 			cmu.Unlock()
+			s.mu.Lock()
+			s.sessions = append(s.sessions, Session{Opened: time.Now()})
+			s.mu.Unlock()
 			// One client at a time, like a device on one socket.
 			s.serve(c)
 			c.Close()
+			s.mu.Lock()
+			s.sessions[len(s.sessions)-1].Closed = time.Now()
+			s.mu.Unlock()
 			if s.stopped() || s.hungUp.Load() {
 				return
 			}
@@ -474,12 +518,14 @@ func (s *Sim) sleep(dur time.Duration) bool {
 
 // replay plays the device's side of a trace.
 func (s *Sim) replay(st stream) {
+	again := false // the agent closed the connection between two events
 	defer func() {
 		s.mu.Lock()
-		s.replayDone = true
+		s.replayDone = s.replayDone || !again
 		s.mu.Unlock()
 	}()
-	for i, ev := range s.opts.Replay {
+	for ; s.replayPos < len(s.opts.Replay); s.replayPos++ {
+		i, ev := s.replayPos, s.opts.Replay[s.replayPos]
 		if s.stopped() {
 			return
 		}
@@ -499,6 +545,10 @@ func (s *Sim) replay(st stream) {
 				n, err := st.Read(buf[:len(ev.Data)-len(got)])
 				got = append(got, buf[:n]...)
 				s.record(buf[:n])
+				if errors.Is(err, io.EOF) && len(got) == 0 && s.opts.Transport == TCP {
+					again = true // the agent opens the port again for its next send
+					return
+				}
 				if err != nil && !isTimeout(err) {
 					s.mismatch("event %d: read: %v", i+1, err)
 					return

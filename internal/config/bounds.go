@@ -45,9 +45,9 @@ var Bounds = []Bound{
 	{Key: "device.timeout", Min: int64(100 * time.Millisecond), Max: int64(time.Minute), Off: true, Example: "1.5s"}, // the earlier name of ack_timeout (read as it; 0 = not set), checked first to be named
 	{Key: "device.ack_timeout", Min: int64(100 * time.Millisecond), Max: int64(time.Minute), Example: "1.5s"},
 	{Key: "device.probe_budget", Min: int64(time.Second), Max: int64(10 * time.Minute), Example: "45s"},
-	{Key: "device.hold_max", Min: int64(200 * time.Millisecond), Max: int64(30 * time.Second), Example: "2s"},
-	{Key: "device.reopen_gap", Min: int64(time.Second), Max: int64(10 * time.Minute), Example: "5s"},
-	{Key: "device.pos_report_max_age", Min: int64(time.Hour), Max: int64(90 * day), Example: "7d"},
+	{Key: "device.hold_max", Min: int64(MinHoldMax), Max: int64(MaxHoldMax), Example: "2s"},
+	{Key: "device.reopen_gap", Min: int64(MinReopenGap), Max: int64(MaxReopenGap), Example: "5s"},
+	{Key: "device.pos_report_max_age", Min: int64(MinPOSReportMaxAge), Max: int64(MaxPOSReportMaxAge), Example: "7d"},
 
 	// The outbox: under 1 MiB it fills after a few records; the ceilings
 	// keep a typo ("6000h", "256GiB") from leaving a till silent or its

@@ -111,6 +111,12 @@ type Device struct {
 	AckTimeout   Duration `toml:"ack_timeout"`   // wait for ACK (and then the answer), per try
 	Tries        int      `toml:"tries"`         // sends per dialect
 	ProbeBudget  Duration `toml:"probe_budget"`  // a whole read, all dialects and ports
+	HoldMax      Duration `toml:"hold_max"`      // one open of the port lasts at most this
+	ReopenGap    Duration `toml:"reopen_gap"`    // at least this between two opens of one port
+	Scan         string   `toml:"scan"`          // which ports "auto" may scan: "usb" or "all"
+	// POSReportMaxAge: while the POS's report (PUT /v1/device) is younger,
+	// the agent does not open the device at all.
+	POSReportMaxAge Duration `toml:"pos_report_max_age"`
 	// Timeout is the key of earlier versions (answer timeout per try); it
 	// is read as ack_timeout when that is not set, with a warning.
 	Timeout Duration `toml:"timeout"`
@@ -190,8 +196,9 @@ func Default() Config {
 			Grace:    Duration{7 * 24 * time.Hour},
 		},
 		Oduyo: Oduyo{Timeout: Duration{20 * time.Second}},
-		Device: Device{Port: "auto", Protocol: "auto", Baud: 115200, AckTimeout: Duration{4500 * time.Millisecond},
-			Tries: 3, ProbeBudget: Duration{45 * time.Second}},
+		Device: Device{Port: "auto", Protocol: "auto", Baud: 115200, AckTimeout: Duration{1500 * time.Millisecond},
+			Tries: 3, ProbeBudget: Duration{45 * time.Second}, HoldMax: Duration{2 * time.Second},
+			ReopenGap: Duration{5 * time.Second}, Scan: "usb", POSReportMaxAge: Duration{7 * 24 * time.Hour}},
 		API: API{Listen: "127.0.0.1:8787"},
 		Outbox: Outbox{
 			MaxSize:         256 << 20,
@@ -496,6 +503,9 @@ func (c *Config) Validate() error {
 	if c.Device.Tries < 1 || c.Device.Tries > 10 {
 		return bad("device.tries", "must be 1..10 (the sources use 3)")
 	}
+	if s := strings.ToLower(c.Device.Scan); s != "usb" && s != "all" {
+		return bad("device.scan", `must be "usb" (USB serial ports only) or "all" (built-in UARTs too) (got %q)`, c.Device.Scan)
+	}
 	if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
 		return bad("api.listen", "must be host:port, e.g. 127.0.0.1:8787 (%v)", err)
 	}
@@ -523,6 +533,18 @@ func (c *Config) Validate() error {
 	}
 	return nil
 }
+
+// Floors and ceilings of the [device] keys that keep the agent a guest on
+// the POS's line (rows of Bounds): a hold must fit one ECHO exchange and
+// stay short (the POS waits for it); the gap must give the POS its port back.
+const (
+	MinHoldMax         = 500 * time.Millisecond // device.hold_max
+	MaxHoldMax         = 10 * time.Second
+	MinReopenGap       = time.Second // device.reopen_gap
+	MaxReopenGap       = 10 * time.Minute
+	MinPOSReportMaxAge = time.Hour // device.pos_report_max_age
+	MaxPOSReportMaxAge = 90 * 24 * time.Hour
+)
 
 // StoreLimits are the longest [store] values the licence server accepts
 // (its field, in UTF-16 code units as .NET counts them). A longer value
@@ -594,6 +616,9 @@ func (c *Config) Warnings() []string {
 	}
 	if c.Device.Timeout.Duration > 0 {
 		w = append(w, "device.timeout is the key of an earlier version: it is read as device.ack_timeout; rename it")
+	}
+	if c.Device.AckTimeout.Duration > c.Device.HoldMax.Duration && c.Device.HoldMax.Duration > 0 {
+		w = append(w, fmt.Sprintf("device.ack_timeout (%s) is longer than device.hold_max (%s): every wait is cut at hold_max (the default ack_timeout is 1.5s)", c.Device.AckTimeout, c.Device.HoldMax))
 	}
 	if strings.EqualFold(c.Device.Port, "none") && c.Device.FiscalSerial == "" {
 		w = append(w, `device.port is "none" and device.fiscal_serial is empty: the till registers once the POS reports the identity (PUT /v1/device)`)
@@ -679,7 +704,8 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 // UnmarshalText reads the value.
 func (s *Secret) UnmarshalText(b []byte) error { *s = Secret(b); return nil }
 
-// Duration is a time.Duration written as "6h", "30s", "5m".
+// Duration is a time.Duration written as "6h", "30s", "5m", or with whole
+// days first: "7d", "1d12h".
 type Duration struct{ time.Duration }
 
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }

@@ -283,3 +283,56 @@ func TestAllowedHosts(t *testing.T) {
 		t.Errorf("%d entries: %v", len(c.API.AllowedHosts), err)
 	}
 }
+
+// TestDeviceSharingKeys: the keys that keep the agent a guest on the POS's
+// line — their defaults, "7d" for a number of days, the round trip through
+// Encode, and a value outside its floor and ceiling as an error naming
+// the key.
+func TestDeviceSharingKeys(t *testing.T) {
+	d := Default().Device
+	if d.AckTimeout.Duration != 1500*time.Millisecond || d.HoldMax.Duration != 2*time.Second || d.ReopenGap.Duration != 5*time.Second ||
+		d.Scan != "usb" || d.POSReportMaxAge.Duration != 7*24*time.Hour {
+		t.Fatalf("defaults %+v", d)
+	}
+	body := strings.Replace(validFile, `port = "/dev/ttyUSB0"`, `port = "auto"
+hold_max = "3s"
+reopen_gap = "10s"
+scan = "all"
+pos_report_max_age = "2d12h"`, 1)
+	c, err := Load(write(t, t.TempDir(), body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = c.Device
+	if d.HoldMax.Duration != 3*time.Second || d.ReopenGap.Duration != 10*time.Second || d.Scan != "all" || d.POSReportMaxAge.Duration != 60*time.Hour {
+		t.Fatalf("device %+v", d)
+	}
+	back, err := Parse(Encode(c), "re-encoded")
+	if err != nil || back.Device.HoldMax != d.HoldMax || back.Device.ReopenGap != d.ReopenGap || back.Device.Scan != d.Scan || back.Device.POSReportMaxAge != d.POSReportMaxAge {
+		t.Fatalf("re-encoded %+v, %v", back.Device, err)
+	}
+	for _, tc := range []struct{ line, key string }{
+		{`hold_max = "100ms"`, "device.hold_max"},
+		{`hold_max = "1m"`, "device.hold_max"},
+		{`reopen_gap = "0s"`, "device.reopen_gap"},
+		{`reopen_gap = "1h"`, "device.reopen_gap"},
+		{`pos_report_max_age = "1m"`, "device.pos_report_max_age"},
+		{`pos_report_max_age = "365d"`, "device.pos_report_max_age"},
+		{`scan = "serial"`, "device.scan"},
+		{`pos_report_max_age = "7days"`, "pos_report_max_age"},
+	} {
+		_, err := Load(write(t, t.TempDir(), strings.Replace(validFile, `port = "/dev/ttyUSB0"`, "port = \"auto\"\n"+tc.line, 1)))
+		if err == nil || !strings.Contains(err.Error(), tc.key) {
+			t.Errorf("%s: %v, want an error naming %s", tc.line, err, tc.key)
+		}
+	}
+	// An ack_timeout longer than the hold (the default of earlier
+	// versions, 4.5s, in an installed config) is cut there, with a warning.
+	c, err = Load(write(t, t.TempDir(), strings.Replace(validFile, `port = "/dev/ttyUSB0"`, "port = \"auto\"\nack_timeout = \"4.5s\"", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(c.Warnings(), "\n"); !strings.Contains(w, "device.hold_max") {
+		t.Errorf("warnings %q", w)
+	}
+}

@@ -85,6 +85,10 @@ exclude       = {{qlist .Device.Exclude}}
 ack_timeout   = {{q .Device.AckTimeout.String}}
 tries         = {{.Device.Tries}}
 probe_budget  = {{q .Device.ProbeBudget.String}}
+hold_max      = {{q .Device.HoldMax.String}}   # one open of the port lasts at most this (the POS waits for it)
+reopen_gap    = {{q .Device.ReopenGap.String}}   # at least this between two opens of one port
+scan          = {{q .Device.Scan}}   # "usb" or "all": which ports "auto" may scan
+pos_report_max_age = {{q .Device.POSReportMaxAge.String}}   # while the POS's report is younger, the device is not opened
 
 [api]
 listen = {{q .API.Listen}}   # loopback only unless you mean it
