@@ -179,6 +179,8 @@ func (q *Queue) applyOne(t *txb, job *commitJob, r request, res *commitResult, i
 			err = fmt.Errorf("%s outbox item %d: %w", r.op, r.id, err)
 		}
 		res.results[i] = adminRes{err: err, sendNow: sendNow}
+	case *pruneReq: // janitor.go
+		res.results[i], err = q.applyPrune(t, r, job.now, c)
 	}
 	return err
 }
@@ -195,6 +197,8 @@ func describe(r request) string {
 		return fmt.Sprintf("dead-letter unreadable item %d", r.id)
 	case *adminReq:
 		return fmt.Sprintf("%s item %d", r.op, r.id)
+	case *pruneReq:
+		return "prune bookkeeping"
 	}
 	return fmt.Sprintf("%T", r)
 }
@@ -282,6 +286,8 @@ func (q *Queue) finishCommit(res commitResult) {
 				ar, _ := res.results[i].(adminRes)
 				r.reply <- ar.err
 			}
+		case *pruneReq:
+			q.finishPrune(r, res.results[i], err)
 		}
 	}
 }

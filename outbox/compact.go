@@ -18,6 +18,7 @@ import (
 
 // maybeCompact rewrites a drained file that is much bigger than its content.
 func (q *Queue) maybeCompact() {
+	q.kickJanitor() // a drain: what only the records kept may go now
 	if q.opts.CompactMinSize < 0 {
 		return
 	}

@@ -48,6 +48,7 @@ type Queue struct {
 	mu  sync.Mutex // guards pub
 	pub published
 
+	books bookState  // the janitor's (janitor.go)
 	ls    loopState  // owned by the loop goroutine
 	cards *cardIndex // owned by the loop goroutine; nil: load on first use (cards.go)
 
@@ -133,6 +134,7 @@ func Open(opts Options) (*Queue, error) {
 		q.log.Error("OUTBOX FILE CANNOT BE OPENED: records are refused until it opens; trying again every second", "path", q.path, "err", err)
 		opened = true
 		go q.loop()
+		q.startJanitor()
 		return q, nil
 	}
 	q.db = db
@@ -144,6 +146,7 @@ func Open(opts Options) (*Queue, error) {
 	q.ls.init(q)
 	opened = true
 	go q.loop()
+	q.startJanitor()
 	return q, nil
 }
 
@@ -469,6 +472,7 @@ func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		close(q.quit)
 		<-q.done
+		q.waitJanitor()
 		q.dbMu.Lock()
 		defer q.dbMu.Unlock()
 		if q.db != nil {

@@ -165,6 +165,9 @@ type Stats struct {
 	Closed        string
 	QuarantinedAt time.Time
 	Compactions   int // compactions since Open
+	// Bookkeeping: what the queue keeps beside its records, per kind
+	// (janitor.go).
+	Bookkeeping Bookkeeping
 }
 
 // Options configure Open. Zero values take the defaults.
@@ -198,9 +201,17 @@ type Options struct {
 	// file every second (the agent sets it, so that a failing disk does
 	// not make the service crash-loop while the licence is still served).
 	KeepTrying bool
-	Clock      clock.Clock    // nil = real time
-	Rand       func() float64 // nil = math/rand/v2; in [0,1), for jitter
-	Logger     *slog.Logger   // nil = discard
+	// DeadLetterTTL: a dead letter is expired this long after it died
+	// (default 30 days); DeadLetterMax: beyond this many (default
+	// 10,000) the oldest expire first, younger or not. JanitorEvery:
+	// how often the janitor prunes the bookkeeping (default 5 min, on
+	// Clock). See janitor.go.
+	DeadLetterTTL time.Duration
+	DeadLetterMax int
+	JanitorEvery  time.Duration
+	Clock         clock.Clock    // nil = real time
+	Rand          func() float64 // nil = math/rand/v2; in [0,1), for jitter
+	Logger        *slog.Logger   // nil = discard
 
 	batchLimit int // requests per transaction (tests: 1 = naive baseline)
 }
@@ -264,6 +275,15 @@ func (o *Options) setDefaults() {
 	}
 	if o.CheckMaxSize == 0 {
 		o.CheckMaxSize = defaultCheckMaxSize
+	}
+	if o.DeadLetterTTL <= 0 {
+		o.DeadLetterTTL = DefaultDeadLetterTTL
+	}
+	if o.DeadLetterMax <= 0 {
+		o.DeadLetterMax = DefaultDeadLetterMax
+	}
+	if o.JanitorEvery <= 0 {
+		o.JanitorEvery = defaultJanitorEvery
 	}
 	if o.batchLimit <= 0 {
 		o.batchLimit = maxBatch
