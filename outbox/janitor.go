@@ -143,8 +143,8 @@ func (q *Queue) janitor() {
 	for {
 		select {
 		case <-t.C():
+			arm() // before the run: time that passes during it counts
 			q.janitorRun()
-			arm()
 		case <-q.books.kick:
 			if time.Now().Before(q.books.quiet) {
 				continue
