@@ -7,6 +7,7 @@ import (
 
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/device"
+	"github.com/tposagent/tposagent/outbox"
 )
 
 // OutboxClosedWarning starts the status warning of an outbox file that is
@@ -49,8 +50,9 @@ func (a *Agent) Status() localapi.Status {
 		OldestPendingAgeS: int64(st.OldestPendingAge / time.Second), Bytes: st.Bytes,
 		Enqueued: st.Enqueued, Delivered: st.Delivered, Coalesced: st.Coalesced, DeadLettered: st.DeadLettered,
 		PausedUntil: timePtr(st.PausedUntil), LastError: st.LastError, Quarantined: st.Quarantined,
-		FileGone: st.FileGone,
-		Enqueue:  a.enqueues.view(),
+		FileGone:    st.FileGone,
+		Enqueue:     a.enqueues.view(),
+		Bookkeeping: bookkeeping(st.Bookkeeping),
 	}
 	if st.PausedUntil.After(a.now()) {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("the Ödüyo server asked to pause sending until %s (Retry-After)", st.PausedUntil.Format(time.RFC3339)))
@@ -110,4 +112,11 @@ func (a *Agent) onlineSince(online bool, lastErrorAt time.Time) *time.Time {
 		*c = connWatch{known: true, online: online, since: since}
 	}
 	return timePtr(c.since)
+}
+
+// bookkeeping is the outbox's bookkeeping for status and /metrics.
+func bookkeeping(b outbox.Bookkeeping) *localapi.Bookkeeping {
+	c := func(x outbox.BookCount) localapi.BookCount { return localapi.BookCount{Count: x.Count, Bytes: x.Bytes} }
+	return &localapi.Bookkeeping{Aliases: c(b.Aliases), DeliveredMarks: c(b.DeliveredMarks), IdempotencyKeys: c(b.IdempotencyKeys),
+		DeadLetters: c(b.DeadLetters), CountedAt: timePtr(b.CountedAt)}
 }

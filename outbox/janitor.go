@@ -2,9 +2,10 @@ package outbox
 
 // The janitor keeps the queue's own bookkeeping bounded: idempotency keys,
 // dead letters, card aliases and delivered marks. It runs in its own
-// goroutine on the queue's clock, every Options.JanitorEvery whether or
-// not the queue is full, and at once (at most every janitorQuiet when it
-// finds nothing) when an enqueue is refused as full or the queue drains.
+// goroutine, every Options.JanitorEvery of the queue's clock (Options.Clock,
+// read every second) whether or not the queue is full, and at once (at
+// most every janitorQuiet when it finds nothing) when an enqueue is
+// refused as full or the queue drains.
 // What it removes goes through the commit pipeline like every other write
 // (one transaction, the counters in step), at most pruneChunk entries of
 // each kind per transaction, so that a big backlog never makes one huge
@@ -31,8 +32,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/tposagent/tposagent/internal/clock"
 )
 
 // Defaults of the janitor's bounds.
@@ -44,6 +43,11 @@ const (
 
 // pruneChunk bounds the entries of one kind one prune transaction removes.
 const pruneChunk = 1000
+
+// janitorPoll is how often (real time) the janitor reads the queue's
+// clock to see whether JanitorEvery has passed on it: a read, no I/O. It
+// owns no timer of that clock, whose timers are the loop's alone.
+const janitorPoll = time.Second
 
 // janitorQuiet: after a run that removed nothing, kicks (a full queue, a
 // drain) are ignored for this long (real time), so that a caller hammering
@@ -137,13 +141,19 @@ func (q *Queue) kickJanitor() {
 func (q *Queue) janitor() {
 	defer close(q.books.done)
 	q.countBooks()
-	var t clock.Timer
-	arm := func() { t = q.clock.NewTimer(q.opts.JanitorEvery) }
-	arm()
+	every := q.opts.JanitorEvery
+	next := q.clock.Now().Add(every)
+	poll := time.NewTicker(janitorPoll)
+	defer poll.Stop()
 	for {
 		select {
-		case <-t.C():
-			arm() // before the run: time that passes during it counts
+		case <-poll.C:
+			now := q.clock.Now()
+			// Not due yet, unless the clock went back past a period.
+			if now.Before(next) && !next.After(now.Add(every)) {
+				continue
+			}
+			next = now.Add(every) // time that passes during the run counts
 			q.janitorRun()
 		case <-q.books.kick:
 			if time.Now().Before(q.books.quiet) {
@@ -153,7 +163,6 @@ func (q *Queue) janitor() {
 				q.books.quiet = time.Now().Add(janitorQuiet)
 			}
 		case <-q.quit:
-			t.Stop()
 			return
 		}
 	}

@@ -142,6 +142,8 @@ type Outbox struct {
 	// ran; new records are refused until a restart.
 	FileGone string   `json:"file_gone,omitempty"`
 	Enqueue  Enqueues `json:"enqueue"`
+	// Bookkeeping: what the outbox keeps beside its records (books.go).
+	Bookkeeping *Bookkeeping `json:"bookkeeping,omitempty"`
 }
 
 // Enqueues tells whether records can be stored: a full queue or a full
@@ -327,37 +329,6 @@ func idempotencyKey(h http.Header) (string, bool) {
 		}
 	}
 	return k, true
-}
-
-func (h *handler) list(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	state := Pending
-	switch q.Get("state") {
-	case "", "pending":
-	case "dead":
-		state = Dead
-	default:
-		writeError(w, http.StatusBadRequest, `state must be "pending" or "dead"`, "state")
-		return
-	}
-	limit := 100
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 10000 {
-			writeError(w, http.StatusBadRequest, "limit must be 1..10000", "limit")
-			return
-		}
-		limit = n
-	}
-	items, err := h.cfg.Queue.List(state, limit)
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "list outbox: "+err.Error(), "")
-		return
-	}
-	if items == nil {
-		items = []ItemView{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"state": q.Get("state"), "items": items})
 }
 
 // retry: POST /v1/outbox/{id}/retry[?force=true]. Without force, a dead
