@@ -97,7 +97,11 @@ func (q *Queue) CheckIndex() error {
 			}
 			if _, ok := heads[key]; !ok {
 				heads[key] = id
-				if len(v) != 16 || idFromKey(v[8:]) != id || string(t.sched.Get(v)) != key {
+				head, _, err := t.getItem(id)
+				if err != nil {
+					return err
+				}
+				if len(v) != 16 || idFromKey(v[8:]) != head.turnOf() || string(t.sched.Get(v)) != key {
 					return fmt.Errorf("head %s/%d: bad sched reference %x", key, id, v)
 				}
 			} else if len(v) != 0 {

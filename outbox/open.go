@@ -49,7 +49,7 @@ type Queue struct {
 	pub published
 
 	ls    loopState  // owned by the loop goroutine
-	cards *cardIndex // owned by the loop goroutine; nil: load on first use (cards.go)
+	cards cardState // conflicts seen, where pruning resumes (cards.go)
 
 	boltMax atomic.Int64            // bbolt's MaxSize for the open file (boltLimit)
 	ident   atomic.Pointer[fileKey] // the open file, to notice it deleted or replaced
