@@ -48,7 +48,7 @@ type Queue struct {
 	mu  sync.Mutex // guards pub
 	pub published
 
-	ls    loopState  // owned by the loop goroutine
+	ls    loopState // owned by the loop goroutine
 	cards cardState // conflicts seen, where pruning resumes (cards.go)
 
 	boltMax atomic.Int64            // bbolt's MaxSize for the open file (boltLimit)

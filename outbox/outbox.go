@@ -252,11 +252,11 @@ type Options struct {
 	// marks kept for records with nothing pending (default 10,000 each);
 	// CardTTL is their age limit (default 30 days). Each kind is also
 	// kept under MaxSize/16 bytes. See cards.go.
-	CardLimit  int
-	CardTTL    time.Duration
-	Clock      clock.Clock    // nil = real time
-	Rand       func() float64 // nil = math/rand/v2; in [0,1), for jitter
-	Logger     *slog.Logger   // nil = discard
+	CardLimit int
+	CardTTL   time.Duration
+	Clock     clock.Clock    // nil = real time
+	Rand      func() float64 // nil = math/rand/v2; in [0,1), for jitter
+	Logger    *slog.Logger   // nil = discard
 
 	batchLimit int // requests per transaction (tests: 1 = naive baseline)
 }
