@@ -386,54 +386,38 @@ func ensureCardIndex(tx *bolt.Tx, now time.Time) error {
 		}
 	}
 	alias, aliasAt, done, doneAt := tx.Bucket(bucketAlias), tx.Bucket(bucketAliasAt), tx.Bucket(bucketDone), tx.Bucket(bucketDoneAt)
-	type kv struct{ k, v []byte }
-	var links []kv
-	if err := alias.ForEach(func(k, v []byte) error {
-		links = append(links, kv{bytes.Clone(k), bytes.Clone(v)})
-		return nil
-	}); err != nil {
-		return err
-	}
 	var nLinks, linkBytes uint64
-	for _, l := range links {
-		at, target, aged := parseLink(l.v)
+	err := inChunks(alias, func(k, v []byte) error {
+		at, target, aged := parseLink(v)
 		if !aged {
 			at = now.UnixNano()
 		}
-		if target == string(l.k) || target == "" {
-			if err := alias.Delete(l.k); err != nil {
-				return err
-			}
-			continue
+		if target == string(k) || target == "" {
+			return alias.Delete(k)
 		}
-		v := linkValue(target, at)
-		if err := alias.Put(l.k, v); err != nil {
-			return err
-		}
-		if err := aliasAt.Put(ageKey(at, l.k), nil); err != nil {
+		nv := linkValue(target, at)
+		if err := alias.Put(k, nv); err != nil {
 			return err
 		}
 		nLinks++
-		linkBytes += entryBytes(l.k, v)
-	}
-	var marks []kv
-	if err := done.ForEach(func(k, v []byte) error {
-		marks = append(marks, kv{bytes.Clone(k), bytes.Clone(v)})
-		return nil
-	}); err != nil {
+		linkBytes += entryBytes(k, nv)
+		return aliasAt.Put(ageKey(at, k), nil)
+	})
+	if err != nil {
 		return err
 	}
 	var nMarks, markBytes uint64
-	for _, m := range marks {
+	err = inChunks(done, func(k, v []byte) error {
 		at := now.UnixNano()
-		if len(m.v) == 16 {
-			at = int64(binary.BigEndian.Uint64(m.v[8:]))
-		}
-		if err := doneAt.Put(ageKey(at, m.k), nil); err != nil {
-			return err
+		if len(v) == 16 {
+			at = int64(binary.BigEndian.Uint64(v[8:]))
 		}
 		nMarks++
-		markBytes += entryBytes(m.k, m.v)
+		markBytes += entryBytes(k, v)
+		return doneAt.Put(ageKey(at, k), nil)
+	})
+	if err != nil {
+		return err
 	}
 	for _, c := range []struct {
 		k []byte
@@ -444,6 +428,36 @@ func ensureCardIndex(tx *bolt.Tx, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// inChunks calls fn for every entry of b, a few thousand read at a time,
+// so that fn may change b and memory stays bounded whatever its size.
+func inChunks(b *bolt.Bucket, fn func(k, v []byte) error) error {
+	type kv struct{ k, v []byte }
+	var from []byte
+	for {
+		var chunk []kv
+		c := b.Cursor()
+		k, v := c.First()
+		if from != nil {
+			k, v = c.Seek(from)
+			if k != nil && bytes.Equal(k, from) {
+				k, v = c.Next()
+			}
+		}
+		for ; k != nil && len(chunk) < 4096; k, v = c.Next() {
+			chunk = append(chunk, kv{bytes.Clone(k), bytes.Clone(v)})
+		}
+		if len(chunk) == 0 {
+			return nil
+		}
+		for _, e := range chunk {
+			if err := fn(e.k, e.v); err != nil {
+				return err
+			}
+		}
+		from = chunk[len(chunk)-1].k
+	}
 }
 
 // canonical returns the key that name is linked to, or name.
