@@ -392,7 +392,8 @@ func (q *Queue) applyComplete(t *txb, r *completeReq, now time.Time, c *counters
 	if !ok {
 		return nil
 	}
-	if err := q.noteOutcome(t, &it, r.res, now); err != nil { // card links, undecided (undecided.go)
+	forced, err := q.noteOutcome(t, &it, r.it, r.res, now) // card links, undecided (undecided.go)
+	if err != nil {
 		return err
 	}
 	switch r.res.Verdict {
@@ -425,6 +426,8 @@ func (q *Queue) applyComplete(t *txb, r *completeReq, now time.Time, c *counters
 		delay := time.Duration(r.jitter * float64(q.backoffCap(it.Attempts)))
 		if r.res.RetryAfter > delay {
 			delay = r.res.RetryAfter
+		} else if forced {
+			delay = 0
 		}
 		it.NextAttempt = now.Add(delay)
 		if err := t.items.Put(idKey(id), encodeRecord(&it)); err != nil {

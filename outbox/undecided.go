@@ -58,13 +58,15 @@ func (t *txb) setUndecided(id uint64, on bool) error {
 // send's result (before the verdict is applied): what the sender learned
 // about the record is linked, and the item waits for a lookup only while
 // its last attempt said so.
-func (q *Queue) noteOutcome(t *txb, it *Item, res Result, now time.Time) error {
+// forced: an operator asked to send it without a lookup while this
+// attempt ran (with one): a retry is due at once.
+func (q *Queue) noteOutcome(t *txb, it *Item, sent Item, res Result, now time.Time) (forced bool, err error) {
 	if err := q.applyLink(t, *it, res, now); err != nil {
-		return err
+		return false, err
 	}
-	undecided := res.Verdict != Delivered && res.Verdict != Reject && res.Undecided
+	undecided := res.Verdict != Delivered && res.Verdict != Reject && res.Undecided && !it.SkipLookup
 	it.Undecided = undecided
-	return t.setUndecided(it.ID, undecided)
+	return it.SkipLookup && !sent.SkipLookup, t.setUndecided(it.ID, undecided)
 }
 
 // undecidedView reads the count and the oldest one's reason.
