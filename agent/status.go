@@ -14,6 +14,10 @@ import (
 // not open (doctor finds it by this; internal/i18n has its Turkish).
 const OutboxClosedWarning = "records are refused until the outbox file opens"
 
+// UndecidedWarning starts the status warning of records that wait for a
+// lookup that cannot decide (doctor finds it by this).
+const UndecidedWarning = "records wait for a lookup that cannot decide whether an earlier attempt delivered them"
+
 // Status is a snapshot for the local API, the CLI and /metrics.
 func (a *Agent) Status() localapi.Status {
 	lic := a.License()
@@ -50,9 +54,17 @@ func (a *Agent) Status() localapi.Status {
 		OldestPendingAgeS: int64(st.OldestPendingAge / time.Second), Bytes: st.Bytes,
 		Enqueued: st.Enqueued, Delivered: st.Delivered, Coalesced: st.Coalesced, DeadLettered: st.DeadLettered,
 		PausedUntil: timePtr(st.PausedUntil), LastError: st.LastError, Quarantined: st.Quarantined,
-		FileGone:    st.FileGone,
-		Enqueue:     a.enqueues.view(),
-		Bookkeeping: bookkeeping(st.Bookkeeping),
+		FileGone:  st.FileGone,
+		Enqueue:   a.enqueues.view(),
+		Undecided: st.Undecided, UndecidedReason: st.UndecidedReason,
+		Bookkeeping:   bookkeeping(st.Bookkeeping),
+		CardConflicts: st.CardConflicts, LastCardConflict: st.LastCardConflict,
+	}
+	if st.Undecided > 0 {
+		s.Warnings = append(s.Warnings, fmt.Sprintf(UndecidedWarning+" (%d): %s; tposagent outbox retry --force ID sends one without looking", st.Undecided, st.UndecidedReason))
+	}
+	if st.CardConflicts > 0 {
+		s.Warnings = append(s.Warnings, fmt.Sprintf("one integration_id was posted with two kasa card ids (%d since the start, kept as two cards): %s", st.CardConflicts, st.LastCardConflict))
 	}
 	if st.PausedUntil.After(a.now()) {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("the Ödüyo server asked to pause sending until %s (Retry-After)", st.PausedUntil.Format(time.RFC3339)))

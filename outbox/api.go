@@ -124,12 +124,17 @@ func (q *Queue) Stats() (Stats, error) {
 		st.LastError, st.Closed = p.reopenErr, p.reopenErr
 		return st, nil
 	}
+	q.cards.mu.Lock()
+	st.CardConflicts, st.LastCardConflict, st.LastCardConflictAt = q.cards.conflicts, q.cards.lastConflict, q.cards.lastConflictAt
+	q.cards.mu.Unlock()
 	err := q.view(func(t *txb) error {
 		if k, v := t.items.Cursor().First(); len(k) == 8 {
 			if it, err := decodeRecord(0, v); err == nil && !it.Created.IsZero() {
 				st.OldestPendingAge = max(q.clock.Now().Sub(it.Created), 0)
 			}
 		}
+		st.Undecided, st.UndecidedReason = undecidedView(t.tx, t.items)
+		st.Cards = cardCounts(t.tx)
 		return nil
 	})
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {

@@ -54,6 +54,9 @@ func (q *Queue) startCommit() {
 	n := min(len(ls.pendingOps), q.maxBatch)
 	job := &commitJob{ops: append([]request(nil), ls.pendingOps[:n]...), now: q.clock.Now(), c: ls.c, flying: map[string]uint64{}}
 	ls.pendingOps = append(ls.pendingOps[:0], ls.pendingOps[n:]...)
+	if job.closed = ls.reopenErr; job.closed == "" {
+		q.resolveCards(job.ops) // card keys, before they are locked (cards.go)
+	}
 	for _, r := range job.ops {
 		switch r := r.(type) {
 		case *enqueueReq:
@@ -79,7 +82,6 @@ func (q *Queue) startCommit() {
 			}
 		}
 	}
-	job.closed = ls.reopenErr
 	ls.committing = true
 	go func() { q.commitDone <- q.runCommit(job) }()
 }
@@ -229,7 +231,6 @@ func (q *Queue) finishCommit(res commitResult) {
 		ls.barrier--
 	}
 	if q.requeueAfterLostMapping(res) {
-		q.afterCommitCards(res)
 		q.publish()
 		return
 	}
@@ -237,7 +238,6 @@ func (q *Queue) finishCommit(res commitResult) {
 	if res.err == nil {
 		ls.c = res.c
 	}
-	q.afterCommitCards(res)
 	if wasPending > 0 && ls.c.pending == 0 {
 		ls.drained = true
 	}
@@ -320,6 +320,7 @@ func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used,
 		return Item{}, fmt.Errorf("enqueue %s %s: %w (max %d bytes)", e.Kind, e.Key, ErrFull, q.opts.MaxSize)
 	}
 	var inherit int64
+	var turn uint64 // the place of the items it replaces (their oldest id)
 	removed := false
 	if e.Coalesce {
 		flying, isFlying := job.flying[e.Key]
@@ -332,6 +333,7 @@ func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used,
 				continue
 			}
 			inherit = max(inherit, unixNano(old.NextAttempt))
+			turn = minTurn(turn, old.turnOf())
 			if err := t.removePending(id, e.Key); err != nil {
 				return Item{}, err
 			}
@@ -339,11 +341,11 @@ func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used,
 			c.coalesced++
 			removed = true
 		}
-		inh, err := t.coalesceMerged(job, e, c)
+		inh, trn, err := t.coalesceMerged(job, e, c)
 		if err != nil {
 			return Item{}, err
 		}
-		inherit = max(inherit, inh)
+		inherit, turn = max(inherit, inh), minTurn(turn, trn)
 	}
 	first := removed || !t.hasPending(e.Key)
 	id, err := t.items.NextSequence()
@@ -351,14 +353,17 @@ func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used,
 		return Item{}, err
 	}
 	it := Item{ID: id, Kind: e.Kind, Key: e.Key, Payload: bytes.Clone(e.Payload), IdempotencyKey: e.IdempotencyKey,
-		Created: now, NextAttempt: fromUnixNano(inherit), Coalesce: e.Coalesce}
+		Created: now, NextAttempt: fromUnixNano(inherit), Coalesce: e.Coalesce, turn: turn}
 	if it.IdempotencyKey == "" {
 		it.IdempotencyKey = newIdempotencyKey()
 	}
 	if err := t.putPending(&it); err != nil {
 		return Item{}, err
 	}
-	if err := t.remember(e, it, now); err != nil { // aliases, idempotency key
+	if err := q.putLinks(t, e, now); err != nil { // cards.go
+		return Item{}, err
+	}
+	if err := t.remember(e, it, now); err != nil { // idempotency key
 		return Item{}, err
 	}
 	c.pending++
@@ -393,12 +398,16 @@ func (q *Queue) applyComplete(t *txb, r *completeReq, now time.Time, c *counters
 	if !ok {
 		return nil
 	}
+	forced, err := q.noteOutcome(t, &it, r.it, r.res, now) // card links, undecided (undecided.go)
+	if err != nil {
+		return err
+	}
 	switch r.res.Verdict {
 	case Delivered:
 		if err := t.removePending(id, key); err != nil {
 			return err
 		}
-		if err := t.noteDelivered(it, now); err != nil {
+		if err := q.noteDelivered(t, it, now); err != nil {
 			return err
 		}
 		c.pending--
@@ -423,6 +432,8 @@ func (q *Queue) applyComplete(t *txb, r *completeReq, now time.Time, c *counters
 		delay := time.Duration(r.jitter * float64(q.backoffCap(it.Attempts)))
 		if r.res.RetryAfter > delay {
 			delay = r.res.RetryAfter
+		} else if forced {
+			delay = 0
 		}
 		it.NextAttempt = now.Add(delay)
 		if err := t.items.Put(idKey(id), encodeRecord(&it)); err != nil {
@@ -439,6 +450,11 @@ func (q *Queue) applyAdmin(t *txb, job *commitJob, r *adminReq, c *counters) (se
 	switch r.op {
 	case opRetry, opRetryForce:
 		if t.items.Get(k) != nil {
+			if r.op == opRetryForce {
+				if err := t.skipLookup(r.id); err != nil {
+					return false, err
+				}
+			}
 			return true, q.makeDueNow(t, r.id)
 		}
 		v := t.dead.Get(k)
@@ -452,7 +468,7 @@ func (q *Queue) applyAdmin(t *txb, job *commitJob, r *adminReq, c *counters) (se
 		if it.Kind == KindUnreadable {
 			return false, ErrUnreadable
 		}
-		if err := t.prepareRetry(&it, r.op == opRetryForce); err != nil {
+		if err := t.prepareRetry(&it, r.op == opRetryForce, job.busyIDs); err != nil {
 			return false, err
 		}
 		if err := t.dead.Delete(k); err != nil {
@@ -475,6 +491,9 @@ func (q *Queue) applyAdmin(t *txb, job *commitJob, r *adminReq, c *counters) (se
 				return false, err
 			}
 			if err := t.removePending(r.id, key); err != nil {
+				return false, err
+			}
+			if err := t.setUndecided(r.id, false); err != nil {
 				return false, err
 			}
 			c.pending--
@@ -529,6 +548,9 @@ func (q *Queue) applyUnreadable(t *txb, id uint64, key string, cause error, now 
 	it := Item{ID: id, Kind: KindUnreadable, Key: key, Payload: payload, IdempotencyKey: newIdempotencyKey(),
 		Created: now, LastError: reason, DeadReason: reason, DeadAt: now}
 	if err := t.removePending(id, key); err != nil {
+		return err
+	}
+	if err := t.setUndecided(id, false); err != nil {
 		return err
 	}
 	if err := t.dead.Put(idKey(id), encodeRecord(&it)); err != nil {

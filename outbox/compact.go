@@ -173,7 +173,6 @@ func (q *Queue) openLate() error {
 	q.noteIdentity()
 	ls.c = q.pub.counters() // what loadCounters read
 	ls.reopenErr, ls.openAtStart = "", false
-	q.cards = nil // loaded from the file on first use
 	q.log.Warn("outbox file opened after it could not be at start", "path", q.path, "pending", ls.c.pending, "dead", ls.c.dead)
 	return nil
 }

@@ -165,7 +165,12 @@ func (q *Queue) dispatch(now time.Time) {
 			if _, busy := ls.busy[string(v)]; busy || ls.locked[string(v)] > 0 {
 				continue
 			}
-			id := binary.BigEndian.Uint64(k[8:])
+			// The sched entry names the head by its turn (store.go headOf).
+			id, found := t.headOf(string(v), binary.BigEndian.Uint64(k[8:]))
+			if !found {
+				q.log.Error("outbox schedule names a key without items", "key", string(v))
+				continue
+			}
 			it, ok, err := t.getItem(id)
 			if !ok && err == nil {
 				q.log.Error("outbox index names a missing item", "id", id, "key", string(v))
@@ -179,6 +184,9 @@ func (q *Queue) dispatch(now time.Time) {
 				ls.busyIDs[id] = key
 				ls.pendingOps = append(ls.pendingOps, &unreadableReq{id: id, key: key, err: err})
 				continue
+			}
+			if it.Coalesce {
+				it.LinkedKey = linkedKey(tx, it.Key) // cards.go
 			}
 			picked = append(picked, it)
 			ls.busy[it.Key] = id

@@ -83,13 +83,9 @@ func (t *txb) replay(e Entry) (Item, bool, error) {
 		Created: time.Unix(0, int64(binary.BigEndian.Uint64(v[:8]))), Coalesce: e.Coalesce}, true, nil
 }
 
-// remember stores what the new item needs beyond itself: its names
-// (aliases) and its producer's idempotency key; it forgets a few expired
-// keys.
+// remember stores the new item's producer's idempotency key; it forgets
+// a few expired keys.
 func (t *txb) remember(e Entry, it Item, now time.Time) error {
-	if err := t.putAliases(e); err != nil {
-		return err
-	}
 	if e.IdempotencyKey == "" {
 		return nil
 	}

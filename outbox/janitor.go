@@ -19,7 +19,11 @@ package outbox
 //   - dead letters: kept Options.DeadLetterTTL (default 30 days) after
 //     they died, then expired; beyond Options.DeadLetterMax (default
 //     10,000) the oldest (lowest id) expire first even when younger;
-//   - card aliases and delivered marks: as cards.go says (pruneCards).
+//   - card aliases and delivered marks: kept while their card may still
+//     have a pending update; of cards with nothing pending, at most
+//     Options.CardLimit (10,000) of each kind and MaxSize/16 bytes, and
+//     none older than Options.CardTTL (30 days), oldest first (cards.go,
+//     pruneCards).
 //
 // It also counts each kind (entries and the bytes of their pages) for
 // Stats, from bbolt's bucket statistics, at start and after every run:
@@ -63,8 +67,8 @@ type BookCount struct {
 
 // Bookkeeping is what the queue keeps beside its records (Stats).
 type Bookkeeping struct {
-	Aliases         BookCount // names of cards mapped to their key (bucket "alias")
-	DeliveredMarks  BookCount // newest delivered update per card (bucket "done")
+	Aliases         BookCount // names of cards linked to their key (buckets "alias", "alias_at")
+	DeliveredMarks  BookCount // newest delivered update per card (buckets "done", "done_at")
 	IdempotencyKeys BookCount // producers' keys (buckets "idem", "idem_at")
 	DeadLetters     BookCount // records the server refused (bucket "dead"); Count is exact
 	// CountedAt is when the janitor counted them (zero: not yet); the
@@ -72,10 +76,11 @@ type Bookkeeping struct {
 	CountedAt time.Time
 }
 
-// The buckets of each kind (cards.go may add indexes of its own here).
+// The buckets of each kind: the first holds the entries, the others
+// their indexes.
 var (
-	aliasBuckets = [][]byte{bucketAlias}
-	markBuckets  = [][]byte{bucketDone}
+	aliasBuckets = [][]byte{bucketAlias, bucketAliasAt}
+	markBuckets  = [][]byte{bucketDone, bucketDoneAt}
 	idemBuckets  = [][]byte{bucketIdem, bucketIdemAge}
 	deadBuckets  = [][]byte{bucketDead}
 )

@@ -48,9 +48,9 @@ type Queue struct {
 	mu  sync.Mutex // guards pub
 	pub published
 
-	books bookState  // the janitor's (janitor.go)
-	ls    loopState  // owned by the loop goroutine
-	cards *cardIndex // owned by the loop goroutine; nil: load on first use (cards.go)
+	books bookState // the janitor's (janitor.go)
+	ls    loopState // owned by the loop goroutine
+	cards cardState // conflicts seen, where pruning resumes (cards.go)
 
 	boltMax atomic.Int64            // bbolt's MaxSize for the open file (boltLimit)
 	ident   atomic.Pointer[fileKey] // the open file, to notice it deleted or replaced

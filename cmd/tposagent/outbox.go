@@ -17,14 +17,16 @@ func cmdOutbox(ctx context.Context, e *env, args []string) error {
 		"  tposagent outbox list            # pending records (the first 100; --limit 0 for all)\n"+
 			"  tposagent outbox dead            # records the server refused, with the reason\n"+
 			"  tposagent outbox retry 42        # send a dead record again; a pending one now (ends a server's pause)\n"+
-			"  tposagent outbox retry 42 --force  # even if a newer update of the same kasa card was delivered\n"+
+			"  tposagent outbox retry 42 --force  # even if a newer update of the same kasa card exists;\n"+
+			"                                   # a pending record: send it without looking it up first\n"+
 			"  tposagent outbox drop 42         # delete a record for good\n"+
 			"\n"+
 			"retry refuses (exit 1) a dead kasa update when a newer update of the same card\n"+
-			"was delivered after it: sending it would leave the card in the older state.\n"+
-			"--force sends it anyway.\n")
+			"was delivered, is being sent or is pending: sending it could leave the card in\n"+
+			"the older state. --force sends it anyway. A pending record waiting for a lookup\n"+
+			"that cannot decide (status: undecided) is sent by --force without the lookup.\n")
 	addConfigFlag(fs, e)
-	force := fs.Bool("force", false, "retry: send the dead record even if a newer update of the same card was delivered")
+	force := fs.Bool("force", false, "retry: send the dead record even if a newer update of the same card exists; a pending one without a lookup")
 	asJSON := fs.Bool("json", false, "print as JSON")
 	limit := fs.Int("limit", 100, "list/dead: at most this many items; 0: all (read page by page)")
 	rest, err := parseInterspersed(fs, args)

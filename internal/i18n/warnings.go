@@ -25,6 +25,8 @@ var warningsTR = []struct {
 	{regexp.MustCompile(`^outbox file (.+) was replaced by another file while the agent ran`), "kayıt dosyası $1 ajan çalışırken başka bir dosyayla değiştirildi: yeni kayıtlar reddediliyor, ajanı yeniden başlatın (ayrıntı: tposagent status --json)"},
 	{regexp.MustCompile(`^records are refused until the outbox file opens: (.*)$`), "kayıt dosyası açılana kadar kayıtlar reddediliyor (her saniye yeniden deneniyor): $1"},
 	{regexp.MustCompile(`^a corrupt outbox file was moved aside to (\S+) at (\S+)$`), "bozuk bir kayıt dosyası $2 tarihinde $1 olarak kenara alındı"},
+	{regexp.MustCompile(`^records wait for a lookup that cannot decide whether an earlier attempt delivered them \((\d+)\): (.*); tposagent outbox retry --force ID sends one without looking$`), "$1 kayıt, önceki denemenin ulaşıp ulaşmadığını belirleyemeyen bir sorgu için bekliyor: $2; tposagent outbox retry --force ID bir kaydı sorgulamadan gönderir"},
+	{regexp.MustCompile(`^one integration_id was posted with two kasa card ids \((\d+) since the start, kept as two cards\): (.*)$`), "bir integration_id iki farklı kasa kartı id'si ile gönderildi (başlangıçtan beri $1, iki ayrı kart olarak tutuluyor): $2"},
 }
 
 // Warning is w in l: the English text itself, or its Turkish form when
