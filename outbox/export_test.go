@@ -287,3 +287,10 @@ func BulkLinksForTest(path string, n int) error {
 		return nil
 	})
 }
+
+// SetJanitorPollForTest sets how often the janitors of queues opened from
+// now on read the clock; undo restores it.
+func SetJanitorPollForTest(d time.Duration) (undo func()) {
+	was := janitorPoll.Swap(int64(d))
+	return func() { janitorPoll.Store(was) }
+}

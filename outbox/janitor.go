@@ -35,6 +35,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -48,10 +49,13 @@ const (
 // pruneChunk bounds the entries of one kind one prune transaction removes.
 const pruneChunk = 1000
 
-// janitorPoll is how often (real time) the janitor reads the queue's
-// clock to see whether JanitorEvery has passed on it: a read, no I/O. It
-// owns no timer of that clock, whose timers are the loop's alone.
-const janitorPoll = time.Second
+// janitorPoll is how often (real time, nanoseconds) the janitor reads
+// the queue's clock to see whether JanitorEvery has passed on it: a read,
+// no I/O. It owns no timer of that clock, whose timers are the loop's
+// alone. A second; tests shorten it (read when a queue opens).
+var janitorPoll atomic.Int64
+
+func init() { janitorPoll.Store(int64(time.Second)) }
 
 // janitorQuiet: after a run that removed nothing, kicks (a full queue, a
 // drain) are ignored for this long (real time), so that a caller hammering
@@ -148,7 +152,7 @@ func (q *Queue) janitor() {
 	q.countBooks()
 	every := q.opts.JanitorEvery
 	next := q.clock.Now().Add(every)
-	poll := time.NewTicker(janitorPoll)
+	poll := time.NewTicker(time.Duration(janitorPoll.Load()))
 	defer poll.Stop()
 	for {
 		select {

@@ -76,6 +76,7 @@ func advanceJanitor(t *testing.T, e *env, d time.Duration) outbox.Bookkeeping {
 // enqueue that had already passed the size check, so a full outbox
 // stayed full for good.
 func TestFullOfIdempotencyKeysFreesItselfAfterSevenDays(t *testing.T) {
+	defer outbox.SetJanitorPollForTest(10 * time.Millisecond)()
 	e := newEnv(t, func(o *outbox.Options) { o.MaxSize = 4 << 20 })
 	e.run(t)
 	// Fill, let the records drain, fill again: until the outbox is full
@@ -129,6 +130,7 @@ func TestFullOfIdempotencyKeysFreesItselfAfterSevenDays(t *testing.T) {
 // Dead letters fill the outbox; they are kept 30 days, then expire, and
 // the queue takes records again without a restart.
 func TestFullOfDeadLettersFreesItselfAfterThirtyDays(t *testing.T) {
+	defer outbox.SetJanitorPollForTest(10 * time.Millisecond)()
 	e := newEnv(t, func(o *outbox.Options) { o.MaxSize = 4 << 20 })
 	e.s.SetDefault(outbox.Result{Verdict: outbox.Reject, Reason: "rejected by the test server"})
 	e.run(t)
@@ -156,6 +158,7 @@ func TestFullOfDeadLettersFreesItselfAfterThirtyDays(t *testing.T) {
 // Beyond DeadLetterMax the oldest dead letters expire first, whatever
 // their age; the newest are kept.
 func TestDeadLettersBeyondTheCountBoundExpireOldestFirst(t *testing.T) {
+	defer outbox.SetJanitorPollForTest(10 * time.Millisecond)()
 	e := newEnv(t, func(o *outbox.Options) { o.DeadLetterMax = 5 })
 	e.s.SetDefault(outbox.Result{Verdict: outbox.Reject, Reason: "no"})
 	e.run(t)
