@@ -121,7 +121,8 @@ func TestSoakManyCardsThenADay(t *testing.T) {
 	t.Logf("%d cards in %v (%.0f/s), all delivered; file at most %.1f MiB while they went, %.1f MiB after the drain (%d compactions then), %.2f MiB after a day",
 		cards, enqueued.Round(time.Millisecond), float64(cards)/enqueued.Seconds(), float64(maxFile.Load())/(1<<20),
 		float64(peak.Bytes)/(1<<20), peak.Compactions, float64(st.Bytes)/(1<<20))
-	t.Logf("file after a day: %d bytes (bound %d)", st.Bytes, soakFileBound)
+	t.Logf("RESULT soak cards=%d file_max_bytes=%d file_after_day_bytes=%d bound=%d heap_inuse_bytes=%d rss_bytes=%.0f",
+		cards, maxFile.Load(), st.Bytes, soakFileBound, ms.HeapInuse, rss)
 	t.Logf("after a day: aliases %d (%d KiB), delivered marks %d (%d KiB), keys %d, dead %d; heap in use %.1f MB; RSS %.1f MB (anon %.1f, file %.1f)",
 		b.Aliases.Count, b.Aliases.Bytes>>10, b.DeliveredMarks.Count, b.DeliveredMarks.Bytes>>10, b.IdempotencyKeys.Count, b.DeadLetters.Count,
 		float64(ms.HeapInuse)/1e6, rss/1e6, anon/1e6, file/1e6)

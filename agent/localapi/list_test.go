@@ -186,6 +186,8 @@ func TestListOfLargestRecordsStaysInBoundedMemory(t *testing.T) {
 	const bound = 24 << 20
 	t.Logf("4 lists of %d records of %d bytes: %d MB answered, heap grew by at most %.1f MB (bound %d MB)",
 		localapi.MaxListLimit, records.MaxRecordBytes, total.Load()>>20, float64(grew)/(1<<20), bound>>20)
+	t.Logf("RESULT list_memory lists=4 items=%d record_bytes=%d answered_bytes=%d heap_growth_bytes=%d bound=%d",
+		localapi.MaxListLimit, records.MaxRecordBytes, total.Load(), grew, bound)
 	if total.Load() < 4*localapi.MaxListLimit*records.MaxRecordBytes {
 		t.Fatalf("answered %d bytes, want 4 × 500 records of %d bytes", total.Load(), records.MaxRecordBytes)
 	}
