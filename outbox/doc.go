@@ -46,6 +46,14 @@
 //     bbolt grows the file): ErrFull always comes before bbolt's
 //     ErrMaxSizeReached. On Windows bbolt sizes the file in powers of two
 //     up to 1 GiB, so the file may take up to that rounded size on disk.
+//   - Bookkeeping (janitor.go): idempotency keys (7 days), dead letters
+//     (DeadLetterTTL, 30 days; at most DeadLetterMax, 10,000, oldest
+//     first), card aliases and delivered marks (cards.go) are pruned by a
+//     janitor goroutine every JanitorEvery of the queue's clock, full queue
+//     or not, and at once when an enqueue is refused as full or the queue
+//     drains, through the commit pipeline; Stats.Bookkeeping counts each
+//     kind. Page lists the items in short read transactions, holding at
+//     most 256 KiB of records at once.
 //   - Compaction: when a drain empties the queue and the file is at least
 //     CompactMinSize and four times its content, it is copied to
 //     <path>.compact, which is renamed over the file and the directory
@@ -99,6 +107,11 @@
 // A record is a version byte (1), a uvarint length, a JSON header (kind,
 // key, idempotency key, times in unix ns, attempts, last error, coalesce,
 // dead reason/time) and then the payload bytes exactly as enqueued.
+//
+// Bookkeeping buckets: "idem" (producer's idempotency key -> first use,
+// item id, digest of kind and payload, item key) and "idem_at" (first use,
+// key), for forgetting them oldest first; "alias", "alias_at", "done",
+// "done_at": the card table (cards.go).
 //
 // The sender finds work by walking "sched" from the start: due heads come
 // first, and the walk stops at the first head that is not due yet, so the

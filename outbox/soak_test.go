@@ -20,7 +20,6 @@ import (
 	"github.com/tposagent/tposagent/outbox"
 )
 
-
 // soakFileBound is the documented size the file returns under once the
 // cards have drained and the janitor has pruned (README, "Bounded
 // bookkeeping"): the card table of cards with nothing pending is held to
