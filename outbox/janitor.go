@@ -62,6 +62,10 @@ func init() { janitorPoll.Store(int64(time.Second)) }
 // a full queue does not turn every refusal into a commit.
 const janitorQuiet = 10 * time.Second
 
+// janitorRecount: a queue that changed is counted again after this long
+// (real time), so that status follows it without a walk per change.
+const janitorRecount = 10 * time.Second
+
 // BookCount is one kind of bookkeeping: entries and the bytes of the
 // pages that hold them.
 type BookCount struct {
@@ -97,8 +101,10 @@ type bookState struct {
 	mu    sync.Mutex
 	books Bookkeeping
 
-	deadNext time.Time // queue clock: no dead letter expires before it; zero: look
-	quiet    time.Time // real time: kicks wait for the timer until then
+	deadNext    time.Time // queue clock: no dead letter expires before it; zero: look
+	quiet       time.Time // real time: kicks wait for the timer until then
+	countedSig  uint64    // the queue's counters at the last count
+	countedReal time.Time // real time of the last count
 }
 
 // pruneReq asks the commit pipeline to forget what has outlived its
@@ -154,18 +160,25 @@ func (q *Queue) janitor() {
 	next := q.clock.Now().Add(every)
 	poll := time.NewTicker(time.Duration(janitorPoll.Load()))
 	defer poll.Stop()
+	recount := false // a kick came while quiet: count at the next poll
 	for {
 		select {
 		case <-poll.C:
 			now := q.clock.Now()
-			// Not due yet, unless the clock went back past a period.
-			if now.Before(next) && !next.After(now.Add(every)) {
+			// Due, or the clock went back past a period.
+			if !now.Before(next) || next.After(now.Add(every)) {
+				next = now.Add(every) // time that passes during the run counts
+				q.janitorRun()
+				recount = false
 				continue
 			}
-			next = now.Add(every) // time that passes during the run counts
-			q.janitorRun()
+			if recount || q.booksStale() {
+				q.countBooks()
+				recount = false
+			}
 		case <-q.books.kick:
 			if time.Now().Before(q.books.quiet) {
+				recount = true
 				continue
 			}
 			if !q.janitorRun() {
@@ -175,6 +188,17 @@ func (q *Queue) janitor() {
 			return
 		}
 	}
+}
+
+// booksStale: the queue changed since the last count, which is older than
+// janitorRecount (real time).
+func (q *Queue) booksStale() bool {
+	q.mu.Lock()
+	p := &q.pub
+	sig := p.enqueued + p.delivered + p.coalesced + p.deadLettered + uint64(p.dead)
+	q.mu.Unlock()
+	bs := &q.books
+	return sig != bs.countedSig && time.Since(bs.countedReal) >= janitorRecount
 }
 
 // janitorRun prunes until nothing is left to prune, then counts; it
@@ -361,8 +385,14 @@ func (q *Queue) finishPrune(r *pruneReq, result any, err error) {
 	r.reply <- res
 }
 
-// countBooks reads bbolt's statistics of the bookkeeping buckets.
+// countBooks reads bbolt's statistics of the bookkeeping buckets
+// (janitor goroutine).
 func (q *Queue) countBooks() {
+	q.mu.Lock()
+	p := &q.pub
+	q.books.countedSig = p.enqueued + p.delivered + p.coalesced + p.deadLettered + uint64(p.dead)
+	q.mu.Unlock()
+	q.books.countedReal = time.Now()
 	var b Bookkeeping
 	err := q.view(func(t *txb) error {
 		count := func(names [][]byte) BookCount {
