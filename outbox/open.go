@@ -133,8 +133,8 @@ func Open(opts Options) (*Queue, error) {
 		q.pub.reopenErr = q.ls.reopenErr
 		q.log.Error("OUTBOX FILE CANNOT BE OPENED: records are refused until it opens; trying again every second", "path", q.path, "err", err)
 		opened = true
+		q.startJanitor() // before the loop, which may kick it
 		go q.loop()
-		q.startJanitor()
 		return q, nil
 	}
 	q.db = db
@@ -145,8 +145,8 @@ func Open(opts Options) (*Queue, error) {
 	}
 	q.ls.init(q)
 	opened = true
+	q.startJanitor() // before the loop, which may kick it
 	go q.loop()
-	q.startJanitor()
 	return q, nil
 }
 
