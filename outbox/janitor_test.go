@@ -228,3 +228,39 @@ func TestPageWalksWithACursor(t *testing.T) {
 		t.Fatalf("dead: more %v err %v", more, err)
 	}
 }
+
+// An outbox filled with cards (each with a long integration_id, so that
+// their links weigh more than their records) takes records again once
+// they have drained, without a restart and without a prune asked by
+// anyone: the card table stays within its bound in the background.
+// Before, links and delivered marks were never deleted: 2,261 such cards
+// filled 8 MiB for good.
+func TestFullOfCardsFreesItselfAfterTheDrain(t *testing.T) {
+	defer outbox.SetJanitorPollForTest(10 * time.Millisecond)()
+	e := newEnv(t, func(o *outbox.Options) { o.MaxSize = 2 << 20 })
+	long := strings.Repeat("E", 900)
+	n := fillUntilFull(t, e.q, func(i int) outbox.Entry { return kasaEntry(fmt.Sprint(i+1), fmt.Sprint(long, i), i) })
+	e.run(t)
+	testrig.WaitFor(t, "drained", 30*time.Second, func() bool { st := stats(t, e.q); return st.Delivered == uint64(n) && st.Pending == 0 })
+	// The queue keeps taking new cards, as many again: what the old
+	// cards left behind never fills it.
+	more := 0
+	testrig.WaitFor(t, "new cards taken", 30*time.Second, func() bool {
+		for ; more < n; more++ {
+			_, err := e.q.Enqueue(context.Background(), kasaEntry(fmt.Sprint(n+more+1), fmt.Sprint(long, n+more), 0))
+			if errors.Is(err, outbox.ErrFull) {
+				return false // the drain of the new ones frees it again
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		return true
+	})
+	b := advanceJanitor(t, e, 5*time.Minute)
+	// The card table holds at most MaxSize/16 bytes of links.
+	if limit := (2 << 20) / 16; b.Aliases.Count*len(long) > limit {
+		t.Fatalf("card links %+v after %d cards, want at most %d bytes of them", b.Aliases, 2*n, limit)
+	}
+	t.Logf("%d cards with %d-byte integration_ids filled 2 MiB; %d more went through; links now %+v", n, len(long), more, b.Aliases)
+}
