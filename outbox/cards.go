@@ -721,6 +721,31 @@ func uniq(a, b string) []string {
 	return []string{a, b}
 }
 
+// supersededAcrossLink: a coalescing item left under a name of its record
+// that is now linked to the record's key (an update sent by the
+// integration_id alone, in flight when the card's id was linked) has a
+// newer item of its record pending or delivered under that key: sending
+// it again would put the older state last, so it is dropped as coalesced.
+func (t *txb) supersededAcrossLink(it Item) bool {
+	if !it.Coalesce {
+		return false
+	}
+	canon := t.canonical(it.Key)
+	if canon == it.Key {
+		return false
+	}
+	if v := t.tx.Bucket(bucketDone).Get([]byte(canon)); len(v) == 16 && binary.BigEndian.Uint64(v) > it.ID {
+		return true
+	}
+	ids := t.keyIDs(canon)
+	for i := len(ids) - 1; i >= 0 && ids[i] > it.ID; i-- {
+		if other, ok, err := t.getItem(ids[i]); err == nil && ok && other.Coalesce && other.Kind == it.Kind {
+			return true
+		}
+	}
+	return false
+}
+
 // ForceRetry is Retry without the ErrSuperseded check: the dead item is
 // sent even though a newer update of its record exists. On a pending
 // item it also means "send it without looking it up first" (Item.SkipLookup).
