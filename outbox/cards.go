@@ -176,9 +176,11 @@ func (q *Queue) resolveCards(ops []request) {
 		return
 	}
 	overlay := map[string]string{}
+	stored := map[string]bool{} // keys of the commit's earlier entries: pending once it commits
 	err := q.db.View(func(tx *bolt.Tx) error {
 		for _, r := range reqs {
-			resolveEntry(tx, &r.e, overlay)
+			resolveEntry(tx, &r.e, overlay, stored)
+			stored[r.e.Key] = true
 		}
 		return nil
 	})
@@ -188,7 +190,7 @@ func (q *Queue) resolveCards(ops []request) {
 }
 
 // resolveEntry applies the rules at the top of this file to e.
-func resolveEntry(tx *bolt.Tx, e *Entry, overlay map[string]string) {
+func resolveEntry(tx *bolt.Tx, e *Entry, overlay map[string]string, stored map[string]bool) {
 	alias, bykey := tx.Bucket(bucketAlias), tx.Bucket(bucketByKey)
 	get := func(n string) string {
 		if v, ok := overlay[n]; ok {
@@ -201,7 +203,7 @@ func resolveEntry(tx *bolt.Tx, e *Entry, overlay map[string]string) {
 		return target
 	}
 	merge := func(k string) {
-		if k != e.Key && hasPendingIn(bykey, k) && !contains(e.merged, k) {
+		if k != e.Key && (stored[k] || hasPendingIn(bykey, k)) && !contains(e.merged, k) {
 			e.merged = append(e.merged, k)
 		}
 	}
