@@ -176,9 +176,11 @@ func (q *Queue) resolveCards(ops []request) {
 		return
 	}
 	overlay := map[string]string{}
+	stored := map[string]bool{} // keys of the commit's earlier entries: pending once it commits
 	err := q.db.View(func(tx *bolt.Tx) error {
 		for _, r := range reqs {
-			resolveEntry(tx, &r.e, overlay)
+			resolveEntry(tx, &r.e, overlay, stored)
+			stored[r.e.Key] = true
 		}
 		return nil
 	})
@@ -188,7 +190,7 @@ func (q *Queue) resolveCards(ops []request) {
 }
 
 // resolveEntry applies the rules at the top of this file to e.
-func resolveEntry(tx *bolt.Tx, e *Entry, overlay map[string]string) {
+func resolveEntry(tx *bolt.Tx, e *Entry, overlay map[string]string, stored map[string]bool) {
 	alias, bykey := tx.Bucket(bucketAlias), tx.Bucket(bucketByKey)
 	get := func(n string) string {
 		if v, ok := overlay[n]; ok {
@@ -201,7 +203,7 @@ func resolveEntry(tx *bolt.Tx, e *Entry, overlay map[string]string) {
 		return target
 	}
 	merge := func(k string) {
-		if k != e.Key && hasPendingIn(bykey, k) && !contains(e.merged, k) {
+		if k != e.Key && (stored[k] || hasPendingIn(bykey, k)) && !contains(e.merged, k) {
 			e.merged = append(e.merged, k)
 		}
 	}
@@ -719,6 +721,31 @@ func uniq(a, b string) []string {
 		return []string{a}
 	}
 	return []string{a, b}
+}
+
+// supersededAcrossLink: a coalescing item left under a name of its record
+// that is now linked to the record's key (an update sent by the
+// integration_id alone, in flight when the card's id was linked) has a
+// newer item of its record pending or delivered under that key: sending
+// it again would put the older state last, so it is dropped as coalesced.
+func (t *txb) supersededAcrossLink(it Item) bool {
+	if !it.Coalesce {
+		return false
+	}
+	canon := t.canonical(it.Key)
+	if canon == it.Key {
+		return false
+	}
+	if v := t.tx.Bucket(bucketDone).Get([]byte(canon)); len(v) == 16 && binary.BigEndian.Uint64(v) > it.ID {
+		return true
+	}
+	ids := t.keyIDs(canon)
+	for i := len(ids) - 1; i >= 0 && ids[i] > it.ID; i-- {
+		if other, ok, err := t.getItem(ids[i]); err == nil && ok && other.Coalesce && other.Kind == it.Kind {
+			return true
+		}
+	}
+	return false
 }
 
 // ForceRetry is Retry without the ErrSuperseded check: the dead item is

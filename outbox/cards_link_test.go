@@ -153,7 +153,7 @@ func TestCoalescingTurnSurvivesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer q2.Close()
+	t.Cleanup(func() { q2.Close() }) // after the run stops
 	if err := q2.CheckIndex(); err != nil {
 		t.Fatal(err)
 	}
@@ -244,5 +244,37 @@ func TestStaleRetryRefusedWhileNewerPendingOrInFlight(t *testing.T) {
 	}
 	if err := e.q.ForceRetry(old.ID); err != nil {
 		t.Fatalf("force: %v", err)
+	}
+}
+
+// An update by integration_id alone and the first one that pairs it with
+// the card's id, in one group commit: the pair replaces it (it would
+// otherwise be sent later with the card's id, after the newer state).
+func TestPairReplacesUnlinkedUpdateInTheSameCommit(t *testing.T) {
+	e := newEnv(t, nil)
+	release := e.q.HoldWritesForTest()
+	var wg sync.WaitGroup
+	enqAsync := func(en outbox.Entry, out *outbox.Item) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			*out = mustEnq(t, e.q, en)
+		}()
+	}
+	var other, lone, pair outbox.Item
+	enqAsync(outbox.Entry{Kind: outbox.KindSpecialCode, Key: "special_code:X", Payload: []byte(`{}`)}, &other)
+	testrig.WaitFor(t, "a commit held", 10*time.Second, e.q.CommittingForTest)
+	enqAsync(kasaEntry("", "E5", 1), &lone)
+	testrig.WaitFor(t, "first queued", 10*time.Second, func() bool { return e.q.QueuedForTest() == 1 })
+	enqAsync(kasaEntry("5", "E5", 2), &pair)
+	testrig.WaitFor(t, "both queued", 10*time.Second, func() bool { return e.q.QueuedForTest() == 2 })
+	release()
+	wg.Wait()
+	items, err := e.q.List(outbox.Pending, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 2 || items[0].ID != other.ID || items[1].ID != pair.ID || lone.ID >= pair.ID {
+		t.Fatalf("pending %+v, want the special code and the pair alone (the lone update %d replaced)", items, lone.ID)
 	}
 }

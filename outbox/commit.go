@@ -398,9 +398,17 @@ func (q *Queue) applyComplete(t *txb, r *completeReq, now time.Time, c *counters
 	if !ok {
 		return nil
 	}
-	forced, err := q.noteOutcome(t, &it, r.it, r.res, now) // card links, undecided (undecided.go)
+	forced, superseded, err := q.noteOutcome(t, &it, r.it, r.res, now) // card links, undecided (undecided.go)
 	if err != nil {
 		return err
+	}
+	if superseded { // replaced while it was being sent (cards.go)
+		if err := t.removePending(id, key); err != nil {
+			return err
+		}
+		c.pending--
+		c.coalesced++
+		return t.reschedule(key)
 	}
 	switch r.res.Verdict {
 	case Delivered:

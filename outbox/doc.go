@@ -19,7 +19,10 @@
 //     after the previous one's result is committed, so after a crash an old
 //     item is never re-sent after a newer one of its key.
 //   - Coalescing: an Entry with Coalesce replaces the pending coalescable
-//     items of the same Key and Kind (never the one in flight).
+//     items of the same Key and Kind (never the one in flight), and takes
+//     their place: their due time and their turn among due heads.
+//   - Cards: an Entry's Aliases link to its Key, one record per alias; see
+//     cards.go for the rules, the retry check and the bounds.
 //   - Verdicts: Delivered deletes; Retry backs off with full jitter
 //     (uniform in [0, min(RetryMax, RetryBase*2^(attempts-1)))), at least
 //     RetryAfter (capped at RetryAfterMax), and a RetryAfter pauses all
@@ -100,9 +103,16 @@
 //	dead   id -> record                  dead letters (same id)
 //	bykey  len(key) u16, key, id -> v    per-key FIFO index of pending items;
 //	                                     v is the head's sched key, else empty
-//	sched  due u64 (unix ns), id -> key  one entry per key with pending items: its head
+//	sched  due u64 (unix ns), turn -> key  one entry per key with pending items: its head;
+//	                                     turn is the head's id, or the id of the
+//	                                     oldest item a coalescing head replaced
 //	meta   name -> u64                   counters: pending, dead, enqueued,
-//	                                     delivered, coalesced, dead_lettered, version
+//	                                     delivered, coalesced, dead_lettered, version;
+//	                                     card_links(_bytes), card_marks(_bytes), undecided
+//	alias     name -> 0 at u64 key       card links (cards.go); alias_at: at u64, name
+//	done      key -> id u64, at u64      newest delivered coalescing item; done_at: at u64, key
+//	undecided id -> ""                   items waiting for a lookup that cannot decide
+//	idem, idem_at                        producers' idempotency keys (idempotency.go)
 //
 // A record is a version byte (1), a uvarint length, a JSON header (kind,
 // key, idempotency key, times in unix ns, attempts, last error, coalesce,

@@ -60,13 +60,19 @@ func (t *txb) setUndecided(id uint64, on bool) error {
 // its last attempt said so.
 // forced: an operator asked to send it without a lookup while this
 // attempt ran (with one): a retry is due at once.
-func (q *Queue) noteOutcome(t *txb, it *Item, sent Item, res Result, now time.Time) (forced bool, err error) {
+//
+// superseded: the item is to be dropped instead of retried, as a
+// coalescing update that a newer one of its record replaced (cards.go).
+func (q *Queue) noteOutcome(t *txb, it *Item, sent Item, res Result, now time.Time) (forced, superseded bool, err error) {
 	if err := q.applyLink(t, *it, res, now); err != nil {
-		return false, err
+		return false, false, err
+	}
+	if res.Verdict != Delivered && res.Verdict != Reject && t.supersededAcrossLink(*it) {
+		return false, true, t.setUndecided(it.ID, false)
 	}
 	undecided := res.Verdict != Delivered && res.Verdict != Reject && res.Undecided && !it.SkipLookup
 	it.Undecided = undecided
-	return it.SkipLookup && !sent.SkipLookup, t.setUndecided(it.ID, undecided)
+	return it.SkipLookup && !sent.SkipLookup, false, t.setUndecided(it.ID, undecided)
 }
 
 // undecidedView reads the count and the oldest one's reason.

@@ -383,6 +383,16 @@ func (s *Server) putCard(id, integrationID string) {
 	s.cards = append(s.cards, KasaRow{ID: id, IntegrationID: integrationID, Status: "1"})
 }
 
+// AddSpecialCode puts a special code in the table the special code list
+// call reads, as if created earlier (not in Delivered).
+func (s *Server) AddSpecialCode(integrationID, code string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.codesByInt[integrationID] = append(s.codesByInt[integrationID], len(s.codes))
+	s.codes = append(s.codes, ListRow{ID: strconv.Itoa(100_000 + len(s.codes)), IntegrationID: integrationID, Code: code, Status: "1",
+		CreatedIn: s.now().Format("2006-01-02 15:04:05")})
+}
+
 // KasaCards returns the kasa card table.
 func (s *Server) KasaCards() []KasaRow {
 	s.mu.Lock()
@@ -845,9 +855,7 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request, kasa bool) {
 			idx = append(idx, i)
 		}
 	}
-	if kasa { // ids ascending, as the call's sorting asks
-		sortByID(idx, table)
-	}
+	sortByID(idx, table) // ids ascending, as the client's sorting asks (offset is the lowest id)
 	var rows []any
 	for _, i := range idx {
 		row := table(i)
@@ -914,7 +922,7 @@ func decodeRecord(r *http.Request) (column json.RawMessage, id, intID string, er
 }
 
 func sortByID(idx []int, row func(int) ListRow) {
-	slices.SortFunc(idx, func(a, b int) int {
+	slices.SortStableFunc(idx, func(a, b int) int {
 		x, _ := strconv.Atoi(row(a).ID)
 		y, _ := strconv.Atoi(row(b).ID)
 		return cmp.Compare(x, y)
