@@ -46,8 +46,12 @@ const (
 	defaultJanitorEvery  = 5 * time.Minute
 )
 
-// pruneChunk bounds the entries of one kind one prune transaction removes.
-const pruneChunk = 1000
+// pruneChunk bounds the entries of one kind one prune transaction removes;
+// maxPruneRounds the transactions of one run (the next run goes on).
+const (
+	pruneChunk     = 1000
+	maxPruneRounds = 1000
+)
 
 // janitorPoll is how often (real time, nanoseconds) the janitor reads
 // the queue's clock to see whether JanitorEvery has passed on it: a read,
@@ -205,7 +209,7 @@ func (q *Queue) booksStale() bool {
 // reports whether it removed anything.
 func (q *Queue) janitorRun() bool {
 	var total pruneRes
-	for {
+	for round := 0; round < maxPruneRounds; round++ {
 		now := q.clock.Now()
 		picks, err := q.pickDead(now)
 		if err != nil {
@@ -362,7 +366,10 @@ func (q *Queue) applyPrune(t *txb, r *pruneReq, now time.Time, c *counters) (pru
 			res.beyond++
 		}
 	}
-	res.more = res.more || len(r.dead) >= pruneChunk
+	// More to pick only when this pick was full and did remove (a clock
+	// that went back between the pick and this check removes nothing:
+	// the next period looks again).
+	res.more = res.more || (len(r.dead) >= pruneChunk && res.dead > 0)
 	n, err = q.pruneCards(t.tx, now, pruneChunk)
 	if err != nil {
 		return res, fmt.Errorf("prune card bookkeeping: %w", err)
