@@ -253,7 +253,7 @@ func (t *txb) coalesceMerged(job *commitJob, e Entry, c *counters) (inherit int6
 		flying, isFlying := job.flying[k]
 		removed := false
 		for _, id := range t.keyIDs(k) {
-			if isFlying && id == flying {
+			if isFlying && id == flying && !t.settled[id] { // a result applied earlier in this commit: no longer in flight
 				continue
 			}
 			old, ok, err := t.getItem(id)

@@ -202,3 +202,50 @@ func TestPruneCardsWhenFull(t *testing.T) {
 		t.Fatalf("after the drain and a prune the outbox still refuses (%d cards went in): %v", n, err)
 	}
 }
+
+// A file of an earlier version: card 960 first seen by its integration_id
+// (so every name of it mapped to "kasa:int:960", an update pending there).
+// After the upgrade an update with both names goes under the card's id and
+// replaces the pending one; by either name alone it finds the card; the
+// old self-link is dropped and the rest indexed and counted.
+func TestCardLinksOfAnEarlierVersion(t *testing.T) {
+	e := newEnv(t, nil)
+	old := mustEnq(t, e.q, kasaEntry("", "960", 1))
+	if err := e.q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := outbox.OldLinksForTest(e.path, map[string]string{"kasa:int:960": "kasa:int:960", "kasa:id:960": "kasa:int:960"}); err != nil {
+		t.Fatal(err)
+	}
+	q, err := outbox.Open(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	// By its id alone first: the old mapping still names the card.
+	if it := mustEnq(t, q, kasaEntry("960", "", 2)); it.Key != old.Key {
+		t.Errorf("update by id before any pair: %q, want the old key %q", it.Key, old.Key)
+	}
+	pair := mustEnq(t, q, kasaEntry("960", "960", 3))
+	if pair.Key != "kasa:id:960" {
+		t.Fatalf("pair under %q", pair.Key)
+	}
+	items, err := q.List(outbox.Pending, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 1 || items[0].ID != pair.ID {
+		t.Fatalf("pending %+v, want the pair alone", items)
+	}
+	for _, e := range []outbox.Entry{kasaEntry("960", "", 4), kasaEntry("", "960", 5)} {
+		if it := mustEnq(t, q, e); it.Key != "kasa:id:960" {
+			t.Errorf("%s went to %q", e.Key, it.Key)
+		}
+	}
+	if err := q.CheckIndex(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := q.Stats(); err != nil || st.Cards.Links != 1 || st.Pending != 1 {
+		t.Fatalf("stats %+v %v, want one link (integration_id -> id) and one pending", st, err)
+	}
+}

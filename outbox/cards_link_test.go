@@ -278,3 +278,55 @@ func TestPairReplacesUnlinkedUpdateInTheSameCommit(t *testing.T) {
 		t.Fatalf("pending %+v, want the special code and the pair alone (the lone update %d replaced)", items, lone.ID)
 	}
 }
+
+// Issue 20.6 as reported: a card whose first update was queued before a
+// backlog of special codes and that keeps changing (every millisecond
+// here) is sent when that first update's turn comes, in its newest state
+// at that moment: each newer update takes the place of the one it
+// replaces. Before, each one went behind the whole backlog (0 deliveries
+// of the card in 90 s behind 20,000 codes). Its later updates, made after
+// it was sent, queue behind what was queued before them.
+func TestChangingCardNotStarved(t *testing.T) {
+	e := newEnv(t, func(o *outbox.Options) { o.Concurrency = 1 })
+	mustEnq(t, e.q, kasaEntry("9", "", 0))
+	const codes = 1500
+	for i := range codes {
+		enq(t, e.q, outbox.KindSpecialCode, fmt.Sprint("special_code:", i), i, false)
+	}
+	stopUpdates := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for seq := 1; ; seq++ {
+			select {
+			case <-stopUpdates:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			if _, err := e.q.Enqueue(context.Background(), kasaEntry("9", "", seq)); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	testrig.WaitFor(t, "the card updated", 10*time.Second, func() bool { return stats(t, e.q).Coalesced >= 5 })
+	e.run(t)
+	testrig.WaitFor(t, "codes drained", 60*time.Second, func() bool { return len(e.s.CallsFor("special_code:"+fmt.Sprint(codes-1))) > 0 })
+	close(stopUpdates)
+	wg.Wait()
+	codesBefore := 0
+	for _, c := range e.s.Calls() {
+		if c.Item.Kind == outbox.KindKasa {
+			if seqOf(t, c.Item) < 5 {
+				t.Errorf("the card went in an old state (seq %d)", seqOf(t, c.Item))
+			}
+			break
+		}
+		codesBefore++
+	}
+	t.Logf("the card's first delivery came after %d of %d codes", codesBefore, codes)
+	if codesBefore > 0 {
+		t.Fatalf("the card's first delivery came after %d of %d codes, want first (its turn): starved behind the backlog", codesBefore, codes)
+	}
+}

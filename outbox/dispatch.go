@@ -162,7 +162,16 @@ func (q *Queue) dispatch(now time.Time) {
 					continue
 				}
 			}
-			if _, busy := ls.busy[string(v)]; busy || ls.locked[string(v)] > 0 {
+			if _, busy := ls.busy[string(v)]; busy {
+				continue
+			}
+			if ls.locked[string(v)] > 0 {
+				// A commit is replacing this head (coalescing): it keeps
+				// its turn. Its place among the sends is held for it, so a
+				// card that changes all the time is not passed by the
+				// heads behind it; the commit ends within milliseconds and
+				// the next dispatch hands it out.
+				free--
 				continue
 			}
 			// The sched entry names the head by its turn (store.go headOf).

@@ -294,3 +294,37 @@ func SetJanitorPollForTest(d time.Duration) (undo func()) {
 	was := janitorPoll.Swap(int64(d))
 	return func() { janitorPoll.Store(was) }
 }
+
+// OldLinksForTest rewrites the card links of a closed file as versions
+// before the card table's bounds stored them (name -> key, every name of
+// a card, its own included, mapped to the first one seen; no ages, no
+// counters).
+func OldLinksForTest(path string, links map[string]string) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketAlias, bucketAliasAt, bucketDone, bucketDoneAt} {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		for k, v := range links {
+			if err := tx.Bucket(bucketAlias).Put([]byte(k), []byte(v)); err != nil {
+				return err
+			}
+		}
+		m := tx.Bucket(bucketMeta)
+		for _, k := range [][]byte{metaCardsIndexed, metaLinks, metaLinkBytes, metaMarks, metaMarkBytes} {
+			if err := m.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

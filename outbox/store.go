@@ -233,6 +233,9 @@ func putCounter(b *bolt.Bucket, name []byte, v uint64) error {
 type txb struct {
 	tx                              *bolt.Tx
 	items, dead, bykey, sched, meta *bolt.Bucket
+	// settled: items whose send result this transaction applied; they
+	// are no longer in flight, whatever the commit's snapshot says.
+	settled map[uint64]bool
 }
 
 func openTxb(tx *bolt.Tx) (*txb, error) {

@@ -64,6 +64,10 @@ func (t *txb) setUndecided(id uint64, on bool) error {
 // superseded: the item is to be dropped instead of retried, as a
 // coalescing update that a newer one of its record replaced (cards.go).
 func (q *Queue) noteOutcome(t *txb, it *Item, sent Item, res Result, now time.Time) (forced, superseded bool, err error) {
+	if t.settled == nil {
+		t.settled = map[uint64]bool{}
+	}
+	t.settled[it.ID] = true
 	if err := q.applyLink(t, *it, res, now); err != nil {
 		return false, false, err
 	}
