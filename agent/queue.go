@@ -88,23 +88,33 @@ func (h *enqueueHealth) view() localapi.Enqueues {
 }
 
 func (l localQueue) List(state localapi.State, limit int) ([]localapi.ItemView, error) {
+	if limit <= 0 {
+		limit = outbox.DefaultListLimit
+	}
+	var out []localapi.ItemView
+	_, _, err := l.Page(state, 0, limit, func(v localapi.ItemView) error {
+		out = append(out, v)
+		return nil
+	})
+	return out, err
+}
+
+// Page lists in bounded memory (localapi.Pager; outbox.Queue.Page).
+func (l localQueue) Page(state localapi.State, after uint64, limit int, fn func(localapi.ItemView) error) (uint64, bool, error) {
 	s := outbox.Pending
 	if state == localapi.Dead {
 		s = outbox.Dead
 	}
-	items, err := l.q.List(s, limit)
-	if err != nil {
-		return nil, apiError(err)
+	last, more, err := l.q.Page(s, after, limit, func(it outbox.Item) error { return fn(itemView(it)) })
+	return last, more, apiError(err)
+}
+
+func itemView(it outbox.Item) localapi.ItemView {
+	return localapi.ItemView{
+		ID: it.ID, Kind: localapi.Kind(it.Kind), Key: it.Key, Created: it.Created, Attempts: it.Attempts,
+		NextAttempt: timePtr(it.NextAttempt), LastError: it.LastError,
+		DeadReason: it.DeadReason, DeadAt: timePtr(it.DeadAt), Payload: it.Payload,
 	}
-	out := make([]localapi.ItemView, 0, len(items))
-	for _, it := range items {
-		out = append(out, localapi.ItemView{
-			ID: it.ID, Kind: localapi.Kind(it.Kind), Key: it.Key, Created: it.Created, Attempts: it.Attempts,
-			NextAttempt: timePtr(it.NextAttempt), LastError: it.LastError,
-			DeadReason: it.DeadReason, DeadAt: timePtr(it.DeadAt), Payload: it.Payload,
-		})
-	}
-	return out, nil
 }
 
 func (l localQueue) Retry(id uint64, force bool) error {

@@ -1,11 +1,15 @@
 package agent
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/tposagent/tposagent/agent/oduyo"
@@ -24,7 +28,19 @@ import (
 // integration_id; a record found there is delivered. The Sender looks up
 // every special code that was attempted before (Attempts > 0) and every
 // one enqueued before this process started (id at or below the boot
-// sequence, see SetBootSequence).
+// sequence, see SetBootSequence), unless an operator asked to send it
+// without looking (Item.SkipLookup, `outbox retry --force`). A lookup that
+// cannot decide (the list call ignores its filter and has more rows than a
+// lookup reads) is a Retry marked Undecided: the item backs off, and
+// status counts it.
+//
+// Kasa cards: one card is one Ödüyo id. An update without an id is sent
+// with the id its card is linked to (an earlier update that carried both,
+// or a lookup, see below), when there is one. When Ödüyo refuses an update
+// that has no id ("status": false), the card is looked up by its
+// integration_id (erp_kasa_fisi/list) and the update sent once more with
+// the id found; the outbox links the card to that id (Result.Link), so
+// its later updates carry it. No card found: a dead letter saying so.
 type Sender struct {
 	client *oduyo.Client
 	log    *slog.Logger
@@ -59,9 +75,9 @@ func (s *Sender) Send(ctx context.Context, it outbox.Item) outbox.Result {
 	var err error
 	switch it.Kind {
 	case outbox.KindKasa:
-		err = s.client.UpdateKasa(ctx, it.IdempotencyKey, it.Payload)
+		return s.sendKasa(ctx, it)
 	case outbox.KindSpecialCode:
-		if it.Attempts > 0 || it.ID <= s.boot.Load() {
+		if !it.SkipLookup && (it.Attempts > 0 || it.ID <= s.boot.Load()) {
 			found, res, done := s.lookup(ctx, it)
 			if done {
 				return res
@@ -94,6 +110,7 @@ func (s *Sender) lookup(ctx context.Context, it outbox.Item) (found bool, res ou
 			r.Verdict = outbox.Retry
 		}
 		r.Reason = "before sending again: " + r.Reason
+		r.Undecided = errors.Is(err, oduyo.ErrLookupInconclusive)
 		return false, r, true
 	}
 	if found {
@@ -101,6 +118,103 @@ func (s *Sender) lookup(ctx context.Context, it outbox.Item) (found bool, res ou
 			"id", it.ID, "key", it.Key, "attempts", it.Attempts)
 	}
 	return found, outbox.Result{}, false
+}
+
+// kasaIDPrefix is the key of a kasa card by its Ödüyo id (records.KasaNames).
+const kasaIDPrefix = "kasa:id:"
+
+// sendKasa sends a kasa card update; see Sender for the card's id.
+func (s *Sender) sendKasa(ctx context.Context, it outbox.Item) outbox.Result {
+	payload := it.Payload
+	hasID := columnHasID(payload)
+	if !hasID {
+		for _, k := range []string{it.Key, it.LinkedKey} {
+			if id, ok := strings.CutPrefix(k, kasaIDPrefix); ok && id != "" {
+				payload, hasID = withID(payload, id), true
+				break
+			}
+		}
+	}
+	err := s.client.UpdateKasa(ctx, it.IdempotencyKey, payload)
+	var oe *oduyo.Error
+	if err == nil || hasID || !errors.As(err, &oe) || oe.Class != oduyo.Permanent {
+		return verdict(err)
+	}
+	// Refused, and it had no id: find the card's id by its integration_id.
+	refused := oneLine(err.Error())
+	intID := columnIntegrationID(payload)
+	id, lerr := s.client.FindKasaCard(ctx, intID)
+	if lerr != nil {
+		r := verdict(lerr)
+		if r.Verdict == outbox.Reject {
+			if errors.As(lerr, &oe) && oe.Class == oduyo.Permanent {
+				r.Reason = "refused by Ödüyo without an id (" + refused + ") and it cannot be looked up: " + r.Reason
+				return r
+			}
+			r.Verdict = outbox.Retry // refused credentials on the lookup say nothing about the card
+		}
+		r.Undecided = errors.Is(lerr, oduyo.ErrLookupInconclusive)
+		r.Reason = "refused by Ödüyo without an id (" + refused + "); looking the card up by integration_id: " + r.Reason
+		return r
+	}
+	if id == "" {
+		return outbox.Result{Verdict: outbox.Reject,
+			Reason: "refused by Ödüyo without an id (" + refused + ") and Ödüyo has no kasa card with integration_id " + strconv.Quote(intID)}
+	}
+	s.log.Info("kasa update refused without an id; sending it again with the id found by its integration_id",
+		"id", it.ID, "key", it.Key, "card_id", id)
+	r := verdict(s.client.UpdateKasa(ctx, it.IdempotencyKey, withID(payload, id)))
+	r.Link = kasaIDPrefix + id
+	if r.Verdict != outbox.Delivered {
+		r.Reason = "sent again with the id " + id + " found by integration_id " + strconv.Quote(intID) + ": " + r.Reason
+	}
+	return r
+}
+
+// columnHasID: the kasa column carries a non-empty "id".
+func columnHasID(column json.RawMessage) bool {
+	var c struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(column, &c) != nil {
+		return false
+	}
+	v := strings.TrimSpace(string(c.ID))
+	return v != "" && v != "null" && v != `""`
+}
+
+func columnIntegrationID(column json.RawMessage) string {
+	var c struct {
+		IntegrationID json.RawMessage `json:"integration_id"`
+	}
+	if json.Unmarshal(column, &c) != nil {
+		return ""
+	}
+	var str string
+	if json.Unmarshal(c.IntegrationID, &str) == nil {
+		return str
+	}
+	return strings.TrimSpace(string(c.IntegrationID))
+}
+
+// withID returns the column with "id" first, as NormalizeKasa writes it
+// (a number when id is one, else a string). The column has no id.
+func withID(column json.RawMessage, id string) json.RawMessage {
+	b := bytes.TrimSpace(column)
+	if len(b) < 2 || b[0] != '{' {
+		return column
+	}
+	val := strconv.Quote(id)
+	if n, err := strconv.ParseUint(id, 10, 64); err == nil && n > 0 {
+		val = strconv.FormatUint(n, 10)
+	}
+	out := make([]byte, 0, len(b)+len(val)+8)
+	out = append(append(append(out, `{"id":`...), val...), ',')
+	rest := bytes.TrimSpace(b[1:])
+	if len(rest) > 0 && rest[0] == '}' {
+		out = out[:len(out)-1]
+	}
+	return append(out, rest...)
 }
 
 // verdict maps an Ödüyo client error to what the outbox does with the item.

@@ -7,11 +7,16 @@ import (
 
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/device"
+	"github.com/tposagent/tposagent/outbox"
 )
 
 // OutboxClosedWarning starts the status warning of an outbox file that is
 // not open (doctor finds it by this; internal/i18n has its Turkish).
 const OutboxClosedWarning = "records are refused until the outbox file opens"
+
+// UndecidedWarning starts the status warning of records that wait for a
+// lookup that cannot decide (doctor finds it by this).
+const UndecidedWarning = "records wait for a lookup that cannot decide whether an earlier attempt delivered them"
 
 // Status is a snapshot for the local API, the CLI and /metrics.
 //
@@ -56,8 +61,17 @@ func (a *Agent) Status() (s localapi.Status) {
 		OldestPendingAgeS: int64(st.OldestPendingAge / time.Second), Bytes: st.Bytes,
 		Enqueued: st.Enqueued, Delivered: st.Delivered, Coalesced: st.Coalesced, DeadLettered: st.DeadLettered,
 		PausedUntil: timePtr(st.PausedUntil), LastError: st.LastError, Quarantined: st.Quarantined,
-		FileGone: st.FileGone,
-		Enqueue:  a.enqueues.view(),
+		FileGone:  st.FileGone,
+		Enqueue:   a.enqueues.view(),
+		Undecided: st.Undecided, UndecidedReason: st.UndecidedReason,
+		Bookkeeping:   bookkeeping(st.Bookkeeping),
+		CardConflicts: st.CardConflicts, LastCardConflict: st.LastCardConflict,
+	}
+	if st.Undecided > 0 {
+		s.Warnings = append(s.Warnings, fmt.Sprintf(UndecidedWarning+" (%d): %s; tposagent outbox retry --force ID sends one without looking", st.Undecided, st.UndecidedReason))
+	}
+	if st.CardConflicts > 0 {
+		s.Warnings = append(s.Warnings, fmt.Sprintf("one integration_id was posted with two kasa card ids (%d since the start, kept as two cards): %s", st.CardConflicts, st.LastCardConflict))
 	}
 	if st.PausedUntil.After(a.now()) {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("the Ödüyo server asked to pause sending until %s (Retry-After)", st.PausedUntil.Format(time.RFC3339)))
@@ -117,4 +131,11 @@ func (a *Agent) onlineSince(online bool, lastErrorAt time.Time) *time.Time {
 		*c = connWatch{known: true, online: online, since: since}
 	}
 	return timePtr(c.since)
+}
+
+// bookkeeping is the outbox's bookkeeping for status and /metrics.
+func bookkeeping(b outbox.Bookkeeping) *localapi.Bookkeeping {
+	c := func(x outbox.BookCount) localapi.BookCount { return localapi.BookCount{Count: x.Count, Bytes: x.Bytes} }
+	return &localapi.Bookkeeping{Aliases: c(b.Aliases), DeliveredMarks: c(b.DeliveredMarks), IdempotencyKeys: c(b.IdempotencyKeys),
+		DeadLetters: c(b.DeadLetters), CountedAt: timePtr(b.CountedAt)}
 }

@@ -29,6 +29,7 @@ func (q *Queue) Enqueue(ctx context.Context, e Entry) (Item, error) {
 	}
 	select {
 	case res := <-r.reply:
+		q.kickJanitorIfFull(res.err)
 		return res.it, res.err
 	case <-q.done:
 		select {
@@ -107,6 +108,7 @@ func (q *Queue) Stats() (Stats, error) {
 		PausedUntil: p.pausedUntil, LastSuccess: p.lastSuccess, LastError: p.lastError, LastErrorAt: p.lastErrorAt,
 		Enqueued: p.enqueued, Delivered: p.delivered, Coalesced: p.coalesced, DeadLettered: p.deadLettered,
 		Quarantined: p.quarantined, QuarantinedAt: p.quarantinedAt, Compactions: p.compactions, FileGone: p.gone,
+		Bookkeeping: q.bookkeeping(p.dead),
 	}
 	if st.FileGone == "" {
 		what := q.fileGone()
@@ -122,12 +124,17 @@ func (q *Queue) Stats() (Stats, error) {
 		st.LastError, st.Closed = p.reopenErr, p.reopenErr
 		return st, nil
 	}
+	q.cards.mu.Lock()
+	st.CardConflicts, st.LastCardConflict, st.LastCardConflictAt = q.cards.conflicts, q.cards.lastConflict, q.cards.lastConflictAt
+	q.cards.mu.Unlock()
 	err := q.view(func(t *txb) error {
 		if k, v := t.items.Cursor().First(); len(k) == 8 {
 			if it, err := decodeRecord(0, v); err == nil && !it.Created.IsZero() {
 				st.OldestPendingAge = max(q.clock.Now().Sub(it.Created), 0)
 			}
 		}
+		st.Undecided, st.UndecidedReason = undecidedView(t.tx, t.items)
+		st.Cards = cardCounts(t.tx)
 		return nil
 	})
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
@@ -186,6 +193,76 @@ func (q *Queue) List(state State, limit int) ([]Item, error) {
 		return nil, fmt.Errorf("list outbox %s: %w", state, err)
 	}
 	return out, nil
+}
+
+// pageChunkBytes bounds the stored bytes Page copies out of one read
+// transaction (a single bigger record is read alone).
+const pageChunkBytes = 256 << 10
+
+// Page calls fn with up to limit items of the given state whose id is
+// above after, oldest first, and returns the id of the last item passed
+// to fn (after when none) and whether more items follow it. It holds at
+// most pageChunkBytes of records (or one record) in memory whatever
+// limit is: the items are read in short read transactions, and fn runs
+// outside them, so a slow consumer (an HTTP client) never holds the file.
+// It is not a snapshot: an item delivered, retried or dropped meanwhile
+// may be missing or appear in the other state; none appears twice in one
+// state. A record that cannot be decoded comes with its error in
+// LastError. An error of fn ends the walk and is returned.
+func (q *Queue) Page(state State, after uint64, limit int, fn func(Item) error) (last uint64, more bool, err error) {
+	if state != Pending && state != Dead {
+		return after, false, fmt.Errorf("list outbox: unknown state %d", int(state))
+	}
+	q.mu.Lock()
+	flying := q.pub.inFlightIDs
+	q.mu.Unlock()
+	last = after
+	chunk := make([]Item, 0, 64)
+	for limit > 0 && last < ^uint64(0) {
+		chunk = chunk[:0]
+		more = false
+		err := q.view(func(t *txb) error {
+			b := t.items
+			if state == Dead {
+				b = t.dead
+			}
+			c := b.Cursor()
+			size := 0
+			k, v := c.Seek(idKey(last + 1))
+			for ; k != nil && len(chunk) < min(limit, cap(chunk)) && size < pageChunkBytes; k, v = c.Next() {
+				if len(k) != 8 {
+					continue
+				}
+				id := idFromKey(k)
+				it, err := decodeRecord(id, v)
+				if err != nil {
+					it = Item{ID: id, LastError: err.Error()}
+				}
+				it.InFlight = state == Pending && flying[id]
+				chunk = append(chunk, it)
+				size += len(v)
+			}
+			for ; k != nil && len(k) != 8; k, _ = c.Next() {
+			}
+			more = k != nil
+			return nil
+		})
+		if err != nil {
+			return last, false, fmt.Errorf("list outbox %s: %w", state, err)
+		}
+		for i := range chunk {
+			if err := fn(chunk[i]); err != nil {
+				return last, false, err
+			}
+			last = chunk[i].ID
+			chunk[i] = Item{} // the payload may go before the next is read
+			limit--
+		}
+		if !more {
+			return last, false, nil
+		}
+	}
+	return last, more, nil
 }
 
 // Get returns one pending or dead item; ErrNotFound otherwise.

@@ -42,7 +42,9 @@ func TestOneRecordOneKey(t *testing.T) {
 			b := enqCard(t, e.q, "kasa:id:960", []string{"kasa:int:960"}, 2)
 			c := enqCard(t, e.q, "kasa:int:960", nil, 3)
 			d := enqCard(t, e.q, "kasa:id:960", nil, 4)
-			if a.Key != b.Key || b.Key != c.Key || c.Key != d.Key {
+			// The first update may stay under its own name when it was
+			// the integration_id alone; the next one takes it over.
+			if b.Key != "kasa:id:960" || b.Key != c.Key || c.Key != d.Key || (a.Key != b.Key && a.Key != "kasa:int:960") {
 				t.Fatalf("keys %q %q %q %q, want one", a.Key, b.Key, c.Key, d.Key)
 			}
 			if st := stats(t, e.q); st.Pending != 1 || st.Coalesced != 3 {
@@ -58,8 +60,8 @@ func TestOneRecordOneKey(t *testing.T) {
 			}
 			defer q2.Close()
 			for _, name := range []string{"kasa:int:960", "kasa:id:960"} {
-				if it := enqCard(t, q2, name, nil, 5); it.Key != a.Key {
-					t.Errorf("after reopen %s -> %q, want %q", name, it.Key, a.Key)
+				if it := enqCard(t, q2, name, nil, 5); it.Key != b.Key {
+					t.Errorf("after reopen %s -> %q, want %q", name, it.Key, b.Key)
 				}
 			}
 			if it := enqCard(t, q2, "kasa:int:961", nil, 6); it.Key != "kasa:int:961" {

@@ -54,6 +54,9 @@ func (q *Queue) startCommit() {
 	n := min(len(ls.pendingOps), q.maxBatch)
 	job := &commitJob{ops: append([]request(nil), ls.pendingOps[:n]...), now: q.clock.Now(), c: ls.c, flying: map[string]uint64{}}
 	ls.pendingOps = append(ls.pendingOps[:0], ls.pendingOps[n:]...)
+	if job.closed = ls.reopenErr; job.closed == "" {
+		q.resolveCards(job.ops) // card keys, before they are locked (cards.go)
+	}
 	for _, r := range job.ops {
 		switch r := r.(type) {
 		case *enqueueReq:
@@ -79,7 +82,6 @@ func (q *Queue) startCommit() {
 			}
 		}
 	}
-	job.closed = ls.reopenErr
 	ls.committing = true
 	go func() { q.commitDone <- q.runCommit(job) }()
 }
@@ -179,6 +181,8 @@ func (q *Queue) applyOne(t *txb, job *commitJob, r request, res *commitResult, i
 			err = fmt.Errorf("%s outbox item %d: %w", r.op, r.id, err)
 		}
 		res.results[i] = adminRes{err: err, sendNow: sendNow}
+	case *pruneReq: // janitor.go
+		res.results[i], err = q.applyPrune(t, r, job.now, c)
 	}
 	return err
 }
@@ -195,6 +199,8 @@ func describe(r request) string {
 		return fmt.Sprintf("dead-letter unreadable item %d", r.id)
 	case *adminReq:
 		return fmt.Sprintf("%s item %d", r.op, r.id)
+	case *pruneReq:
+		return "prune bookkeeping"
 	}
 	return fmt.Sprintf("%T", r)
 }
@@ -225,7 +231,6 @@ func (q *Queue) finishCommit(res commitResult) {
 		ls.barrier--
 	}
 	if q.requeueAfterLostMapping(res) {
-		q.afterCommitCards(res)
 		q.publish()
 		return
 	}
@@ -233,7 +238,6 @@ func (q *Queue) finishCommit(res commitResult) {
 	if res.err == nil {
 		ls.c = res.c
 	}
-	q.afterCommitCards(res)
 	if wasPending > 0 && ls.c.pending == 0 {
 		ls.drained = true
 	}
@@ -282,6 +286,8 @@ func (q *Queue) finishCommit(res commitResult) {
 				ar, _ := res.results[i].(adminRes)
 				r.reply <- ar.err
 			}
+		case *pruneReq:
+			q.finishPrune(r, res.results[i], err)
 		}
 	}
 }
@@ -314,6 +320,7 @@ func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used,
 		return Item{}, fmt.Errorf("enqueue %s %s: %w (max %d bytes)", e.Kind, e.Key, ErrFull, q.opts.MaxSize)
 	}
 	var inherit int64
+	var turn uint64 // the place of the items it replaces (their oldest id)
 	removed := false
 	if e.Coalesce {
 		flying, isFlying := job.flying[e.Key]
@@ -326,6 +333,7 @@ func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used,
 				continue
 			}
 			inherit = max(inherit, unixNano(old.NextAttempt))
+			turn = minTurn(turn, old.turnOf())
 			if err := t.removePending(id, e.Key); err != nil {
 				return Item{}, err
 			}
@@ -333,11 +341,11 @@ func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used,
 			c.coalesced++
 			removed = true
 		}
-		inh, err := t.coalesceMerged(job, e, c)
+		inh, trn, err := t.coalesceMerged(job, e, c)
 		if err != nil {
 			return Item{}, err
 		}
-		inherit = max(inherit, inh)
+		inherit, turn = max(inherit, inh), minTurn(turn, trn)
 	}
 	first := removed || !t.hasPending(e.Key)
 	id, err := t.items.NextSequence()
@@ -345,14 +353,17 @@ func (q *Queue) applyEnqueue(t *txb, job *commitJob, e Entry, c *counters, used,
 		return Item{}, err
 	}
 	it := Item{ID: id, Kind: e.Kind, Key: e.Key, Payload: bytes.Clone(e.Payload), IdempotencyKey: e.IdempotencyKey,
-		Created: now, NextAttempt: fromUnixNano(inherit), Coalesce: e.Coalesce}
+		Created: now, NextAttempt: fromUnixNano(inherit), Coalesce: e.Coalesce, turn: turn}
 	if it.IdempotencyKey == "" {
 		it.IdempotencyKey = newIdempotencyKey()
 	}
 	if err := t.putPending(&it); err != nil {
 		return Item{}, err
 	}
-	if err := t.remember(e, it, now); err != nil { // aliases, idempotency key
+	if err := q.putLinks(t, e, now); err != nil { // cards.go
+		return Item{}, err
+	}
+	if err := t.remember(e, it, now); err != nil { // idempotency key
 		return Item{}, err
 	}
 	c.pending++
@@ -387,12 +398,24 @@ func (q *Queue) applyComplete(t *txb, r *completeReq, now time.Time, c *counters
 	if !ok {
 		return nil
 	}
+	forced, superseded, err := q.noteOutcome(t, &it, r.it, r.res, now) // card links, undecided (undecided.go)
+	if err != nil {
+		return err
+	}
+	if superseded { // replaced while it was being sent (cards.go)
+		if err := t.removePending(id, key); err != nil {
+			return err
+		}
+		c.pending--
+		c.coalesced++
+		return t.reschedule(key)
+	}
 	switch r.res.Verdict {
 	case Delivered:
 		if err := t.removePending(id, key); err != nil {
 			return err
 		}
-		if err := t.noteDelivered(it, now); err != nil {
+		if err := q.noteDelivered(t, it, now); err != nil {
 			return err
 		}
 		c.pending--
@@ -417,6 +440,8 @@ func (q *Queue) applyComplete(t *txb, r *completeReq, now time.Time, c *counters
 		delay := time.Duration(r.jitter * float64(q.backoffCap(it.Attempts)))
 		if r.res.RetryAfter > delay {
 			delay = r.res.RetryAfter
+		} else if forced {
+			delay = 0
 		}
 		it.NextAttempt = now.Add(delay)
 		if err := t.items.Put(idKey(id), encodeRecord(&it)); err != nil {
@@ -433,6 +458,11 @@ func (q *Queue) applyAdmin(t *txb, job *commitJob, r *adminReq, c *counters) (se
 	switch r.op {
 	case opRetry, opRetryForce:
 		if t.items.Get(k) != nil {
+			if r.op == opRetryForce {
+				if err := t.skipLookup(r.id); err != nil {
+					return false, err
+				}
+			}
 			return true, q.makeDueNow(t, r.id)
 		}
 		v := t.dead.Get(k)
@@ -446,7 +476,7 @@ func (q *Queue) applyAdmin(t *txb, job *commitJob, r *adminReq, c *counters) (se
 		if it.Kind == KindUnreadable {
 			return false, ErrUnreadable
 		}
-		if err := t.prepareRetry(&it, r.op == opRetryForce); err != nil {
+		if err := t.prepareRetry(&it, r.op == opRetryForce, job.busyIDs); err != nil {
 			return false, err
 		}
 		if err := t.dead.Delete(k); err != nil {
@@ -469,6 +499,9 @@ func (q *Queue) applyAdmin(t *txb, job *commitJob, r *adminReq, c *counters) (se
 				return false, err
 			}
 			if err := t.removePending(r.id, key); err != nil {
+				return false, err
+			}
+			if err := t.setUndecided(r.id, false); err != nil {
 				return false, err
 			}
 			c.pending--
@@ -523,6 +556,9 @@ func (q *Queue) applyUnreadable(t *txb, id uint64, key string, cause error, now 
 	it := Item{ID: id, Kind: KindUnreadable, Key: key, Payload: payload, IdempotencyKey: newIdempotencyKey(),
 		Created: now, LastError: reason, DeadReason: reason, DeadAt: now}
 	if err := t.removePending(id, key); err != nil {
+		return err
+	}
+	if err := t.setUndecided(id, false); err != nil {
 		return err
 	}
 	if err := t.dead.Put(idKey(id), encodeRecord(&it)); err != nil {

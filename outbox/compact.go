@@ -18,6 +18,7 @@ import (
 
 // maybeCompact rewrites a drained file that is much bigger than its content.
 func (q *Queue) maybeCompact() {
+	q.kickJanitor() // a drain: what only the records kept may go now
 	if q.opts.CompactMinSize < 0 {
 		return
 	}
@@ -172,7 +173,6 @@ func (q *Queue) openLate() error {
 	q.noteIdentity()
 	ls.c = q.pub.counters() // what loadCounters read
 	ls.reopenErr, ls.openAtStart = "", false
-	q.cards = nil // loaded from the file on first use
 	q.log.Warn("outbox file opened after it could not be at start", "path", q.path, "pending", ls.c.pending, "dead", ls.c.dead)
 	return nil
 }

@@ -162,10 +162,24 @@ func (q *Queue) dispatch(now time.Time) {
 					continue
 				}
 			}
-			if _, busy := ls.busy[string(v)]; busy || ls.locked[string(v)] > 0 {
+			if _, busy := ls.busy[string(v)]; busy {
 				continue
 			}
-			id := binary.BigEndian.Uint64(k[8:])
+			if ls.locked[string(v)] > 0 {
+				// A commit is replacing this head (coalescing): it keeps
+				// its turn. Its place among the sends is held for it, so a
+				// card that changes all the time is not passed by the
+				// heads behind it; the commit ends within milliseconds and
+				// the next dispatch hands it out.
+				free--
+				continue
+			}
+			// The sched entry names the head by its turn (store.go headOf).
+			id, found := t.headOf(string(v), binary.BigEndian.Uint64(k[8:]))
+			if !found {
+				q.log.Error("outbox schedule names a key without items", "key", string(v))
+				continue
+			}
 			it, ok, err := t.getItem(id)
 			if !ok && err == nil {
 				q.log.Error("outbox index names a missing item", "id", id, "key", string(v))
@@ -179,6 +193,9 @@ func (q *Queue) dispatch(now time.Time) {
 				ls.busyIDs[id] = key
 				ls.pendingOps = append(ls.pendingOps, &unreadableReq{id: id, key: key, err: err})
 				continue
+			}
+			if it.Coalesce {
+				it.LinkedKey = linkedKey(tx, it.Key) // cards.go
 			}
 			picked = append(picked, it)
 			ls.busy[it.Key] = id

@@ -19,7 +19,10 @@
 //     after the previous one's result is committed, so after a crash an old
 //     item is never re-sent after a newer one of its key.
 //   - Coalescing: an Entry with Coalesce replaces the pending coalescable
-//     items of the same Key and Kind (never the one in flight).
+//     items of the same Key and Kind (never the one in flight), and takes
+//     their place: their due time and their turn among due heads.
+//   - Cards: an Entry's Aliases link to its Key, one record per alias; see
+//     cards.go for the rules, the retry check and the bounds.
 //   - Verdicts: Delivered deletes; Retry backs off with full jitter
 //     (uniform in [0, min(RetryMax, RetryBase*2^(attempts-1)))), at least
 //     RetryAfter (capped at RetryAfterMax), and a RetryAfter pauses all
@@ -52,6 +55,14 @@
 //     bbolt grows the file): ErrFull always comes before bbolt's
 //     ErrMaxSizeReached. On Windows bbolt sizes the file in powers of two
 //     up to 1 GiB, so the file may take up to that rounded size on disk.
+//   - Bookkeeping (janitor.go): idempotency keys (7 days), dead letters
+//     (DeadLetterTTL, 30 days; at most DeadLetterMax, 10,000, oldest
+//     first), card aliases and delivered marks (cards.go) are pruned by a
+//     janitor goroutine every JanitorEvery of the queue's clock, full queue
+//     or not, and at once when an enqueue is refused as full or the queue
+//     drains, through the commit pipeline; Stats.Bookkeeping counts each
+//     kind. Page lists the items in short read transactions, holding at
+//     most 256 KiB of records at once.
 //   - Compaction: when a drain empties the queue and the file is at least
 //     CompactMinSize and four times its content, it is copied to
 //     <path>.compact, which is renamed over the file and the directory
@@ -98,13 +109,25 @@
 //	dead   id -> record                  dead letters (same id)
 //	bykey  len(key) u16, key, id -> v    per-key FIFO index of pending items;
 //	                                     v is the head's sched key, else empty
-//	sched  due u64 (unix ns), id -> key  one entry per key with pending items: its head
+//	sched  due u64 (unix ns), turn -> key  one entry per key with pending items: its head;
+//	                                     turn is the head's id, or the id of the
+//	                                     oldest item a coalescing head replaced
 //	meta   name -> u64                   counters: pending, dead, enqueued,
-//	                                     delivered, coalesced, dead_lettered, version
+//	                                     delivered, coalesced, dead_lettered, version;
+//	                                     card_links(_bytes), card_marks(_bytes), undecided
+//	alias     name -> 0 at u64 key       card links (cards.go); alias_at: at u64, name
+//	done      key -> id u64, at u64      newest delivered coalescing item; done_at: at u64, key
+//	undecided id -> ""                   items waiting for a lookup that cannot decide
+//	idem, idem_at                        producers' idempotency keys (idempotency.go)
 //
 // A record is a version byte (1), a uvarint length, a JSON header (kind,
 // key, idempotency key, times in unix ns, attempts, last error, coalesce,
 // dead reason/time) and then the payload bytes exactly as enqueued.
+//
+// Bookkeeping buckets: "idem" (producer's idempotency key -> first use,
+// item id, digest of kind and payload, item key) and "idem_at" (first use,
+// key), for forgetting them oldest first; "alias", "alias_at", "done",
+// "done_at": the card table (cards.go).
 //
 // The sender finds work by walking "sched" from the start: due heads come
 // first, and the walk stops at the first head that is not due yet, so the

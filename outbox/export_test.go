@@ -97,7 +97,11 @@ func (q *Queue) CheckIndex() error {
 			}
 			if _, ok := heads[key]; !ok {
 				heads[key] = id
-				if len(v) != 16 || idFromKey(v[8:]) != id || string(t.sched.Get(v)) != key {
+				head, _, err := t.getItem(id)
+				if err != nil {
+					return err
+				}
+				if len(v) != 16 || idFromKey(v[8:]) != head.turnOf() || string(t.sched.Get(v)) != key {
 					return fmt.Errorf("head %s/%d: bad sched reference %x", key, id, v)
 				}
 			} else if len(v) != 0 {
@@ -250,3 +254,77 @@ func FailReopensForTest(n int) { reopenFail.Store(int32(n)) }
 // as a till out of address space or handles does. A reopened file maps
 // without them.
 func (q *Queue) BreakMappingForTest(flags int) { q.db.MmapFlags = flags }
+
+// PruneCardsForTest runs one pruneCards in its own transaction, as the
+// background janitor does.
+func (q *Queue) PruneCardsForTest(max int) (removed int, err error) {
+	err = q.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		removed, err = q.pruneCards(tx, q.clock.Now(), max)
+		return err
+	})
+	return removed, err
+}
+
+// BulkLinksForTest writes n card links (as files of older versions
+// stored them: name -> key, no age) straight into a closed file.
+func BulkLinksForTest(path string, n int) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, NoSync: true})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Update(ensureBuckets); err != nil {
+		return err
+	}
+	return db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketAlias)
+		for i := range n {
+			if err := b.Put(fmt.Appendf(nil, "kasa:int:ERP-%08d", i), fmt.Appendf(nil, "kasa:id:%d", i+1)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// SetJanitorPollForTest sets how often the janitors of queues opened from
+// now on read the clock; undo restores it.
+func SetJanitorPollForTest(d time.Duration) (undo func()) {
+	was := janitorPoll.Swap(int64(d))
+	return func() { janitorPoll.Store(was) }
+}
+
+// OldLinksForTest rewrites the card links of a closed file as versions
+// before the card table's bounds stored them (name -> key, every name of
+// a card, its own included, mapped to the first one seen; no ages, no
+// counters).
+func OldLinksForTest(path string, links map[string]string) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketAlias, bucketAliasAt, bucketDone, bucketDoneAt} {
+			if err := tx.DeleteBucket(name); err != nil {
+				return err
+			}
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		for k, v := range links {
+			if err := tx.Bucket(bucketAlias).Put([]byte(k), []byte(v)); err != nil {
+				return err
+			}
+		}
+		m := tx.Bucket(bucketMeta)
+		for _, k := range [][]byte{metaCardsIndexed, metaLinks, metaLinkBytes, metaMarks, metaMarkBytes} {
+			if err := m.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}

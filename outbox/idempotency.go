@@ -19,7 +19,9 @@ import (
 // The key is checked and remembered in the transaction that stores the
 // item, so a crash cannot keep one without the other. Keys are remembered
 // for IdempotencyTTL after their first use (by the queue's clock), then
-// forgotten a few at a time by later enqueues. The key is the item's
+// forgotten: by the janitor (janitor.go) in the background, full queue or
+// not, and a few at a time by later enqueues. A key older than that but
+// not yet forgotten still answers as above. The key is the item's
 // IdempotencyKey, the one the sender passes on.
 
 // IdempotencyTTL is how long a producer's idempotency key is remembered.
@@ -81,18 +83,14 @@ func (t *txb) replay(e Entry) (Item, bool, error) {
 		Created: time.Unix(0, int64(binary.BigEndian.Uint64(v[:8]))), Coalesce: e.Coalesce}, true, nil
 }
 
-// remember stores what the new item needs beyond itself: its names
-// (aliases) and its producer's idempotency key; it forgets a few expired
-// keys.
+// remember stores the new item's producer's idempotency key; it forgets
+// a few expired keys.
 func (t *txb) remember(e Entry, it Item, now time.Time) error {
-	if err := t.putAliases(e); err != nil {
-		return err
-	}
 	if e.IdempotencyKey == "" {
 		return nil
 	}
 	keys, ages := t.tx.Bucket(bucketIdem), t.tx.Bucket(bucketIdemAge)
-	if err := pruneIdem(keys, ages, now); err != nil {
+	if _, err := pruneIdem(keys, ages, now, pruneIdemPerEnqueue); err != nil {
 		return err
 	}
 	d := entryDigest(e)
@@ -107,11 +105,13 @@ func (t *txb) remember(e Entry, it Item, now time.Time) error {
 	return ages.Put(append(binary.BigEndian.AppendUint64(nil, at), e.IdempotencyKey...), nil)
 }
 
-func pruneIdem(keys, ages *bolt.Bucket, now time.Time) error {
+// pruneIdem forgets up to max keys first used more than IdempotencyTTL
+// ago, oldest first; it returns how many it forgot.
+func pruneIdem(keys, ages *bolt.Bucket, now time.Time, max int) (int, error) {
 	limit := now.Add(-IdempotencyTTL).UnixNano()
 	c := ages.Cursor()
 	var old [][]byte
-	for k, _ := c.First(); k != nil && len(old) < pruneIdemPerEnqueue; k, _ = c.Next() {
+	for k, _ := c.First(); k != nil && len(old) < max; k, _ = c.Next() {
 		if len(k) < 8 || int64(binary.BigEndian.Uint64(k)) >= limit {
 			break
 		}
@@ -119,14 +119,14 @@ func pruneIdem(keys, ages *bolt.Bucket, now time.Time) error {
 	}
 	for _, k := range old {
 		if err := ages.Delete(k); err != nil {
-			return err
+			return 0, err
 		}
 		// Only if the key still points at this use of it.
 		if v := keys.Get(k[8:]); len(v) >= 8 && bytes.Equal(v[:8], k[:8]) {
 			if err := keys.Delete(k[8:]); err != nil {
-				return err
+				return 0, err
 			}
 		}
 	}
-	return nil
+	return len(old), nil
 }

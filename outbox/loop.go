@@ -319,7 +319,6 @@ func (q *Queue) accept(batch []request) {
 				r.reply <- enqueueRes{err: fmt.Errorf("enqueue: %w: %s", ErrFileGone, ls.gone)}
 				continue
 			}
-			q.resolveKey(&r.e) // before the commit is planned: it locks by key
 			ls.pendingOps = append(ls.pendingOps, r)
 		default:
 			ls.pendingOps = append(ls.pendingOps, r)

@@ -47,6 +47,12 @@ func (q *Queue) noteResult(r *completeReq, now time.Time) {
 		if ls.failures == 1 || ls.failures%100 == 0 {
 			q.log.Warn("outbox send failed, will retry", "id", r.it.ID, "key", r.it.Key, "failures", ls.failures, "err", ls.lastError)
 		}
+		if res.Undecided {
+			// The server answered the lookup; the item backs off, no
+			// probe is needed (undecided.go).
+			ls.reachable = true
+			return
+		}
 		if res.RetryAfter > 0 { // capped at RetryAfterMax by the worker
 			ls.reachable = true
 			if until := now.Add(res.RetryAfter); until.After(ls.pausedUntil) {
@@ -236,12 +242,16 @@ func (q *Queue) resetBackoff(now time.Time) error {
 			}
 		}
 		for _, h := range heads {
-			it, ok, err := t.getItem(h.id)
+			id, found := t.headOf(h.key, h.id) // h.id is the head's turn
+			if !found {
+				continue
+			}
+			it, ok, err := t.getItem(id)
 			if err != nil || !ok {
 				continue
 			}
 			it.NextAttempt = time.Time{}
-			if err := t.items.Put(idKey(h.id), encodeRecord(&it)); err != nil {
+			if err := t.items.Put(idKey(id), encodeRecord(&it)); err != nil {
 				return err
 			}
 			if err := t.reschedule(h.key); err != nil {

@@ -48,8 +48,9 @@ type Queue struct {
 	mu  sync.Mutex // guards pub
 	pub published
 
-	ls    loopState  // owned by the loop goroutine
-	cards *cardIndex // owned by the loop goroutine; nil: load on first use (cards.go)
+	books bookState // the janitor's (janitor.go)
+	ls    loopState // owned by the loop goroutine
+	cards cardState // conflicts seen, where pruning resumes (cards.go)
 
 	boltMax atomic.Int64            // bbolt's MaxSize for the open file (boltLimit)
 	ident   atomic.Pointer[fileKey] // the open file, to notice it deleted or replaced
@@ -132,6 +133,7 @@ func Open(opts Options) (*Queue, error) {
 		q.pub.reopenErr = q.ls.reopenErr
 		q.log.Error("OUTBOX FILE CANNOT BE OPENED: records are refused until it opens; trying again every second", "path", q.path, "err", err)
 		opened = true
+		q.startJanitor() // before the loop, which may kick it
 		go q.loop()
 		return q, nil
 	}
@@ -143,6 +145,7 @@ func Open(opts Options) (*Queue, error) {
 	}
 	q.ls.init(q)
 	opened = true
+	q.startJanitor() // before the loop, which may kick it
 	go q.loop()
 	return q, nil
 }
@@ -469,6 +472,7 @@ func (q *Queue) Close() error {
 	q.closeOnce.Do(func() {
 		close(q.quit)
 		<-q.done
+		q.waitJanitor()
 		q.dbMu.Lock()
 		defer q.dbMu.Unlock()
 		if q.db != nil {

@@ -41,8 +41,10 @@ type Entry struct {
 	// empty: the queue makes one up. See idempotency.go.
 	IdempotencyKey string
 
-	aliasWrites []string // names the loop mapped to Key; stored with the item
-	merged      []string // other keys of the same record this entry links to Key
+	name   string   // Key as the producer gave it (cards.go resolves Key from it)
+	links  []string // names to link to Key (cards.go)
+	unlink []string // names whose links go (cards.go)
+	merged []string // other keys of the same record whose pending items this entry replaces
 }
 
 // Item is one queued entry as stored.
@@ -60,6 +62,33 @@ type Item struct {
 	DeadReason     string          `json:"dead_reason,omitempty"` // dead-letter only
 	DeadAt         time.Time       `json:"dead_at,omitzero"`      // dead-letter only
 	InFlight       bool            `json:"in_flight,omitempty"`   // List only: being sent right now
+	// SkipLookup: an operator asked to send it without looking it up
+	// first (outbox retry --force on a pending item); the sender honours it.
+	SkipLookup bool `json:"skip_lookup,omitempty"`
+	// Undecided: its last attempt waited for a lookup that could not
+	// decide whether an earlier attempt had delivered it (Result.Undecided).
+	Undecided bool `json:"undecided,omitempty"`
+	// LinkedKey (to the sender only): the key its Key is linked to now,
+	// e.g. a card's id key for an update that named the card by its
+	// integration_id alone (cards.go); "" when none.
+	LinkedKey string `json:"linked_key,omitempty"`
+
+	turn uint64 // its place among due heads: the id of the oldest item it replaced (0: its own)
+}
+
+// turnOf is the id that orders the item among due heads.
+func (it Item) turnOf() uint64 {
+	if it.turn != 0 && it.turn < it.ID {
+		return it.turn
+	}
+	return it.ID
+}
+
+func minTurn(a, b uint64) uint64 {
+	if a == 0 || (b != 0 && b < a) {
+		return b
+	}
+	return a
 }
 
 // Verdict is the sender's classification of one delivery attempt.
@@ -94,6 +123,14 @@ type Result struct {
 	// HTTP date); > 0 (429/503) pauses ALL sending until it has passed.
 	RetryAfter time.Duration
 	Reason     string // human text for LastError / DeadReason (never a secret)
+	// Undecided (with Retry): the sender could not tell whether an earlier
+	// attempt delivered the item (a lookup that cannot decide). The item
+	// backs off like any retry; Stats counts such items and says why.
+	Undecided bool
+	// Link: the sender learned the key of the item's record (a card's id
+	// found by its integration_id); the item's Key is linked to it from
+	// now on (cards.go). "" when none.
+	Link string
 }
 
 // Sender delivers items; implemented by the agent (adapting the Ödüyo
@@ -165,6 +202,22 @@ type Stats struct {
 	Closed        string
 	QuarantinedAt time.Time
 	Compactions   int // compactions since Open
+	// Undecided counts the pending items whose last attempt waited for a
+	// lookup that could not decide; UndecidedReason is the oldest one's
+	// last error ("" when none). `outbox retry --force ID` sends one
+	// without looking.
+	Undecided       int
+	UndecidedReason string
+	// CardConflicts counts the links that moved from one record to
+	// another since Open (one integration_id paired with two card ids);
+	// LastCardConflict describes the newest.
+	CardConflicts      uint64
+	LastCardConflict   string
+	LastCardConflictAt time.Time
+	Cards              CardCounts // size of the card table (links, delivered marks)
+	// Bookkeeping: what the queue keeps beside its records, per kind
+	// (janitor.go).
+	Bookkeeping Bookkeeping
 }
 
 // Options configure Open. Zero values take the defaults.
@@ -199,9 +252,23 @@ type Options struct {
 	// file every second (the agent sets it, so that a failing disk does
 	// not make the service crash-loop while the licence is still served).
 	KeepTrying bool
-	Clock      clock.Clock    // nil = real time
-	Rand       func() float64 // nil = math/rand/v2; in [0,1), for jitter
-	Logger     *slog.Logger   // nil = discard
+	// DeadLetterTTL: a dead letter is expired this long after it died
+	// (default 30 days); DeadLetterMax: beyond this many (default
+	// 10,000) the oldest expire first, younger or not. JanitorEvery:
+	// how often the janitor prunes the bookkeeping (default 5 min, on
+	// Clock). See janitor.go.
+	DeadLetterTTL time.Duration
+	DeadLetterMax int
+	JanitorEvery  time.Duration
+	// CardLimit bounds the card links and, separately, the delivered
+	// marks kept for records with nothing pending (default 10,000 each);
+	// CardTTL is their age limit (default 30 days). Each kind is also
+	// kept under MaxSize/16 bytes. See cards.go.
+	CardLimit int
+	CardTTL   time.Duration
+	Clock     clock.Clock    // nil = real time
+	Rand      func() float64 // nil = math/rand/v2; in [0,1), for jitter
+	Logger    *slog.Logger   // nil = discard
 
 	batchLimit int // requests per transaction (tests: 1 = naive baseline)
 }
@@ -263,8 +330,23 @@ func (o *Options) setDefaults() {
 	if o.CompactMinSize == 0 {
 		o.CompactMinSize = defaultCompactMinSize
 	}
+	if o.CardLimit <= 0 {
+		o.CardLimit = DefaultCardLimit
+	}
+	if o.CardTTL <= 0 {
+		o.CardTTL = DefaultCardTTL
+	}
 	if o.CheckMaxSize == 0 {
 		o.CheckMaxSize = defaultCheckMaxSize
+	}
+	if o.DeadLetterTTL <= 0 {
+		o.DeadLetterTTL = DefaultDeadLetterTTL
+	}
+	if o.DeadLetterMax <= 0 {
+		o.DeadLetterMax = DefaultDeadLetterMax
+	}
+	if o.JanitorEvery <= 0 {
+		o.JanitorEvery = defaultJanitorEvery
 	}
 	if o.batchLimit <= 0 {
 		o.batchLimit = maxBatch

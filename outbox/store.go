@@ -21,7 +21,8 @@ var (
 	bucketByKey = []byte("bykey") // len(key)(2) key id(8) -> sched key(16) for the head, else ""
 	bucketSched = []byte("sched") // due(8) id(8) -> key   (one per key: its head)
 	bucketMeta  = []byte("meta")  // name -> uint64
-	allBuckets  = [][]byte{bucketItems, bucketDead, bucketByKey, bucketSched, bucketMeta, bucketAlias, bucketDone, bucketIdem, bucketIdemAge}
+	allBuckets  = [][]byte{bucketItems, bucketDead, bucketByKey, bucketSched, bucketMeta, bucketAlias, bucketDone, bucketIdem, bucketIdemAge,
+		bucketAliasAt, bucketDoneAt, bucketUndecided}
 )
 
 // Counters kept in the meta bucket.
@@ -55,6 +56,9 @@ type recordMeta struct {
 	Coalesce   bool   `json:"co,omitempty"`
 	DeadReason string `json:"dr,omitempty"`
 	DeadAt     int64  `json:"da,omitempty"`
+	Turn       uint64 `json:"t,omitempty"`  // Item.turn
+	NoLookup   bool   `json:"nl,omitempty"` // Item.SkipLookup
+	Undecided  bool   `json:"u,omitempty"`  // Item.Undecided
 }
 
 // encodeRecord: version byte, uvarint length of the JSON header, header,
@@ -64,6 +68,10 @@ func encodeRecord(it *Item) []byte {
 		Kind: it.Kind, Key: it.Key, Idem: it.IdempotencyKey,
 		Created: unixNano(it.Created), Attempts: it.Attempts, Next: unixNano(it.NextAttempt),
 		LastError: it.LastError, Coalesce: it.Coalesce, DeadReason: it.DeadReason, DeadAt: unixNano(it.DeadAt),
+		NoLookup: it.SkipLookup, Undecided: it.Undecided,
+	}
+	if it.turn != 0 && it.turn < it.ID {
+		m.Turn = it.turn
 	}
 	var hb [256]byte
 	h := m.appendJSON(hb[:0])
@@ -108,6 +116,16 @@ func (m *recordMeta) appendJSON(b []byte) []byte {
 		b = append(b, `,"da":`...)
 		b = strconv.AppendInt(b, m.DeadAt, 10)
 	}
+	if m.Turn != 0 {
+		b = append(b, `,"t":`...)
+		b = strconv.AppendUint(b, m.Turn, 10)
+	}
+	if m.NoLookup {
+		b = append(b, `,"nl":true`...)
+	}
+	if m.Undecided {
+		b = append(b, `,"u":true`...)
+	}
 	return append(b, '}')
 }
 
@@ -147,7 +165,7 @@ func decodeRecord(id uint64, b []byte) (Item, error) {
 		ID: id, Kind: m.Kind, Key: m.Key, Payload: json.RawMessage(bytes.Clone(p)),
 		IdempotencyKey: m.Idem, Created: fromUnixNano(m.Created), Attempts: m.Attempts,
 		NextAttempt: fromUnixNano(m.Next), LastError: m.LastError, Coalesce: m.Coalesce,
-		DeadReason: m.DeadReason, DeadAt: fromUnixNano(m.DeadAt),
+		DeadReason: m.DeadReason, DeadAt: fromUnixNano(m.DeadAt), SkipLookup: m.NoLookup, Undecided: m.Undecided, turn: m.Turn,
 	}, nil
 }
 
@@ -215,6 +233,9 @@ func putCounter(b *bolt.Bucket, name []byte, v uint64) error {
 type txb struct {
 	tx                              *bolt.Tx
 	items, dead, bykey, sched, meta *bolt.Bucket
+	// settled: items whose send result this transaction applied; they
+	// are no longer in flight, whatever the commit's snapshot says.
+	settled map[uint64]bool
 }
 
 func openTxb(tx *bolt.Tx) (*txb, error) {
@@ -282,6 +303,21 @@ func (t *txb) keyOf(id uint64) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%w: item %d is not in the key index", errCorruptRecord, id)
+}
+
+// headOf returns the id of the head of key named by the sched entry
+// (due, turn): turn is the head's id, or, for an item that took the turn
+// of those it replaced (coalescing), the id of the oldest of them.
+func (t *txb) headOf(key string, turn uint64) (uint64, bool) {
+	if t.bykey.Get(byKeyKey(key, turn)) != nil {
+		return turn, true
+	}
+	p := keyPrefix(key)
+	k, _ := t.bykey.Cursor().Seek(p)
+	if k == nil || !bytes.HasPrefix(k, p) || len(k) != len(p)+8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(k[len(p):]), true
 }
 
 // putPending stores it as pending (items + bykey); the caller reschedules.
@@ -353,7 +389,7 @@ func (t *txb) rescheduleWith(key string, known *Item) error {
 			return fmt.Errorf("reschedule %d: %w: index without item", id, errCorruptRecord)
 		}
 	}
-	sk := schedKey(unixNano(it.NextAttempt), id)
+	sk := schedKey(unixNano(it.NextAttempt), it.turnOf())
 	if bytes.Equal(headVal, sk) {
 		return nil
 	}

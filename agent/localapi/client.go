@@ -177,13 +177,43 @@ func (c *Client) Enqueue(ctx context.Context, path string, column []byte) (Accep
 	return a, err
 }
 
-// List is GET /v1/outbox?state=.
+// List returns up to limit items of state (pending or dead), oldest
+// first, paging through GET /v1/outbox as needed.
 func (c *Client) List(ctx context.Context, state string, limit int) ([]ItemView, error) {
-	var out struct {
-		Items []ItemView `json:"items"`
+	var out []ItemView
+	cursor := ""
+	for len(out) < limit {
+		items, next, err := c.ListPage(ctx, state, cursor, min(limit-len(out), MaxListLimit))
+		out = append(out, items...)
+		if err != nil || next == "" {
+			return out, err
+		}
+		cursor = next
 	}
-	err := c.Do(ctx, http.MethodGet, fmt.Sprintf("/v1/outbox?state=%s&limit=%d", url.QueryEscape(state), limit), nil, &out)
-	return out.Items, err
+	return out, nil
+}
+
+// ListPage is one GET /v1/outbox: up to limit items (at most
+// MaxListLimit) after cursor ("" from the start), and the cursor of the
+// next page ("" when there is none). An answer that broke off after some
+// items returns them, the cursor to go on from, and its error.
+func (c *Client) ListPage(ctx context.Context, state, cursor string, limit int) ([]ItemView, string, error) {
+	var out struct {
+		Items      []ItemView `json:"items"`
+		NextCursor string     `json:"next_cursor"`
+		Error      string     `json:"error"`
+	}
+	path := fmt.Sprintf("/v1/outbox?state=%s&limit=%d", url.QueryEscape(state), limit)
+	if cursor != "" {
+		path += "&cursor=" + url.QueryEscape(cursor)
+	}
+	if err := c.Do(ctx, http.MethodGet, path, nil, &out); err != nil {
+		return nil, "", err
+	}
+	if out.Error != "" {
+		return out.Items, out.NextCursor, errors.New(out.Error)
+	}
+	return out.Items, out.NextCursor, nil
 }
 
 // Device is GET /v1/device.

@@ -159,6 +159,18 @@ type Outbox struct {
 	// ran; new records are refused until a restart.
 	FileGone string   `json:"file_gone,omitempty"`
 	Enqueue  Enqueues `json:"enqueue"`
+	// Undecided counts the records waiting for a lookup that cannot
+	// decide whether an earlier attempt delivered them; UndecidedReason
+	// says why (the oldest one's last error).
+	Undecided       int    `json:"undecided,omitempty"`
+	UndecidedReason string `json:"undecided_reason,omitempty"`
+	// CardConflicts counts, since the start, the integration_ids posted
+	// with another card id than before (the cards are kept apart);
+	// LastCardConflict describes the newest.
+	CardConflicts    uint64 `json:"card_conflicts,omitempty"`
+	LastCardConflict string `json:"last_card_conflict,omitempty"`
+	// Bookkeeping: what the outbox keeps beside its records (books.go).
+	Bookkeeping *Bookkeeping `json:"bookkeeping,omitempty"`
 }
 
 // Enqueues tells whether records can be stored: a full queue or a full
@@ -357,40 +369,10 @@ func idempotencyKey(h http.Header) (string, bool) {
 	return k, true
 }
 
-func (h *handler) list(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	state := Pending
-	switch q.Get("state") {
-	case "", "pending":
-	case "dead":
-		state = Dead
-	default:
-		writeError(w, http.StatusBadRequest, `state must be "pending" or "dead"`, "state")
-		return
-	}
-	limit := 100
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 10000 {
-			writeError(w, http.StatusBadRequest, "limit must be 1..10000", "limit")
-			return
-		}
-		limit = n
-	}
-	items, err := h.cfg.Queue.List(state, limit)
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "list outbox: "+err.Error(), "")
-		return
-	}
-	if items == nil {
-		items = []ItemView{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"state": q.Get("state"), "items": items})
-}
-
 // retry: POST /v1/outbox/{id}/retry[?force=true]. Without force, a dead
-// update older than a delivered one of the same record is refused with
-// 409 naming the newer delivery.
+// update of a record with a newer update delivered, being sent or pending
+// is refused with 409 naming the newer one. With force on a pending
+// record: send it without looking it up first.
 func (h *handler) retry(w http.ResponseWriter, r *http.Request) {
 	force := false
 	switch strings.ToLower(r.URL.Query().Get("force")) {

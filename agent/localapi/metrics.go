@@ -60,6 +60,7 @@ func WriteMetrics(w io.Writer, s Status) {
 	counter("tposagent_outbox_delivered_total", "Records delivered.", s.Outbox.Delivered)
 	counter("tposagent_outbox_coalesced_total", "Kasa updates superseded by a newer one before sending.", s.Outbox.Coalesced)
 	counter("tposagent_outbox_dead_lettered_total", "Records moved to the dead-letter bucket.", s.Outbox.DeadLettered)
+	writeBookMetrics(w, s.Outbox.Bookkeeping)
 	if s.LastFlush != nil {
 		gauge("tposagent_outbox_last_success_seconds", "Time of the last delivery, Unix seconds.", float64(s.LastFlush.Unix()))
 	}

@@ -22,6 +22,9 @@ const (
 	KasaUpdatePath      = "/api/v1/erp/erp_kasa_fisi/update"
 	SpecialCodePath     = "/api/v1/erp/erp_special_code/create"
 	SpecialCodeListPath = "/api/v1/erp/erp_special_code/list"
+	// KasaListPath: the public docs show "/api/v1/api/erp/erp_kasa_fisi/list",
+	// taken for a typo of the family's pattern (spec/oduyo-list.md).
+	KasaListPath = "/api/v1/erp/erp_kasa_fisi/list"
 )
 
 // Defaults of Config.

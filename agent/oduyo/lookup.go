@@ -17,10 +17,10 @@ const (
 )
 
 // ErrLookupInconclusive is returned (wrapped in a Transient *Error) by
-// FindSpecialCode when the server answered but the answer could not
+// FindSpecialCode and FindKasaCard when the server answered but the answer could not
 // settle the question: it ignored the filter and had more rows than the
 // lookup reads.
-var ErrLookupInconclusive = errors.New("special code lookup inconclusive")
+var ErrLookupInconclusive = errors.New("lookup inconclusive")
 
 // matchFields are compared, besides integration_id, between a special
 // code and a row of the list: several creates may share an integration_id
@@ -59,6 +59,38 @@ func (c *Client) FindSpecialCode(ctx context.Context, column json.RawMessage) (b
 			want[f] = v
 		}
 	}
+	row, err := c.findRow(ctx, op, SpecialCodeListPath, integrationID, func(row map[string]json.RawMessage) bool { return rowMatches(row, want) })
+	return row != nil, err
+}
+
+// FindKasaCard looks a kasa card up by its ERP integration_id (POST
+// …/erp_kasa_fisi/list, filtered on integration_id) and returns its
+// Ödüyo id; "" when Ödüyo has no such card. Used when Ödüyo refused an
+// update that carried no id. Tolerant as FindSpecialCode is: every row's
+// integration_id is checked here, a 404 or an empty "data" means none, a
+// server that ignores the filter is paged through (up to lookupMaxPages,
+// then ErrLookupInconclusive). A row found without a usable id (a
+// positive integer) is an error, not "none".
+func (c *Client) FindKasaCard(ctx context.Context, integrationID string) (string, error) {
+	const op = "look up kasa card"
+	if integrationID == "" {
+		return "", &Error{Op: op, Class: Permanent, Msg: "no integration_id to look the card up by"}
+	}
+	row, err := c.findRow(ctx, op, KasaListPath, integrationID, func(map[string]json.RawMessage) bool { return true })
+	if err != nil || row == nil {
+		return "", err
+	}
+	id := scalarString(row["id"])
+	if n, perr := strconv.ParseUint(id, 10, 64); perr != nil || n == 0 {
+		return "", &Error{Op: op, Class: Transient, Msg: "the card was found but its id is not a positive integer: " + strconv.Quote(c.redact(id))}
+	}
+	return id, nil
+}
+
+// findRow pages through a list call filtered on integration_id and
+// returns the first row whose integration_id is the one asked for and
+// that match accepts; nil when there is none.
+func (c *Client) findRow(ctx context.Context, op, path, integrationID string, match func(map[string]json.RawMessage) bool) (map[string]json.RawMessage, error) {
 	offset := 0
 	for page := 0; page < lookupMaxPages; page++ {
 		body, err := json.Marshal(map[string]any{
@@ -69,38 +101,38 @@ func (c *Client) FindSpecialCode(ctx context.Context, column json.RawMessage) (b
 			"sorting": []map[string]string{{"field": "id", "sort": "ASC"}},
 		})
 		if err != nil {
-			return false, &Error{Op: op, Class: Permanent, Msg: "build request", Err: err}
+			return nil, &Error{Op: op, Class: Permanent, Msg: "build request", Err: err}
 		}
-		obj, status, err := c.call(ctx, op, SpecialCodeListPath, body)
+		obj, status, err := c.call(ctx, op, path, body)
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 		st, _ := boolStatus(obj)
 		if !st {
 			if status >= 400 && status != http.StatusNotFound {
-				return false, c.answerError(op, Transient, status, nil, mustJSON(obj))
+				return nil, c.answerError(op, Transient, status, nil, mustJSON(obj))
 			}
-			return false, nil // nothing found: 404 or 200 with "status": false
+			return nil, nil // nothing found: 404 or 200 with "status": false
 		}
 		rows := listRows(obj["data"])
 		maxID := -1
 		for _, row := range rows {
-			if scalarString(row["integration_id"]) == integrationID && rowMatches(row, want) {
-				return true, nil
+			if scalarString(row["integration_id"]) == integrationID && match(row) {
+				return row, nil
 			}
 			if id, err := strconv.Atoi(scalarString(row["id"])); err == nil && id > maxID {
 				maxID = id
 			}
 		}
 		if len(rows) < lookupPageSize {
-			return false, nil
+			return nil, nil
 		}
 		if maxID < offset {
 			break // the server does not page as documented
 		}
 		offset = maxID + 1
 	}
-	return false, &Error{Op: op, Class: Transient, Msg: "the server ignores the integration_id filter and has more rows than a lookup reads", Err: ErrLookupInconclusive}
+	return nil, &Error{Op: op, Class: Transient, Msg: "the server ignores the integration_id filter and has more rows than a lookup reads", Err: ErrLookupInconclusive}
 }
 
 // call posts a JSON body to an API path with the session, logging in again

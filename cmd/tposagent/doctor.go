@@ -123,6 +123,10 @@ func cmdDoctor(ctx context.Context, e *env, args []string) error {
 			if s.Outbox.FileGone != "" {
 				add("FAIL", "outbox", "%s", s.Outbox.FileGone)
 			}
+			if s.Outbox.Undecided > 0 {
+				add("warn", "outbox", l.T("%d record(s) wait for a lookup that cannot decide whether an earlier attempt delivered them: %s; tposagent outbox retry --force ID sends one without looking",
+					"%d kayıt, önceki denemenin ulaşıp ulaşmadığını belirleyemeyen bir sorgu için bekliyor: %s; tposagent outbox retry --force ID bir kaydı sorgulamadan gönderir"), s.Outbox.Undecided, s.Outbox.UndecidedReason)
+			}
 			if p := s.Outbox.PausedUntil; p != nil && p.After(time.Now()) {
 				add("warn", "outbox", l.T("sending paused by the server (Retry-After) until %s; tposagent outbox retry ID sends a record now", "sunucu gönderimi %s tarihine kadar durdurdu (Retry-After); tposagent outbox retry ID bir kaydı hemen gönderir"), fmtTime(p))
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -12,20 +13,22 @@ import (
 )
 
 func cmdOutbox(ctx context.Context, e *env, args []string) error {
-	fs := newFlagSet(e, "outbox", "outbox list | dead | retry ID [--force] | drop ID",
-		"  tposagent outbox list            # pending records\n"+
+	fs := newFlagSet(e, "outbox", "outbox list | dead [--limit N] [--json] | retry ID [--force] | drop ID",
+		"  tposagent outbox list            # pending records (the first 100; --limit 0 for all)\n"+
 			"  tposagent outbox dead            # records the server refused, with the reason\n"+
 			"  tposagent outbox retry 42        # send a dead record again; a pending one now (ends a server's pause)\n"+
-			"  tposagent outbox retry 42 --force  # even if a newer update of the same kasa card was delivered\n"+
+			"  tposagent outbox retry 42 --force  # even if a newer update of the same kasa card exists;\n"+
+			"                                   # a pending record: send it without looking it up first\n"+
 			"  tposagent outbox drop 42         # delete a record for good\n"+
 			"\n"+
 			"retry refuses (exit 1) a dead kasa update when a newer update of the same card\n"+
-			"was delivered after it: sending it would leave the card in the older state.\n"+
-			"--force sends it anyway.\n")
+			"was delivered, is being sent or is pending: sending it could leave the card in\n"+
+			"the older state. --force sends it anyway. A pending record waiting for a lookup\n"+
+			"that cannot decide (status: undecided) is sent by --force without the lookup.\n")
 	addConfigFlag(fs, e)
-	force := fs.Bool("force", false, "retry: send the dead record even if a newer update of the same card was delivered")
+	force := fs.Bool("force", false, "retry: send the dead record even if a newer update of the same card exists; a pending one without a lookup")
 	asJSON := fs.Bool("json", false, "print as JSON")
-	limit := fs.Int("limit", 100, "at most this many items")
+	limit := fs.Int("limit", 100, "list/dead: at most this many items; 0: all (read page by page)")
 	rest, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
@@ -63,15 +66,10 @@ func cmdOutbox(ctx context.Context, e *env, args []string) error {
 		if rest[0] == "dead" {
 			state = "dead"
 		}
-		items, err := c.List(ctx, state, *limit)
-		if err != nil {
-			return err
+		if *limit < 0 {
+			return usageErrorf("outbox %s: --limit must be 0 (all) or more", rest[0])
 		}
-		if *asJSON {
-			return printJSON(e.stdout, items)
-		}
-		printItems(e.stdout, items, state, time.Now())
-		return nil
+		return listPages(ctx, c, e.stdout, state, *limit, *asJSON, time.Now())
 	default: // retry, drop
 		method, path := "POST", fmt.Sprintf("/v1/outbox/%d/retry", id)
 		if *force && rest[0] == "retry" {
@@ -88,15 +86,71 @@ func cmdOutbox(ctx context.Context, e *env, args []string) error {
 	}
 }
 
-func printItems(w io.Writer, items []localapi.ItemView, state string, now time.Time) {
+// listPages prints up to limit items (0: all) page by page as the agent
+// answers them (GET /v1/outbox with its cursor): memory does not grow
+// with the queue. JSON is one array.
+func listPages(ctx context.Context, c *localapi.Client, w io.Writer, state string, limit int, asJSON bool, now time.Time) error {
+	cursor, printed := "", 0
+	if asJSON {
+		fmt.Fprint(w, "[")
+	}
+	for {
+		want := localapi.MaxListLimit
+		if limit > 0 {
+			want = min(want, limit-printed)
+		}
+		items, next, err := c.ListPage(ctx, state, cursor, want)
+		if asJSON {
+			for _, it := range items {
+				b, jerr := json.MarshalIndent(it, "  ", "  ")
+				if jerr != nil {
+					return jerr
+				}
+				sep := ","
+				if printed == 0 {
+					sep = ""
+				}
+				fmt.Fprintf(w, "%s\n  %s", sep, b)
+				printed++
+			}
+		} else {
+			printItems(w, items, state, now, printed == 0)
+			printed += len(items)
+		}
+		if err != nil {
+			if asJSON {
+				fmt.Fprintln(w, "\n]")
+			}
+			return err
+		}
+		if next == "" || (limit > 0 && printed >= limit) {
+			if asJSON {
+				if printed > 0 {
+					fmt.Fprint(w, "\n")
+				}
+				fmt.Fprintln(w, "]")
+			} else if printed == 0 {
+				fmt.Fprintf(w, "no %s items\n", state)
+			} else if next != "" {
+				fmt.Fprintf(w, "(the first %d; --limit 0 lists them all)\n", printed)
+			}
+			return nil
+		}
+		cursor = next
+	}
+}
+
+// printItems prints one page of items as a table (the header with the first).
+func printItems(w io.Writer, items []localapi.ItemView, state string, now time.Time, header bool) {
 	if len(items) == 0 {
-		fmt.Fprintf(w, "no %s items\n", state)
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	if state == "dead" {
+	switch {
+	case !header:
+	case state == "dead":
 		fmt.Fprintln(tw, "ID\tKIND\tRECORD\tAGE\tATTEMPTS\tREASON")
-	} else {
+	default:
 		fmt.Fprintln(tw, "ID\tKIND\tRECORD\tAGE\tATTEMPTS\tLAST ERROR")
 	}
 	for _, it := range items {

@@ -119,6 +119,13 @@ func printStatus(w io.Writer, s localapi.Status, now time.Time, l i18n.Lang) {
 		o.Pending, o.InFlight, o.Dead, oldest, humanBytes(uint64(o.Bytes))))
 	fmt.Fprintf(tw, "%s\t%s\n", l.T("Totals", "Toplam"), l.F("%d accepted, %d delivered, %d coalesced, %d dead-lettered",
 		"%d kabul, %d teslim, %d birleştirildi, %d reddedildi", o.Enqueued, o.Delivered, o.Coalesced, o.DeadLettered))
+	if b := o.Bookkeeping; b != nil {
+		fmt.Fprintf(tw, "%s\t%s\n", l.T("Bookkeeping", "Defter"), l.F(
+			"%d card aliases (%s), %d delivered marks (%s), %d idempotency keys (%s), %d dead letters (%s)",
+			"%d kart adı (%s), %d teslim işareti (%s), %d tekrar anahtarı (%s), %d reddedilen kayıt (%s)",
+			b.Aliases.Count, humanBytes(uint64(b.Aliases.Bytes)), b.DeliveredMarks.Count, humanBytes(uint64(b.DeliveredMarks.Bytes)),
+			b.IdempotencyKeys.Count, humanBytes(uint64(b.IdempotencyKeys.Bytes)), b.DeadLetters.Count, humanBytes(uint64(b.DeadLetters.Bytes))))
+	}
 	if q := o.Enqueue; q.FailingSince != nil {
 		fmt.Fprintf(tw, "%s\t%s\n", l.T("Enqueue", "Kayıt alma"), l.F("FAILING since %s (%d failed): %s", "%s tarihinden beri BAŞARISIZ (%d başarısız): %s",
 			when(q.FailingSince), q.Failures, q.LastError))

@@ -27,6 +27,8 @@ var warningsTR = []struct {
 	{regexp.MustCompile(`^the local API cannot listen on (\S+) since (\S+): another program holds the port \(retrying every (\S+); find it: (.*)\)$`), "yerel API $2 tarihinden beri $1 adresini dinleyemiyor: bağlantı noktasını başka bir program tutuyor ($3 arayla yeniden deneniyor; bulmak için: $4)"},
 	{regexp.MustCompile(`^the local API cannot listen on (\S+) since (\S+): (.*) \(retrying every (\S+)\)$`), "yerel API $2 tarihinden beri $1 adresini dinleyemiyor: $3 ($4 arayla yeniden deneniyor)"},
 	{regexp.MustCompile(`^the local API port (\S+) was taken from (\S+) to (\S+): `), "yerel API bağlantı noktası $1, $2 ile $3 arasında başka bir programdaydı: o sırada çağıran bir POS token'ını ona göndermiş olabilir (şüphe varsa api.token'ı değiştirin)"},
+	{regexp.MustCompile(`^records wait for a lookup that cannot decide whether an earlier attempt delivered them \((\d+)\): (.*); tposagent outbox retry --force ID sends one without looking$`), "$1 kayıt, önceki denemenin ulaşıp ulaşmadığını belirleyemeyen bir sorgu için bekliyor: $2; tposagent outbox retry --force ID bir kaydı sorgulamadan gönderir"},
+	{regexp.MustCompile(`^one integration_id was posted with two kasa card ids \((\d+) since the start, kept as two cards\): (.*)$`), "bir integration_id iki farklı kasa kartı id'si ile gönderildi (başlangıçtan beri $1, iki ayrı kart olarak tutuluyor): $2"},
 }
 
 // Warning is w in l: the English text itself, or its Turkish form when

@@ -17,6 +17,7 @@
 package oduyotest
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -24,6 +25,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +38,7 @@ const (
 	KasaUpdatePath      = "/api/v1/erp/erp_kasa_fisi/update"
 	SpecialCodePath     = "/api/v1/erp/erp_special_code/create"
 	SpecialCodeListPath = "/api/v1/erp/erp_special_code/list"
+	KasaListPath        = "/api/v1/erp/erp_kasa_fisi/list"
 )
 
 // Record kinds in Delivery.Kind.
@@ -119,6 +122,13 @@ type ListRow struct {
 	CreatedIn     string `json:"created_in"`
 }
 
+// KasaRow is one kasa card as the kasa list call returns it.
+type KasaRow struct {
+	ID            string `json:"id"`
+	IntegrationID string `json:"integration_id"`
+	Status        string `json:"status"`
+}
+
 // Server is a fake Ödüyo server on 127.0.0.1 with a port chosen by the OS.
 type Server struct {
 	// Credentials accepted. Set them with options or SetCredentials;
@@ -150,6 +160,10 @@ type Server struct {
 	delivered   []Delivery
 	codes       []ListRow        // special codes delivered, in order (the list call's table)
 	codesByInt  map[string][]int // integration_id -> indexes into codes
+	cards       []KasaRow        // kasa cards known (the kasa list call's table), by first sight
+	cardIndex   map[string]int   // id -> index into cards
+	cardsByInt  map[string][]int // integration_id -> indexes into cards
+	needKasaID  bool
 	seenKeys    map[string]bool
 	logins      int
 	requests    int
@@ -174,6 +188,8 @@ func NewServer(opts ...Option) *Server {
 		reject:     map[string]bool{},
 		seenKeys:   map[string]bool{},
 		codesByInt: map[string][]int{},
+		cardIndex:  map[string]int{},
+		cardsByInt: map[string][]int{},
 		conns:      map[net.Conn]bool{},
 	}
 	for _, o := range opts {
@@ -328,6 +344,62 @@ func (s *Server) IgnoreListFilters(ignore bool) {
 	s.mu.Unlock()
 }
 
+// RequireKasaID makes kasa updates without an "id" answer 404
+// {"status": false}, as a server that finds cards by their Ödüyo id only
+// would.
+func (s *Server) RequireKasaID(require bool) {
+	s.mu.Lock()
+	s.needKasaID = require
+	s.mu.Unlock()
+}
+
+// AddKasaCard puts a kasa card in the table the kasa list call reads (an
+// update with an id adds or changes its card too).
+func (s *Server) AddKasaCard(id, integrationID string) {
+	s.mu.Lock()
+	s.putCard(id, integrationID)
+	s.mu.Unlock()
+}
+
+func (s *Server) putCard(id, integrationID string) {
+	if i, ok := s.cardIndex[id]; ok {
+		old := s.cards[i].IntegrationID
+		if old == integrationID {
+			return
+		}
+		idx := s.cardsByInt[old]
+		for j, v := range idx {
+			if v == i {
+				s.cardsByInt[old] = append(idx[:j:j], idx[j+1:]...)
+				break
+			}
+		}
+		s.cards[i].IntegrationID = integrationID
+		s.cardsByInt[integrationID] = append(s.cardsByInt[integrationID], i)
+		return
+	}
+	s.cardIndex[id] = len(s.cards)
+	s.cardsByInt[integrationID] = append(s.cardsByInt[integrationID], len(s.cards))
+	s.cards = append(s.cards, KasaRow{ID: id, IntegrationID: integrationID, Status: "1"})
+}
+
+// AddSpecialCode puts a special code in the table the special code list
+// call reads, as if created earlier (not in Delivered).
+func (s *Server) AddSpecialCode(integrationID, code string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.codesByInt[integrationID] = append(s.codesByInt[integrationID], len(s.codes))
+	s.codes = append(s.codes, ListRow{ID: strconv.Itoa(100_000 + len(s.codes)), IntegrationID: integrationID, Code: code, Status: "1",
+		CreatedIn: s.now().Format("2006-01-02 15:04:05")})
+}
+
+// KasaCards returns the kasa card table.
+func (s *Server) KasaCards() []KasaRow {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]KasaRow(nil), s.cards...)
+}
+
 // FailNextLogin makes the next n login requests fail with f.
 func (s *Server) FailNextLogin(n int, f Fault) {
 	s.mu.Lock()
@@ -441,7 +513,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case SpecialCodePath:
 		s.serveRecord(w, r, KindSpecialCode)
 	case SpecialCodeListPath:
-		s.serveList(w, r)
+		s.serveList(w, r, false)
+	case KasaListPath:
+		s.serveList(w, r, true)
 	default:
 		s.mu.Lock()
 		s.probes++
@@ -624,7 +698,7 @@ func (s *Server) serveRecord(w http.ResponseWriter, r *http.Request, kind string
 	}
 	key := r.Header.Get("Idempotency-Key")
 	s.mu.Lock()
-	if s.reject[intID] || (id != "" && s.reject[id]) {
+	if s.reject[intID] || (id != "" && s.reject[id]) || (kind == KindKasa && id == "" && s.needKasaID) {
 		s.mu.Unlock()
 		writeJSON(w, http.StatusNotFound, answer{})
 		return
@@ -643,6 +717,9 @@ func (s *Server) serveRecord(w http.ResponseWriter, r *http.Request, kind string
 		s.seenKeys[key] = true
 	}
 	s.delivered = append(s.delivered, d)
+	if kind == KindKasa && id != "" {
+		s.putCard(id, intID)
+	}
 	if kind == KindSpecialCode {
 		var c map[string]any
 		_ = json.Unmarshal(column, &c)
@@ -705,12 +782,12 @@ type listFilter struct {
 	Value    string `json:"value"`
 }
 
-// serveList answers POST …/erp_special_code/list as the public docs
-// describe it: filters ("" or a list; the operator "=" on id,
+// serveList answers POST …/erp_special_code/list (kasa: …/erp_kasa_fisi/list,
+// over the kasa card table) as the public docs describe it: filters ("" or a list; the operator "=" on id,
 // integration_id, code or status is understood, others are refused with
 // 400), limit and offset as strings (offset is the lowest id), 200 with
 // the rows, or 404 {"status": false} when nothing matches.
-func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveList(w http.ResponseWriter, r *http.Request, kasa bool) {
 	s.mu.Lock()
 	s.lists++
 	f, faulty := s.nextFault(&s.listFaults, nil, "")
@@ -755,23 +832,33 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	ignore := s.ignoreFilt
+	n, byIntIdx := len(s.codes), s.codesByInt
+	table := func(i int) ListRow { return s.codes[i] }
+	if kasa {
+		n, byIntIdx = len(s.cards), s.cardsByInt
+		table = func(i int) ListRow {
+			c := s.cards[i]
+			return ListRow{ID: c.ID, IntegrationID: c.IntegrationID, Status: c.Status}
+		}
+	}
 	// The table, or the rows of one integration_id when a filter names it.
-	idx := make([]int, 0, len(s.codes))
+	idx := make([]int, 0, n)
 	byInt := false
 	for _, f := range filters {
 		if f.Field == "integration_id" && !ignore {
-			idx, byInt = append(idx, s.codesByInt[f.Value]...), true
+			idx, byInt = append(idx, byIntIdx[f.Value]...), true
 			break
 		}
 	}
 	if !byInt {
-		for i := range s.codes {
+		for i := range n {
 			idx = append(idx, i)
 		}
 	}
-	var rows []ListRow
+	sortByID(idx, table) // ids ascending, as the client's sorting asks (offset is the lowest id)
+	var rows []any
 	for _, i := range idx {
-		row := s.codes[i]
+		row := table(i)
 		if seq, _ := strconv.Atoi(row.ID); seq < offset || len(rows) == limit {
 			continue
 		}
@@ -791,7 +878,11 @@ func (s *Server) serveList(w http.ResponseWriter, r *http.Request) {
 			match = match && v == f.Value
 		}
 		if match || ignore {
-			rows = append(rows, row)
+			if kasa {
+				rows = append(rows, KasaRow{ID: row.ID, IntegrationID: row.IntegrationID, Status: row.Status})
+			} else {
+				rows = append(rows, row)
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -828,4 +919,12 @@ func decodeRecord(r *http.Request) (column json.RawMessage, id, intID string, er
 		intID = scalar(raw)
 	}
 	return body.Column, id, intID, nil
+}
+
+func sortByID(idx []int, row func(int) ListRow) {
+	slices.SortStableFunc(idx, func(a, b int) int {
+		x, _ := strconv.Atoi(row(a).ID)
+		y, _ := strconv.Atoi(row(b).ID)
+		return cmp.Compare(x, y)
+	})
 }

@@ -332,6 +332,9 @@ type matrixRow struct {
 	noFailure     bool   // the answers are odd but successes: nothing is retried
 	allDead       string // every record is dead-lettered with a reason containing this
 	lookups       bool   // special codes whose answer was lost are looked up, never sent twice
+	// kasaID: the kasa card without an id ("kasa K-3") arrives with this
+	// id, found by a lookup after Ödüyo refused it for want of one.
+	kasaID string
 }
 
 func TestServerFaultMatrix(t *testing.T) {
@@ -390,6 +393,31 @@ func TestServerFaultMatrix(t *testing.T) {
 		// One re-login per attempt; a 401 that survives it is the
 		// credentials' fault.
 		{name: "http401-after-login", setup: func(e *matrixEnv) { e.srv.FailAlways(oduyotest.Fault{Status: 401}) }, allDead: "credentials"},
+		// A list call that ignores its filter: the lookups page through
+		// the whole table (150 other codes) and check every row.
+		{name: "list-ignores-filter", setup: func(e *matrixEnv) {
+			e.srv.IgnoreListFilters(true)
+			for i := range 150 {
+				e.srv.AddSpecialCode(fmt.Sprint("OTHER-", i), fmt.Sprint("O", i))
+			}
+			e.srv.FailNext(2, oduyotest.Fault{Stored: true, Reset: true, Only: oduyotest.KindSpecialCode})
+		}, lookups: true},
+		// A kasa update without an id refused for want of one: the card is
+		// looked up by its integration_id and the update sent once more
+		// with its id, in the same attempt; also when the list ignores its
+		// filter.
+		{name: "kasa-refused-without-id", setup: func(e *matrixEnv) {
+			e.srv.RequireKasaID(true)
+			e.srv.AddKasaCard("3", "K-3")
+		}, noFailure: true, lookups: true, kasaID: "3"},
+		{name: "kasa-refused-without-id-list-ignores-filter", setup: func(e *matrixEnv) {
+			e.srv.RequireKasaID(true)
+			e.srv.IgnoreListFilters(true)
+			for i := range 150 {
+				e.srv.AddKasaCard(fmt.Sprint(1000+i), fmt.Sprint("OTHER-", i))
+			}
+			e.srv.AddKasaCard("3", "K-3")
+		}, noFailure: true, lookups: true, kasaID: "3"},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
@@ -488,6 +516,12 @@ func checkMatrix(t *testing.T, e *matrixEnv, row matrixRow) {
 		var want, have map[string]any
 		json.Unmarshal(s.item.Payload, &want)
 		json.Unmarshal(d.Column, &have)
+		if row.kasaID != "" && r.name == "kasa K-3" {
+			if _, had := want["id"]; had || fmt.Sprint(have["id"]) != row.kasaID {
+				t.Errorf("%s arrived with id %v, want %s found by its integration_id", r.name, have["id"], row.kasaID)
+			}
+			delete(have, "id")
+		}
 		if fmt.Sprint(want) != fmt.Sprint(have) {
 			t.Errorf("%s arrived as %s, sent %s", r.name, d.Column, s.item.Payload)
 		}
