@@ -133,3 +133,54 @@ func TestFindSpecialCodeErrors(t *testing.T) {
 		wantClass(t, err, Transient, 0)
 	})
 }
+
+// FindKasaCard: the card's Ödüyo id by its integration_id, tolerant of
+// the list's quirks (spec/oduyo-list.md): a 404 or an empty data mean
+// none; every row's integration_id is checked, so a list that ignores its
+// filter is paged through; one that has more rows than a lookup reads is
+// inconclusive; a found row without a usable id is an error, not "none".
+func TestFindKasaCard(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, nil)
+	h.srv.AddKasaCard("5", "K-5")
+	for i := range 250 {
+		h.srv.AddKasaCard(fmt.Sprint(100+i), fmt.Sprint("OTHER-", i))
+	}
+	if id, err := h.c.FindKasaCard(ctx, "K-5"); err != nil || id != "5" {
+		t.Errorf("found: %q %v", id, err)
+	}
+	if id, err := h.c.FindKasaCard(ctx, "K-404"); err != nil || id != "" {
+		t.Errorf("404: %q %v", id, err)
+	}
+	h.srv.FailNextList(1, oduyotest.Fault{Body: `{"status":true,"data":[]}`})
+	if id, err := h.c.FindKasaCard(ctx, "K-5"); err != nil || id != "" {
+		t.Errorf("empty data: %q %v", id, err)
+	}
+	h.srv.FailNextList(1, oduyotest.Fault{Body: `{"status":true,"data":[{"id":"abc","integration_id":"K-5"}]}`})
+	if id, err := h.c.FindKasaCard(ctx, "K-5"); err == nil || id != "" {
+		t.Errorf("row without a usable id: %q %v, want an error", id, err)
+	}
+	h.srv.FailNextList(1, oduyotest.Fault{Body: `{"status":true,"data":[{"id":7,"integration_id":"K-7"}]}`})
+	if id, err := h.c.FindKasaCard(ctx, "K-7"); err != nil || id != "7" {
+		t.Errorf("numeric id: %q %v", id, err)
+	}
+	h.srv.IgnoreListFilters(true)
+	lists := h.srv.Lists()
+	if id, err := h.c.FindKasaCard(ctx, "K-5"); err != nil || id != "5" {
+		t.Errorf("list ignoring its filter: %q %v", id, err)
+	}
+	if id, err := h.c.FindKasaCard(ctx, "K-NONE"); err != nil || id != "" || h.srv.Lists()-lists != 1+3 {
+		t.Errorf("none, list ignoring its filter: %q %v after %d calls, want every page read (3)", id, err, h.srv.Lists()-lists-1)
+	}
+	for i := range 1000 {
+		h.srv.AddKasaCard(fmt.Sprint(10_000+i), fmt.Sprint("MORE-", i))
+	}
+	_, err := h.c.FindKasaCard(ctx, "K-NONE")
+	var oe *Error
+	if !errors.Is(err, ErrLookupInconclusive) || !errors.As(err, &oe) || oe.Class != Transient {
+		t.Errorf("more rows than a lookup reads: %v, want a transient inconclusive error", err)
+	}
+	if _, err := h.c.FindKasaCard(ctx, ""); !errors.As(err, &oe) || oe.Class != Permanent {
+		t.Errorf("no integration_id: %v", err)
+	}
+}

@@ -11,7 +11,9 @@
 // malformed JSON, session expiry, "status": false for chosen records, a
 // captive portal in front of every path (Intercept), and a record stored
 // whose answer is then lost (Fault.Stored). It answers the special code
-// list call with filters, so that a client can look a record up.
+// and kasa card list calls with filters, ids ascending, so that a client
+// can look a record up (IgnoreListFilters: a server that does not honour
+// them), and can refuse kasa updates without an id (RequireKasaID).
 //
 // All methods are safe for concurrent use.
 package oduyotest
