@@ -67,6 +67,9 @@ func cmdOutbox(ctx context.Context, e *env, args []string) error {
 		if err != nil {
 			return err
 		}
+		// A dead reason or last error quotes Ödüyo's words: no escape
+		// sequences, no echoed secret (of any server) on the terminal.
+		forTerminal(&items, cliSecrets(e))
 		if *asJSON {
 			return printJSON(e.stdout, items)
 		}
