@@ -84,7 +84,7 @@ func cmdBugreport(ctx context.Context, e *env, args []string) error {
 		if path == "" {
 			path = config.DefaultPath()
 		}
-		if raw, err := os.ReadFile(path); err == nil {
+		if raw, err := config.ReadFile(path); err == nil { // not a FIFO, not a device
 			b.add("config.toml", blankSecretLines(raw))
 		}
 	}
