@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestServerTextIsData: issue 23 (10) for Ödüyo's words, which become a
@@ -54,5 +55,27 @@ func TestServerTextIsData(t *testing.T) {
 	}
 	if oe := wantClass(t, c.Login(context.Background()), Auth, 401); !strings.Contains(oe.Msg, "Şifre yanlış") {
 		t.Errorf("a Windows-1254 message reads %q, want Şifre yanlış", oe.Msg)
+	}
+}
+
+// TestProbeKeepsLoginRetryAfter: a probe whose login is answered 503 with
+// Retry-After carries the wait (the agent's sender turns it into the
+// outbox's pause); the old code wrapped the login error and lost it.
+func TestProbeKeepsLoginRetryAfter(t *testing.T) {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "120")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer ts.Close()
+	c, err := New(Config{BaseURL: ts.URL, APIKey: "a-key-1234", Username: "u", Password: "pw-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Probe(context.Background())
+	if class, ra := Classify(err); err == nil || class != Transient || ra != 120*time.Second {
+		t.Fatalf("probe: %v, class %v, Retry-After %v; want Transient and 2m0s", err, class, ra)
+	}
+	if testing.Verbose() {
+		t.Log(err)
 	}
 }
