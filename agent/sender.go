@@ -247,4 +247,11 @@ func verdict(err error) outbox.Result {
 }
 
 // Probe checks that the Ödüyo server answers as Ödüyo.
-func (s *Sender) Probe(ctx context.Context) error { return s.client.Probe(ctx) }
+// A probe answered with Retry-After pauses the queue like a send's.
+func (s *Sender) Probe(ctx context.Context) error {
+	err := s.client.Probe(ctx)
+	if _, ra := oduyo.Classify(err); err != nil && ra > 0 {
+		return &outbox.RetryAfterError{Err: err, After: ra}
+	}
+	return err
+}

@@ -15,10 +15,12 @@ package outbox
 //   - Retry-After is the server's word. A pause lasts until it has passed
 //     (capped at RetryAfterMax) or a person's Retry ends it; no probe runs
 //     during it (a Kick, a failed send and the backoff timer wait for its
-//     end) and no probe's success ends it.
+//     end) and no probe's success ends it. A probe the server answers
+//     with a Retry-After (RetryAfterError) pauses the queue the same way.
 
 import (
 	"encoding/binary"
+	"errors"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -134,6 +136,15 @@ func (q *Queue) handleProbe(r *probeReq, now time.Time) {
 	ls.reprobe = false
 	ls.reachable = false
 	ls.lastError, ls.lastErrorAt = cleanReason("probe: "+r.err.Error(), "probe failed"), now
+	var ra *RetryAfterError
+	if errors.As(r.err, &ra) && ra.After > 0 {
+		// The server's word, as for a send: no probe before it has passed
+		// (the backoff below may be far shorter).
+		if until := now.Add(min(ra.After, q.opts.RetryAfterMax)); until.After(ls.pausedUntil) {
+			ls.pausedUntil = until
+			q.log.Warn("outbox paused by server Retry-After (probe)", "until", until)
+		}
+	}
 	if ls.online {
 		q.log.Warn("outbox offline, probing on a backoff", "err", ls.lastError)
 	}

@@ -140,8 +140,21 @@ type Sender interface {
 	Send(ctx context.Context, it Item) Result
 	// Probe is a cheap reachability check, run after a transient failure
 	// and on a backoff while offline; nil means the server is reachable.
+	// An error that is (or wraps) a *RetryAfterError pauses the queue as a
+	// send's Retry-After does.
 	Probe(ctx context.Context) error
 }
+
+// RetryAfterError is a failed Probe whose server asked for a wait
+// (Retry-After on a 429/503): the queue pauses until it has passed
+// (capped at Options.RetryAfterMax), and probes again only after it.
+type RetryAfterError struct {
+	Err   error
+	After time.Duration
+}
+
+func (e *RetryAfterError) Error() string { return e.Err.Error() }
+func (e *RetryAfterError) Unwrap() error { return e.Err }
 
 // State selects the list of items.
 type State int

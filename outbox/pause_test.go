@@ -162,3 +162,33 @@ func TestFailedSendDuringPauseStartsNoProbe(t *testing.T) {
 		t.Fatalf("%d sends, want 2", n)
 	}
 }
+
+// TestProbeRetryAfterPauses: a probe the server answers with Retry-After
+// (a login or list answered 503 while offline) pauses the queue like a
+// send's: no probe before it has passed, a kick included. The old code
+// dropped the probe's Retry-After and probed again on its backoff (a
+// second or so later), so a fleet kept knocking on a server that had asked
+// for an hour.
+func TestProbeRetryAfterPauses(t *testing.T) {
+	logs := &testrig.Buffer{}
+	e := debugEnv(t, logs)
+	enq(t, e.q, outbox.KindKasa, "kasa:1", 1, true)
+	e.s.SetDefault(outbox.Result{Verdict: outbox.Retry, Reason: "dial tcp: connection refused"})
+	e.s.ScriptProbe(&outbox.RetryAfterError{Err: errors.New("probe: HTTP 503"), After: time.Hour})
+	e.run(t)
+	waitSend(t, e, 1, "first attempt")
+	testrig.WaitFor(t, "paused by the probe", 15*time.Second, func() bool { return !stats(t, e.q).PausedUntil.IsZero() })
+	until := stats(t, e.q).PausedUntil
+	if want := e.clock.Now().Add(time.Hour); until.Before(want.Add(-time.Second)) || until.After(want) {
+		t.Fatalf("paused until %v, want about %v", until, want)
+	}
+	e.clock.Advance(10 * time.Minute)
+	e.q.Kick()
+	noProbeDuringPause(t, e, logs, 1, "10 minutes and a kick")
+	e.clock.Set(until.Add(11 * time.Minute)) // past the pause and its jitter (at most 10 min)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := e.s.WaitProbes(ctx, 2); err != nil {
+		t.Fatalf("no probe after the pause: %v", err)
+	}
+}

@@ -325,7 +325,7 @@ func (c *Client) login(ctx context.Context) (string, error) {
 		sid, perr := parseLogin(body)
 		if perr != nil {
 			perr.StatusCode = status
-			perr.Msg = c.redact(perr.Msg)
+			perr.Msg = cutMessage(c.redact(perr.Msg))
 			return "", perr
 		}
 		return sid, nil
@@ -457,7 +457,7 @@ func (c *Client) verdict(op string, status int, hdr http.Header, body []byte) er
 		return foreignError(op, status, obj, kind)
 	case st && (status == http.StatusOK || status == http.StatusCreated || status == http.StatusAccepted):
 		if m := serverMessage(obj); m != "" {
-			c.log.Debug("oduyo accepted", "op", op, "message", c.redact(m))
+			c.log.Debug("oduyo accepted", "op", op, "message", cutMessage(c.redact(m)))
 		}
 		return nil
 	case !st || (status >= 400 && status < 500):
@@ -515,14 +515,14 @@ func (c *Client) answerError(op string, class Class, status int, hdr http.Header
 			e.Msg = strings.ToLower(http.StatusText(status))
 		}
 	}
-	e.Msg = c.redact(e.Msg)
+	e.Msg = cutMessage(c.redact(e.Msg))
 	return e
 }
 
 // decodeAnswer returns the JSON object of an answer, or nil and what the
 // body looked like.
 func decodeAnswer(body []byte) (map[string]json.RawMessage, string) {
-	b := bytes.TrimSpace(bytes.TrimPrefix(body, utf8BOM))
+	b := utf8Text(bytes.TrimSpace(bytes.TrimPrefix(body, utf8BOM)))
 	if len(b) == 0 {
 		return nil, "empty answer"
 	}

@@ -97,7 +97,12 @@ func Classify(err error) (Class, time.Duration) {
 	}
 	var oe *Error
 	if errors.As(err, &oe) {
-		return oe.Class, oe.RetryAfter
+		// A wrapped error's wait counts too (a probe's failed login).
+		ra := oe.RetryAfter
+		for inner := oe; ra == 0 && errors.As(inner.Err, &inner); {
+			ra = inner.RetryAfter
+		}
+		return oe.Class, ra
 	}
 	// Network errors, timeouts, context errors and the unknown: retry.
 	return Transient, 0

@@ -6,6 +6,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/text/encoding/charmap"
+
+	"github.com/tposagent/tposagent/internal/textsafe"
 )
 
 // Token limits: a session id must fit in a header unchanged.
@@ -36,7 +41,7 @@ func parseLogin(body []byte) (string, *Error) {
 	foreign := func(msg string) (string, *Error) {
 		return "", &Error{Op: "login", Class: Transient, Foreign: true, Msg: msg + ": not an answer of Ödüyo (captive portal or proxy? check base_url if it persists)"}
 	}
-	b := bytes.TrimSpace(bytes.TrimPrefix(body, utf8BOM))
+	b := utf8Text(bytes.TrimSpace(bytes.TrimPrefix(body, utf8BOM)))
 	if len(b) == 0 {
 		return foreign("empty login response")
 	}
@@ -149,34 +154,46 @@ func boolStatus(obj map[string]json.RawMessage) (value, ok bool) {
 	return false, false
 }
 
-// serverMessage picks a human message out of an answer, cut short and
-// stripped of control characters. Callers redact secrets from it.
+// serverMessage picks a human message out of an answer, stripped of
+// terminal control characters and escape sequences (textsafe.Clean).
+// Callers redact secrets from it first and then cut it short (cutMessage):
+// a message cut before the redaction could keep the start of a secret.
 func serverMessage(obj map[string]json.RawMessage) string {
 	for _, k := range []string{"message", "msg", "error", "error_message", "data"} {
 		var s string
 		if raw, ok := obj[k]; ok && json.Unmarshal(raw, &s) == nil && s != "" {
-			return cleanMessage(s)
+			return textsafe.Clean(s)
 		}
 	}
 	return ""
 }
 
-func cleanMessage(s string) string {
-	const max = 200
-	var b strings.Builder
+// maxMessage bounds a server's message as kept (runes).
+const maxMessage = 240
+
+// cutMessage cuts s to maxMessage runes.
+func cutMessage(s string) string {
 	n := 0
-	for _, r := range s {
-		if n == max {
-			b.WriteString("…")
-			break
+	for i := range s {
+		if n == maxMessage {
+			return s[:i] + "…"
 		}
-		if r < 0x20 || r == 0x7f {
-			r = ' '
-		}
-		b.WriteRune(r)
 		n++
 	}
-	return b.String()
+	return s
+}
+
+// utf8Text returns a body that is not valid UTF-8 decoded as Windows-1254
+// (the Turkish ANSI code page: ş ğ ı İ instead of U+FFFD), the assumption
+// made for both servers (docs/protocols.md); valid UTF-8 is kept as is.
+func utf8Text(b []byte) []byte {
+	if utf8.Valid(b) {
+		return b
+	}
+	if out, err := charmap.Windows1254.NewDecoder().Bytes(b); err == nil {
+		return out
+	}
+	return b
 }
 
 func keyList(obj map[string]json.RawMessage) string {

@@ -26,6 +26,7 @@ import (
 	"github.com/tposagent/tposagent/agent/tposl"
 	"github.com/tposagent/tposagent/device"
 	"github.com/tposagent/tposagent/internal/config"
+	"github.com/tposagent/tposagent/internal/textsafe"
 	"github.com/tposagent/tposagent/outbox"
 )
 
@@ -83,7 +84,7 @@ func cmdBugreport(ctx context.Context, e *env, args []string) error {
 		if path == "" {
 			path = config.DefaultPath()
 		}
-		if raw, err := os.ReadFile(path); err == nil {
+		if raw, err := config.ReadFile(path); err == nil { // not a FIFO, not a device
 			b.add("config.toml", blankSecretLines(raw))
 		}
 	}
@@ -502,8 +503,14 @@ func (b *bundle) write(path string, now time.Time) error {
 }
 
 func (b *bundle) redact(data []byte) []byte {
-	for _, s := range b.secrets {
+	if len(b.secrets) == 0 {
+		return data
+	}
+	for _, s := range b.secrets { // short ones too (textsafe skips them)
 		data = bytes.ReplaceAll(data, []byte(s), []byte(redacted))
 	}
-	return data
+	// Each secret as it is and in the forms it takes inside JSON ("a&b" is
+	// "a\u0026b") or a URL: a server's text quoting it reaches
+	// outbox-dead.json JSON-encoded.
+	return []byte(textsafe.NewSecrets(b.secrets...).Replace(string(data)))
 }

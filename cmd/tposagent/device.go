@@ -224,6 +224,7 @@ func cmdDeviceSet(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("device set: %w", err)
 	}
+	forTerminal(&d, cliSecrets(e)) // the device's error and other sources' values are not ours
 	if *asJSON {
 		return printJSON(e.stdout, d)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tposagent/tposagent/agent/localapi"
+	"github.com/tposagent/tposagent/internal/textsafe"
 )
 
 func cmdOutbox(ctx context.Context, e *env, args []string) error {
@@ -69,7 +70,7 @@ func cmdOutbox(ctx context.Context, e *env, args []string) error {
 		if *limit < 0 {
 			return usageErrorf("outbox %s: --limit must be 0 (all) or more", rest[0])
 		}
-		return listPages(ctx, c, e.stdout, state, *limit, *asJSON, time.Now())
+		return listPages(ctx, c, e.stdout, state, *limit, *asJSON, time.Now(), cliSecrets(e))
 	default: // retry, drop
 		method, path := "POST", fmt.Sprintf("/v1/outbox/%d/retry", id)
 		if *force && rest[0] == "retry" {
@@ -89,7 +90,10 @@ func cmdOutbox(ctx context.Context, e *env, args []string) error {
 // listPages prints up to limit items (0: all) page by page as the agent
 // answers them (GET /v1/outbox with its cursor): memory does not grow
 // with the queue. JSON is one array.
-func listPages(ctx context.Context, c *localapi.Client, w io.Writer, state string, limit int, asJSON bool, now time.Time) error {
+// listPages prints the queue page by page. A dead reason or last error
+// quotes Ödüyo's words: no escape sequences, no echoed secret (of any
+// server) reach the terminal.
+func listPages(ctx context.Context, c *localapi.Client, w io.Writer, state string, limit int, asJSON bool, now time.Time, secrets textsafe.Secrets) error {
 	cursor, printed := "", 0
 	if asJSON {
 		fmt.Fprint(w, "[")
@@ -100,6 +104,7 @@ func listPages(ctx context.Context, c *localapi.Client, w io.Writer, state strin
 			want = min(want, limit-printed)
 		}
 		items, next, err := c.ListPage(ctx, state, cursor, want)
+		forTerminal(&items, secrets)
 		if asJSON {
 			for _, it := range items {
 				b, jerr := json.MarshalIndent(it, "  ", "  ")

@@ -90,3 +90,59 @@ func TestDoctorPrintsServerTextSafely(t *testing.T) {
 		t.Errorf("doctor does not show where the secret was:\n%s", out)
 	}
 }
+
+// TestCLIListsServerTextSafely: issue 23 (10) for the other paths that
+// print a server's words: `outbox list`/`outbox dead` (text and --json)
+// show a record's last error and dead reason, which quote Ödüyo (its own
+// secrets are redacted by the client, another server's or the API token
+// are not), and `device set` shows the device's error and the other
+// sources' values. On the code before this test all of them printed the
+// escape sequences and the echoed secrets raw.
+func TestCLIListsServerTextSafely(t *testing.T) {
+	const tpPass, odPass, apiKey, token = "tposl-pw-Şifre-77", "erp-pw-123456", "oduyo-key-abcdef", "cli-token-0123456789abcdef"
+	evil := evilText(tpPass, odPass, apiKey, token)
+	it := localapi.ItemView{ID: 1, Kind: localapi.KindKasa, Key: "k1", Created: time.Now(), LastError: evil, DeadReason: evil,
+		Payload: json.RawMessage(`{"id":1}`)}
+	dev := localapi.Device{FiscalSerial: "JI20012345", Source: "pos", Error: evil, Conflict: true, Conflicting: map[string]string{"device": evil}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/v1/hello":
+			_ = json.NewEncoder(w).Encode(localapi.Hello{HMAC: localapi.HelloMAC(token, r.URL.Query().Get("nonce"))})
+		case "/v1/outbox":
+			_ = json.NewEncoder(w).Encode(map[string]any{"items": []localapi.ItemView{it}})
+		case "/v1/device":
+			_ = json.NewEncoder(w).Encode(dev)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	cfg := filepath.Join(t.TempDir(), "config.toml")
+	body := fmt.Sprintf("[tposl]\npassword = %q\n[oduyo]\npassword = %q\napi_key = %q\n[api]\nlisten = %q\ntoken = %q\n",
+		tpPass, odPass, apiKey, strings.TrimPrefix(srv.URL, "http://"), token)
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"outbox", "list"}, {"outbox", "dead"}, {"outbox", "dead", "--json"}, {"device", "set", "--fiscal-serial", "JI20012345"}} {
+		_, out, errOut := runCLI(t, append(args, "--config", cfg)...)
+		noControls(t, strings.Join(args, " "), out+errOut, tpPass, odPass, apiKey, token)
+	}
+}
+
+// TestBugreportRedactsJSONForms: a secret with characters JSON escapes
+// ("&", "<", `"`) quoted by a server reaches outbox-dead.json escaped;
+// the bundle replaces that form too (before, only the raw one).
+func TestBugreportRedactsJSONForms(t *testing.T) {
+	const pw = `pw&<"x>9`
+	b := &bundle{secrets: []string{pw, "ab"}}
+	enc, _ := json.Marshal(map[string]string{"dead_reason": "server said: " + pw})
+	got := string(b.redact(enc))
+	esc, _ := json.Marshal(pw)
+	if strings.Contains(got, pw) || strings.Contains(got, string(esc[1:len(esc)-1])) || !strings.Contains(got, "[redacted]") {
+		t.Errorf("redacted bundle file still quotes the secret: %s", got)
+	}
+	if got := string(b.redact([]byte("ab cd"))); got != "[redacted] cd" {
+		t.Errorf("a short secret is no longer redacted: %q", got)
+	}
+}

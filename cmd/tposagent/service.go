@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/tposagent/tposagent/installer"
@@ -29,7 +28,7 @@ func configPathOrDefault(e *env) string {
 func serviceSpec(path string) installer.Spec {
 	c := config.Default()
 	c.Path = path
-	if data, err := os.ReadFile(path); err == nil {
+	if data, err := config.ReadFile(path); err == nil { // never a FIFO's endless wait
 		if parsed, err := config.Parse(data, path); err == nil {
 			c = *parsed
 		}

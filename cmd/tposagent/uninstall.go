@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	iofs "io/fs"
-	"os"
 
 	"github.com/tposagent/tposagent/installer"
 	"github.com/tposagent/tposagent/internal/config"
@@ -41,14 +39,14 @@ func cmdUninstall(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 	dataDir, logFile := config.DefaultDataDir(), ""
-	if data, err := os.ReadFile(path); err == nil {
+	if data, err := config.ReadFile(path); err == nil {
 		c, err := config.Parse(data, path)
 		if err != nil {
 			return fmt.Errorf("uninstall --purge: %w (fix or delete it by hand)", err)
 		}
 		c.Resolve()
 		dataDir, logFile = c.DataDir, c.LogFile()
-	} else if !errors.Is(err, iofs.ErrNotExist) {
+	} else if !errors.Is(err, config.ErrNotFound) {
 		return fmt.Errorf("uninstall --purge: read config: %w", err)
 	}
 	res, err := installer.Purge(path, dataDir, logFile)

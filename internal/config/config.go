@@ -279,6 +279,12 @@ func Read(path string) (*Config, error) {
 // anything bigger is refused before it is read whole.
 const MaxFileSize = 1 << 20
 
+// ReadFile reads the config file at path as Read does, without parsing
+// it: the same checks (a regular file or a symlink to one, at most
+// MaxFileSize), for a command that needs the raw bytes (bugreport, the
+// service commands, uninstall). A missing file is ErrNotFound.
+func ReadFile(path string) ([]byte, error) { return readFile(path) }
+
 // readFile reads at most MaxFileSize bytes of the file at path.
 //
 // The path must be a regular file or a symlink to one: a FIFO would block
