@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +49,10 @@ func TestSoakManyCardsThenADay(t *testing.T) {
 		}
 		cards = n
 	}
+	// The peak RSS is this test's own: what earlier tests of the package
+	// left is given back and the kernel's high-water mark reset (Linux).
+	debug.FreeOSMemory()
+	peakIsOurs := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
 	defer outbox.SetJanitorPollForTest(10 * time.Millisecond)()
 	clock := clocktest.New(time.Time{})
 	opts := outbox.Options{Path: filepath.Join(t.TempDir(), "outbox.db"), MaxSize: 64 << 20, Clock: clock}
@@ -131,7 +136,9 @@ func TestSoakManyCardsThenADay(t *testing.T) {
 	if ms.HeapInuse > 50e6 {
 		t.Errorf("heap in use %.1f MB, bound 50 MB", float64(ms.HeapInuse)/1e6)
 	}
-	if peakRSS > 50e6 && !raceEnabled {
+	if !peakIsOurs {
+		t.Logf("peak RSS not checked: /proc/self/clear_refs cannot reset the high-water mark here, so it counts earlier tests")
+	} else if peakRSS > 50e6 && !raceEnabled {
 		t.Errorf("peak RSS %.1f MB, bound 50 MB", peakRSS/1e6)
 	}
 }
