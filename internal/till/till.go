@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -141,7 +142,11 @@ func (t *Till) Launch(wrap ...string) error {
 	if t.log != nil {
 		w = io.MultiWriter(buf, t.log)
 	}
-	p, err := startProc(procOptions{bin: t.bin, cfgPath: t.cfgPath, logFile: t.logFile, out: w, env: t.env, wrap: wrap, child: t.child})
+	// A Windows service gets the service manager's environment, not ours
+	// (wine's manager has no per-service Environment either), so an agent
+	// that needs the test-only floor override runs as a child process.
+	child := t.child || runtime.GOOS == "windows" && slices.Contains(t.env, config.NoFloorsEnv+"=1")
+	p, err := startProc(procOptions{bin: t.bin, cfgPath: t.cfgPath, logFile: t.logFile, out: w, env: t.env, wrap: wrap, child: child})
 	if err != nil {
 		return fmt.Errorf("start agent: %w", err)
 	}
