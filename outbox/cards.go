@@ -626,7 +626,11 @@ func (q *Queue) pruneKind(tx *bolt.Tx, mainName, agesName, countKey, bytesKey []
 		}
 		k, _ = c.Next()
 	}
-	if k != nil {
+	// The next call resumes here only when this one ran out of steps
+	// (a long run of entries of cards still pending): otherwise it starts
+	// again from the oldest, since an entry skipped as pending may be free
+	// now, and the bound prunes oldest first.
+	if k != nil && budget == 0 {
 		*from = bytes.Clone(k)
 	} else {
 		*from = nil
