@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -27,9 +28,13 @@ func (q *Queue) Enqueue(ctx context.Context, e Entry) (Item, error) {
 	case <-ctx.Done():
 		return Item{}, fmt.Errorf("enqueue: %w", ctx.Err())
 	}
+	wait := time.NewTimer(q.opts.EnqueueTimeout) // a frozen disk (faults.go)
+	defer wait.Stop()
 	select {
 	case res := <-r.reply:
 		return res.it, res.err
+	case <-wait.C:
+		return q.enqueueTimedOut(r)
 	case <-q.done:
 		select {
 		case res := <-r.reply:
@@ -78,13 +83,17 @@ func (q *Queue) view(fn func(t *txb) error) error {
 	if q.db == nil || q.closed() {
 		return ErrClosed
 	}
-	err := q.db.View(func(tx *bolt.Tx) error {
+	read := func(tx *bolt.Tx) error {
 		t, err := openTxb(tx)
 		if err != nil {
 			return err
 		}
 		return fn(t)
-	})
+	}
+	err := q.fileShort() // a fault on the mapping is an error (faults.go)
+	if err == nil {
+		err = guard(func() error { return q.db.View(read) })
+	}
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		q.mu.Lock()
 		why := q.pub.reopenErr
@@ -107,6 +116,7 @@ func (q *Queue) Stats() (Stats, error) {
 		PausedUntil: p.pausedUntil, LastSuccess: p.lastSuccess, LastError: p.lastError, LastErrorAt: p.lastErrorAt,
 		Enqueued: p.enqueued, Delivered: p.delivered, Coalesced: p.coalesced, DeadLettered: p.deadLettered,
 		Quarantined: p.quarantined, QuarantinedAt: p.quarantinedAt, Compactions: p.compactions, FileGone: p.gone,
+		Unrecorded: p.unrecorded, UnrecordedError: p.unrecordedWhy, Emptied: p.emptied, // faults.go, state.go
 	}
 	if st.FileGone == "" {
 		what := q.fileGone()

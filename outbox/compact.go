@@ -26,15 +26,17 @@ func (q *Queue) maybeCompact() {
 		return
 	}
 	var used int64
-	_ = q.db.View(func(tx *bolt.Tx) error { used = usedBytes(q.db, tx); return nil })
+	_ = guard(func() error { return q.db.View(func(tx *bolt.Tx) error { used = usedBytes(q.db, tx); return nil }) })
 	if used*4 > fi.Size() {
 		return
 	}
-	if err := q.compact(); err != nil {
+	if err := guard(q.compact); err != nil {
 		q.log.Error("outbox compaction failed", "err", err)
+		q.noteFileFault(err)
 		return
 	}
 	q.ls.compactions++
+	q.boltSize.Store(0) // a smaller file now: the next commit says how big (faults.go)
 	after := int64(0)
 	if fi2, err := os.Stat(q.path); err == nil {
 		after = fi2.Size()
@@ -130,6 +132,7 @@ func (q *Queue) reopen(why string) error {
 		}
 		if err == nil {
 			q.db = db
+			q.boltSize.Store(0) // the next commit says how big (faults.go)
 			q.noteIdentity()
 			q.ls.reopenErr = ""
 			if i > 0 {
@@ -148,6 +151,9 @@ func (q *Queue) reopen(why string) error {
 // damaged file and the counters. Called with dbMu held.
 func (q *Queue) openLate() error {
 	ls := &q.ls
+	q.mu.Lock()
+	quarantined := q.pub.quarantined
+	q.mu.Unlock()
 	db, err := q.openChecked()
 	if err != nil && isCorruption(err) {
 		db, err = q.quarantineAndOpen(err)
@@ -171,8 +177,17 @@ func (q *Queue) openLate() error {
 	}
 	q.noteIdentity()
 	ls.c = q.pub.counters() // what loadCounters read
+	running := ls.reopenWhy == reopenAfterFaultWhy
 	ls.reopenErr, ls.openAtStart = "", false
 	q.cards = nil // loaded from the file on first use
+	q.mu.Lock()
+	movedAside := q.pub.quarantined != quarantined
+	q.mu.Unlock()
+	if movedAside {
+		q.startStateQuiet()
+	} else {
+		q.startState(running)
+	}
 	q.log.Warn("outbox file opened after it could not be at start", "path", q.path, "pending", ls.c.pending, "dead", ls.c.dead)
 	return nil
 }

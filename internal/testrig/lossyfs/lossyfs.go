@@ -87,6 +87,7 @@ type Stats struct {
 	TornOps, DroppedOps       int
 	PendingRenamesLost        int
 	FailedAfterCut            int // mutations refused with EIO after a cut
+	FailedWrites, FailedReads int // operations refused with EIO by SetFailure
 	LiedFsyncs                int // fsyncs that did nothing (Options.LyingFsync, LyingDirFsync)
 }
 
@@ -102,6 +103,70 @@ type FS struct {
 	stats  Stats
 	server *fuse.Server
 	dir    string
+	fail   failure // SetFailure
+}
+
+// Failure makes the mount answer like a failing disk, without losing
+// anything, until SetFailure(Failure{}) clears it: the disk that throws
+// EIO for a while (a loose cable, a dying sector, a controller reset).
+type Failure struct {
+	// Writes: every change (write, truncate, fsync of a file or a
+	// directory, create, mkdir, unlink, rename, open with O_TRUNC) fails
+	// with EIO.
+	Writes bool
+	// ReadPath (slash-separated, below the root) names a file whose reads
+	// fail with EIO where they overlap one of BadRanges; a read through a
+	// mapping of such a range then faults (SIGBUS). The kernel drops a
+	// FUSE file's cached pages when the file is opened, so a file opened
+	// after SetFailure reads the ranges from here.
+	ReadPath  string
+	BadRanges []Range
+}
+
+// Range is the bytes [From, To) of a file.
+type Range struct{ From, To int64 }
+
+type failure struct {
+	writes  bool
+	readObj *object
+	bad     []Range
+}
+
+// badRead reports whether a read of n bytes at off meets a bad range.
+func (fl *failure) badRead(o *object, off int64, n int) bool {
+	if fl.readObj != o {
+		return false
+	}
+	for _, r := range fl.bad {
+		if off < r.To && off+int64(n) > r.From {
+			return true
+		}
+	}
+	return false
+}
+
+// SetFailure sets (or, with the zero Failure, clears) the failures of the
+// mount. It fails when ReadPath names no file.
+func (f *FS) SetFailure(fl Failure) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	nf := failure{writes: fl.Writes}
+	if fl.ReadPath != "" && len(fl.BadRanges) > 0 {
+		o := f.root
+		for _, name := range splitPath(fl.ReadPath) {
+			if o.dir == nil || o.dir.cur[name] == nil {
+				return fmt.Errorf("lossyfs: set failure: no file %s", fl.ReadPath)
+			}
+			o = o.dir.cur[name]
+		}
+		if o.file == nil {
+			return fmt.Errorf("lossyfs: set failure: %s is a directory", fl.ReadPath)
+		}
+		nf.readObj, nf.bad = o, slices.Clone(fl.BadRanges)
+	}
+	f.fail = nf
+	f.log.Debug("failure set", "writes", fl.Writes, "read_path", fl.ReadPath, "bad_ranges", len(fl.BadRanges))
+	return nil
 }
 
 type object struct {
@@ -504,6 +569,10 @@ func (n *node) stale() bool {
 		n.fsys.stats.FailedAfterCut++
 		return true
 	}
+	if n.fsys.fail.writes {
+		n.fsys.stats.FailedWrites++
+		return true
+	}
 	return false
 }
 
@@ -728,6 +797,10 @@ func (n *node) Read(ctx context.Context, _ fs.FileHandle, dest []byte, off int64
 	defer n.fsys.mu.Unlock()
 	if n.obj.file == nil {
 		return nil, syscall.EISDIR
+	}
+	if n.fsys.fail.badRead(n.obj, off, len(dest)) {
+		n.fsys.stats.FailedReads++
+		return nil, syscall.EIO
 	}
 	data := n.obj.file.data
 	if off >= int64(len(data)) {
