@@ -58,7 +58,9 @@ var reopenFail atomic.Int32
 func (q *Queue) compact() error {
 	tmp := q.path + ".compact"
 	_ = os.Remove(tmp)
-	dst, err := bolt.Open(tmp, 0o600, q.boltOptions())
+	q.boltSize.Store(0) // a smaller file comes: the next commit says how big (faults.go)
+	var dstFile *os.File
+	dst, err := bolt.Open(tmp, 0o600, capture(q.boltOptions(), &dstFile))
 	if err != nil {
 		return fmt.Errorf("compact outbox: open %s: %w", tmp, err)
 	}
@@ -77,6 +79,7 @@ func (q *Queue) compact() error {
 		}
 		old := q.db
 		q.db = dst
+		q.dbFile.Store(dstFile)
 		q.noteIdentity()
 		q.syncDirOrMark()
 		if err := old.Close(); err != nil {
@@ -91,6 +94,7 @@ func (q *Queue) compact() error {
 	if err := q.db.Close(); err != nil {
 		return fmt.Errorf("compact outbox: close: %w", err)
 	}
+	q.dbFile.Store(nil)
 	renameErr := os.Rename(tmp, q.path)
 	if renameErr == nil {
 		q.noteIdentity() // the file at the path is ours, open or not
@@ -124,14 +128,16 @@ func (q *Queue) reopen(why string) error {
 	for i, d := range reopenDelays {
 		time.Sleep(d)
 		var db *bolt.DB
+		var f *os.File
 		if reopenFail.Load() > 0 {
 			reopenFail.Add(-1)
 			err = errors.New("injected reopen failure")
 		} else {
-			db, err = bolt.Open(q.path, 0o600, q.boltOptions())
+			db, err = bolt.Open(q.path, 0o600, capture(q.boltOptions(), &f))
 		}
 		if err == nil {
 			q.db = db
+			q.dbFile.Store(f)
 			q.boltSize.Store(0) // the next commit says how big (faults.go)
 			q.noteIdentity()
 			q.ls.reopenErr = ""

@@ -33,6 +33,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // unrecordedPrefix starts the status of results that cannot be recorded.
@@ -375,7 +377,7 @@ func oneLine(err error) string {
 // closed here instead (which releases the file's lock, so that it can be
 // opened again; the old mapping stays until the process ends).
 func (q *Queue) closeAfterFault() {
-	db, f := q.db, q.dbFile
+	db, f := q.db, q.dbFile.Load()
 	done := make(chan error, 1)
 	go func() {
 		defer func() {
@@ -398,7 +400,7 @@ func (q *Queue) closeAfterFault() {
 			_ = f.Close()
 		}
 	}
-	q.dbFile = nil
+	q.dbFile.Store(nil)
 }
 
 // fileShort reports, as a fault, a file that is now shorter than the
@@ -406,13 +408,23 @@ func (q *Queue) closeAfterFault() {
 // through the mapping would fault, and a fault inside bbolt can leave its
 // locks held. Checked before the loop or a reader uses the file.
 func (q *Queue) fileShort() error {
-	want := q.boltSize.Load()
-	if want <= 0 {
+	want, f := q.boltSize.Load(), q.dbFile.Load()
+	if want <= 0 || f == nil {
 		return nil
 	}
-	fi, err := os.Stat(q.path)
+	fi, err := f.Stat() // the open file, not whatever is at the path now (fileGone's)
 	if err != nil || fi.Size() >= want {
-		return nil // a file gone is fileGone's
+		return nil
 	}
 	return fmt.Errorf("%w: the file has %d bytes but its pages reach %d (cut short while the agent ran)", errFault, fi.Size(), want)
+}
+
+// capture makes bbolt's open of o report the handle it opens in f.
+func capture(o *bolt.Options, f **os.File) *bolt.Options {
+	o.OpenFile = func(name string, flag int, mode os.FileMode) (*os.File, error) {
+		ff, err := os.OpenFile(name, flag, mode)
+		*f = ff
+		return ff, err
+	}
+	return o
 }

@@ -63,7 +63,7 @@ type Queue struct {
 	// boltSize is the size bbolt's pages reach (fileShort); dbFile the
 	// handle bbolt opened for db (closeAfterFault). faults.go.
 	boltSize atomic.Int64
-	dbFile   *os.File
+	dbFile   atomic.Pointer[os.File]
 }
 
 // published is the part of the loop's state that Stats reads.
@@ -402,7 +402,7 @@ func (q *Queue) boltOpen(readOnly bool) (db *bolt.DB, err error) {
 	}()
 	db, err = bolt.Open(q.path, 0o600, o)
 	if err == nil && !readOnly {
-		q.dbFile = f
+		q.dbFile.Store(f)
 	}
 	if err != nil {
 		switch {
@@ -603,6 +603,7 @@ func (q *Queue) Close() error {
 				err = fmt.Errorf("close outbox %s: %w", q.path, cerr)
 			}
 			q.db = nil
+			q.dbFile.Store(nil)
 		}
 		if q.lock != nil {
 			_ = q.lock.Close() // after the file: never unlocked while open

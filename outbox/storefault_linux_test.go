@@ -143,8 +143,13 @@ func TestUnrecordedResultNotSentAgain(t *testing.T) {
 	if err := fsys.SetFailure(lossyfs.Failure{Writes: true}); err != nil {
 		t.Fatal(err)
 	}
-	_, before := s.counts()
 	close(s.gate)
+	// Once the first commit of the result has failed, no send starts.
+	testrig.WaitFor(t, "the result to be held", 10*time.Second, func() bool {
+		st, err := q.Stats()
+		return err == nil && st.Unrecorded >= 1
+	})
+	_, before := s.counts()
 
 	// Several commits of the result fail (each a write refused with EIO).
 	failedBefore := fsStats(t, fsys).FailedWrites

@@ -25,6 +25,9 @@ var warningsTR = []struct {
 	{regexp.MustCompile(`^outbox file (.+) was replaced by another file while the agent ran`), "kayıt dosyası $1 ajan çalışırken başka bir dosyayla değiştirildi: yeni kayıtlar reddediliyor, ajanı yeniden başlatın (ayrıntı: tposagent status --json)"},
 	{regexp.MustCompile(`^records are refused until the outbox file opens: (.*)$`), "kayıt dosyası açılana kadar kayıtlar reddediliyor (her saniye yeniden deneniyor): $1"},
 	{regexp.MustCompile(`^a corrupt outbox file was moved aside to (\S+) at (\S+)$`), "bozuk bir kayıt dosyası $2 tarihinde $1 olarak kenara alındı"},
+	{regexp.MustCompile(`^delivery results cannot be recorded: (.*) \((\d+) records held until it can be recorded\)$`), "gönderim sonuçları diske yazılamıyor: $1 ($2 kayıt, sonuç yazılana kadar yeniden gönderilmeden bekletiliyor)"},
+	{regexp.MustCompile(`^the outbox file was emptied or replaced while the agent was stopped: (\d+) records`), "kayıt dosyası ajan dururken boşaltıldı ya da değiştirildi: kabul edilmiş $1 kayıt dosyada yok"},
+	{regexp.MustCompile(`^the outbox file was emptied or replaced while the agent ran: (\d+) records`), "kayıt dosyası ajan çalışırken boşaltıldı ya da değiştirildi: kabul edilmiş $1 kayıt dosyada yok"},
 }
 
 // Warning is w in l: the English text itself, or its Turkish form when

@@ -35,6 +35,9 @@ func TestEveryWarningHasTurkish(t *testing.T) {
 		"outbox file /var/lib/tposagent/outbox.db was deleted while the agent ran; new records are refused until the agent is restarted",
 		"outbox file C:\\data\\outbox.db was replaced by another file while the agent ran",
 		fmt.Sprintf("a corrupt outbox file was moved aside to %s at %s", "/var/lib/tposagent/outbox.db.corrupt-x", "2026-11-27T10:00:00Z"),
+		"delivery results cannot be recorded: commit outbox batch: disk full (3 records held until it can be recorded)",
+		"the outbox file was emptied or replaced while the agent was stopped: 600 records that were accepted are not in it",
+		"the outbox file was emptied or replaced while the agent ran: 2 records that were accepted are not in it",
 	)
 	for _, w := range warnings {
 		tr := i18n.TR.Warning(w)

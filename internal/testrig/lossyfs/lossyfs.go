@@ -114,6 +114,9 @@ type Failure struct {
 	// directory, create, mkdir, unlink, rename, open with O_TRUNC) fails
 	// with EIO.
 	Writes bool
+	// Errno is what the failing writes answer: 0 is EIO; ENOSPC is a
+	// full disk.
+	Errno syscall.Errno
 	// ReadPath (slash-separated, below the root) names a file whose reads
 	// fail with EIO where they overlap one of BadRanges; a read through a
 	// mapping of such a range then faults (SIGBUS). The kernel drops a
@@ -128,6 +131,7 @@ type Range struct{ From, To int64 }
 
 type failure struct {
 	writes  bool
+	errno   syscall.Errno
 	readObj *object
 	bad     []Range
 }
@@ -150,7 +154,10 @@ func (fl *failure) badRead(o *object, off int64, n int) bool {
 func (f *FS) SetFailure(fl Failure) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	nf := failure{writes: fl.Writes}
+	nf := failure{writes: fl.Writes, errno: fl.Errno}
+	if nf.errno == 0 {
+		nf.errno = syscall.EIO
+	}
 	if fl.ReadPath != "" && len(fl.BadRanges) > 0 {
 		o := f.root
 		for _, name := range splitPath(fl.ReadPath) {
@@ -563,6 +570,15 @@ var (
 	_ fs.NodeStatfser  = (*node)(nil)
 )
 
+// failErrno is the errno of a change that stale refused: EIO, or the
+// errno of SetFailure.
+func (n *node) failErrno() syscall.Errno {
+	if n.gen == n.fsys.gen && n.fsys.fail.writes {
+		return n.fsys.fail.errno
+	}
+	return syscall.EIO
+}
+
 // stale reports (with the lock held) whether a change through n must fail.
 func (n *node) stale() bool {
 	if n.gen != n.fsys.gen {
@@ -815,7 +831,7 @@ func (n *node) Write(ctx context.Context, _ fs.FileHandle, data []byte, off int6
 	n.fsys.mu.Lock()
 	defer n.fsys.mu.Unlock()
 	if n.stale() {
-		return 0, syscall.EIO
+		return 0, n.failErrno()
 	}
 	fd := n.obj.file
 	if fd == nil {
@@ -834,7 +850,7 @@ func (n *node) Fsync(ctx context.Context, _ fs.FileHandle, flags uint32) syscall
 	n.fsys.mu.Lock()
 	defer n.fsys.mu.Unlock()
 	if n.stale() {
-		return syscall.EIO
+		return n.failErrno()
 	}
 	if d := n.obj.dir; d != nil {
 		if n.fsys.opts.LyingDirFsync > 0 && n.fsys.rnd.Float64() < n.fsys.opts.LyingDirFsync {
