@@ -44,7 +44,7 @@ const unrecordedPrefix = "delivery results cannot be recorded: "
 // recordRetryBase up to recordRetryMax.
 const (
 	recordRetryBase = 200 * time.Millisecond
-	recordRetryMax  = 30 * time.Second
+	recordRetryMax  = 5 * time.Second
 )
 
 // storeFaults is the loop's view of storage faults (owned by the loop).
