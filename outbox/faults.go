@@ -269,6 +269,7 @@ func (q *Queue) publishFaults(p *published) {
 	if sf.fails > 0 {
 		p.unrecorded = len(sf.held)
 		p.unrecordedWhy = unrecordedPrefix + sf.why
+		p.lastError = p.unrecordedWhy // the most important thing to say while it lasts
 	}
 }
 
