@@ -157,9 +157,6 @@ func (q *Queue) reopen(why string) error {
 // damaged file and the counters. Called with dbMu held.
 func (q *Queue) openLate() error {
 	ls := &q.ls
-	q.mu.Lock()
-	quarantined := q.pub.quarantined
-	q.mu.Unlock()
 	db, err := q.openChecked()
 	if err != nil && isCorruption(err) {
 		db, err = q.quarantineAndOpen(err)
@@ -186,14 +183,7 @@ func (q *Queue) openLate() error {
 	running := ls.reopenWhy == reopenAfterFaultWhy
 	ls.reopenErr, ls.openAtStart = "", false
 	q.cards = nil // loaded from the file on first use
-	q.mu.Lock()
-	movedAside := q.pub.quarantined != quarantined
-	q.mu.Unlock()
-	if movedAside {
-		q.startStateQuiet()
-	} else {
-		q.startState(running)
-	}
+	q.startState(running)
 	q.log.Warn("outbox file opened after it could not be at start", "path", q.path, "pending", ls.c.pending, "dead", ls.c.dead)
 	return nil
 }

@@ -168,10 +168,9 @@ func (q *Queue) startState(running bool) {
 		q.log.Warn("outbox: cannot read the file's last id; it is not compared with what was committed", "err", err)
 		return
 	}
-	q.mu.Lock()
-	quarantined := q.pub.quarantined != "" && !running
-	q.mu.Unlock()
-	if !quarantined { // a quarantine said it already
+	// Also after a quarantine: a shorter (truncated) file is moved aside,
+	// and the new one holds none of what was accepted.
+	{
 		if msg := q.checkAgainstState(lastID, running); msg != "" {
 			q.mu.Lock()
 			q.pub.emptied = msg
@@ -181,19 +180,6 @@ func (q *Queue) startState(running bool) {
 			q.pub.lastError, q.pub.lastErrorAt = q.ls.lastError, q.ls.lastErrorAt
 			q.mu.Unlock()
 		}
-	}
-	if q.state == nil {
-		q.state = newStateWriter(q)
-	}
-	q.noteCommitted(lastID)
-}
-
-// startStateQuiet takes the state from a new file that replaced a
-// damaged one (the quarantine said so already).
-func (q *Queue) startStateQuiet() {
-	lastID, err := q.fileLastID()
-	if err != nil {
-		return
 	}
 	if q.state == nil {
 		q.state = newStateWriter(q)

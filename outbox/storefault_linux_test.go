@@ -355,6 +355,15 @@ func TestEmptiedFileWhileStopped(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, 6},
+		{"shorter (cut in half)", func(t *testing.T, path, _ string) {
+			fi, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(path, fi.Size()/2); err != nil {
+				t.Fatal(err)
+			}
+		}, 6},
 		{"deleted", func(t *testing.T, path, _ string) {
 			if err := os.Remove(path); err != nil {
 				t.Fatal(err)
@@ -415,6 +424,10 @@ func TestEmptiedFileWhileStopped(t *testing.T) {
 			}
 			if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "OUTBOX FILE EMPTIED OR REPLACED") {
 				t.Fatalf("no error log line:\n%s", logs.String())
+			}
+			// A shorter file is damaged: kept aside, byte for byte.
+			if cut := strings.HasPrefix(tc.name, "shorter"); cut != (st.Quarantined != "") {
+				t.Fatalf("quarantined %q for %s", st.Quarantined, tc.name)
 			}
 			// Once said, the file found is the queue: a restart is quiet.
 			code(t, q, 9)
