@@ -135,10 +135,11 @@ type loopState struct {
 	// openAtStart: the file has never been opened (Options.KeepTrying);
 	// the next successful open is a full one (check, quarantine, counters).
 	openAtStart bool
-	remap       bool        // bbolt lost the file's mapping: close and reopen it (remap.go)
-	lastRemap   time.Time   // real time of the last reopen for a lost mapping
-	remaps      int         // reopens for a lost mapping
-	sf          storeFaults // results not recorded, faults on the file (faults.go)
+	remap       bool      // bbolt lost the file's mapping: close and reopen it (remap.go)
+	lastRemap   time.Time // real time of the last reopen for a lost mapping
+	remaps      int       // reopens for a lost mapping
+
+	sf storeFaults // results not recorded, faults on the file (faults.go)
 
 	dispatchFails int         // consecutive dispatches that could not read the file
 	nextReopen    time.Time   // real time of the next attempt
