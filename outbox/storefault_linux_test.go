@@ -149,10 +149,16 @@ func TestUnrecordedResultNotSentAgain(t *testing.T) {
 		st, err := q.Stats()
 		return err == nil && st.Unrecorded >= 1
 	})
+	// Sends handed out before the first commit failed have started by
+	// the time the commit failed once more.
+	failedBefore := fsStats(t, fsys).FailedWrites
+	testrig.WaitFor(t, "one more failed commit", 10*time.Second, func() bool {
+		return fsStats(t, fsys).FailedWrites >= failedBefore+1
+	})
 	_, before := s.counts()
 
 	// Several commits of the result fail (each a write refused with EIO).
-	failedBefore := fsStats(t, fsys).FailedWrites
+	failedBefore = fsStats(t, fsys).FailedWrites
 	testrig.WaitFor(t, "four failed commits of the delivery result", 20*time.Second, func() bool {
 		return fsStats(t, fsys).FailedWrites >= failedBefore+4
 	})
