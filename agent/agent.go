@@ -175,6 +175,11 @@ func New(cfg *config.Config, opts Options) (*Agent, error) {
 		RetryAfterMax:   cfg.Outbox.RetryAfterMax.Duration,
 		ReconnectJitter: cfg.Outbox.ReconnectJitter.Duration,
 		StopGrace:       StopGrace,
+		// A frozen disk: a POST is answered within EnqueueTimeout (inside
+		// the API's 30 s bound), and Close abandons a hung commit after
+		// CloseTimeout, so the whole stop stays inside 5 s.
+		EnqueueTimeout: 10 * time.Second,
+		CloseTimeout:   time.Second,
 		// A disk that fails to open the file must not make the service
 		// crash-loop: the licence is still served, records get a 503
 		// that says why, and the queue keeps trying.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/tposagent/tposagent/internal/config"
 )
@@ -163,25 +166,99 @@ func (r *Redactor) WithGroup(name string) slog.Handler {
 // RotatingFile is an io.Writer that appends to path and, when the file
 // would grow beyond maxSize, renames it to path.1 (path.1 to path.2, …,
 // keeping backups files) and starts a new one. Safe for concurrent use.
+//
+// The file is written by a goroutine of its own: a Write waits for its
+// line to be written for at most logWriteWait. A disk that does not
+// answer (frozen, failing) must not stop whoever logs — the local API's
+// answers, the outbox, a stop — so past that wait Write returns, and
+// while the disk stays stuck later lines are queued (up to logQueueMax
+// of them; beyond, they are dropped and counted in the file once it
+// answers again).
 type RotatingFile struct {
-	mu      sync.Mutex
+	mu      sync.Mutex // guards the file: taken by the writer goroutine
 	path    string
 	max     int64
 	backups int
 	f       *os.File
 	size    int64
+
+	qmu     sync.RWMutex // closed
+	closed  bool
+	lines   chan logLine
+	stuck   atomic.Bool // a write has not returned within logWriteWait
+	dropped atomic.Int64
+	done    chan struct{}
 }
+
+type logLine struct {
+	p    []byte
+	done chan error // nil: nobody waits
+}
+
+// How long a Write waits for the disk, and how many lines wait for it.
+const (
+	logWriteWait = time.Second
+	logQueueMax  = 4096
+)
 
 // OpenRotatingFile opens (appends to) path, creating its directory.
 func OpenRotatingFile(path string, maxSize int64, backups int) (*RotatingFile, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	r := &RotatingFile{path: path, max: maxSize, backups: backups}
+	r := &RotatingFile{path: path, max: maxSize, backups: backups, lines: make(chan logLine, logQueueMax), done: make(chan struct{})}
 	if err := r.open(); err != nil {
 		return nil, err
 	}
+	go r.writer()
 	return r, nil
+}
+
+func (r *RotatingFile) writer() {
+	defer close(r.done)
+	for l := range r.lines {
+		if n := r.dropped.Swap(0); n > 0 {
+			_, _ = r.write([]byte(fmt.Sprintf("tposagent: %d log lines dropped while the disk did not answer\n", n)))
+		}
+		_, err := r.write(l.p)
+		r.stuck.Store(false)
+		if l.done != nil {
+			l.done <- err
+		}
+	}
+}
+
+func (r *RotatingFile) Write(p []byte) (int, error) {
+	r.qmu.RLock()
+	defer r.qmu.RUnlock()
+	if r.closed {
+		return 0, os.ErrClosed
+	}
+	l := logLine{p: append([]byte(nil), p...)}
+	if !r.stuck.Load() {
+		l.done = make(chan error, 1)
+	}
+	select {
+	case r.lines <- l:
+	default:
+		r.dropped.Add(1)
+		return len(p), nil
+	}
+	if l.done == nil {
+		return len(p), nil
+	}
+	t := time.NewTimer(logWriteWait)
+	defer t.Stop()
+	select {
+	case err := <-l.done:
+		if err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	case <-t.C:
+		r.stuck.Store(true)
+		return len(p), nil // queued: written when the disk answers
+	}
 }
 
 func (r *RotatingFile) open() error {
@@ -198,7 +275,7 @@ func (r *RotatingFile) open() error {
 	return nil
 }
 
-func (r *RotatingFile) Write(p []byte) (int, error) {
+func (r *RotatingFile) write(p []byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.f == nil {
@@ -236,8 +313,20 @@ func (r *RotatingFile) rotate() error {
 	return r.open()
 }
 
-// Close closes the file.
+// Close writes the lines still queued and closes the file; a disk that
+// does not answer within logWriteWait leaves them (and the file) behind.
 func (r *RotatingFile) Close() error {
+	r.qmu.Lock()
+	if !r.closed {
+		r.closed = true
+		close(r.lines)
+	}
+	r.qmu.Unlock()
+	select {
+	case <-r.done:
+	case <-time.After(logWriteWait):
+		return errors.New("close log file: the disk did not answer; queued lines left unwritten")
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.f == nil {

@@ -143,6 +143,8 @@ func apiError(err error) error {
 		sentinel = localapi.ErrIdempotencyConflict
 	case errors.Is(err, outbox.ErrSuperseded):
 		sentinel = localapi.ErrSuperseded
+	case errors.Is(err, outbox.ErrMaybeStored):
+		sentinel = localapi.ErrMaybeStored
 	default:
 		return err
 	}

@@ -85,6 +85,12 @@ func (a *Agent) Status() (s localapi.Status) {
 	if st.Quarantined != "" {
 		s.Warnings = append(s.Warnings, fmt.Sprintf("a corrupt outbox file was moved aside to %s at %s", st.Quarantined, st.QuarantinedAt.Format(time.RFC3339)))
 	}
+	if st.UnrecordedError != "" { // outbox/faults.go: held, not sent again
+		s.Warnings = append(s.Warnings, fmt.Sprintf("%s (%d records held until it can be recorded)", st.UnrecordedError, st.Unrecorded))
+	}
+	if st.Emptied != "" { // outbox/state.go
+		s.Warnings = append(s.Warnings, st.Emptied)
+	}
 	return s
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -27,10 +28,14 @@ func (q *Queue) Enqueue(ctx context.Context, e Entry) (Item, error) {
 	case <-ctx.Done():
 		return Item{}, fmt.Errorf("enqueue: %w", ctx.Err())
 	}
+	wait := time.NewTimer(q.opts.EnqueueTimeout) // a frozen disk (faults.go)
+	defer wait.Stop()
 	select {
 	case res := <-r.reply:
 		q.kickJanitorIfFull(res.err)
 		return res.it, res.err
+	case <-wait.C:
+		return q.enqueueTimedOut(r)
 	case <-q.done:
 		select {
 		case res := <-r.reply:
@@ -79,13 +84,17 @@ func (q *Queue) view(fn func(t *txb) error) error {
 	if q.db == nil || q.closed() {
 		return ErrClosed
 	}
-	err := q.db.View(func(tx *bolt.Tx) error {
+	read := func(tx *bolt.Tx) error {
 		t, err := openTxb(tx)
 		if err != nil {
 			return err
 		}
 		return fn(t)
-	})
+	}
+	err := q.fileShort() // a fault on the mapping is an error (faults.go)
+	if err == nil {
+		err = guard(func() error { return q.db.View(read) })
+	}
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		q.mu.Lock()
 		why := q.pub.reopenErr
@@ -109,6 +118,7 @@ func (q *Queue) Stats() (Stats, error) {
 		Enqueued: p.enqueued, Delivered: p.delivered, Coalesced: p.coalesced, DeadLettered: p.deadLettered,
 		Quarantined: p.quarantined, QuarantinedAt: p.quarantinedAt, Compactions: p.compactions, FileGone: p.gone,
 		Bookkeeping: q.bookkeeping(p.dead),
+		Unrecorded:  p.unrecorded, UnrecordedError: p.unrecordedWhy, Emptied: p.emptied, // faults.go, state.go
 	}
 	if st.FileGone == "" {
 		what := q.fileGone()

@@ -23,6 +23,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/tposagent/tposagent/internal/testrig/lossyfs"
 	"github.com/tposagent/tposagent/outbox"
 )
 
@@ -383,6 +384,7 @@ func (s *countingSender) Send(ctx context.Context, it outbox.Item) outbox.Result
 func (s *countingSender) Probe(ctx context.Context) error { return nil }
 
 func TestMain(m *testing.M) {
+	lossyfs.MaybeServe() // the failing disk of storefault_linux_test.go, served by a child
 	if os.Getenv(crashHelperEnv) != "" {
 		os.Exit(crashHelperMain())
 	}

@@ -46,11 +46,13 @@ type commitResult struct {
 	failed  []error // requests taken out of the transaction, with why
 	err     error   // the transaction itself failed: every request gets it
 	gone    string  // the file was deleted or replaced (fileGone)
+	lastID  uint64  // the items' sequence after the commit (state.go)
 }
 
 func (q *Queue) startCommit() {
 	ls := &q.ls
 	q.remapIfNeeded()
+	q.reopenAfterFault() // a fault seen: open the file again the full way first (faults.go)
 	n := min(len(ls.pendingOps), q.maxBatch)
 	job := &commitJob{ops: append([]request(nil), ls.pendingOps[:n]...), now: q.clock.Now(), c: ls.c, flying: map[string]uint64{}}
 	ls.pendingOps = append(ls.pendingOps[:0], ls.pendingOps[n:]...)
@@ -83,6 +85,7 @@ func (q *Queue) startCommit() {
 		}
 	}
 	ls.committing = true
+	ls.sf.job, ls.sf.commitStart = job, time.Now()
 	go func() { q.commitDone <- q.runCommit(job) }()
 }
 
@@ -108,6 +111,13 @@ func (q *Queue) runCommit(job *commitJob) commitResult {
 			q.dirDirty.Store(false)
 		}
 	}
+	// An enqueue whose caller gave up waiting (Options.EnqueueTimeout)
+	// before this commit took it is not stored: it was answered 503.
+	for i, r := range job.ops {
+		if r, ok := r.(*enqueueReq); ok && !r.take() {
+			failed[i] = errWithdrawn
+		}
+	}
 	// Nothing is accepted into a file that has lost its name.
 	gone := q.fileGone()
 	if gone != "" {
@@ -117,26 +127,44 @@ func (q *Queue) runCommit(job *commitJob) commitResult {
 			}
 		}
 	}
+	// A file cut short under the mapping is not touched (faults.go).
+	if err := q.fileShort(); err != nil {
+		return commitResult{job: job, c: job.c, results: make([]any, len(job.ops)), failed: failed, gone: gone,
+			err: fmt.Errorf("commit outbox batch: %w", err)}
+	}
 	for {
 		res := commitResult{job: job, c: job.c, results: make([]any, len(job.ops)), failed: failed, gone: gone}
 		bad := -1
-		err := q.db.Update(func(tx *bolt.Tx) error {
-			t, err := openTxb(tx)
-			if err != nil {
-				return err
-			}
-			used := usedBytes(q.db, tx)
-			hwm := tx.Size()
-			for i, r := range job.ops {
-				if failed[i] != nil {
-					continue
-				}
-				if err := q.applyOne(t, job, r, &res, i, &used, &hwm); err != nil && !isLogical(err) {
-					bad, failed[i] = i, err
+		// guard: a fault on the mapping (EIO, the file cut short) is this
+		// commit's error, not the agent's end (faults.go).
+		err := guard(func() error {
+			return q.db.Update(func(tx *bolt.Tx) error {
+				t, err := openTxb(tx)
+				if err != nil {
 					return err
 				}
-			}
-			return q.putCounters(t, &res.c)
+				used := usedBytes(q.db, tx)
+				hwm := tx.Size()
+				for i, r := range job.ops {
+					if failed[i] != nil {
+						continue
+					}
+					if err := q.applyOne(t, job, r, &res, i, &used, &hwm); err != nil && !isLogical(err) {
+						if errors.Is(err, errFault) {
+							return err // the file, not the request
+						}
+						bad, failed[i] = i, err
+						return err
+					}
+				}
+				res.lastID = t.items.Sequence()
+				if err := q.putCounters(t, &res.c); err != nil {
+					return err
+				}
+				size := tx.Size() // a lower bound of the size after the commit: enough for fileShort
+				tx.OnCommit(func() { q.boltSize.Store(size) })
+				return nil
+			})
 		})
 		if err != nil && bad >= 0 {
 			q.log.Error("outbox request failed; the rest of its commit is applied without it",
@@ -161,7 +189,11 @@ func (q *Queue) runCommit(job *commitJob) commitResult {
 func (q *Queue) applyOne(t *txb, job *commitJob, r request, res *commitResult, i int, used, hwm *int64) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: panic: %v", errRequestPanicked, p)
+			if isFaultPanic(p) {
+				err = panicError(p)
+				return
+			}
+			err = fmt.Errorf("%w: %w", errRequestPanicked, panicError(p))
 		}
 	}()
 	c := &res.c
@@ -222,6 +254,7 @@ func (q *Queue) finishCommit(res commitResult) {
 	ls := &q.ls
 	job := res.job
 	ls.committing = false
+	ls.sf.job = nil
 	for _, k := range job.locked {
 		if ls.locked[k]--; ls.locked[k] <= 0 {
 			delete(ls.locked, k)
@@ -237,18 +270,18 @@ func (q *Queue) finishCommit(res commitResult) {
 	wasPending := ls.c.pending
 	if res.err == nil {
 		ls.c = res.c
+		q.noteCommitted(res.lastID)
+	}
+	q.noteFileFault(res.err)
+	for _, err := range res.failed {
+		q.noteFileFault(err)
 	}
 	if wasPending > 0 && ls.c.pending == 0 {
 		ls.drained = true
 	}
-	for _, r := range job.ops {
-		switch r := r.(type) {
-		case *completeReq:
-			q.release(r.it)
-		case *unreadableReq:
-			q.release(Item{ID: r.id, Key: r.key})
-		}
-	}
+	// A result whose commit failed keeps its key busy and is committed
+	// again later: never released to be sent again blind (faults.go).
+	q.finishResults(res)
 	for i, r := range job.ops {
 		if _, ok := r.(*adminReq); ok && res.err == nil && res.failed[i] == nil {
 			if ar, _ := res.results[i].(adminRes); ar.sendNow {

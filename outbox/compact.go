@@ -27,15 +27,17 @@ func (q *Queue) maybeCompact() {
 		return
 	}
 	var used int64
-	_ = q.db.View(func(tx *bolt.Tx) error { used = usedBytes(q.db, tx); return nil })
+	_ = guard(func() error { return q.db.View(func(tx *bolt.Tx) error { used = usedBytes(q.db, tx); return nil }) })
 	if used*4 > fi.Size() {
 		return
 	}
-	if err := q.compact(); err != nil {
+	if err := guard(q.compact); err != nil {
 		q.log.Error("outbox compaction failed", "err", err)
+		q.noteFileFault(err)
 		return
 	}
 	q.ls.compactions++
+	q.boltSize.Store(0) // a smaller file now: the next commit says how big (faults.go)
 	after := int64(0)
 	if fi2, err := os.Stat(q.path); err == nil {
 		after = fi2.Size()
@@ -57,7 +59,9 @@ var reopenFail atomic.Int32
 func (q *Queue) compact() error {
 	tmp := q.path + ".compact"
 	_ = os.Remove(tmp)
-	dst, err := bolt.Open(tmp, 0o600, q.boltOptions())
+	q.boltSize.Store(0) // a smaller file comes: the next commit says how big (faults.go)
+	var dstFile *os.File
+	dst, err := bolt.Open(tmp, 0o600, capture(q.boltOptions(), &dstFile))
 	if err != nil {
 		return fmt.Errorf("compact outbox: open %s: %w", tmp, err)
 	}
@@ -76,6 +80,7 @@ func (q *Queue) compact() error {
 		}
 		old := q.db
 		q.db = dst
+		q.dbFile.Store(dstFile)
 		q.noteIdentity()
 		q.syncDirOrMark()
 		if err := old.Close(); err != nil {
@@ -90,6 +95,7 @@ func (q *Queue) compact() error {
 	if err := q.db.Close(); err != nil {
 		return fmt.Errorf("compact outbox: close: %w", err)
 	}
+	q.dbFile.Store(nil)
 	renameErr := os.Rename(tmp, q.path)
 	if renameErr == nil {
 		q.noteIdentity() // the file at the path is ours, open or not
@@ -123,14 +129,17 @@ func (q *Queue) reopen(why string) error {
 	for i, d := range reopenDelays {
 		time.Sleep(d)
 		var db *bolt.DB
+		var f *os.File
 		if reopenFail.Load() > 0 {
 			reopenFail.Add(-1)
 			err = errors.New("injected reopen failure")
 		} else {
-			db, err = bolt.Open(q.path, 0o600, q.boltOptions())
+			db, err = bolt.Open(q.path, 0o600, capture(q.boltOptions(), &f))
 		}
 		if err == nil {
 			q.db = db
+			q.dbFile.Store(f)
+			q.boltSize.Store(0) // the next commit says how big (faults.go)
 			q.noteIdentity()
 			q.ls.reopenErr = ""
 			if i > 0 {
@@ -172,7 +181,9 @@ func (q *Queue) openLate() error {
 	}
 	q.noteIdentity()
 	ls.c = q.pub.counters() // what loadCounters read
+	running := ls.reopenWhy == reopenAfterFaultWhy
 	ls.reopenErr, ls.openAtStart = "", false
+	q.startState(running)
 	q.log.Warn("outbox file opened after it could not be at start", "path", q.path, "pending", ls.c.pending, "dead", ls.c.dead)
 	return nil
 }

@@ -22,7 +22,7 @@ func (q *Queue) backoffCap(n int) time.Duration {
 func (q *Queue) canDispatch(now time.Time) bool {
 	ls := &q.ls
 	return ls.run != nil && ls.online && ls.barrier == 0 && !now.Before(ls.pausedUntil) && !now.Before(ls.holdUntil) &&
-		ls.sending < q.opts.Concurrency
+		ls.sending < q.opts.Concurrency && !ls.sf.hold && !q.commitHangs()
 }
 
 // tick dispatches due work, starts probes, compacts, publishes the state
@@ -32,6 +32,8 @@ func (q *Queue) tick() {
 	now := q.clock.Now()
 	q.forgetFarFuture(now)
 	q.remapIfNeeded()
+	q.reopenAfterFault()
+	q.retryUnrecorded(now)
 	if ls.reopenErr != "" {
 		if time.Now().Before(ls.nextReopen) {
 			return
@@ -75,6 +77,7 @@ func (q *Queue) tick() {
 			wake = t
 		}
 	}
+	consider(q.unrecordedWake())
 	if ls.run != nil {
 		if !ls.online {
 			if !ls.probing {
@@ -134,7 +137,7 @@ func (q *Queue) dispatch(now time.Time) {
 	ls.nextDue = time.Time{}
 	var picked []Item
 	free := q.opts.Concurrency - ls.sending
-	err := q.db.View(func(tx *bolt.Tx) error {
+	scan := func(tx *bolt.Tx) error {
 		t, err := openTxb(tx)
 		if err != nil {
 			return err
@@ -204,8 +207,14 @@ func (q *Queue) dispatch(now time.Time) {
 			free--
 		}
 		return nil
-	})
+	}
+	// guard: a fault on the mapping is an error, not the agent's end.
+	err := q.fileShort()
+	if err == nil {
+		err = guard(func() error { return q.db.View(scan) })
+	}
 	if err != nil {
+		q.noteFileFault(err) // a fault or a panic: open the file again the full way
 		// Look again in a second (a timer, not the next event, which may
 		// never come); a lost mapping is mended first.
 		if ls.dispatchFails++; ls.dispatchFails == 1 || ls.dispatchFails%60 == 0 {
@@ -239,6 +248,7 @@ func (q *Queue) publish() {
 	p.gone = ls.gone
 	p.reopenErr = ls.reopenErr
 	p.queued, p.committing = len(ls.pendingOps), ls.committing
+	q.publishFaults(p)
 	if len(p.inFlightIDs) != len(ls.busyIDs) || len(ls.busyIDs) > 0 {
 		p.inFlightIDs = make(map[uint64]bool, len(ls.busyIDs))
 		for id := range ls.busyIDs {

@@ -78,8 +78,9 @@
 //     file that fails is renamed, byte for byte, to
 //     <path>.corrupt-<UTC timestamp> and a new one is made (Stats.Quarantined,
 //     an error log line); a new file's directory entry is fsynced before
-//     Open returns. An error that is not about the content (I/O, a sharing
-//     violation) is retried, then returned, never quarantined; with
+//     Open returns. An error that is not about the content (I/O, a fault
+//     on a mapped page, a sharing violation) is retried, then returned,
+//     never quarantined; with
 //     KeepTrying, Open returns a closed queue instead (Stats.Closed, every
 //     record refused with ErrClosed and the reason) that tries the full
 //     open again every second. A file locked by another process gives
@@ -93,6 +94,18 @@
 //     refuses to delete or rename over the open file (its handle does not
 //     share delete access), it is only whether a file is at the path,
 //     read without opening it (see identity_windows.go for why).
+//   - Storage faults while running (faults.go): a send result whose
+//     commit fails keeps its key busy and is committed again on a backoff
+//     (never handed out again blind); no send starts while a whole commit
+//     fails; Stats.Unrecorded and "delivery results cannot be recorded: …"
+//     say so. A fault on the mapped file (EIO, truncation) is an error,
+//     never a crash, and the file is then opened again the full way.
+//     Enqueue waits at most Options.EnqueueTimeout for its commit
+//     (ErrCommitTimeout, ErrMaybeStored); Close abandons a commit that does
+//     not finish within Options.CloseTimeout (ErrCommitAbandoned).
+//   - Emptied or replaced (state.go): <path>.state keeps what was last
+//     committed; a file found holding less is logged as an error and shown
+//     in Stats.Emptied.
 //   - A lost mapping: when bbolt cannot map the file again as it grows
 //     (out of address space or, on Windows, of handles), it leaves the file
 //     unmapped and every transaction fails. The queue closes and reopens

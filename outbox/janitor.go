@@ -226,6 +226,8 @@ func (q *Queue) janitorRun() bool {
 		case res = <-r.reply:
 		case <-q.done:
 			return false
+		case <-q.quit: // a loop stuck behind a frozen disk never replies
+			return false
 		}
 		if res.err != nil {
 			if !errors.Is(res.err, ErrClosed) {

@@ -3,6 +3,8 @@ package outbox
 import (
 	"fmt"
 	"runtime"
+	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/tposagent/tposagent/internal/clock"
@@ -18,6 +20,7 @@ type request interface{ isRequest() }
 type enqueueReq struct {
 	e     Entry
 	reply chan enqueueRes
+	state atomic.Int32 // reqWaiting, reqTaken, reqWithdrawn (faults.go)
 }
 
 type enqueueRes struct {
@@ -135,6 +138,8 @@ type loopState struct {
 	lastRemap   time.Time // real time of the last reopen for a lost mapping
 	remaps      int       // reopens for a lost mapping
 
+	sf storeFaults // results not recorded, faults on the file (faults.go)
+
 	dispatchFails int         // consecutive dispatches that could not read the file
 	nextReopen    time.Time   // real time of the next attempt
 	reopenWake    *time.Timer // wakes the loop for that attempt (real time)
@@ -157,6 +162,9 @@ func (ls *loopState) init(q *Queue) {
 
 func (q *Queue) loop() {
 	defer close(q.done)
+	// A read of the mapped file that faults (EIO, the file cut short) is
+	// a panic recovered where the file is read, not the agent's end.
+	debug.SetPanicOnFault(true)
 	ls := &q.ls
 	batch := make([]request, 0, 64)
 	identity := time.NewTicker(identityCheckEvery)
@@ -233,8 +241,18 @@ func (q *Queue) loop() {
 				ls.reopenWake.Stop()
 			}
 			if ls.committing {
-				q.finishCommit(<-q.commitDone)
+				// A frozen disk must not hold the stop: the commit gets
+				// CloseTimeout, then it is abandoned (faults.go).
+				wait := time.NewTimer(q.opts.CloseTimeout)
+				select {
+				case res := <-q.commitDone:
+					q.finishCommit(res)
+				case <-wait.C:
+					q.abandonCommit()
+				}
+				wait.Stop()
 			}
+			q.dropUnrecorded()
 			if ls.run != nil {
 				close(ls.run.work)
 				ls.run = nil

@@ -236,7 +236,7 @@ func (q *Queue) sendNow() {
 // resetBackoff makes every head due now: after a reconnect the queue drains
 // at once instead of waiting for the backoffs earned while offline.
 func (q *Queue) resetBackoff(now time.Time) error {
-	return q.db.Update(func(tx *bolt.Tx) error {
+	reset := func(tx *bolt.Tx) error {
 		t, err := openTxb(tx)
 		if err != nil {
 			return err
@@ -270,5 +270,6 @@ func (q *Queue) resetBackoff(now time.Time) error {
 			}
 		}
 		return nil
-	})
+	}
+	return guard(func() error { return q.db.Update(reset) }) // faults.go
 }

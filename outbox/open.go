@@ -57,6 +57,14 @@ type Queue struct {
 	// dirDirty: a rename's directory fsync failed; commits retry it
 	// before they answer.
 	dirDirty atomic.Bool
+	// hung: Close abandoned a commit that did not finish; the file is
+	// left open (faults.go).
+	hung  atomic.Bool
+	state *stateWriter // <path>.state (state.go)
+	// boltSize is the size bbolt's pages reach (fileShort); dbFile the
+	// handle bbolt opened for db (closeAfterFault). faults.go.
+	boltSize atomic.Int64
+	dbFile   atomic.Pointer[os.File]
 }
 
 // published is the part of the loop's state that Stats reads.
@@ -72,8 +80,11 @@ type published struct {
 	reopenErr                                    string
 	compactions                                  int
 	inFlightIDs                                  map[uint64]bool
-	queued                                       int  // requests waiting for a commit (tests)
-	committing                                   bool // a commit is running (tests)
+	unrecorded                                   int    // faults.go
+	unrecordedWhy                                string // faults.go
+	emptied                                      string // state.go
+	queued                                       int    // requests waiting for a commit (tests)
+	committing                                   bool   // a commit is running (tests)
 }
 
 // Open opens (or creates) the outbox file. A file bbolt cannot open or
@@ -144,10 +155,39 @@ func Open(opts Options) (*Queue, error) {
 		return nil, err
 	}
 	q.ls.init(q)
+	q.startState(false)
 	opened = true
 	q.startJanitor() // before the loop, which may kick it
 	go q.loop()
 	return q, nil
+}
+
+// startState compares the file just opened with what the queue last
+// committed (state.go), says so when it holds less, and starts keeping
+// the state beside it. running: opened again after a fault.
+func (q *Queue) startState(running bool) {
+	lastID, err := q.fileLastID()
+	if err != nil {
+		q.log.Warn("outbox: cannot read the file's last id; it is not compared with what was committed", "err", err)
+		return
+	}
+	// Also after a quarantine: a shorter (truncated) file is moved aside,
+	// and the new one holds none of what was accepted.
+	{
+		if msg := q.checkAgainstState(lastID, running); msg != "" {
+			q.mu.Lock()
+			q.pub.emptied = msg
+			q.mu.Unlock()
+			q.ls.lastError, q.ls.lastErrorAt = msg, q.clock.Now()
+			q.mu.Lock()
+			q.pub.lastError, q.pub.lastErrorAt = q.ls.lastError, q.ls.lastErrorAt
+			q.mu.Unlock()
+		}
+	}
+	if q.state == nil {
+		q.state = newStateWriter(q)
+	}
+	q.noteCommitted(lastID)
 }
 
 // quarantineAndOpen moves the damaged file aside (cause says why) and
@@ -304,7 +344,10 @@ func (q *Queue) layout(db *bolt.DB) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			err = &corruptError{fmt.Errorf("bbolt panicked: %v", r)}
+			err = panicError(r)
+			if !isFaultPanic(r) {
+				err = &corruptError{err}
+			}
 		}
 	}()
 	return db.Update(ensureBuckets)
@@ -340,10 +383,16 @@ func (q *Queue) boltOpen(readOnly bool) (db *bolt.DB, err error) {
 			} else if f != nil {
 				_ = f.Close()
 			}
-			db, err = nil, &corruptError{fmt.Errorf("open outbox %s: bbolt panicked: %v", q.path, r)}
+			db, err = nil, fmt.Errorf("open outbox %s: %w", q.path, panicError(r))
+			if !isFaultPanic(r) {
+				err = &corruptError{err}
+			}
 		}
 	}()
 	db, err = bolt.Open(q.path, 0o600, o)
+	if err == nil && !readOnly {
+		q.dbFile.Store(f)
+	}
 	if err != nil {
 		switch {
 		case errors.Is(err, berrors.ErrTimeout):
@@ -361,17 +410,61 @@ func (q *Queue) checkFile(db *bolt.DB) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			err = &corruptError{fmt.Errorf("check outbox %s: bbolt panicked: %v", q.path, r)}
+			// A fault on a mapped page is an I/O error (or the file was
+			// cut short under the mapping: the next open's precheck
+			// tells); only what bbolt found wrong is damage.
+			err = fmt.Errorf("check outbox %s: %w", q.path, panicError(r))
+			if !isFaultPanic(r) {
+				err = &corruptError{err}
+			}
 		}
 	}()
 	// Pages beyond the end of the file: truncated. Checked before any
 	// page is touched, and before tx.Check, whose goroutine could not
 	// recover from the fault.
 	if err := notTruncated(db, q.path); err != nil {
+		if !errors.Is(err, errCorruptRecord) {
+			return fmt.Errorf("open outbox %s: %w", q.path, err) // stat failed: not about the content
+		}
 		return &corruptError{fmt.Errorf("open outbox %s: %w", q.path, err)}
+	}
+	// tx.Check reads every page through the mapping on a goroutine of
+	// bbolt's own, where a fault (EIO on a sector) would kill the
+	// process: the pages are read with plain reads first, so that an I/O
+	// error is an error here, and the check then finds them in the cache.
+	if q.opts.CheckMaxSize > 0 {
+		if err := readThrough(q.path, q.opts.CheckMaxSize); err != nil {
+			return fmt.Errorf("check outbox %s: %w", q.path, err)
+		}
 	}
 	if err := q.check(db); err != nil {
 		return &corruptError{fmt.Errorf("check outbox %s: %w", q.path, err)}
+	}
+	return nil
+}
+
+// readThrough reads the file (when it is at most limit bytes) with plain
+// reads: an I/O error is returned as one.
+func readThrough(path string, limit int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() > limit {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < fi.Size(); {
+		n, err := f.ReadAt(buf, off)
+		off += int64(n)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read at %d: %w", off, err)
+		}
+		if n == 0 {
+			break
+		}
 	}
 	return nil
 }
@@ -471,15 +564,38 @@ func (q *Queue) Close() error {
 	var err error
 	q.closeOnce.Do(func() {
 		close(q.quit)
-		<-q.done
-		q.waitJanitor()
+		// A loop stuck behind the disk (a commit or fsync that does not
+		// return: a frozen disk) must not hold the stop.
+		wait := time.NewTimer(q.opts.CloseTimeout + time.Second)
+		defer wait.Stop()
+		select {
+		case <-q.done:
+		case <-wait.C:
+			q.hung.Store(true)
+		}
+		if !q.hung.Load() {
+			q.waitJanitor() // it waits for the loop's replies: not when that hung
+		}
+		if q.state != nil && !q.hung.Load() && !q.state.close(time.Second) {
+			q.log.Warn("outbox: the record of what was committed could not be written in time at close")
+		}
+		if q.hung.Load() {
+			// bbolt's Close would wait for the transaction that hangs;
+			// the file and its lock are released when the process ends.
+			err = fmt.Errorf("close outbox %s: %w", q.path, ErrCommitAbandoned)
+			q.log.Error("outbox file left open at close: the disk did not finish a commit", "path", q.path)
+			return
+		}
 		q.dbMu.Lock()
 		defer q.dbMu.Unlock()
 		if q.db != nil {
-			if cerr := q.db.Close(); cerr != nil {
+			if q.ls.sf.reopen != "" || q.ls.sf.faulted {
+				q.closeAfterFault() // bbolt may be stuck since the fault: bounded
+			} else if cerr := q.db.Close(); cerr != nil {
 				err = fmt.Errorf("close outbox %s: %w", q.path, cerr)
 			}
 			q.db = nil
+			q.dbFile.Store(nil)
 		}
 		if q.lock != nil {
 			_ = q.lock.Close() // after the file: never unlocked while open

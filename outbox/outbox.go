@@ -231,6 +231,15 @@ type Stats struct {
 	// Bookkeeping: what the queue keeps beside its records, per kind
 	// (janitor.go).
 	Bookkeeping Bookkeeping
+	// Unrecorded counts send results whose commit failed: their records
+	// are held (not sent again) while the commit is retried with backoff;
+	// UnrecordedError is "delivery results cannot be recorded: …" (also
+	// in LastError). 0 and "" normally.
+	Unrecorded      int
+	UnrecordedError string
+	// Emptied says that the file was found emptied, shorter or older than
+	// what the queue had committed (state.go); "" normally.
+	Emptied string
 }
 
 // Options configure Open. Zero values take the defaults.
@@ -251,6 +260,14 @@ type Options struct {
 	// StopGrace bounds how long Run lets in-flight sends finish after its
 	// context is done (real time, default 4s).
 	StopGrace time.Duration
+	// EnqueueTimeout bounds how long Enqueue waits for its commit (real
+	// time, default 10s): on a frozen or failing disk it fails with
+	// ErrCommitTimeout instead (the record is not acknowledged).
+	EnqueueTimeout time.Duration
+	// CloseTimeout bounds how long Close waits for a commit that is
+	// running (real time, default 2s); then the commit is abandoned and
+	// its requests answered with ErrCommitAbandoned (faults.go).
+	CloseTimeout time.Duration
 	// CompactMinSize: a drained file is compacted when it is at least this
 	// big and at least four times its live content. Default 8 MiB; < 0 never.
 	CompactMinSize int64
@@ -307,6 +324,8 @@ const (
 	defaultRetryAfterMax  = time.Hour
 	defaultOpenTimeout    = time.Second
 	defaultStopGrace      = 4 * time.Second
+	defaultEnqueueTimeout = 10 * time.Second
+	defaultCloseTimeout   = 2 * time.Second
 	defaultCompactMinSize = 8 << 20
 	defaultCheckMaxSize   = 64 << 20
 	maxKeyLen             = 1024
@@ -339,6 +358,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.StopGrace <= 0 {
 		o.StopGrace = defaultStopGrace
+	}
+	if o.EnqueueTimeout <= 0 {
+		o.EnqueueTimeout = defaultEnqueueTimeout
+	}
+	if o.CloseTimeout <= 0 {
+		o.CloseTimeout = defaultCloseTimeout
 	}
 	if o.CompactMinSize == 0 {
 		o.CompactMinSize = defaultCompactMinSize

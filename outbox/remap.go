@@ -64,6 +64,7 @@ func (q *Queue) remapIfNeeded() {
 	if err := q.db.Close(); err != nil {
 		q.log.Warn("outbox: close the unmapped file", "err", err)
 	}
+	q.dbFile.Store(nil)
 	if err := q.reopen("after it lost its memory mapping"); err == nil {
 		ls.remaps++
 		q.log.Warn("outbox file opened again after it lost its memory mapping", "times", ls.remaps)

@@ -332,6 +332,13 @@ func (h *handler) enqueue(kind Kind, normalize func([]byte) (json.RawMessage, st
 			w.Header().Set("Retry-After", "60")
 			writeError(w, http.StatusServiceUnavailable, "outbox is full (outbox.max_size): nothing was stored; retry after the queue drains", "")
 			return
+		case errors.Is(err, ErrMaybeStored):
+			// A frozen or failing disk: answered within the bound, not
+			// acknowledged; the same Idempotency-Key makes a retry safe.
+			h.log.Error("enqueue not confirmed by the disk in time", "kind", kind, "err", err)
+			w.Header().Set("Retry-After", "10")
+			writeError(w, http.StatusServiceUnavailable, "cannot store the record durably: "+err.Error()+"; it was not acknowledged", "")
+			return
 		case err != nil:
 			h.log.Error("enqueue failed", "kind", kind, "err", err)
 			w.Header().Set("Retry-After", "10")

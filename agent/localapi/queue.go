@@ -36,6 +36,9 @@ var (
 	ErrIdempotencyConflict = errors.New("idempotency key used for another record")
 	// ErrSuperseded: a newer update of the record was delivered.
 	ErrSuperseded = errors.New("a newer update of the same record was delivered")
+	// ErrMaybeStored: the disk did not confirm the record in time while it
+	// was being written; it is not acknowledged but may still be stored.
+	ErrMaybeStored = errors.New("the record may still be stored")
 )
 
 // Kind names what a record is.

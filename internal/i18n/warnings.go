@@ -29,6 +29,9 @@ var warningsTR = []struct {
 	{regexp.MustCompile(`^the local API port (\S+) was taken from (\S+) to (\S+): `), "yerel API bağlantı noktası $1, $2 ile $3 arasında başka bir programdaydı: o sırada çağıran bir POS token'ını ona göndermiş olabilir (şüphe varsa api.token'ı değiştirin)"},
 	{regexp.MustCompile(`^records wait for a lookup that cannot decide whether an earlier attempt delivered them \((\d+)\): (.*); tposagent outbox retry --force ID sends one without looking$`), "$1 kayıt, önceki denemenin ulaşıp ulaşmadığını belirleyemeyen bir sorgu için bekliyor: $2; tposagent outbox retry --force ID bir kaydı sorgulamadan gönderir"},
 	{regexp.MustCompile(`^one integration_id was posted with two kasa card ids \((\d+) since the start, kept as two cards\): (.*)$`), "bir integration_id iki farklı kasa kartı id'si ile gönderildi (başlangıçtan beri $1, iki ayrı kart olarak tutuluyor): $2"},
+	{regexp.MustCompile(`^delivery results cannot be recorded: (.*) \((\d+) records held until it can be recorded\)$`), "gönderim sonuçları diske yazılamıyor: $1 ($2 kayıt, sonuç yazılana kadar yeniden gönderilmeden bekletiliyor)"},
+	{regexp.MustCompile(`^the outbox file was emptied or replaced while the agent was stopped: (\d+) records`), "kayıt dosyası ajan dururken boşaltıldı ya da değiştirildi: kabul edilmiş $1 kayıt dosyada yok"},
+	{regexp.MustCompile(`^the outbox file was emptied or replaced while the agent ran: (\d+) records`), "kayıt dosyası ajan çalışırken boşaltıldı ya da değiştirildi: kabul edilmiş $1 kayıt dosyada yok"},
 }
 
 // Warning is w in l: the English text itself, or its Turkish form when

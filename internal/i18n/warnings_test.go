@@ -37,6 +37,9 @@ func TestEveryWarningHasTurkish(t *testing.T) {
 		"the local API cannot listen on 127.0.0.1:8787 since 2026-11-27T11:00:00Z: another program holds the port (retrying every 5s; find it: ss -ltnp 'sport = :8787')",
 		"the local API cannot listen on 0.0.0.0:8787 since 2026-11-27T11:00:00Z: listen tcp 0.0.0.0:8787: bind: permission denied (retrying every 5s)",
 		"the local API port 127.0.0.1:8787 was taken from 2026-11-27T10:00:00Z to 2026-11-27T11:00:00Z: a POS that called then may have sent its token to another program (change api.token if in doubt)",
+		"delivery results cannot be recorded: commit outbox batch: disk full (3 records held until it can be recorded)",
+		"the outbox file was emptied or replaced while the agent was stopped: 600 records that were accepted are not in it",
+		"the outbox file was emptied or replaced while the agent ran: 2 records that were accepted are not in it",
 	)
 	for _, w := range warnings {
 		tr := i18n.TR.Warning(w)

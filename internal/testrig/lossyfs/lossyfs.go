@@ -87,6 +87,7 @@ type Stats struct {
 	TornOps, DroppedOps       int
 	PendingRenamesLost        int
 	FailedAfterCut            int // mutations refused with EIO after a cut
+	FailedWrites, FailedReads int // operations refused with EIO by SetFailure
 	LiedFsyncs                int // fsyncs that did nothing (Options.LyingFsync, LyingDirFsync)
 }
 
@@ -102,6 +103,77 @@ type FS struct {
 	stats  Stats
 	server *fuse.Server
 	dir    string
+	fail   failure // SetFailure
+}
+
+// Failure makes the mount answer like a failing disk, without losing
+// anything, until SetFailure(Failure{}) clears it: the disk that throws
+// EIO for a while (a loose cable, a dying sector, a controller reset).
+type Failure struct {
+	// Writes: every change (write, truncate, fsync of a file or a
+	// directory, create, mkdir, unlink, rename, open with O_TRUNC) fails
+	// with EIO.
+	Writes bool
+	// Errno is what the failing writes answer: 0 is EIO; ENOSPC is a
+	// full disk.
+	Errno syscall.Errno
+	// ReadPath (slash-separated, below the root) names a file whose reads
+	// fail with EIO where they overlap one of BadRanges; a read through a
+	// mapping of such a range then faults (SIGBUS). The kernel drops a
+	// FUSE file's cached pages when the file is opened, so a file opened
+	// after SetFailure reads the ranges from here.
+	ReadPath  string
+	BadRanges []Range
+}
+
+// Range is the bytes [From, To) of a file.
+type Range struct{ From, To int64 }
+
+type failure struct {
+	writes  bool
+	errno   syscall.Errno
+	readObj *object
+	bad     []Range
+}
+
+// badRead reports whether a read of n bytes at off meets a bad range.
+func (fl *failure) badRead(o *object, off int64, n int) bool {
+	if fl.readObj != o {
+		return false
+	}
+	for _, r := range fl.bad {
+		if off < r.To && off+int64(n) > r.From {
+			return true
+		}
+	}
+	return false
+}
+
+// SetFailure sets (or, with the zero Failure, clears) the failures of the
+// mount. It fails when ReadPath names no file.
+func (f *FS) SetFailure(fl Failure) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	nf := failure{writes: fl.Writes, errno: fl.Errno}
+	if nf.errno == 0 {
+		nf.errno = syscall.EIO
+	}
+	if fl.ReadPath != "" && len(fl.BadRanges) > 0 {
+		o := f.root
+		for _, name := range splitPath(fl.ReadPath) {
+			if o.dir == nil || o.dir.cur[name] == nil {
+				return fmt.Errorf("lossyfs: set failure: no file %s", fl.ReadPath)
+			}
+			o = o.dir.cur[name]
+		}
+		if o.file == nil {
+			return fmt.Errorf("lossyfs: set failure: %s is a directory", fl.ReadPath)
+		}
+		nf.readObj, nf.bad = o, slices.Clone(fl.BadRanges)
+	}
+	f.fail = nf
+	f.log.Debug("failure set", "writes", fl.Writes, "read_path", fl.ReadPath, "bad_ranges", len(fl.BadRanges))
+	return nil
 }
 
 type object struct {
@@ -498,10 +570,23 @@ var (
 	_ fs.NodeStatfser  = (*node)(nil)
 )
 
+// failErrno is the errno of a change that stale refused: EIO, or the
+// errno of SetFailure.
+func (n *node) failErrno() syscall.Errno {
+	if n.gen == n.fsys.gen && n.fsys.fail.writes {
+		return n.fsys.fail.errno
+	}
+	return syscall.EIO
+}
+
 // stale reports (with the lock held) whether a change through n must fail.
 func (n *node) stale() bool {
 	if n.gen != n.fsys.gen {
 		n.fsys.stats.FailedAfterCut++
+		return true
+	}
+	if n.fsys.fail.writes {
+		n.fsys.stats.FailedWrites++
 		return true
 	}
 	return false
@@ -729,6 +814,10 @@ func (n *node) Read(ctx context.Context, _ fs.FileHandle, dest []byte, off int64
 	if n.obj.file == nil {
 		return nil, syscall.EISDIR
 	}
+	if n.fsys.fail.badRead(n.obj, off, len(dest)) {
+		n.fsys.stats.FailedReads++
+		return nil, syscall.EIO
+	}
 	data := n.obj.file.data
 	if off >= int64(len(data)) {
 		return fuse.ReadResultData(nil), 0
@@ -742,7 +831,7 @@ func (n *node) Write(ctx context.Context, _ fs.FileHandle, data []byte, off int6
 	n.fsys.mu.Lock()
 	defer n.fsys.mu.Unlock()
 	if n.stale() {
-		return 0, syscall.EIO
+		return 0, n.failErrno()
 	}
 	fd := n.obj.file
 	if fd == nil {
@@ -761,7 +850,7 @@ func (n *node) Fsync(ctx context.Context, _ fs.FileHandle, flags uint32) syscall
 	n.fsys.mu.Lock()
 	defer n.fsys.mu.Unlock()
 	if n.stale() {
-		return syscall.EIO
+		return n.failErrno()
 	}
 	if d := n.obj.dir; d != nil {
 		if n.fsys.opts.LyingDirFsync > 0 && n.fsys.rnd.Float64() < n.fsys.opts.LyingDirFsync {
