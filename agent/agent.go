@@ -275,7 +275,27 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.registrationLoop(gctx)
 		return nil
 	})
-	err := g.Wait()
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-gctx.Done():
+		// A task stuck in a write to a frozen or failing disk (a licence
+		// or identity cache, the outbox) must not hold the stop: the
+		// service manager wants the process gone within 5 s.
+		t := time.NewTimer(stopGrace)
+		defer t.Stop()
+		select {
+		case err = <-done:
+		case <-t.C:
+			a.log.Error("stopping without a task that did not end in time (a frozen or failing disk?)", "waited", stopGrace)
+		}
+	}
 	a.log.Info("tposagent stopped")
 	return err
 }
+
+// stopGrace is how long a stop waits for the agent's tasks; the outbox's
+// own close is bounded beside it (outbox.Options.CloseTimeout).
+const stopGrace = 2 * time.Second
