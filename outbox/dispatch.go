@@ -51,6 +51,10 @@ func (q *Queue) tick() {
 	if q.probeDue(now) { // online.go
 		q.startProbe()
 	}
+	if q.onlineProbeDue(now) { // online.go
+		ls.probeAt = time.Time{}
+		q.startProbe()
+	}
 	if q.canDispatch(now) {
 		q.dispatch(now)
 		if ls.remap && !ls.committing { // the read found the mapping lost
@@ -83,6 +87,9 @@ func (q *Queue) tick() {
 		} else {
 			if now.Before(ls.pausedUntil) {
 				consider(ls.pausedUntil)
+			}
+			if !ls.probing {
+				consider(ls.probeAt)
 			}
 			if now.Before(ls.holdUntil) {
 				consider(ls.holdUntil)
@@ -125,6 +132,9 @@ func (q *Queue) forgetFarFuture(now time.Time) {
 	}
 	if ls.nextProbe.After(now.Add(q.probeHorizon())) {
 		ls.nextProbe = now
+	}
+	if ls.probeAt.After(now.Add(q.opts.ReconnectJitter)) {
+		ls.probeAt = now
 	}
 }
 

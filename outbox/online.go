@@ -11,6 +11,10 @@ package outbox
 //     that tills that learn of a reconnect in the same second probe spread
 //     over the jitter. When such a probe succeeds the queue drains at once:
 //     the jitter was spent before the probe, not a second time after it.
+//     The same holds while online: the probe at Run's start (at the end of
+//     the start's hold), the probe after a failed send and the re-probe
+//     after a success that a newer failure made stale all wait a random
+//     part of ReconnectJitter (probeAt); the queue keeps sending meanwhile.
 //     A person's "send now" (Retry on a pending item) probes at once.
 //   - Retry-After is the server's word. A pause lasts until it has passed
 //     (capped at RetryAfterMax) or a person's Retry ends it; no probe runs
@@ -73,7 +77,7 @@ func (q *Queue) noteResult(r *completeReq, now time.Time) {
 			if ls.probing {
 				ls.reprobe = true // this failure is newer than the running probe
 			} else {
-				q.startProbe()
+				q.scheduleProbe(now)
 			}
 		}
 	}
@@ -82,6 +86,25 @@ func (q *Queue) noteResult(r *completeReq, now time.Time) {
 // jitter is a random part of ReconnectJitter.
 func (q *Queue) jitter() time.Duration {
 	return time.Duration(q.rnd() * float64(q.opts.ReconnectJitter))
+}
+
+// scheduleProbe sets an online queue's probe nobody asked for to a random
+// part of ReconnectJitter from now: a server that fails every till's send
+// in the same second must not get every till's probe in that second. An
+// earlier schedule stands (a later failure does not put it off).
+func (q *Queue) scheduleProbe(now time.Time) {
+	ls := &q.ls
+	if ls.run == nil || ls.probing || !ls.probeAt.IsZero() {
+		return
+	}
+	ls.probeAt = now.Add(q.jitter())
+	q.log.Debug("outbox probe scheduled", "in", ls.probeAt.Sub(now))
+}
+
+// onlineProbeDue: an online queue's scheduled probe is due now.
+func (q *Queue) onlineProbeDue(now time.Time) bool {
+	ls := &q.ls
+	return ls.run != nil && ls.online && !ls.probing && !ls.probeAt.IsZero() && !now.Before(ls.probeAt)
 }
 
 // startProbe starts a probe now, unless one runs or the server asked for a
@@ -129,11 +152,11 @@ func (q *Queue) handleProbe(r *probeReq, now time.Time) {
 		ls.probeFails = 0
 		if ls.reprobe {
 			ls.reprobe = false
-			q.startProbe()
+			q.scheduleProbe(now)
 		}
 		return
 	}
-	ls.reprobe = false
+	ls.reprobe, ls.probeAt = false, time.Time{}
 	ls.reachable = false
 	ls.lastError, ls.lastErrorAt = cleanReason("probe: "+r.err.Error(), "probe failed"), now
 	var ra *RetryAfterError
@@ -224,6 +247,9 @@ func (q *Queue) sendNow() {
 		q.log.Info("outbox pause ended by an operator's retry", "paused_until", ls.pausedUntil)
 	}
 	ls.pausedUntil, ls.holdUntil = time.Time{}, time.Time{}
+	if ls.online && !ls.probeAt.IsZero() {
+		ls.probeAt = q.clock.Now() // the next tick probes
+	}
 	if !ls.online {
 		if ls.probing {
 			ls.asked = true
