@@ -165,6 +165,9 @@ func (q *Queue) loop() {
 	batch := make([]request, 0, 64)
 	identity := time.NewTicker(identityCheckEvery)
 	defer identity.Stop()
+	if ls.reopenErr == "" {
+		q.loadPause(q.clock.Now()) // a server's pause from before a restart (online.go)
+	}
 	for {
 		q.tick()
 		var timerC, reopenC <-chan time.Time

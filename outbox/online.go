@@ -63,6 +63,7 @@ func (q *Queue) noteResult(r *completeReq, now time.Time) {
 			ls.reachable = true
 			if until := now.Add(res.RetryAfter); until.After(ls.pausedUntil) {
 				ls.pausedUntil = until
+				q.savePause(until)
 				q.log.Warn("outbox paused by server Retry-After", "until", until)
 				if !ls.online && ls.nextProbe.Before(until) {
 					// An offline queue probes after the pause, jittered:
@@ -81,6 +82,59 @@ func (q *Queue) noteResult(r *completeReq, now time.Time) {
 			}
 		}
 	}
+}
+
+// metaPausedUntil keeps the end of the server's pause (UnixNano) in the
+// meta bucket, so that a restarted agent waits it out too (issue 23.9);
+// 0 or a time passed: no pause.
+var metaPausedUntil = []byte("paused_until")
+
+// savePause stores the end of the server's pause (zero: none). A failed
+// write is logged: the pause still holds in memory.
+func (q *Queue) savePause(until time.Time) {
+	var v uint64
+	if !until.IsZero() {
+		v = uint64(until.UnixNano())
+	}
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		t, err := openTxb(tx)
+		if err != nil {
+			return err
+		}
+		return putCounter(t.meta, metaPausedUntil, v)
+	})
+	if err != nil {
+		q.log.Warn("outbox: cannot store the server's pause; a restart would not wait it out", "err", err)
+	}
+}
+
+// loadPause restores a pause stored before a restart. A pause end further
+// away than RetryAfterMax (the wall clock went back meanwhile, or the
+// limit was lowered) is cut to RetryAfterMax from now; one that has
+// passed is none.
+func (q *Queue) loadPause(now time.Time) {
+	var v uint64
+	err := q.db.View(func(tx *bolt.Tx) error {
+		t, err := openTxb(tx)
+		if err != nil {
+			return err
+		}
+		v = getCounter(t.meta, metaPausedUntil)
+		return nil
+	})
+	if err != nil || v == 0 {
+		return
+	}
+	until := time.Unix(0, int64(v))
+	if !until.After(now) {
+		return
+	}
+	if limit := now.Add(q.opts.RetryAfterMax); until.After(limit) {
+		q.log.Warn("outbox: the stored server pause ends further away than retry_after_max; cut to it", "paused_until", until, "now", now)
+		until = limit
+	}
+	q.ls.pausedUntil = until
+	q.log.Info("outbox paused by the server before the restart", "until", until)
 }
 
 // jitter is a random part of ReconnectJitter.
@@ -165,6 +219,7 @@ func (q *Queue) handleProbe(r *probeReq, now time.Time) {
 		// (the backoff below may be far shorter).
 		if until := now.Add(min(ra.After, q.opts.RetryAfterMax)); until.After(ls.pausedUntil) {
 			ls.pausedUntil = until
+			q.savePause(until)
 			q.log.Warn("outbox paused by server Retry-After (probe)", "until", until)
 		}
 	}
@@ -245,6 +300,9 @@ func (q *Queue) sendNow() {
 	ls := &q.ls
 	if !ls.pausedUntil.IsZero() {
 		q.log.Info("outbox pause ended by an operator's retry", "paused_until", ls.pausedUntil)
+	}
+	if !ls.pausedUntil.IsZero() {
+		q.savePause(time.Time{})
 	}
 	ls.pausedUntil, ls.holdUntil = time.Time{}, time.Time{}
 	if ls.online && !ls.probeAt.IsZero() {
