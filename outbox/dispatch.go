@@ -21,7 +21,7 @@ func (q *Queue) backoffCap(n int) time.Duration {
 
 func (q *Queue) canDispatch(now time.Time) bool {
 	ls := &q.ls
-	return ls.run != nil && ls.online && ls.barrier == 0 && !now.Before(ls.pausedUntil) && !now.Before(ls.holdUntil) &&
+	return ls.run != nil && ls.online && !ls.starting && ls.barrier == 0 && !now.Before(ls.pausedUntil) && !now.Before(ls.holdUntil) &&
 		ls.sending < q.opts.Concurrency
 }
 
@@ -94,7 +94,7 @@ func (q *Queue) tick() {
 			if now.Before(ls.holdUntil) {
 				consider(ls.holdUntil)
 			}
-			if !now.Before(ls.pausedUntil) && !now.Before(ls.holdUntil) {
+			if !ls.starting && !now.Before(ls.pausedUntil) && !now.Before(ls.holdUntil) {
 				consider(ls.nextDue)
 			}
 		}

@@ -171,6 +171,7 @@ func (q *Queue) startProbe() {
 	}
 	if q.clock.Now().Before(ls.pausedUntil) {
 		q.log.Debug("outbox probe skipped: no probe during the server's pause", "paused_until", ls.pausedUntil)
+		ls.starting = false // the pause's end is what sending waits for
 		return
 	}
 	ls.probing, ls.kickProbe = true, false
@@ -186,7 +187,7 @@ func (q *Queue) handleProbe(r *probeReq, now time.Time) {
 	if r.rs != ls.run {
 		return
 	}
-	ls.probing = false
+	ls.probing, ls.starting = false, false
 	if r.err == nil {
 		ls.kicked, ls.asked = false, false
 		ls.reachable = true

@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,19 +11,16 @@ import (
 	"github.com/tposagent/tposagent/outbox/outboxtest"
 )
 
-// gatedProber holds the first probe until gate closes.
+// gatedProber holds its second probe until gate closes.
 type gatedProber struct {
 	*outboxtest.Sender
 	entered chan struct{}
 	gate    chan struct{}
-	first   chan struct{} // closed by the first probe
+	n       atomic.Int32
 }
 
 func (g *gatedProber) Probe(ctx context.Context) error {
-	select {
-	case <-g.first:
-	default:
-		close(g.first)
+	if g.n.Add(1) == 2 {
 		g.entered <- struct{}{}
 		select {
 		case <-g.gate:
@@ -73,7 +71,7 @@ func TestUnaskedProbesWaitJitter(t *testing.T) {
 	})
 	a := enq(t, e.q, outbox.KindKasa, "kasa:a", 1, true)
 	e.s.ScriptID(a.ID, outbox.Result{Verdict: outbox.Retry, Reason: "dial tcp: connection reset"})
-	g := &gatedProber{Sender: e.s, entered: make(chan struct{}, 1), gate: make(chan struct{}), first: make(chan struct{})}
+	g := &gatedProber{Sender: e.s, entered: make(chan struct{}, 1), gate: make(chan struct{})}
 	ctx := ctxT(t)
 	testrig.Run(t, "run", 10*time.Second, func(ctx context.Context) error { return e.q.Run(ctx, g) })
 	t.Cleanup(func() {
@@ -84,50 +82,44 @@ func TestUnaskedProbesWaitJitter(t *testing.T) {
 		}
 	})
 
-	// 1. The start's probe waits the start's hold.
+	// 1. The start's probe waits the start's hold; sending waits for it.
 	if err := e.clock.BlockUntil(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
 	start := e.clock.Now()
-	select {
-	case <-g.entered:
-		t.Fatal("the probe at start ran before the reconnect jitter")
-	case <-time.After(300 * time.Millisecond):
-	}
+	noProbeFor(t, e, 0, "start")
 	advanceToTimer(t, e, start.Add(10*time.Second), "start")
-	select {
-	case <-g.entered:
-	case <-ctx.Done():
-		t.Fatal("no probe at the end of the start's hold")
-	}
-	// 2. The send fails while that probe runs: a re-probe is due, after
-	// the jitter.
-	waitSend(t, e, 1, "first attempt")
-	testrig.WaitFor(t, "failure noted", 15*time.Second, func() bool { return stats(t, e.q).InFlight == 0 })
-	close(g.gate)
 	if err := e.s.WaitProbes(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
+	// 2. The record's send fails: the probe after the jitter.
+	waitSend(t, e, 1, "first attempt")
+	testrig.WaitFor(t, "failure noted", 15*time.Second, func() bool { return stats(t, e.q).InFlight == 0 })
 	at := e.clock.Now()
-	noProbeFor(t, e, 1, "re-probe")
-	advanceToTimer(t, e, at.Add(10*time.Second), "re-probe")
-	if err := e.s.WaitProbes(ctx, 2); err != nil {
-		t.Fatalf("re-probe after the jitter: %v", err)
+	noProbeFor(t, e, 1, "failed send")
+	advanceToTimer(t, e, at.Add(10*time.Second), "failed send")
+	select {
+	case <-g.entered:
+	case <-ctx.Done():
+		t.Fatal("no probe after the failed send's jitter")
 	}
-	if st := stats(t, e.q); !st.Online {
-		t.Fatalf("offline after successful probes: %+v", st)
-	}
-
-	// 3. A failed send while online and not probing: the probe after the
-	// jitter.
+	// 3. Another send fails while that probe runs: the re-probe after
+	// its success waits the jitter too.
 	b := enq(t, e.q, outbox.KindKasa, "kasa:b", 1, true)
 	e.s.ScriptID(b.ID, outbox.Result{Verdict: outbox.Retry, Reason: "dial tcp: connection reset"})
 	waitSend(t, e, 2, "second record")
 	testrig.WaitFor(t, "failure noted", 15*time.Second, func() bool { return stats(t, e.q).InFlight == 0 })
+	close(g.gate)
+	if err := e.s.WaitProbes(ctx, 2); err != nil {
+		t.Fatal(err)
+	}
 	at = e.clock.Now()
-	noProbeFor(t, e, 2, "failed send")
-	advanceToTimer(t, e, at.Add(10*time.Second), "failed send")
+	noProbeFor(t, e, 2, "re-probe")
+	advanceToTimer(t, e, at.Add(10*time.Second), "re-probe")
 	if err := e.s.WaitProbes(ctx, 3); err != nil {
-		t.Fatalf("probe after the failed send's jitter: %v", err)
+		t.Fatalf("re-probe after the jitter: %v", err)
+	}
+	if st := stats(t, e.q); !st.Online {
+		t.Fatalf("offline after successful probes: %+v", st)
 	}
 }
