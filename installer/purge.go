@@ -1,6 +1,7 @@
 package installer
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/pelletier/go-toml/v2"
 
 	"github.com/tposagent/tposagent/internal/config"
 )
@@ -124,7 +127,9 @@ type PurgeResult struct {
 // the agent); in any other directory nothing is removed (license.json
 // there may be another program's). A log file outside the data dir is
 // never removed without a manifest. The config file named on the command
-// line (it parsed as the agent's config) is removed.
+// line is removed only when it is the platform's default config path or
+// it parses as a tposagent config whose data_dir key names dataDir (issue
+// 23.6: an empty or foreign file given with --config is kept).
 func Purge(configPath, dataDir, logFile string) (*PurgeResult, error) {
 	res := &PurgeResult{}
 	if dataDir != "" && !filepath.IsAbs(dataDir) {
@@ -146,6 +151,8 @@ func Purge(configPath, dataDir, logFile string) (*PurgeResult, error) {
 	if configPath != "" {
 		if m != nil && !samePath(m.Config, configPath) {
 			res.Kept = append(res.Kept, configPath+" (the manifest in the data dir does not name it)")
+		} else if why := configNotOurs(configPath, dataDir); m == nil && why != "" {
+			res.Kept = append(res.Kept, configPath+" (no manifest in the data dir, and "+why+": delete it by hand if it is the agent's)")
 		} else if err := os.Remove(configPath); err == nil {
 			res.Removed = append(res.Removed, configPath)
 		} else if !errors.Is(err, fs.ErrNotExist) {
@@ -186,6 +193,39 @@ func Purge(configPath, dataDir, logFile string) (*PurgeResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// configNotOurs says why the config file at path, without a manifest, is
+// not known to be the agent's ("" when it is): it is the default config
+// path, or it parses as a tposagent config that sets data_dir to dataDir.
+// An empty file parses as a config of defaults, so a data_dir of its own
+// is required: a file that names nothing could be anyone's.
+func configNotOurs(path, dataDir string) string {
+	if samePath(path, config.DefaultPath()) {
+		return ""
+	}
+	data, err := config.ReadFile(path)
+	if errors.Is(err, config.ErrNotFound) {
+		return "" // nothing to remove
+	}
+	if err != nil {
+		return "it cannot be read as a tposagent config"
+	}
+	c, err := config.Parse(data, path)
+	if err != nil {
+		return "it is not a tposagent config"
+	}
+	var raw struct {
+		DataDir *string `toml:"data_dir"`
+	}
+	if err := toml.Unmarshal(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")), &raw); err != nil || raw.DataDir == nil {
+		return "it names no data_dir"
+	}
+	c.Resolve()
+	if dataDir == "" || !samePath(c.DataDir, dataDir) {
+		return fmt.Sprintf("its data_dir %s is not the data dir purged", c.DataDir)
+	}
+	return ""
 }
 
 // purgeDataDir removes the agent's files in the data dir and the dir when

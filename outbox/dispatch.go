@@ -21,7 +21,7 @@ func (q *Queue) backoffCap(n int) time.Duration {
 
 func (q *Queue) canDispatch(now time.Time) bool {
 	ls := &q.ls
-	return ls.run != nil && ls.online && ls.barrier == 0 && !now.Before(ls.pausedUntil) && !now.Before(ls.holdUntil) &&
+	return ls.run != nil && ls.online && !ls.starting && ls.barrier == 0 && !now.Before(ls.pausedUntil) && !now.Before(ls.holdUntil) &&
 		ls.sending < q.opts.Concurrency && !ls.sf.hold && !q.commitHangs()
 }
 
@@ -51,6 +51,10 @@ func (q *Queue) tick() {
 		}
 	}
 	if q.probeDue(now) { // online.go
+		q.startProbe()
+	}
+	if q.onlineProbeDue(now) { // online.go
+		ls.probeAt = time.Time{}
 		q.startProbe()
 	}
 	if q.canDispatch(now) {
@@ -87,10 +91,13 @@ func (q *Queue) tick() {
 			if now.Before(ls.pausedUntil) {
 				consider(ls.pausedUntil)
 			}
+			if !ls.probing {
+				consider(ls.probeAt)
+			}
 			if now.Before(ls.holdUntil) {
 				consider(ls.holdUntil)
 			}
-			if !now.Before(ls.pausedUntil) && !now.Before(ls.holdUntil) {
+			if !ls.starting && !now.Before(ls.pausedUntil) && !now.Before(ls.holdUntil) {
 				consider(ls.nextDue)
 			}
 		}
@@ -128,6 +135,9 @@ func (q *Queue) forgetFarFuture(now time.Time) {
 	}
 	if ls.nextProbe.After(now.Add(q.probeHorizon())) {
 		ls.nextProbe = now
+	}
+	if ls.probeAt.After(now.Add(q.opts.ReconnectJitter)) {
+		ls.probeAt = now
 	}
 }
 

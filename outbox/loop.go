@@ -117,6 +117,14 @@ type loopState struct {
 	nextProbe   time.Time
 	lastProbeOK time.Time
 	holdUntil   time.Time // reconnect jitter
+	// probeAt: an online queue's next probe nobody asked for (the one at
+	// start, after a failed send, a re-probe), a random part of the jitter
+	// away; zero when none is due (online.go).
+	probeAt time.Time
+	// starting: Run has started and its first probe has not answered;
+	// nothing is sent before it does (a server down at start gets no
+	// sends, as when that probe ran at once).
+	starting    bool
 	pausedUntil time.Time // Retry-After; nothing but its end or a person's Retry ends it (online.go)
 	nextDue     time.Time // earliest future due head seen by the last scan
 	drained     bool      // pending went to zero: consider compaction
@@ -169,6 +177,9 @@ func (q *Queue) loop() {
 	batch := make([]request, 0, 64)
 	identity := time.NewTicker(identityCheckEvery)
 	defer identity.Stop()
+	if ls.reopenErr == "" {
+		q.loadPause(q.clock.Now()) // a server's pause from before a restart (online.go)
+	}
 	for {
 		q.tick()
 		var timerC, reopenC <-chan time.Time
@@ -256,6 +267,7 @@ func (q *Queue) loop() {
 			if ls.run != nil {
 				close(ls.run.work)
 				ls.run = nil
+				ls.probeAt, ls.starting = time.Time{}, false
 			}
 			for _, r := range ls.pendingOps {
 				q.failRequest(r)
@@ -310,7 +322,9 @@ func (q *Queue) accept(batch []request) {
 			// after a power cut must not send its backlog at once.
 			ls.nextProbe = time.Time{}
 			ls.holdUntil = now.Add(time.Duration(q.rnd() * float64(q.opts.ReconnectJitter)))
-			q.startProbe() // learn whether we are online
+			// Learn whether we are online, at the end of the same hold:
+			// the start's probe is one nobody asked for either.
+			ls.probeAt, ls.starting = ls.holdUntil, true
 			r.reply <- nil
 		case *runStopReq:
 			if ls.run != nil {

@@ -11,6 +11,10 @@ package outbox
 //     that tills that learn of a reconnect in the same second probe spread
 //     over the jitter. When such a probe succeeds the queue drains at once:
 //     the jitter was spent before the probe, not a second time after it.
+//     The same holds while online: the probe at Run's start (at the end of
+//     the start's hold), the probe after a failed send and the re-probe
+//     after a success that a newer failure made stale all wait a random
+//     part of ReconnectJitter (probeAt); the queue keeps sending meanwhile.
 //     A person's "send now" (Retry on a pending item) probes at once.
 //   - Retry-After is the server's word. A pause lasts until it has passed
 //     (capped at RetryAfterMax) or a person's Retry ends it; no probe runs
@@ -59,6 +63,7 @@ func (q *Queue) noteResult(r *completeReq, now time.Time) {
 			ls.reachable = true
 			if until := now.Add(res.RetryAfter); until.After(ls.pausedUntil) {
 				ls.pausedUntil = until
+				q.savePause(until)
 				q.log.Warn("outbox paused by server Retry-After", "until", until)
 				if !ls.online && ls.nextProbe.Before(until) {
 					// An offline queue probes after the pause, jittered:
@@ -73,15 +78,87 @@ func (q *Queue) noteResult(r *completeReq, now time.Time) {
 			if ls.probing {
 				ls.reprobe = true // this failure is newer than the running probe
 			} else {
-				q.startProbe()
+				q.scheduleProbe(now)
 			}
 		}
 	}
 }
 
+// metaPausedUntil keeps the end of the server's pause (UnixNano) in the
+// meta bucket, so that a restarted agent waits it out too (issue 23.9);
+// 0 or a time passed: no pause.
+var metaPausedUntil = []byte("paused_until")
+
+// savePause stores the end of the server's pause (zero: none). A failed
+// write is logged: the pause still holds in memory.
+func (q *Queue) savePause(until time.Time) {
+	var v uint64
+	if !until.IsZero() {
+		v = uint64(until.UnixNano())
+	}
+	err := q.db.Update(func(tx *bolt.Tx) error {
+		t, err := openTxb(tx)
+		if err != nil {
+			return err
+		}
+		return putCounter(t.meta, metaPausedUntil, v)
+	})
+	if err != nil {
+		q.log.Warn("outbox: cannot store the server's pause; a restart would not wait it out", "err", err)
+	}
+}
+
+// loadPause restores a pause stored before a restart. A pause end further
+// away than RetryAfterMax (the wall clock went back meanwhile, or the
+// limit was lowered) is cut to RetryAfterMax from now; one that has
+// passed is none.
+func (q *Queue) loadPause(now time.Time) {
+	var v uint64
+	err := q.db.View(func(tx *bolt.Tx) error {
+		t, err := openTxb(tx)
+		if err != nil {
+			return err
+		}
+		v = getCounter(t.meta, metaPausedUntil)
+		return nil
+	})
+	if err != nil || v == 0 {
+		return
+	}
+	until := time.Unix(0, int64(v))
+	if !until.After(now) {
+		return
+	}
+	if limit := now.Add(q.opts.RetryAfterMax); until.After(limit) {
+		q.log.Warn("outbox: the stored server pause ends further away than retry_after_max; cut to it", "paused_until", until, "now", now)
+		until = limit
+	}
+	q.ls.pausedUntil = until
+	q.log.Info("outbox paused by the server before the restart", "until", until)
+}
+
 // jitter is a random part of ReconnectJitter.
 func (q *Queue) jitter() time.Duration {
 	return time.Duration(q.rnd() * float64(q.opts.ReconnectJitter))
+}
+
+// scheduleProbe sets an online queue's probe nobody asked for to a random
+// part of ReconnectJitter from now: a server that fails every till's send
+// in the same second must not get every till's probe in that second. An
+// earlier schedule stands (a later failure does not put it off).
+func (q *Queue) scheduleProbe(now time.Time) {
+	ls := &q.ls
+	if ls.run == nil || ls.probing || !ls.probeAt.IsZero() {
+		return
+	}
+	ls.probeAt = now.Add(q.jitter())
+	q.log.Debug("outbox probe scheduled", "in", ls.probeAt.Sub(now))
+}
+
+// onlineProbeDue: an online queue's scheduled probe is due now.
+func (q *Queue) onlineProbeDue(now time.Time) bool {
+	ls := &q.ls
+	return ls.run != nil && ls.online && !ls.probing && !ls.probeAt.IsZero() && !now.Before(ls.probeAt)
 }
 
 // startProbe starts a probe now, unless one runs or the server asked for a
@@ -94,6 +171,7 @@ func (q *Queue) startProbe() {
 	}
 	if q.clock.Now().Before(ls.pausedUntil) {
 		q.log.Debug("outbox probe skipped: no probe during the server's pause", "paused_until", ls.pausedUntil)
+		ls.starting = false // the pause's end is what sending waits for
 		return
 	}
 	ls.probing, ls.kickProbe = true, false
@@ -109,7 +187,7 @@ func (q *Queue) handleProbe(r *probeReq, now time.Time) {
 	if r.rs != ls.run {
 		return
 	}
-	ls.probing = false
+	ls.probing, ls.starting = false, false
 	if r.err == nil {
 		ls.kicked, ls.asked = false, false
 		ls.reachable = true
@@ -129,11 +207,11 @@ func (q *Queue) handleProbe(r *probeReq, now time.Time) {
 		ls.probeFails = 0
 		if ls.reprobe {
 			ls.reprobe = false
-			q.startProbe()
+			q.scheduleProbe(now)
 		}
 		return
 	}
-	ls.reprobe = false
+	ls.reprobe, ls.probeAt = false, time.Time{}
 	ls.reachable = false
 	ls.lastError, ls.lastErrorAt = cleanReason("probe: "+r.err.Error(), "probe failed"), now
 	var ra *RetryAfterError
@@ -142,6 +220,7 @@ func (q *Queue) handleProbe(r *probeReq, now time.Time) {
 		// (the backoff below may be far shorter).
 		if until := now.Add(min(ra.After, q.opts.RetryAfterMax)); until.After(ls.pausedUntil) {
 			ls.pausedUntil = until
+			q.savePause(until)
 			q.log.Warn("outbox paused by server Retry-After (probe)", "until", until)
 		}
 	}
@@ -223,7 +302,13 @@ func (q *Queue) sendNow() {
 	if !ls.pausedUntil.IsZero() {
 		q.log.Info("outbox pause ended by an operator's retry", "paused_until", ls.pausedUntil)
 	}
+	if !ls.pausedUntil.IsZero() {
+		q.savePause(time.Time{})
+	}
 	ls.pausedUntil, ls.holdUntil = time.Time{}, time.Time{}
+	if ls.online && !ls.probeAt.IsZero() {
+		ls.probeAt = q.clock.Now() // the next tick probes
+	}
 	if !ls.online {
 		if ls.probing {
 			ls.asked = true

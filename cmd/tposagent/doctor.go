@@ -302,12 +302,25 @@ func checkServer(ctx context.Context, l i18n.Lang, add func(string, string, stri
 		add("FAIL", name, l.T("bad URL: %v", "hatalı adres: %v"), err)
 		return
 	}
-	resp, err := hc.Do(req)
+	// A redirect is not followed: a captive portal or a proxy's login page
+	// answers with one, and following it would show the portal as the
+	// server answering.
+	nr := *hc
+	nr.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := nr.Do(req)
 	if err != nil {
 		add("FAIL", name, l.T("cannot reach %s: %v (check the network, proxy, firewall and the URL)", "%s erişilemiyor: %v (ağı, vekil sunucuyu, güvenlik duvarını ve adresi kontrol edin)"), req.URL.Host, errors.Unwrap(err))
 		return
 	}
 	resp.Body.Close()
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		loc := resp.Header.Get("Location")
+		if u, err := resp.Location(); err == nil {
+			loc = u.String()
+		}
+		add("FAIL", name, l.T("%s redirects to %s (not the server), HTTP %d: a captive portal or a proxy's login page?", "%s %s adresine yönlendiriyor (sunucu değil), HTTP %d: bir giriş portalı veya vekil sunucu girişi mi?"), req.URL.Host, loc, resp.StatusCode)
+		return
+	}
 	add("ok", name, l.T("%s answers (HTTP %d)", "%s cevap veriyor (HTTP %d)"), req.URL.Host, resp.StatusCode)
 	if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
 		skew := time.Since(d).Round(time.Second)

@@ -42,6 +42,12 @@ func TestCLILanguage(t *testing.T) {
 		l, err := f.client.License(context.Background())
 		return err == nil && l.Source == "server"
 	})
+	// The outbox's probe at start waits a random part of the reconnect
+	// jitter (issue 23.8; 200 ms here): "online" shows after it.
+	testrig.WaitFor(t, "oduyo online", 15*time.Second, func() bool {
+		s, err := f.client.Status(context.Background())
+		return err == nil && s.Online
+	})
 	tr := map[string]string{"LANG": "tr_TR.UTF-8"}
 	en := map[string]string{"LANG": "en_US.UTF-8"}
 	// The same facts in both languages: state, days, serial, counts.

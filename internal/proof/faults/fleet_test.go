@@ -327,8 +327,19 @@ func newFleet(t *testing.T, n int, jitter, outage time.Duration) *fleet {
 			}
 		}()
 	}
-	// Every queue probes once at start (the server is down): wait for
-	// those, then for the queues to settle offline.
+	// Every queue probes once at start (the server is down), at the end of
+	// its start hold, a random part of the jitter (issue 23.8: a probe
+	// nobody asked for waits it, the one at start too): let the clock pass
+	// the jitter, wait for those probes, then for the queues to settle
+	// offline.
+	if jitter > 0 {
+		f.waitAll("start timers", func(a *fleetAgent) bool {
+			a.clk.mu.Lock()
+			defer a.clk.mu.Unlock()
+			return a.clk.cur != nil
+		})
+		f.step(f.start.Add(jitter))
+	}
 	f.waitAll("start probes", func(a *fleetAgent) bool { return a.probes.Load() > 0 })
 	f.settle(f.all())
 	return f

@@ -182,14 +182,13 @@ func (e *matrixEnv) run(downAtStart bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.q.Run(ctx, e.rec) }()
-	// Run has started when the probe it makes at once has begun.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		if _, probes := e.rec.snapshot(); len(probes) > 0 || e.rec.active.Load() > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("outbox Run did not start")
-		}
+	// Run has started when it has armed the timer of its start hold (its
+	// first probe waits that hold too since issue 23.8, so no probe tells
+	// any more).
+	bctx, bcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer bcancel()
+	if err := e.clock.BlockUntil(bctx, 1); err != nil {
+		e.t.Fatalf("outbox Run did not start: %v", err)
 	}
 	// A start is a reconnect: the queue holds its first send back by the
 	// reconnect jitter. Let the injected clock pass it.
@@ -243,10 +242,73 @@ func (e *matrixEnv) settle() {
 		before := e.idleState()
 		e.barrier()
 		e.barrier()
-		if e.rec.active.Load() == 0 && e.idleState() == before {
+		// In flight counts too: a send dispatched between the wait above
+		// and before is still to come (its worker has not called Send).
+		if after := e.idleState(); e.rec.active.Load() == 0 && after == before && after.inFlight == 0 && e.applied() {
 			return
 		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("queue did not apply its last results within 30 s")
+		}
+		time.Sleep(200 * time.Microsecond)
 	}
+}
+
+// applied: every failed send's result is in the file (the item's stored
+// attempts count it), no due record waits for its dispatch, and the
+// timer is the earliest record's. Since issue 23.8 an online queue arms a timer for
+// the jittered probe after a failure before it has stored the failure's
+// backoff; without this check the clock could jump to that probe first
+// and the backoff would be counted from there.
+func (e *matrixEnv) applied() bool {
+	sends, _ := e.rec.snapshot()
+	last := map[uint64]sendEvent{}
+	for _, s := range sends {
+		last[s.item.ID] = s
+	}
+	for id, s := range last {
+		if s.result.Verdict != outbox.Retry {
+			continue
+		}
+		it, state, err := e.q.Get(id)
+		if err != nil {
+			continue // dropped or gone: nothing to wait for
+		}
+		if state == outbox.Pending && it.Attempts <= s.item.Attempts {
+			return false
+		}
+	}
+	// An online queue's timer is for its earliest due record, not a later
+	// probe: the loop has re-armed it after the last commit.
+	st := e.stats()
+	now := e.clock.Now()
+	if st.Offline || now.Before(st.PausedUntil) {
+		return true
+	}
+	items, err := e.q.List(outbox.Pending, 1000)
+	if err != nil {
+		return false
+	}
+	heads := map[string]uint64{}
+	for _, it := range items {
+		if h, ok := heads[it.Key]; !ok || it.ID < h {
+			heads[it.Key] = it.ID
+		}
+	}
+	var due time.Time
+	for _, it := range items {
+		if heads[it.Key] != it.ID {
+			continue
+		}
+		if !it.InFlight && !it.NextAttempt.After(now) && now.Sub(e.start) > startHold {
+			return false // due and not yet sent: the loop has a dispatch to make
+		}
+		if !it.InFlight && it.NextAttempt.After(now) && (due.IsZero() || it.NextAttempt.Before(due)) {
+			due = it.NextAttempt
+		}
+	}
+	next, ok := e.clock.Next()
+	return due.IsZero() || (ok && !next.After(due))
 }
 
 // idleState is what must stay still while the queue is idle.
