@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tposagent/tposagent/internal/testrig"
+	"github.com/tposagent/tposagent/internal/testrig/loopfs"
 	"github.com/tposagent/tposagent/internal/testrig/lossyfs"
 )
 
@@ -163,74 +163,6 @@ func TestEmptiedOutboxWhileStopped(t *testing.T) {
 	f.stop()
 }
 
-// loopFS makes a 64 MiB ext4 filesystem on a loop device, mounted, or
-// skips saying why it cannot. freeze and thaw run fsfreeze on it.
-func loopFS(t *testing.T) (dir string, freeze, thaw func()) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("a frozen disk needs root (loop device, mount, fsfreeze); skipped")
-	}
-	for _, bin := range []string{"losetup", "mkfs.ext4", "fsfreeze", "mount", "umount"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("a frozen disk needs %s, not in PATH; skipped", bin)
-		}
-	}
-	run := func(name string, args ...string) (string, error) {
-		out, err := exec.Command(name, args...).CombinedOutput()
-		return strings.TrimSpace(string(out)), err
-	}
-	base := t.TempDir()
-	img := filepath.Join(base, "disk.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(img, 64<<20); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := run("mkfs.ext4", "-q", "-F", img); err != nil {
-		t.Skipf("mkfs.ext4 failed (%v: %s); skipped", err, out)
-	}
-	dev, err := run("losetup", "--find", "--show", img)
-	if err != nil {
-		t.Skipf("no loop device available here (losetup: %v: %s); skipped", err, dev)
-	}
-	dir = filepath.Join(base, "mnt")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := run("mount", dev, dir); err != nil {
-		_, _ = run("losetup", "-d", dev)
-		t.Skipf("cannot mount the loop device %s (%v: %s); skipped", dev, err, out)
-	}
-	frozen := false
-	thaw = func() {
-		if frozen {
-			if out, err := run("fsfreeze", "-u", dir); err != nil {
-				t.Errorf("fsfreeze -u: %v: %s", err, out)
-			}
-			frozen = false
-		}
-	}
-	freeze = func() {
-		if out, err := run("fsfreeze", "-f", dir); err != nil {
-			t.Fatalf("fsfreeze -f: %v: %s", err, out)
-		}
-		frozen = true
-	}
-	// Registered before the fixture: runs after the agent is gone.
-	t.Cleanup(func() {
-		thaw()
-		if out, err := run("umount", dir); err != nil {
-			t.Errorf("umount: %v: %s", err, out)
-			_, _ = run("umount", "-l", dir)
-		}
-		if out, err := run("losetup", "-d", dev); err != nil {
-			t.Errorf("losetup -d: %v: %s", err, out)
-		}
-	})
-	return dir, freeze, thaw
-}
-
 // TestFrozenDisk: the data disk is frozen (fsfreeze on a loop-mounted
 // ext4) under the running agent. A POST is answered 503 within the local
 // API's 30 s bound (the record is not acknowledged), SIGTERM stops the
@@ -238,7 +170,7 @@ func loopFS(t *testing.T) (dir string, freeze, thaw func()) {
 // acknowledged record is delivered. (The code this replaced held POSTs
 // and the stop for as long as the freeze.)
 func TestFrozenDisk(t *testing.T) {
-	dir, freeze, thaw := loopFS(t)
+	dir, freeze, thaw := loopfs.Mount(t)
 	f := newFixture(t, filepath.Join(dir, "data"), nil)
 	f.mustStart()
 	ctx := context.Background()
