@@ -25,17 +25,17 @@ import (
 const CreatedMarker = ".tposagent-created"
 
 // agentFileNames are the files the agent makes in its data dir: the outbox
-// (with its compaction file, its lock file on Windows and quarantined
-// copies), the licence and
+// (with its compaction file, its lock file on Windows, the record of what
+// it committed and quarantined copies), the licence and
 // device caches, the identity the POS reported, the last device read's
-// trace, the local API address, the log and its rotations, and the
+// trace, the local API address and its wait note, the log and its rotations, and the
 // temporary files of their atomic writes. cmd/tposagent's tests check that
 // every data-dir file name the agent declares matches.
 var agentFileNames = regexp.MustCompile(`^(` +
-	`outbox\.db|outbox\.db\.compact|outbox\.db\.lock|outbox\.db\.corrupt-[^/\\]+|` +
-	`license\.json|device\.json|pos-device\.json|device-last\.trace|api\.addr|` +
+	`outbox\.db|outbox\.db\.compact|outbox\.db\.lock|outbox\.db\.state|outbox\.db\.corrupt-[^/\\]+|` +
+	`license\.json|device\.json|pos-device\.json|device-last\.trace|api\.addr|api\.wait|` +
 	`tposagent\.log|tposagent\.log\.[0-9]+|` +
-	`\.(license\.json|device\.json|pos-device\.json|device-last\.trace|api\.addr|config\.toml)\.tmp-[^/\\]+|` +
+	`\.(license\.json|device\.json|pos-device\.json|device-last\.trace|api\.addr|api\.wait|outbox\.db\.state|config\.toml)\.tmp-[^/\\]+|` +
 	regexp.QuoteMeta(CreatedMarker) + `|` + regexp.QuoteMeta(ManifestName) + `|\.` + regexp.QuoteMeta(ManifestName) + `\.tmp-[^/\\]+` + `)$`)
 
 // AgentFile reports whether name (a base name) is a file the agent makes in

@@ -92,7 +92,7 @@ func purgeKnowsEveryFile(t *testing.T, dir string) {
 // temporaries.
 func TestPurgeKnowsTheAgentsFiles(t *testing.T) {
 	var names []string
-	for _, name := range []string{agent.DeviceTraceFile, agent.POSDeviceFile, agent.APIAddrFile, device.CacheFile, "license.json"} {
+	for _, name := range []string{agent.DeviceTraceFile, agent.POSDeviceFile, agent.APIAddrFile, agent.APIWaitFile, device.CacheFile, "license.json", "outbox.db.state"} {
 		names = append(names, name, "."+name+".tmp-12345") // written by internal/atomicfile
 	}
 	for _, n := range append(names, "outbox.db", "outbox.db.lock", "tposagent.log") {
