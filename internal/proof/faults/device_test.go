@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -119,6 +120,12 @@ func TestDeviceFaultMatrix(t *testing.T) {
 				id, err := r.Read(ctx, r.Cached().FiscalSerial) // as the agent does
 				took := time.Since(start)
 				limit := gapLimit + readLimit // the good read just closed the port
+				if runtime.GOOS == "windows" {
+					// Under wine the parallel subtests' timers fire late on a
+					// loaded machine (12.06 s against 10.1 s once, for a
+					// read that waits out a 5 s reopen gap twice).
+					limit += limit / 4
+				}
 				if took > limit {
 					t.Errorf("read took %v, limit %v", took, limit)
 				}
