@@ -37,7 +37,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestAgentWaitsForATakenPort (issue 23.4): an agent started while another
+// TestAgentWaitsForATakenPort: an agent started while another
 // program holds its API port keeps running — logged, in its status
 // warnings and in APIWaitFile for the CLI — and serves once the port is
 // free; then the status says the port was taken, for a while. On the code

@@ -80,7 +80,7 @@ func (r *deliveryRig) settled(t *testing.T) func() bool {
 	return func() bool { st := r.stats(t); return st.Pending == 0 && st.InFlight == 0 }
 }
 
-// Issue 20.4: a kasa update without an id that Ödüyo refuses is looked up
+// A kasa update without an id that Ödüyo refuses is looked up
 // by its integration_id (erp_kasa_fisi/list) and sent once more with the
 // id found; the card remembers it, so its next update goes with the id at
 // once; a card Ödüyo does not know is a dead letter saying so. Before, the
@@ -141,7 +141,7 @@ func TestKasaLookupUndecidedWaits(t *testing.T) {
 	}
 }
 
-// Issue 20.7: a special code that must be looked up before it is sent
+// A special code that must be looked up before it is sent
 // again, against a list call that ignores its filter over 1,200 codes:
 // the lookup cannot decide. The record backs off like a send (attempts
 // grow, each wait within the capped exponential backoff), status counts

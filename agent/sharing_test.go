@@ -125,7 +125,7 @@ func TestOldPOSReportPortAsked(t *testing.T) {
 	}
 }
 
-// TestDeviceReportsCoalesced (issue 23 point 5): 20 s of PUT /v1/device,
+// TestDeviceReportsCoalesced: 20 s of PUT /v1/device,
 // a new fiscal serial in each, make at most one registration a minute
 // (RegisterGap), the latest identity wins, and every PUT answers at once.
 // The code before registered on every change (1,021 registrations in

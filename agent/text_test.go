@@ -11,7 +11,7 @@ import (
 	"github.com/tposagent/tposagent/internal/testrig"
 )
 
-// TestStatusShowsServerTextSafely: issue 23 (10). A licence server that
+// TestStatusShowsServerTextSafely: A licence server that
 // echoes the password (and any other configured secret) in its error text
 // and adds escape sequences got both into /v1/status and /v1/license — and
 // so into `tposagent status` — on the old code (only the log, the status

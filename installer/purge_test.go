@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// TestPurgeWithoutManifestKeepsForeignConfig (issue 23.6): without a
+// TestPurgeWithoutManifestKeepsForeignConfig: without a
 // manifest, the file given with --config is removed only when it is the
 // agent's. A reviewer's empty file (an empty file parses as a config of
 // defaults), a TOML file of another program and a config of the agent

@@ -16,7 +16,7 @@ import (
 	"github.com/tposagent/tposagent/outbox"
 )
 
-// Issue 21.1 (card links and delivered marks): the card table is bounded
+// Card links and delivered marks: the card table is bounded
 // and never fills the outbox. Cards with long ERP ids go through a 4 MiB
 // outbox, a hundred at a time: on the code before, their links were never
 // deleted and the outbox was full ("pending: 0", every enqueue ErrFull)

@@ -65,7 +65,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// Issue 20.2: two cards (ids 802 and 805) posted with one integration_id
+// Two cards (ids 802 and 805) posted with one integration_id
 // stay two cards: own keys, nothing coalesced across them, the link moves
 // to the newest pair, and the conflict is logged once and shown. On the
 // code before, 805's update was queued under 802's key and coalesced
@@ -113,7 +113,7 @@ func TestTwoCardsOneIntegrationIDStayApart(t *testing.T) {
 	}
 }
 
-// Issue 20.6: a coalescing update takes the place of the one it
+// A coalescing update takes the place of the one it
 // replaces. Before, each newer update went to the back of the due heads,
 // so a card that keeps changing behind a backlog was never sent.
 func TestCoalescingTakesTheReplacedTurn(t *testing.T) {
@@ -203,7 +203,7 @@ func (g *gateSender) Send(ctx context.Context, it outbox.Item) outbox.Result {
 
 func (g *gateSender) Probe(context.Context) error { return nil }
 
-// Issue 20.3: retrying a dead update of a card is refused (409 in the
+// Retrying a dead update of a card is refused (409 in the
 // API) when a newer update of the card is pending or being sent, not
 // only when one was delivered; force sends it anyway. Before, the retry
 // was taken and Ödüyo could end on the older state.
@@ -279,7 +279,7 @@ func TestPairReplacesUnlinkedUpdateInTheSameCommit(t *testing.T) {
 	}
 }
 
-// Issue 20.6 as reported: a card whose first update was queued before a
+// A card that keeps changing: a card whose first update was queued before a
 // backlog of special codes and that keeps changing (every millisecond
 // here) is sent when that first update's turn comes, in its newest state
 // at that moment: each newer update takes the place of the one it

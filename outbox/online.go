@@ -85,7 +85,7 @@ func (q *Queue) noteResult(r *completeReq, now time.Time) {
 }
 
 // metaPausedUntil keeps the end of the server's pause (UnixNano) in the
-// meta bucket, so that a restarted agent waits it out too (issue 23.9);
+// meta bucket, so that a restarted agent waits it out too;
 // 0 or a time passed: no pause.
 var metaPausedUntil = []byte("paused_until")
 

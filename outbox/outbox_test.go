@@ -770,7 +770,7 @@ func holdAtStart(t *testing.T, e *env, hold time.Duration) {
 }
 
 // probeAfterJitter: the probe after a failed send while online is one
-// nobody asked for, so it waits the jitter (issue 23.8): its timer is
+// nobody asked for, so it waits the jitter: its timer is
 // armed for jitter from now, then the clock gets there.
 func probeAfterJitter(t *testing.T, e *env, jitter time.Duration) {
 	t.Helper()

@@ -10,7 +10,7 @@ import (
 	"github.com/tposagent/tposagent/outbox/outboxtest"
 )
 
-// TestPauseSurvivesRestart (issue 23.9): a server's Retry-After pause is
+// TestPauseSurvivesRestart: a server's Retry-After pause is
 // kept in the file; a restarted agent waits it out before it sends any
 // record, and its status shows the pause. The old code kept the pause in
 // memory only: after the restart the other record went at once.

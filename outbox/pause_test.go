@@ -176,7 +176,7 @@ func TestProbeRetryAfterPauses(t *testing.T) {
 	e.s.SetDefault(outbox.Result{Verdict: outbox.Retry, Reason: "dial tcp: connection refused"})
 	e.s.ScriptProbe(&outbox.RetryAfterError{Err: errors.New("probe: HTTP 503"), After: time.Hour})
 	e.run(t)
-	// Sending waits for the start's probe (issue 23.8), which pauses the
+	// Sending waits for the start's probe, which pauses the
 	// queue: no record goes.
 	testrig.WaitFor(t, "paused by the probe", 15*time.Second, func() bool { return !stats(t, e.q).PausedUntil.IsZero() })
 	if n := len(e.s.Calls()); n != 0 {

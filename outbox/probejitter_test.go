@@ -57,7 +57,7 @@ func advanceToTimer(t *testing.T, e *env, at time.Time, what string) {
 	e.clock.Set(at)
 }
 
-// TestUnaskedProbesWaitJitter (issue 23.8): every probe nobody asked for
+// TestUnaskedProbesWaitJitter: every probe nobody asked for
 // waits a random part of ReconnectJitter, online too: the probe at Run's
 // start, the re-probe after a success that a newer failure made stale,
 // and the probe after a failed send. The old code started all three at

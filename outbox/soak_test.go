@@ -29,7 +29,7 @@ import (
 // (8 MiB) and four times its content is compacted: MaxSize/4.
 const soakFileBound = 16 << 20
 
-// The soak of issue 21: 100,000 distinct kasa cards (each with its id and
+// The soak: 100,000 distinct kasa cards (each with its id and
 // a long ERP integration_id, as the agent enqueues them) through a 64 MiB
 // outbox with the default configuration otherwise, delivered as they
 // come; then 24 hours of the queue's clock. The outbox never refuses a

@@ -96,7 +96,7 @@ func call(t *testing.T, addr, host, origin string, c hostCall) (int, localapi.Er
 	return resp.StatusCode, eb, resp.Header
 }
 
-// TestHostAllowList (issue 23.1): with a loopback listen only 127.0.0.1,
+// TestHostAllowList: with a loopback listen only 127.0.0.1,
 // [::1] and localhost, with or without the port, are served; any other
 // Host is answered 421 with a JSON error on every endpoint, public ones
 // included, before any work (nothing stored, no status computed). On the
@@ -161,7 +161,7 @@ func TestHostAllowListWidened(t *testing.T) {
 	}
 }
 
-// TestForeignOrigin (issue 23.1): a call that changes state with an
+// TestForeignOrigin: a call that changes state with an
 // Origin that is not this server's is refused (403, JSON) and stores
 // nothing; this server's own origins and no Origin at all are served; a
 // call that only reads is not refused for its Origin. On the code before
@@ -195,7 +195,7 @@ func TestForeignOrigin(t *testing.T) {
 	}
 }
 
-// TestHello (issue 23.4): GET /v1/hello?nonce=N needs no token and answers
+// TestHello: GET /v1/hello?nonce=N needs no token and answers
 // hex(HMAC-SHA256(token, N)), computed here independently; a nonce out of
 // bounds is 400.
 func TestHello(t *testing.T) {

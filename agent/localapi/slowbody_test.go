@@ -46,7 +46,7 @@ func answerThenEOF(t *testing.T, c net.Conn, wait time.Duration) (*http.Response
 	return resp, eb, time.Since(t0), err != nil && !isTimeout(err)
 }
 
-// TestNoDrainAfterRefusal (issue 23.3): after a 401, 413, 421 or 403 the
+// TestNoDrainAfterRefusal: after a 401, 413, 421 or 403 the
 // server closes the connection at once, without reading the body that the
 // client announced and has not sent; the connection stops counting
 // against MaxConns. On the code before, the server waited to drain up to
@@ -105,7 +105,7 @@ func TestNoDrainAfterRefusal(t *testing.T) {
 	waitStats(t, s, func(st localapi.ServerStats) bool { return st.Open == 0 })
 }
 
-// TestSlowBodyIsClosed (issue 23.3): a body that does not arrive at the
+// TestSlowBodyIsClosed: a body that does not arrive at the
 // minimum rate (here 16 KiB within 300 ms, then 32 KiB/s) is answered 408
 // and its connection closed within the window; a body that keeps the rate
 // is served. On the code before, a body could take RequestTimeout (30 s).
@@ -165,7 +165,7 @@ func TestSlowBodyIsClosed(t *testing.T) {
 	}
 }
 
-// TestStalledBodyMakesRoom (issue 23.3): every slot holds a connection
+// TestStalledBodyMakesRoom: every slot holds a connection
 // stuck in its body; a POS request on a new connection takes the place
 // of the one stalled longest and is served. On the code before, a
 // connection inside a request was never closed to make room: the POS got

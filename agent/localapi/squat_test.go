@@ -94,7 +94,7 @@ func jsonAnswer(code int, body string) string {
 	return fmt.Sprintf("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", code, http.StatusText(code), len(body), body)
 }
 
-// TestClientProvesServerBeforeToken (issue 23.4): a program holding the
+// TestClientProvesServerBeforeToken: a program holding the
 // port — whatever it answers — receives no Authorization header and no
 // token from the client, checked on the bytes it got; the error says
 // another program holds the port. On the code before the challenge the

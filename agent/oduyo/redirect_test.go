@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-// TestRedirectToAnotherServerReceivesNothing: issue 23 (2), kept for
+// TestRedirectToAnotherServerReceivesNothing: kept for
 // Ödüyo (which already refused redirects): a 307/308 (which would resend
 // the body) or 301/302 from the login or from a record's POST, to another
 // server on another port, is an error naming the Location; the other

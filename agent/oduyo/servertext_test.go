@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// TestServerTextIsData: issue 23 (10) for Ödüyo's words, which become a
+// TestServerTextIsData: the same check for Ödüyo's words, which become a
 // record's last error or dead reason (outbox list/dead, bugreport):
 // escape sequences, C1 controls and bidi overrides are removed whole (the
 // old code turned ESC into a space and kept "[2J", the C1 CSI and the

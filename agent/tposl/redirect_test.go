@@ -28,7 +28,7 @@ func counting(t *testing.T) (*httptest.Server, *atomic.Int32) {
 	return ts, &hits
 }
 
-// TestRegisterFollowsNoRedirect: issue 23 (2). A licence server that
+// TestRegisterFollowsNoRedirect: A licence server that
 // answers 307 or 308 with a Location on another host (here: another port,
 // another origin) got the whole registration, WebErisimSifre included, on
 // the old code. Now no redirect of the POST is followed — to another

@@ -24,7 +24,7 @@ func cp1254(t *testing.T, s string) string {
 	return b
 }
 
-// TestLicenceTextInWindows1254: issue 23 (10). A licence server answering
+// TestLicenceTextInWindows1254: A licence server answering
 // in the Turkish ANSI code page showed U+FFFD for every ş ğ ı İ on the old
 // code; now such a body is decoded as Windows-1254 (or as the charset it
 // names), and UTF-8 stays UTF-8.
@@ -70,7 +70,7 @@ func TestLicenceTextInWindows1254(t *testing.T) {
 	}
 }
 
-// TestServerTextIsData: issue 23 (10). Escape sequences in the server's
+// TestServerTextIsData: Escape sequences in the server's
 // text (a cleared screen, a window title, a hyperlink) reached status and
 // the terminal raw on the old code; the licence keeps the words, not the
 // controls.

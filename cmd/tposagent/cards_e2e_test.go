@@ -29,7 +29,7 @@ func (f *fixture) retryHTTP(id uint64, query string) (int, string) {
 	return resp.StatusCode, b.String()
 }
 
-// Issue 20.3 through the real binary: retrying a dead update of card 821
+// Stale retries through the real binary: retrying a dead update of card 821
 // while a newer update of the card is pending answers 409 naming it;
 // force=true takes it, and Ödüyo ends on the newer state. Before, the
 // retry answered 200 and, with the newer one in flight, Ödüyo could end
@@ -72,7 +72,7 @@ func TestStaleKasaRetryConflictE2E(t *testing.T) {
 	f.stop()
 }
 
-// Issues 20.4 and 20.7 through the real binary. A kasa update without an
+// Kasa lookups and undecided lookups through the real binary. A kasa update without an
 // id that Ödüyo refuses is looked up by integration_id and delivered with
 // the card's id. A special code that must be looked up before it is sent
 // again, against a list call that ignores its filter over 1,200 codes,

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// TestRunRefusesAFIFOConfig: issue 23 (10). `run --config <FIFO>` blocked
+// TestRunRefusesAFIFOConfig: `run --config <FIFO>` blocked
 // in the open on the old code (and, with the signal handler installed,
 // ignored SIGTERM); now it is a clear error at once.
 func TestRunRefusesAFIFOConfig(t *testing.T) {

@@ -43,7 +43,7 @@ func TestCLILanguage(t *testing.T) {
 		return err == nil && l.Source == "server"
 	})
 	// The outbox's probe at start waits a random part of the reconnect
-	// jitter (issue 23.8; 200 ms here): "online" shows after it.
+	// jitter (200 ms here): "online" shows after it.
 	testrig.WaitFor(t, "oduyo online", 15*time.Second, func() bool {
 		s, err := f.client.Status(context.Background())
 		return err == nil && s.Online

@@ -40,7 +40,7 @@ func noControls(t *testing.T, what, out string, secrets ...string) {
 	}
 }
 
-// TestCLIPrintsServerTextSafely: issue 23 (10). `tposagent status` and
+// TestCLIPrintsServerTextSafely: `tposagent status` and
 // `tposagent license` (text and --json) printed a server's escape
 // sequences raw and the password it echoed, as an agent that passes them
 // on serves them (an earlier version does); now they print neither.
@@ -91,7 +91,7 @@ func TestDoctorPrintsServerTextSafely(t *testing.T) {
 	}
 }
 
-// TestCLIListsServerTextSafely: issue 23 (10) for the other paths that
+// TestCLIListsServerTextSafely: the same check for the other paths that
 // print a server's words: `outbox list`/`outbox dead` (text and --json)
 // show a record's last error and dead reason, which quote Ödüyo (its own
 // secrets are redacted by the client, another server's or the API token

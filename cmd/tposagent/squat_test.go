@@ -18,7 +18,7 @@ import (
 	"github.com/tposagent/tposagent/internal/config"
 )
 
-// TestCLIRefusesASquatter (issue 23.4): a program holding the API port
+// TestCLIRefusesASquatter: a program holding the API port
 // that answers every request 200 receives no Authorization header and no
 // token from any client command (checked on the bytes it got); each
 // command fails saying another program holds the port, with what the

@@ -47,7 +47,7 @@ func wantKeyError(t *testing.T, err error, key, text string) {
 	}
 }
 
-// TestFloorsAreErrors: the values issue 23 (7) and issue 21 (5) found
+// TestFloorsAreErrors: the sub-floor values once accepted
 // accepted with a warning are config errors naming the key. On the old
 // code tposl.interval = "1s" and max_size = 256 loaded.
 func TestFloorsAreErrors(t *testing.T) {
@@ -184,7 +184,7 @@ func TestBoundRowsNameKeys(t *testing.T) {
 		t.Errorf("tposl.interval floor %v, DESIGN says 1m", time.Duration(b.Min))
 	}
 	if b, _ := BoundOf("outbox.max_size"); b.Min != 1<<20 {
-		t.Errorf("outbox.max_size floor %d, issue 21 says 1MiB", b.Min)
+		t.Errorf("outbox.max_size floor %d, want 1MiB", b.Min)
 	}
 }
 

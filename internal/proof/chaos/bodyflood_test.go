@@ -15,7 +15,7 @@ import (
 	"github.com/shirou/gopsutil/v4/process"
 )
 
-// TestBodyFlood (issue 23.3): hostile local connections send the complete
+// TestBodyFlood: hostile local connections send the complete
 // headers of a POST /v1/kasa announcing a body, then one byte of it every
 // 2 s, and open a new connection whenever the agent closes theirs, while
 // a POS posts records on a new connection every 20 ms. Three shapes, each

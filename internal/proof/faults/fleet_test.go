@@ -328,7 +328,7 @@ func newFleet(t *testing.T, n int, jitter, outage time.Duration) *fleet {
 		}()
 	}
 	// Every queue probes once at start (the server is down), at the end of
-	// its start hold, a random part of the jitter (issue 23.8: a probe
+	// its start hold, a random part of the jitter (a probe
 	// nobody asked for waits it, the one at start too): let the clock pass
 	// the jitter, wait for those probes, then for the queues to settle
 	// offline.

@@ -183,7 +183,7 @@ func (e *matrixEnv) run(downAtStart bool) {
 	done := make(chan error, 1)
 	go func() { done <- e.q.Run(ctx, e.rec) }()
 	// Run has started when it has armed the timer of its start hold (its
-	// first probe waits that hold too since issue 23.8, so no probe tells
+	// first probe waits that hold too since every probe nobody asked for waits the jitter, so no probe tells
 	// any more).
 	bctx, bcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer bcancel()
@@ -256,7 +256,7 @@ func (e *matrixEnv) settle() {
 
 // applied: every failed send's result is in the file (the item's stored
 // attempts count it), no due record waits for its dispatch, and the
-// timer is the earliest record's. Since issue 23.8 an online queue arms a timer for
+// timer is the earliest record's. An online queue arms a timer for
 // the jittered probe after a failure before it has stored the failure's
 // backoff; without this check the clock could jump to that probe first
 // and the backoff would be counted from there.
