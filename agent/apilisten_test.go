@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,23 +17,6 @@ import (
 	"github.com/tposagent/tposagent/internal/i18n"
 	"github.com/tposagent/tposagent/internal/testrig"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestAgentWaitsForATakenPort: an agent started while another
 // program holds its API port keeps running — logged, in its status
@@ -54,7 +35,7 @@ func TestAgentWaitsForATakenPort(t *testing.T) {
 	defer squatter.Close()
 	cfg := testConfig(t, tp, od)
 	cfg.API.Listen = squatter.Addr().String()
-	var logs syncBuffer
+	var logs testrig.SyncBuffer
 	a, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), ListenRetryMax: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("New with the port taken: %v", err)

@@ -1,7 +1,6 @@
 package outbox_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -47,31 +46,13 @@ func mustEnq(t *testing.T, q *outbox.Queue, e outbox.Entry) outbox.Item {
 	return it
 }
 
-// syncBuffer is a log sink tests read while the queue writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Two cards (ids 802 and 805) posted with one integration_id
 // stay two cards: own keys, nothing coalesced across them, the link moves
 // to the newest pair, and the conflict is logged once and shown. On the
 // code before, 805's update was queued under 802's key and coalesced
 // away, and so was every later update of 805.
 func TestTwoCardsOneIntegrationIDStayApart(t *testing.T) {
-	var logs syncBuffer
+	var logs testrig.SyncBuffer
 	e := newEnv(t, func(o *outbox.Options) { o.Logger = slog.New(slog.NewTextHandler(&logs, nil)) })
 	a := mustEnq(t, e.q, kasaEntry("802", "K", 1))
 	b := mustEnq(t, e.q, kasaEntry("805", "K", 2))

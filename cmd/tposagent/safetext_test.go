@@ -51,26 +51,7 @@ func TestCLIPrintsServerTextSafely(t *testing.T) {
 	st := localapi.Status{License: lic, LastRegistrationError: evil, Warnings: []string{evil},
 		Device: localapi.Device{FiscalSerial: "JI20012345", Source: "pos", Error: evil, Conflicting: map[string]string{"pos": evil}},
 		Outbox: localapi.Outbox{LastError: evil}}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		switch r.URL.Path {
-		case "/v1/hello": // the CLI proves the agent before it sends the token
-			_ = json.NewEncoder(w).Encode(localapi.Hello{HMAC: localapi.HelloMAC(token, r.URL.Query().Get("nonce"))})
-		case "/v1/status":
-			_ = json.NewEncoder(w).Encode(st)
-		case "/v1/license":
-			_ = json.NewEncoder(w).Encode(lic)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	defer srv.Close()
-	cfg := filepath.Join(t.TempDir(), "config.toml")
-	body := fmt.Sprintf("[tposl]\npassword = %q\n[oduyo]\npassword = %q\napi_key = %q\n[api]\nlisten = %q\ntoken = %q\n",
-		tpPass, odPass, apiKey, strings.TrimPrefix(srv.URL, "http://"), token)
-	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := fakeAgentWith(t, tpPass, odPass, apiKey, token, map[string]any{"/v1/status": st, "/v1/license": lic})
 	for _, args := range [][]string{{"status"}, {"status", "--json"}, {"license"}, {"license", "--json"}, {"status", "--lang", "tr"}} {
 		_, out, errOut := runCLI(t, append(args, "--config", cfg)...)
 		noControls(t, strings.Join(args, " "), out+errOut, tpPass, odPass, apiKey, token)
@@ -104,26 +85,7 @@ func TestCLIListsServerTextSafely(t *testing.T) {
 	it := localapi.ItemView{ID: 1, Kind: localapi.KindKasa, Key: "k1", Created: time.Now(), LastError: evil, DeadReason: evil,
 		Payload: json.RawMessage(`{"id":1}`)}
 	dev := localapi.Device{FiscalSerial: "JI20012345", Source: "pos", Error: evil, Conflict: true, Conflicting: map[string]string{"device": evil}}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		switch r.URL.Path {
-		case "/v1/hello":
-			_ = json.NewEncoder(w).Encode(localapi.Hello{HMAC: localapi.HelloMAC(token, r.URL.Query().Get("nonce"))})
-		case "/v1/outbox":
-			_ = json.NewEncoder(w).Encode(map[string]any{"items": []localapi.ItemView{it}})
-		case "/v1/device":
-			_ = json.NewEncoder(w).Encode(dev)
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	defer srv.Close()
-	cfg := filepath.Join(t.TempDir(), "config.toml")
-	body := fmt.Sprintf("[tposl]\npassword = %q\n[oduyo]\npassword = %q\napi_key = %q\n[api]\nlisten = %q\ntoken = %q\n",
-		tpPass, odPass, apiKey, strings.TrimPrefix(srv.URL, "http://"), token)
-	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := fakeAgentWith(t, tpPass, odPass, apiKey, token, map[string]any{"/v1/outbox": map[string]any{"items": []localapi.ItemView{it}}, "/v1/device": dev})
 	for _, args := range [][]string{{"outbox", "list"}, {"outbox", "dead"}, {"outbox", "dead", "--json"}, {"device", "set", "--fiscal-serial", "JI20012345"}} {
 		_, out, errOut := runCLI(t, append(args, "--config", cfg)...)
 		noControls(t, strings.Join(args, " "), out+errOut, tpPass, odPass, apiKey, token)
@@ -145,4 +107,32 @@ func TestBugreportRedactsJSONForms(t *testing.T) {
 	if got := string(b.redact([]byte("ab cd"))); got != "[redacted] cd" {
 		t.Errorf("a short secret is no longer redacted: %q", got)
 	}
+}
+
+// fakeAgentWith serves a local API that proves itself with token and
+// answers each path of answers with its JSON (404 otherwise), and writes a
+// config that names it and the given secrets; it returns the config path.
+func fakeAgentWith(t *testing.T, tpPass, odPass, apiKey, token string, answers map[string]any) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/v1/hello" { // the CLI proves the agent before it sends the token
+			_ = json.NewEncoder(w).Encode(localapi.Hello{HMAC: localapi.HelloMAC(token, r.URL.Query().Get("nonce"))})
+			return
+		}
+		v, ok := answers[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(v)
+	}))
+	t.Cleanup(srv.Close)
+	cfg := filepath.Join(t.TempDir(), "config.toml")
+	body := fmt.Sprintf("[tposl]\npassword = %q\n[oduyo]\npassword = %q\napi_key = %q\n[api]\nlisten = %q\ntoken = %q\n",
+		tpPass, odPass, apiKey, strings.TrimPrefix(srv.URL, "http://"), token)
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
