@@ -23,29 +23,6 @@ import (
 	"github.com/tposagent/tposagent/outbox"
 )
 
-// mountLossy mounts a lossy FUSE filesystem for the test, served by a
-// child process (lossyfs.Remote says why), or skips.
-func mountLossy(t *testing.T) (*lossyfs.Remote, string) {
-	t.Helper()
-	if err := lossyfs.Mountable(); err != nil {
-		t.Skipf("a failing disk needs the lossy FUSE filesystem, which cannot be mounted here: %v", err)
-	}
-	dir := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	fsys, err := lossyfs.StartRemote(dir)
-	if err != nil {
-		t.Skipf("cannot mount the lossy FUSE filesystem: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := fsys.Close(); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-	})
-	return fsys, dir
-}
-
 func fsStats(t *testing.T, fsys *lossyfs.Remote) lossyfs.Stats {
 	t.Helper()
 	st, err := fsys.Stats()
@@ -118,7 +95,7 @@ func code(t *testing.T, q *outbox.Queue, i int) outbox.Item {
 // exactly once. (The code this replaced released the item after the
 // failed commit and sent it again at once, thousands of times a second.)
 func TestUnrecordedResultNotSentAgain(t *testing.T) {
-	fsys, dir := mountLossy(t)
+	fsys, dir := lossyfs.MountForTest(t)
 	q, err := outbox.Open(outbox.Options{Path: filepath.Join(dir, "outbox.db"), Concurrency: 4, RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +187,7 @@ func TestUnrecordedResultNotSentAgain(t *testing.T) {
 // its id is at or below the last id at start, so the agent's sender
 // treats its outcome as unknown (a special code is looked up first).
 func TestUnrecordedResultAtClose(t *testing.T) {
-	fsys, dir := mountLossy(t)
+	fsys, dir := lossyfs.MountForTest(t)
 	opts := outbox.Options{Path: filepath.Join(dir, "outbox.db")}
 	q, err := outbox.Open(opts)
 	if err != nil {
@@ -266,7 +243,7 @@ func TestIOErrorAtOpenNotQuarantined(t *testing.T) {
 		checkMax int64
 	}{{"cheap check through the mapping", -1}, {"full check", 0}} {
 		t.Run(tc.name, func(t *testing.T) {
-			fsys, dir := mountLossy(t)
+			fsys, dir := lossyfs.MountForTest(t)
 			path := filepath.Join(dir, "outbox.db")
 			opts := outbox.Options{Path: path, CheckMaxSize: tc.checkMax}
 			q, err := outbox.Open(opts)

@@ -3,7 +3,6 @@ package faults_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -29,22 +28,7 @@ import (
 // filesystem (served by a child process), the real Ödüyo client and the
 // agent's Sender talk to the fake Ödüyo server; real time.
 func TestServerFaultMatrixCommitFailsAfterDelivery(t *testing.T) {
-	if err := lossyfs.Mountable(); err != nil {
-		t.Skipf("a full disk under the outbox needs the lossy FUSE filesystem, which cannot be mounted here: %v", err)
-	}
-	dir := filepath.Join(t.TempDir(), "mnt")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	fsys, err := lossyfs.StartRemote(dir)
-	if err != nil {
-		t.Skipf("cannot mount the lossy FUSE filesystem: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := fsys.Close(); err != nil {
-			t.Errorf("unmount: %v", err)
-		}
-	})
+	fsys, dir := lossyfs.MountForTest(t)
 	srv := oduyotest.NewServer()
 	t.Cleanup(srv.Close)
 	client, err := oduyo.New(oduyo.Config{BaseURL: srv.URL(), APIKey: srv.APIKey, Username: srv.Username, Password: srv.Password, Timeout: 5 * time.Second})
