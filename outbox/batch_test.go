@@ -12,11 +12,26 @@ import (
 	"github.com/tposagent/tposagent/outbox"
 )
 
+// newHeldEnv opens a queue for tests that hold bbolt's writer lock while
+// requests gather. Its enqueues wait for their commit as long as such a
+// test needs: with the default Options.EnqueueTimeout (10 s of real time)
+// a loaded machine (seen under wine, beside the other packages' tests)
+// withdraws the first of them before the last has arrived, and the batch
+// the test waits for never forms.
+func newHeldEnv(t *testing.T) *env {
+	return newEnv(t, func(o *outbox.Options) { o.EnqueueTimeout = 5 * time.Minute })
+}
+
 // oneBatch runs bad and n enqueues so that they share one commit: the
-// writer lock is held while they arrive, then released.
+// writer lock is held while they arrive, then released. e comes from
+// newHeldEnv.
 func oneBatch(t *testing.T, e *env, n int, bad func() error) (enqErrs []error, badErr error) {
 	t.Helper()
-	release := e.q.HoldWritesForTest()
+	if e.opts.EnqueueTimeout < time.Minute {
+		t.Fatalf("oneBatch needs a queue from newHeldEnv (EnqueueTimeout %v would withdraw waiting enqueues)", e.opts.EnqueueTimeout)
+	}
+	release := sync.OnceFunc(e.q.HoldWritesForTest())
+	t.Cleanup(release) // a failed wait below must not leave the file locked
 	first := make(chan error, 1)
 	go func() { // takes the loop's commit slot and waits for the lock
 		_, err := e.q.Enqueue(context.Background(), outbox.Entry{Kind: outbox.KindKasa, Key: "first", Payload: []byte(`{}`)})
@@ -47,7 +62,7 @@ func oneBatch(t *testing.T, e *env, n int, bad func() error) (enqErrs []error, b
 // enqueues. The Drop now succeeds (the key is found without decoding)
 // and the enqueues commit.
 func TestDropOfUnreadableRecordFailsNothingElse(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newHeldEnv(t)
 	victim := enq(t, e.q, outbox.KindKasa, "kasa:1", 1, true)
 	if err := e.q.SetRecordForTest(victim.ID, outbox.Pending, []byte("\x01\xff garbage")); err != nil {
 		t.Fatal(err)
@@ -74,7 +89,7 @@ func TestDropOfUnreadableRecordFailsNothingElse(t *testing.T) {
 // error; the others in its commit are applied (here: a Retry of a dead
 // letter whose bytes are damaged, which cannot be decoded).
 func TestFailingRequestIsIsolatedInItsCommit(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newHeldEnv(t)
 	e.s.SetDefault(outbox.Result{Verdict: outbox.Reject, Reason: "HTTP 422 bad code"})
 	victim := enq(t, e.q, outbox.KindSpecialCode, "sc:victim", 1, false)
 	stop := e.run(t)

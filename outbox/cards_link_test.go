@@ -232,8 +232,9 @@ func TestStaleRetryRefusedWhileNewerPendingOrInFlight(t *testing.T) {
 // the card's id, in one group commit: the pair replaces it (it would
 // otherwise be sent later with the card's id, after the newer state).
 func TestPairReplacesUnlinkedUpdateInTheSameCommit(t *testing.T) {
-	e := newEnv(t, nil)
-	release := e.q.HoldWritesForTest()
+	e := newHeldEnv(t)
+	release := sync.OnceFunc(e.q.HoldWritesForTest())
+	t.Cleanup(release)
 	var wg sync.WaitGroup
 	enqAsync := func(en outbox.Entry, out *outbox.Item) {
 		wg.Add(1)
