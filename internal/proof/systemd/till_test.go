@@ -588,6 +588,7 @@ func debs(t *testing.T, names ...string) []string {
 
 // TestDebUnderSystemd: the .deb on a real systemd, from dpkg -i to dpkg -P.
 func TestDebUnderSystemd(t *testing.T) {
+	t.Parallel() // its own container and private network; mostly waiting on the agent's timers
 	deb := debs(t, debEnv)[0]
 	tl := newTill(t, "tposdeb", map[string]string{deb: "/root/tposagent.deb"})
 
@@ -630,6 +631,7 @@ func TestDebUnderSystemd(t *testing.T) {
 
 // TestBareBinaryUnderSystemd: the same with the binary alone, no package.
 func TestBareBinaryUnderSystemd(t *testing.T) {
+	t.Parallel() // its own container and private network; mostly waiting on the agent's timers
 	deb := debs(t, debEnv)[0]
 	x := t.TempDir()
 	if out, err := exec.Command("dpkg-deb", "-x", deb, x).CombinedOutput(); err != nil {
@@ -656,6 +658,7 @@ func TestBareBinaryUnderSystemd(t *testing.T) {
 // the new package restarts the service with the new binary as the service
 // user, keeps config, token and outbox, and the records are delivered.
 func TestDebUpgrade(t *testing.T) {
+	t.Parallel() // its own container and private network; mostly waiting on the agent's timers
 	p := debs(t, debOldEnv, debEnv)
 	tl := newTill(t, "tposupgrade", map[string]string{p[0]: "/root/old.deb", p[1]: "/root/new.deb"})
 	tl.m.must("dpkg", "-i", "/root/old.deb")
