@@ -34,7 +34,10 @@ const (
 	readLimit = 3*devTries*2*devTimeout + 1500*time.Millisecond
 	// A read that follows another on the same port first waits out the
 	// gap the agent leaves the POS between two opens (device.reopen_gap).
-	gapLimit = device.DefaultReopenGap
+	// Every step of the matrix waits it out, so the matrix runs with the
+	// shortest gap a config may give, not the default 5 s (the device
+	// package's tests hold the default).
+	reopenGap = config.MinReopenGap
 )
 
 // deviceFault is what one fault mode must produce.
@@ -107,7 +110,7 @@ func TestDeviceFaultMatrix(t *testing.T) {
 			t.Run(df.fault.String(), func(t *testing.T) {
 				t.Parallel()
 				sim := startSim(t)
-				r, err := device.NewReader(device.Config{Port: sim.Port(), AckTimeout: devTimeout, Tries: devTries, CacheDir: t.TempDir()})
+				r, err := device.NewReader(device.Config{Port: sim.Port(), AckTimeout: devTimeout, Tries: devTries, ReopenGap: reopenGap, CacheDir: t.TempDir()})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -119,7 +122,7 @@ func TestDeviceFaultMatrix(t *testing.T) {
 				start := time.Now()
 				id, err := r.Read(ctx, r.Cached().FiscalSerial) // as the agent does
 				took := time.Since(start)
-				limit := gapLimit + readLimit // the good read just closed the port
+				limit := reopenGap + readLimit // the good read just closed the port
 				if runtime.GOOS == "windows" {
 					// Under wine the parallel subtests' timers fire late on a
 					// loaded machine (12.06 s against 10.1 s once, for a
@@ -178,6 +181,7 @@ func newTillConfig(t *testing.T, port string, ts *tposltest.Server, od *oduyotes
 	c.Oduyo.APIKey, c.Oduyo.Password = config.Secret(od.APIKey), config.Secret(od.Password)
 	c.Device.Port = port
 	c.Device.AckTimeout = config.Duration{Duration: devTimeout}
+	c.Device.ReopenGap = config.Duration{Duration: reopenGap}
 	c.API.Listen = "127.0.0.1:0"
 	c.API.Token = config.Secret(tillToken)
 	c.Outbox.RetryMax = config.Duration{Duration: time.Second}
@@ -267,7 +271,7 @@ func testAgentDeviceFaults(t *testing.T) {
 		took := time.Since(start)
 		// The next recheck, the gap since the last open, one read with
 		// every try, and slack.
-		if limit := 50*time.Millisecond + gapLimit + readLimit + time.Second; took > limit {
+		if limit := 50*time.Millisecond + reopenGap + readLimit + time.Second; took > limit {
 			t.Errorf("%s: status showed it after %v, limit %v", df.fault, took, limit)
 		}
 		if st.Device.Source != string(device.SourceCache) || st.Device.FiscalSerial != simSerial {
