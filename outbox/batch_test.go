@@ -13,11 +13,13 @@ import (
 )
 
 // newHeldEnv opens a queue for tests that hold bbolt's writer lock while
-// requests gather. Its enqueues wait for their commit as long as such a
-// test needs: with the default Options.EnqueueTimeout (10 s of real time)
-// a loaded machine (seen under wine, beside the other packages' tests)
-// withdraws the first of them before the last has arrived, and the batch
-// the test waits for never forms.
+// requests gather into one commit, and count them:
+//   - its enqueues wait for their commit as long as such a test needs (the
+//     default Options.EnqueueTimeout, 10 s of real time, withdraws the first
+//     of them on a loaded machine before the last has arrived);
+//   - its janitor is stopped before the test arranges the batch: a prune
+//     request it sends (a drain kicks it) would join or take the commit the
+//     test counts (seen under wine, where the kick came late).
 func newHeldEnv(t *testing.T) *env {
 	return newEnv(t, func(o *outbox.Options) { o.EnqueueTimeout = 5 * time.Minute })
 }
@@ -30,6 +32,7 @@ func oneBatch(t *testing.T, e *env, n int, bad func() error) (enqErrs []error, b
 	if e.opts.EnqueueTimeout < time.Minute {
 		t.Fatalf("oneBatch needs a queue from newHeldEnv (EnqueueTimeout %v would withdraw waiting enqueues)", e.opts.EnqueueTimeout)
 	}
+	e.q.StopJanitorForTest()
 	release := sync.OnceFunc(e.q.HoldWritesForTest())
 	t.Cleanup(release) // a failed wait below must not leave the file locked
 	first := make(chan error, 1)

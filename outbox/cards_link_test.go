@@ -233,6 +233,7 @@ func TestStaleRetryRefusedWhileNewerPendingOrInFlight(t *testing.T) {
 // otherwise be sent later with the card's id, after the newer state).
 func TestPairReplacesUnlinkedUpdateInTheSameCommit(t *testing.T) {
 	e := newHeldEnv(t)
+	e.q.StopJanitorForTest()
 	release := sync.OnceFunc(e.q.HoldWritesForTest())
 	t.Cleanup(release)
 	var wg sync.WaitGroup

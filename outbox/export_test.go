@@ -140,6 +140,13 @@ func (q *Queue) SetRecordForTest(id uint64, state State, raw []byte) error {
 	})
 }
 
+// StopJanitorForTest ends the janitor and waits for it: its prune
+// requests would otherwise join the commits a test arranges.
+func (q *Queue) StopJanitorForTest() {
+	close(q.books.stop)
+	<-q.books.done
+}
+
 // HoldWritesForTest takes bbolt's writer lock until release is called, so
 // that the requests arriving meanwhile wait for one commit together.
 func (q *Queue) HoldWritesForTest() (release func()) {

@@ -101,6 +101,7 @@ var (
 type bookState struct {
 	kick chan struct{}
 	done chan struct{}
+	stop chan struct{} // closed by tests that want no janitor (export_test.go)
 
 	mu    sync.Mutex
 	books Bookkeeping
@@ -136,6 +137,7 @@ func (*pruneReq) isRequest() {}
 func (q *Queue) startJanitor() {
 	q.books.kick = make(chan struct{}, 1)
 	q.books.done = make(chan struct{})
+	q.books.stop = make(chan struct{})
 	go q.janitor()
 }
 
@@ -189,6 +191,8 @@ func (q *Queue) janitor() {
 				q.books.quiet = time.Now().Add(janitorQuiet)
 			}
 		case <-q.quit:
+			return
+		case <-q.books.stop:
 			return
 		}
 	}
