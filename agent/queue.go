@@ -87,19 +87,7 @@ func (h *enqueueHealth) view() localapi.Enqueues {
 	return localapi.Enqueues{Failures: h.failures, LastError: h.lastError, LastErrorAt: timePtr(h.lastAt), FailingSince: timePtr(h.since)}
 }
 
-func (l localQueue) List(state localapi.State, limit int) ([]localapi.ItemView, error) {
-	if limit <= 0 {
-		limit = outbox.DefaultListLimit
-	}
-	var out []localapi.ItemView
-	_, _, err := l.Page(state, 0, limit, func(v localapi.ItemView) error {
-		out = append(out, v)
-		return nil
-	})
-	return out, err
-}
-
-// Page lists in bounded memory (localapi.Pager; outbox.Queue.Page).
+// Page lists in bounded memory (outbox.Queue.Page).
 func (l localQueue) Page(state localapi.State, after uint64, limit int, fn func(localapi.ItemView) error) (uint64, bool, error) {
 	s := outbox.Pending
 	if state == localapi.Dead {

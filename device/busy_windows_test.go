@@ -3,7 +3,6 @@
 package device_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -70,23 +68,7 @@ func TestHeldPortBusyAtOnce(t *testing.T) {
 	port := `\\.\` + file
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), holdEnv+"="+port)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, _ := bufio.NewReader(out).ReadString('\n')
-	if strings.TrimSpace(line) != "ready" {
-		in.Close()
-		cmd.Wait()
-		t.Fatalf("holder: %q", line)
-	}
+	holder := startChild(t, cmd)
 	r, err := device.NewReader(device.Config{Port: port, AckTimeout: 300 * time.Millisecond, Tries: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -101,9 +83,9 @@ func TestHeldPortBusyAtOnce(t *testing.T) {
 		t.Errorf("held: answered after %v, want within a second", took)
 	}
 	t.Logf("held by another program: %v after %v", err, took.Round(time.Millisecond))
-	in.Close()
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("holder: %v", err)
+	holder.stop()
+	if holder.err != nil {
+		t.Fatalf("holder: %v", holder.err)
 	}
 	if b, err := os.ReadFile(file); err != nil || string(b) != content {
 		t.Fatalf("the held object changed: %q %v", b, err)

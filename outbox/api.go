@@ -165,44 +165,19 @@ func (q *Queue) Stats() (Stats, error) {
 // DefaultListLimit applies when List is called with limit <= 0.
 const DefaultListLimit = 1000
 
-// List returns up to limit items of the given state, oldest first.
+// List returns up to limit items of the given state, oldest first, in
+// one slice (Page without the bound on memory; for tools and tests).
 // Pending items being sent have InFlight set.
 func (q *Queue) List(state State, limit int) ([]Item, error) {
 	if limit <= 0 {
 		limit = DefaultListLimit
 	}
-	q.mu.Lock()
-	flying := q.pub.inFlightIDs
-	q.mu.Unlock()
 	var out []Item
-	err := q.view(func(t *txb) error {
-		b := t.items
-		switch state {
-		case Pending:
-		case Dead:
-			b = t.dead
-		default:
-			return fmt.Errorf("unknown state %d", int(state))
-		}
-		c := b.Cursor()
-		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
-			if len(k) != 8 {
-				continue
-			}
-			id := idFromKey(k)
-			it, err := decodeRecord(id, v)
-			if err != nil {
-				it = Item{ID: id, LastError: err.Error()}
-			}
-			it.InFlight = flying[id]
-			out = append(out, it)
-		}
+	_, _, err := q.Page(state, 0, limit, func(it Item) error {
+		out = append(out, it)
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list outbox %s: %w", state, err)
-	}
-	return out, nil
+	return out, err
 }
 
 // pageChunkBytes bounds the stored bytes Page copies out of one read

@@ -12,21 +12,11 @@ import (
 // when none is asked, and next_cursor in the answer while more follow
 // (pass it back as ?cursor=). The answer is written item by item as the
 // queue reads them, so its memory does not grow with the limit or the
-// record sizes (a Queue that is a Pager; the agent's is).
+// record sizes (Queue.Page).
 const (
 	MaxListLimit     = 500
 	DefaultListLimit = 100
 )
-
-// Pager is a Queue that lists page by page in bounded memory.
-type Pager interface {
-	// Page calls fn with up to limit items of state whose id is above
-	// after, oldest first, and returns the id of the last item passed to
-	// fn and whether more follow it. It holds a bounded amount of the
-	// queue in memory whatever limit is, and calls fn outside any lock or
-	// transaction of the queue. An error of fn ends it and is returned.
-	Page(state State, after uint64, limit int, fn func(ItemView) error) (last uint64, more bool, err error)
-}
 
 // list: GET /v1/outbox?state=pending|dead&limit=N&cursor=C. The cursor is
 // opaque to callers (today the id of the last item of the previous page).
@@ -69,11 +59,7 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 	var last uint64
 	var more bool
 	var err error
-	if p, ok := h.cfg.Queue.(Pager); ok {
-		last, more, err = p.Page(state, after, limit, lw.item)
-	} else {
-		last, more, err = listWhole(h.cfg.Queue, state, after, limit, lw.item)
-	}
+	last, more, err = h.cfg.Queue.Page(state, after, limit, lw.item)
 	if err != nil && !lw.started {
 		writeError(w, http.StatusServiceUnavailable, "list outbox: "+err.Error(), "")
 		return
@@ -82,29 +68,6 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 		h.log.Warn("list outbox: failed after the answer began", "err", err)
 	}
 	lw.finish(last, more, err)
-}
-
-// listWhole pages a Queue that is not a Pager: it asks for everything up
-// to the cap past the cursor (such a queue holds the page in memory).
-func listWhole(q Queue, state State, after uint64, limit int, fn func(ItemView) error) (uint64, bool, error) {
-	items, err := q.List(state, MaxListLimit+1)
-	if err != nil {
-		return after, false, err
-	}
-	last, n := after, 0
-	for _, it := range items {
-		if it.ID <= after {
-			continue
-		}
-		if n == limit {
-			return last, true, nil
-		}
-		if err := fn(it); err != nil {
-			return last, false, err
-		}
-		last, n = it.ID, n+1
-	}
-	return last, false, nil
 }
 
 // listWriter writes the answer of GET /v1/outbox as the items come.

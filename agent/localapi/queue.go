@@ -14,7 +14,12 @@ import (
 // error is a storage failure, answered with 503.
 type Queue interface {
 	Enqueue(ctx context.Context, r Record) (Accepted, error)
-	List(state State, limit int) ([]ItemView, error)
+	// Page calls fn with up to limit items of state whose id is above
+	// after, oldest first, and returns the id of the last item passed to
+	// fn and whether more follow it. It holds a bounded amount of the
+	// queue in memory whatever limit is, and calls fn outside any lock or
+	// transaction of the queue. An error of fn ends it and is returned.
+	Page(state State, after uint64, limit int, fn func(ItemView) error) (last uint64, more bool, err error)
 	// Retry moves a dead item back to the queue; on a pending item it
 	// means "send now" (ending a server's pause). Unless force, a dead
 	// item fails with ErrSuperseded when a newer update of the same record

@@ -170,16 +170,20 @@ func cmdInstall(ctx context.Context, e *env, args []string) error {
 	if *noStart {
 		return nil
 	}
-	if before == installer.StatusRunning {
-		err = m.Restart()
-	} else {
-		err = m.Start()
-	}
-	if err != nil {
+	if err := startOrRestart(m, before); err != nil {
 		return fmt.Errorf("install: %w (check 'tposagent doctor' and the service log)", err)
 	}
 	fmt.Fprintf(e.stdout, "service:   started; check it with 'tposagent status'\n")
 	return nil
+}
+
+// startOrRestart starts the service, or restarts it when it was running
+// before the install (so that it runs the binary and config just written).
+func startOrRestart(m *installer.Manager, before installer.Status) error {
+	if before == installer.StatusRunning {
+		return m.Restart()
+	}
+	return m.Start()
 }
 
 func printBootstrap(e *env, r *installer.BootstrapResult, dry bool) {

@@ -118,12 +118,7 @@ func msiService(e *env, spec installer.Spec, start bool) error {
 	if !start {
 		return nil
 	}
-	if before == installer.StatusRunning {
-		err = m.Restart()
-	} else {
-		err = m.Start()
-	}
-	if err != nil {
+	if err := startOrRestart(m, before); err != nil {
 		return fmt.Errorf("install --msi: %w (check 'tposagent doctor' and the service log)", err)
 	}
 	fmt.Fprintf(e.stdout, "service:   started\n")

@@ -4,17 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/tposagent/tposagent/agent"
 	"github.com/tposagent/tposagent/agent/localapi"
 	"github.com/tposagent/tposagent/agent/tposl"
-	"github.com/tposagent/tposagent/internal/config"
 	"github.com/tposagent/tposagent/internal/i18n"
 	"github.com/tposagent/tposagent/outbox"
 )
@@ -23,33 +18,13 @@ import (
 // of them with --limit 0, as a table or one JSON array; the first 100 by
 // default, saying that more follow.
 func TestOutboxListPagesThrough(t *testing.T) {
-	dir := t.TempDir()
-	q, err := outbox.Open(outbox.Options{Path: filepath.Join(dir, "outbox.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q, path := queueBehindCLI(t)
 	const n = 1234
 	for i := range n {
 		if _, err := q.Enqueue(context.Background(), outbox.Entry{Kind: outbox.KindSpecialCode, Key: fmt.Sprint("special_code:", i),
 			Payload: json.RawMessage(fmt.Sprintf(`{"integration_id":"%d","code":"C"}`, i))}); err != nil {
 			t.Fatal(err)
 		}
-	}
-	const tok = "0123456789abcdef0123"
-	srv := httptest.NewServer(localapi.NewHandler(localapi.Config{
-		Token: tok, Queue: agent.LocalQueue(q),
-		Status:  func() localapi.Status { return localapi.Status{Version: "test", License: tposl.Unknown("x")} },
-		License: func() tposl.License { return tposl.Unknown("x") },
-	}))
-	defer srv.Close()
-	c := config.Default()
-	c.DataDir = dir
-	c.API.Listen = strings.TrimPrefix(srv.URL, "http://")
-	c.API.Token = tok
-	path := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(path, config.Encode(&c), 0o600); err != nil {
-		t.Fatal(err)
 	}
 	rows := func(out string) int { return strings.Count(out, "special_code:") }
 

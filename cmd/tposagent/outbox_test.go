@@ -20,23 +20,24 @@ import (
 	"github.com/tposagent/tposagent/outbox/outboxtest"
 )
 
-// outbox retry of a dead kasa update after a newer update of the same
-// card was delivered is refused (exit 1, naming the newer delivery);
-// --force sends it.
-func TestOutboxRetryStaleNeedsForce(t *testing.T) {
+// queueBehindCLI opens a real outbox in a new directory, serves it
+// through the local API on loopback, and writes a config that points the
+// CLI at it; it returns the queue and the config's path.
+func queueBehindCLI(t *testing.T) (*outbox.Queue, string) {
+	t.Helper()
 	dir := t.TempDir()
 	q, err := outbox.Open(outbox.Options{Path: filepath.Join(dir, "outbox.db")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer q.Close()
+	t.Cleanup(func() { q.Close() })
 	const tok = "0123456789abcdef0123"
 	srv := httptest.NewServer(localapi.NewHandler(localapi.Config{
 		Token: tok, Queue: agent.LocalQueue(q),
 		Status:  func() localapi.Status { return localapi.Status{Version: "test", License: tposl.Unknown("x")} },
 		License: func() tposl.License { return tposl.Unknown("x") },
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
 	c := config.Default()
 	c.DataDir = dir
 	c.API.Listen = strings.TrimPrefix(srv.URL, "http://")
@@ -45,6 +46,14 @@ func TestOutboxRetryStaleNeedsForce(t *testing.T) {
 	if err := os.WriteFile(path, config.Encode(&c), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return q, path
+}
+
+// outbox retry of a dead kasa update after a newer update of the same
+// card was delivered is refused (exit 1, naming the newer delivery);
+// --force sends it.
+func TestOutboxRetryStaleNeedsForce(t *testing.T) {
+	q, path := queueBehindCLI(t)
 
 	lq := agent.LocalQueue(q)
 	enqueue := func(col string) uint64 {

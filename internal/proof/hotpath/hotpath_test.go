@@ -160,9 +160,11 @@ func (p perUpdateQueue) Enqueue(ctx context.Context, r localapi.Record) (localap
 	return localapi.Accepted{ID: id, Key: r.Key}, err
 }
 
-func (perUpdateQueue) List(localapi.State, int) ([]localapi.ItemView, error) { return nil, nil }
-func (perUpdateQueue) Retry(uint64, bool) error                              { return localapi.ErrNotFound }
-func (perUpdateQueue) Drop(uint64) error                                     { return localapi.ErrNotFound }
+func (perUpdateQueue) Page(_ localapi.State, after uint64, _ int, _ func(localapi.ItemView) error) (uint64, bool, error) {
+	return after, false, nil
+}
+func (perUpdateQueue) Retry(uint64, bool) error { return localapi.ErrNotFound }
+func (perUpdateQueue) Drop(uint64) error        { return localapi.ErrNotFound }
 
 // beforeHandler is the first enqueue path of the local API, kept for the
 // comparison: legacy validation, then the queue, then indented JSON.
