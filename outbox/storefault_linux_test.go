@@ -338,12 +338,11 @@ func TestEmptiedFileWhileStopped(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, 6},
-		{"shorter (cut in half)", func(t *testing.T, path, _ string) {
-			fi, err := os.Stat(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Truncate(path, fi.Size()/2); err != nil {
+		// Cut to its two meta pages: every page they point to is gone.
+		// (Cut in half, the records' pages were in the first half in 1
+		// run of 10, and nothing was missing.)
+		{"shorter (cut to its meta pages)", func(t *testing.T, path, _ string) {
+			if err := os.Truncate(path, 2*int64(os.Getpagesize())); err != nil {
 				t.Fatal(err)
 			}
 		}, 6},
