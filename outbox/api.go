@@ -132,6 +132,13 @@ func (q *Queue) Stats() (Stats, error) {
 	}
 	if p.reopenErr != "" {
 		st.LastError, st.Closed = p.reopenErr, p.reopenErr
+		if st.Unrecorded > 0 {
+			// Why the held results cannot be recorded now: the file is
+			// not open (a bbolt panic after a failed commit reopens it,
+			// faults.go, and the reopen fails while the disk does).
+			st.UnrecordedError = unrecordedPrefix + p.reopenErr
+			st.LastError = st.UnrecordedError
+		}
 		return st, nil
 	}
 	q.cards.mu.Lock()

@@ -47,6 +47,10 @@ type commitResult struct {
 	err     error   // the transaction itself failed: every request gets it
 	gone    string  // the file was deleted or replaced (fileGone)
 	lastID  uint64  // the items' sequence after the commit (state.go)
+	// refused: the disk refused the commit after bbolt had applied it in
+	// memory (a write or an fsync failed): the file is opened again
+	// before the next commit (faults.go noteFailedCommit).
+	refused bool
 }
 
 func (q *Queue) startCommit() {
@@ -56,7 +60,12 @@ func (q *Queue) startCommit() {
 	n := min(len(ls.pendingOps), q.maxBatch)
 	job := &commitJob{ops: append([]request(nil), ls.pendingOps[:n]...), now: q.clock.Now(), c: ls.c, flying: map[string]uint64{}}
 	ls.pendingOps = append(ls.pendingOps[:0], ls.pendingOps[n:]...)
-	if job.closed = ls.reopenErr; job.closed == "" {
+	if job.closed = ls.reopenErr; job.closed == "" && ls.sf.reopenNow {
+		// The reopen after a refused commit could not run yet (a reader
+		// is stuck): nothing is committed from bbolt's memory meanwhile.
+		job.closed = "a commit to the outbox file failed and it is not open again yet: " + ls.sf.reopen
+	}
+	if job.closed == "" {
 		q.resolveCards(job.ops) // card keys, before they are locked (cards.go)
 	}
 	for _, r := range job.ops {
@@ -135,6 +144,7 @@ func (q *Queue) runCommit(job *commitJob) commitResult {
 	for {
 		res := commitResult{job: job, c: job.c, results: make([]any, len(job.ops)), failed: failed, gone: gone}
 		bad := -1
+		applied := false // the function ran through: an error after it is bbolt's commit to the disk
 		// guard: a fault on the mapping (EIO, the file cut short) is this
 		// commit's error, not the agent's end (faults.go).
 		err := guard(func() error {
@@ -163,6 +173,7 @@ func (q *Queue) runCommit(job *commitJob) commitResult {
 				}
 				size := tx.Size() // a lower bound of the size after the commit: enough for fileShort
 				tx.OnCommit(func() { q.boltSize.Store(size) })
+				applied = true
 				return nil
 			})
 		})
@@ -172,7 +183,7 @@ func (q *Queue) runCommit(job *commitJob) commitResult {
 			continue
 		}
 		if err != nil {
-			res.err = fmt.Errorf("commit outbox batch: %w", err)
+			res.err, res.refused = fmt.Errorf("commit outbox batch: %w", err), applied
 			q.log.Error("outbox commit failed", "err", res.err, "requests", len(job.ops))
 		} else if res.gone == "" {
 			// The name went while this commit ran: its enqueues are in
@@ -273,6 +284,9 @@ func (q *Queue) finishCommit(res commitResult) {
 		q.noteCommitted(res.lastID)
 	}
 	q.noteFileFault(res.err)
+	if res.refused {
+		q.noteFailedCommit(res.err)
+	}
 	for _, err := range res.failed {
 		q.noteFileFault(err)
 	}

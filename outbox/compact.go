@@ -167,7 +167,7 @@ func (q *Queue) openLate() error {
 		if msg != ls.reopenErr {
 			q.log.Error("OUTBOX FILE CANNOT BE OPENED: records are refused until it opens", "path", q.path, "err", err)
 		} else {
-			q.log.Debug("outbox file still cannot be opened; next try in a second", "path", q.path)
+			q.log.Debug("outbox file still cannot be opened; trying again", "path", q.path)
 		}
 		ls.reopenErr = msg
 		return fmt.Errorf("open outbox: %w", err)
@@ -181,10 +181,14 @@ func (q *Queue) openLate() error {
 	}
 	q.noteIdentity()
 	ls.c = q.pub.counters() // what loadCounters read
-	running := ls.reopenWhy == reopenAfterFaultWhy
-	ls.reopenErr, ls.openAtStart = "", false
+	running := ls.reopenWhy == reopenAfterFaultWhy || ls.reopenWhy == reopenAfterCommitWhy
+	ls.reopenErr, ls.openAtStart, ls.sf.reopenFails = "", false, 0
 	q.startState(running)
-	q.log.Warn("outbox file opened after it could not be at start", "path", q.path, "pending", ls.c.pending, "dead", ls.c.dead)
+	when := "after it could not be at start"
+	if running {
+		when = ls.reopenWhy
+	}
+	q.log.Warn("outbox file opened "+when, "path", q.path, "pending", ls.c.pending, "dead", ls.c.dead)
 	return nil
 }
 

@@ -39,13 +39,14 @@ func (q *Queue) tick() {
 			return
 		}
 		if !q.ensureOpen() {
-			// Try again in a second, woken by a real timer: the queue
-			// may get no request meanwhile.
-			ls.nextReopen = time.Now().Add(time.Second)
-			if ls.reopenWake != nil {
-				ls.reopenWake.Stop()
+			// Try again in a second (later after many refused commits,
+			// faults.go), woken by a real timer: the queue may get no
+			// request meanwhile.
+			d := time.Second
+			if ls.reopenWhy == reopenAfterCommitWhy {
+				d = q.reopenDelay()
 			}
-			ls.reopenWake = time.NewTimer(time.Second)
+			q.retryOpenIn(d)
 			q.publish()
 			return
 		}

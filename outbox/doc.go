@@ -99,7 +99,13 @@
 //     (never handed out again blind); no send starts while a whole commit
 //     fails; Stats.Unrecorded and "delivery results cannot be recorded: …"
 //     say so. A fault on the mapped file (EIO, truncation) is an error,
-//     never a crash, and the file is then opened again the full way.
+//     never a crash, and the file is then opened again the full way. So is
+//     a commit the disk refused after bbolt applied it in memory (a failed
+//     write or fsync): the file may hold all, part or none of it, so bbolt's
+//     memory and the counters are not trusted; it is reopened (checked,
+//     counters read back) before the next commit, and while that open fails
+//     the queue is closed (Stats.Closed), retried every second for ten
+//     tries, then every five.
 //     Enqueue waits at most Options.EnqueueTimeout for its commit
 //     (ErrCommitTimeout, ErrMaybeStored); Close abandons a commit that does
 //     not finish within Options.CloseTimeout (ErrCommitAbandoned).

@@ -54,9 +54,15 @@ type storeFaults struct {
 	why        string    // the last failure, for Stats
 	retryAt    time.Time // clock time of the next attempt
 	hold       bool      // a whole commit failed: no new send until results commit again
-	reopen     string    // a fault or panic reading the file: open it again the full way
+	reopen     string    // a fault or panic reading the file, or a failed commit: open it again the full way
 	lastReopen time.Time // real time of the last such reopen
 	since      time.Time // when results first could not be recorded (this run of failures)
+	// reopenNow: the reopen is for a commit the disk refused: it comes
+	// before the next commit, not at most once a second.
+	reopenNow bool
+	// reopenFails counts the failed reopens in a row after a refused
+	// commit (reopenDelay).
+	reopenFails int
 
 	faulted     bool             // a fault or panic was seen: bbolt may be stuck (Close is bounded)
 	held        map[request]bool // results that failed to commit and are not recorded yet
@@ -326,7 +332,54 @@ func (q *Queue) noteFileFault(err error) {
 	ls.sf.faulted = true
 }
 
-const reopenAfterFaultWhy = "after a fault"
+const (
+	reopenAfterFaultWhy  = "after a fault"
+	reopenAfterCommitWhy = "after a failed commit"
+)
+
+// noteFailedCommit: the disk refused a commit after bbolt had applied it
+// in memory (a write or an fsync failed: EIO, a full disk, a read-only
+// remount). What bbolt keeps in memory (its meta page, its free list) and
+// the queue's counters may no longer match the file: after a failed
+// fsync the file can hold all of the commit, part of it or none, and the
+// kernel may have dropped pages it could not write. Carrying on from
+// memory drifted the counters (a pending count that never reached zero)
+// and made bbolt panic on its own free list ("page 2 already freed").
+// So the file is closed and opened again the full way before the next
+// commit, as after a fault: the check (a damaged file is moved aside),
+// the counters read back from what the file holds. While the disk still
+// refuses the open, the queue is closed and says why; it tries again
+// once a second for ten tries, then every five seconds.
+func (q *Queue) noteFailedCommit(err error) {
+	sf := &q.ls.sf
+	if sf.reopen == "" {
+		q.log.Error("OUTBOX COMMIT REFUSED BY THE DISK: the file is checked and opened again before the next commit", "path", q.path, "err", err)
+	}
+	sf.reopen, sf.reopenNow = oneLine(err), true
+}
+
+// reopenDelay is the wait before the next try to open the file after a
+// refused commit: a second for ten tries, then five (a full check each
+// second of a large file on a failing disk would take the POS's CPU).
+func (q *Queue) reopenDelay() time.Duration {
+	sf := &q.ls.sf
+	sf.reopenFails++
+	if sf.reopenFails <= 10 {
+		return time.Second
+	}
+	return 5 * time.Second
+}
+
+// retryOpenIn arms the loop's real-time wake for the next try to open
+// the file: the queue may get no request meanwhile.
+func (q *Queue) retryOpenIn(d time.Duration) {
+	ls := &q.ls
+	ls.nextReopen = time.Now().Add(d)
+	if ls.reopenWake != nil {
+		ls.reopenWake.Stop()
+	}
+	ls.reopenWake = time.NewTimer(d)
+}
 
 // reopenAfterFault closes the file and opens it again the full way
 // (check, quarantine of a damaged file, counters), at most once a second.
@@ -336,12 +389,12 @@ func (q *Queue) reopenAfterFault() {
 	if ls.sf.reopen == "" || ls.committing || ls.reopenErr != "" {
 		return
 	}
-	if time.Since(ls.sf.lastReopen) < time.Second {
+	if !ls.sf.reopenNow && time.Since(ls.sf.lastReopen) < time.Second {
 		return
 	}
 	ls.sf.lastReopen = time.Now()
-	why := ls.sf.reopen
-	ls.sf.reopen = ""
+	why, afterCommit := ls.sf.reopen, ls.sf.reopenNow
+	ls.sf.reopen, ls.sf.reopenNow = "", false
 	// A reader stuck in bbolt since the fault holds dbMu: try for a
 	// second, then again later.
 	locked := false
@@ -350,19 +403,27 @@ func (q *Queue) reopenAfterFault() {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
+	kind, closed := reopenAfterFaultWhy, "reading the outbox file failed: "
+	if afterCommit {
+		kind, closed = reopenAfterCommitWhy, "a commit to the outbox file failed: "
+	}
 	if !locked {
-		ls.sf.reopen = why
-		q.log.Error("outbox: cannot reopen the file after a fault: a reader is stuck in it; trying again", "path", q.path)
+		ls.sf.reopen, ls.sf.reopenNow = why, afterCommit
+		q.log.Error("outbox: cannot reopen the file "+kind+": a reader is stuck in it; trying again", "path", q.path)
+		q.retryOpenIn(time.Second)
 		return
 	}
 	defer q.dbMu.Unlock()
 	q.closeAfterFault()
-	ls.reopenErr, ls.reopenWhy, ls.openAtStart = "reading the outbox file failed: "+why, reopenAfterFaultWhy, true
+	ls.reopenErr, ls.reopenWhy, ls.openAtStart = closed+why, kind, true
 	if err := q.openLate(); err != nil {
-		ls.nextReopen = time.Now().Add(time.Second)
+		d := time.Second
+		if afterCommit {
+			d = q.reopenDelay()
+		}
+		q.retryOpenIn(d)
 		return
 	}
-	q.log.Warn("outbox file opened again after a fault", "path", q.path)
 }
 
 func oneLine(err error) string {

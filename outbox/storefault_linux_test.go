@@ -164,10 +164,16 @@ func TestUnrecordedResultNotSentAgain(t *testing.T) {
 	if err := fsys.SetFailure(lossyfs.Failure{}); err != nil {
 		t.Fatal(err)
 	}
-	testrig.WaitFor(t, "the queue to drain after the disk came back", 30*time.Second, func() bool {
-		st, err := q.Stats()
-		return err == nil && st.Pending == 0
-	})
+	var last outbox.Stats
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if last, err = q.Stats(); err == nil && last.Pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			total, _ := s.counts()
+			t.Fatalf("the queue did not drain in 30 s after the disk came back: %d sends; stats %+v (err %v)", total, last, err)
+		}
+	}
 	stop()
 	total, per = s.counts()
 	for _, id := range append(ids, first.ID) {
@@ -229,6 +235,79 @@ func TestUnrecordedResultAtClose(t *testing.T) {
 	if total, _ := s.counts(); total != 1 {
 		t.Fatalf("%d sends, want 1", total)
 	}
+}
+
+// TestRefusedCommitReopensFile: the commit that records a delivery is
+// written whole, but its last fsync (the one after the meta page) fails,
+// as on a disk whose writeback fails: the queue is told the commit
+// failed while the file holds it. The queue must not carry on from what
+// bbolt and its counters hold in memory: it opens the file again (closed,
+// saying why, while the fsync still fails), reads the counters back, and
+// once the disk is sound every record has been sent once and the pending
+// count is 0. (Carrying on from memory, the run that found this left a
+// pending count of 1 for ever with nothing in the file, or bbolt panicked
+// with "page 2 already freed".)
+func TestRefusedCommitReopensFile(t *testing.T) {
+	fsys, dir := lossyfs.MountForTest(t)
+	var logs testrig.Buffer
+	q, err := outbox.Open(outbox.Options{Path: filepath.Join(dir, "outbox.db"), Concurrency: 1, RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() }) // before the unmount
+	// No commit but the ones this test arranges.
+	q.StopJanitorForTest()
+	first := code(t, q, 0)
+	ids := []uint64{first.ID, code(t, q, 1).ID, code(t, q, 2).ID}
+	s := newGatedSender()
+	s.gateID = first.ID
+	stop := testrig.Run(t, "run", 10*time.Second, func(ctx context.Context) error { return q.Run(ctx, s) })
+	select {
+	case <-s.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first record was never sent")
+	}
+	// The commit of its result: the pages and their fsync, then the meta
+	// page, whose fsync fails.
+	if err := fsys.SetFailure(lossyfs.Failure{FsyncPath: "outbox.db", FsyncsAllowed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	close(s.gate)
+	var st outbox.Stats
+	testrig.WaitFor(t, "the refused commit to close the queue", 10*time.Second, func() bool {
+		st, err = q.Stats()
+		return err == nil && st.Closed != "" && st.Unrecorded >= 1
+	})
+	if !strings.HasPrefix(st.LastError, "delivery results cannot be recorded: cannot open the outbox file: ") || !strings.Contains(st.LastError, "input/output error") {
+		t.Fatalf("status while the file cannot be opened again: last_error %q closed %q", st.LastError, st.Closed)
+	}
+	if err := fsys.SetFailure(lossyfs.Failure{}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if st, err = q.Stats(); err == nil && st.Pending == 0 && st.Delivered == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			total, _ := s.counts()
+			t.Fatalf("not drained 30 s after the disk came back: %d sends; stats %+v (err %v)\n%s", total, st, err, logs.String())
+		}
+	}
+	stop()
+	_, per := s.counts()
+	for _, id := range ids {
+		if per[id] != 1 {
+			t.Errorf("item %d sent %d times, want once", id, per[id])
+		}
+	}
+	if st.Closed != "" || st.Unrecorded != 0 {
+		t.Errorf("after recovery: closed %q, unrecorded %d", st.Closed, st.Unrecorded)
+	}
+	if !strings.Contains(logs.String(), "OUTBOX COMMIT REFUSED BY THE DISK") || !strings.Contains(logs.String(), "outbox file opened after a failed commit") {
+		t.Errorf("the log does not say the file was opened again after the refused commit:\n%s", logs.String())
+	}
+	t.Logf("RESULT refused-commit records=3 sends=%d pending=%d delivered=%d failed_fsyncs=%d", len(per), st.Pending, st.Delivered, fsStats(t, fsys).FailedFsyncs)
 }
 
 // TestIOErrorAtOpenNotQuarantined: reads of the file's pages fail with

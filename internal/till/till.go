@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -50,6 +51,10 @@ type Till struct {
 	runs    int
 	outputs [][]byte // every finished run's output
 	client  *localapi.Client
+	// listen is the API's configured address when it names a port (not
+	// 0): the agent is found there even when it cannot write api.addr
+	// (a full disk).
+	listen string
 }
 
 // Options configure New.
@@ -108,6 +113,10 @@ func (t *Till) WriteConfig(cfg *config.Config) error {
 		t.env = append(slices.Clip(t.env), config.NoFloorsEnv+"=1")
 	}
 	t.dataDir, t.token, t.logFile = resolved.DataDir, cfg.API.Token.Reveal(), resolved.LogFile()
+	t.listen = ""
+	if _, port, err := net.SplitHostPort(cfg.API.Listen); err == nil && port != "0" {
+		t.listen = cfg.API.Listen
+	}
 	t.mu.Unlock()
 	return nil
 }
@@ -172,7 +181,7 @@ func (t *Till) Start(ctx context.Context, timeout time.Duration, wrap ...string)
 // timeout); after it, API returns its client.
 func (t *Till) WaitAPI(ctx context.Context, timeout time.Duration) error {
 	t.mu.Lock()
-	exited, out, dataDir, token := t.exited, t.out, t.dataDir, t.token
+	exited, out, dataDir, token, listen := t.exited, t.out, t.dataDir, t.token, t.listen
 	running := t.proc != nil
 	t.mu.Unlock()
 	if !running {
@@ -181,9 +190,14 @@ func (t *Till) WaitAPI(ctx context.Context, timeout time.Duration) error {
 	addrFile := filepath.Join(dataDir, agent.APIAddrFile)
 	deadline := time.Now().Add(timeout)
 	for {
-		// The agent writes the file atomically, ending in a newline.
-		if b, err := os.ReadFile(addrFile); err == nil && bytes.HasSuffix(b, []byte("\n")) {
-			c := &localapi.Client{BaseURL: localapi.BaseURLFor(strings.TrimSpace(string(b))), Token: token,
+		// The agent writes the file atomically, ending in a newline; a
+		// configured port needs no file.
+		addr := listen
+		if b, err := os.ReadFile(addrFile); addr == "" && err == nil && bytes.HasSuffix(b, []byte("\n")) {
+			addr = strings.TrimSpace(string(b))
+		}
+		if addr != "" {
+			c := &localapi.Client{BaseURL: localapi.BaseURLFor(addr), Token: token,
 				HTTP: &http.Client{Timeout: 5 * time.Second}}
 			if _, err := c.Status(ctx); err == nil {
 				t.mu.Lock()

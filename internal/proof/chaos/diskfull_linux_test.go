@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tposagent/tposagent/internal/config"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,7 +35,16 @@ func TestDiskFull(t *testing.T) {
 			unix.Unmount(mnt, unix.MNT_DETACH)
 		}
 	})
-	f := newFixture(t, filepath.Join(mnt, "data"), nil)
+	// A fixed port, as on a real till: on a disk with no byte free the
+	// agent cannot write api.addr, whether or not its log has just taken
+	// the page the old api.addr gave back.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := l.Addr().String()
+	l.Close()
+	f := newFixture(t, filepath.Join(mnt, "data"), func(c *config.Config) { c.API.Listen = listen })
 	f.oduyo.SetDown(true)
 	f.mustStart()
 	ctx := context.Background()

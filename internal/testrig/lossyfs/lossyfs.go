@@ -88,6 +88,7 @@ type Stats struct {
 	PendingRenamesLost        int
 	FailedAfterCut            int // mutations refused with EIO after a cut
 	FailedWrites, FailedReads int // operations refused with EIO by SetFailure
+	FailedFsyncs              int // fsyncs refused by Failure.FsyncPath
 	LiedFsyncs                int // fsyncs that did nothing (Options.LyingFsync, LyingDirFsync)
 }
 
@@ -124,16 +125,26 @@ type Failure struct {
 	// after SetFailure reads the ranges from here.
 	ReadPath  string
 	BadRanges []Range
+	// FsyncPath (slash-separated, below the root) names a file whose
+	// fsyncs fail with Errno once FsyncsAllowed more have succeeded. Its
+	// writes still succeed and stay readable, as on Linux after a failed
+	// writeback (the page cache keeps the data, the fsync answers EIO):
+	// a writer whose last fsync fails is told its commit failed while
+	// the file holds it.
+	FsyncPath     string
+	FsyncsAllowed int
 }
 
 // Range is the bytes [From, To) of a file.
 type Range struct{ From, To int64 }
 
 type failure struct {
-	writes  bool
-	errno   syscall.Errno
-	readObj *object
-	bad     []Range
+	writes     bool
+	errno      syscall.Errno
+	readObj    *object
+	bad        []Range
+	fsyncObj   *object
+	fsyncsLeft int
 }
 
 // badRead reports whether a read of n bytes at off meets a bad range.
@@ -159,21 +170,38 @@ func (f *FS) SetFailure(fl Failure) error {
 		nf.errno = syscall.EIO
 	}
 	if fl.ReadPath != "" && len(fl.BadRanges) > 0 {
-		o := f.root
-		for _, name := range splitPath(fl.ReadPath) {
-			if o.dir == nil || o.dir.cur[name] == nil {
-				return fmt.Errorf("lossyfs: set failure: no file %s", fl.ReadPath)
-			}
-			o = o.dir.cur[name]
-		}
-		if o.file == nil {
-			return fmt.Errorf("lossyfs: set failure: %s is a directory", fl.ReadPath)
+		o, err := f.lookupFile(fl.ReadPath)
+		if err != nil {
+			return err
 		}
 		nf.readObj, nf.bad = o, slices.Clone(fl.BadRanges)
 	}
+	if fl.FsyncPath != "" {
+		o, err := f.lookupFile(fl.FsyncPath)
+		if err != nil {
+			return err
+		}
+		nf.fsyncObj, nf.fsyncsLeft = o, fl.FsyncsAllowed
+	}
 	f.fail = nf
-	f.log.Debug("failure set", "writes", fl.Writes, "read_path", fl.ReadPath, "bad_ranges", len(fl.BadRanges))
+	f.log.Debug("failure set", "writes", fl.Writes, "read_path", fl.ReadPath, "bad_ranges", len(fl.BadRanges), "fsync_path", fl.FsyncPath)
 	return nil
+}
+
+// lookupFile finds the file at a slash-separated path below the root
+// (f.mu held).
+func (f *FS) lookupFile(path string) (*object, error) {
+	o := f.root
+	for _, name := range splitPath(path) {
+		if o.dir == nil || o.dir.cur[name] == nil {
+			return nil, fmt.Errorf("lossyfs: set failure: no file %s", path)
+		}
+		o = o.dir.cur[name]
+	}
+	if o.file == nil {
+		return nil, fmt.Errorf("lossyfs: set failure: %s is a directory", path)
+	}
+	return o, nil
 }
 
 type object struct {
@@ -863,6 +891,13 @@ func (n *node) Fsync(ctx context.Context, _ fs.FileHandle, flags uint32) syscall
 		}
 		n.fsys.stats.DirFsyncs++
 		return 0
+	}
+	if fl := &n.fsys.fail; fl.fsyncObj != nil && fl.fsyncObj == n.obj {
+		if fl.fsyncsLeft <= 0 {
+			n.fsys.stats.FailedFsyncs++
+			return fl.errno
+		}
+		fl.fsyncsLeft--
 	}
 	if n.fsys.opts.LyingFsync > 0 && n.fsys.rnd.Float64() < n.fsys.opts.LyingFsync {
 		n.fsys.stats.LiedFsyncs++

@@ -370,3 +370,47 @@ func TestMountTwiceFails(t *testing.T) {
 		t.Errorf("second mount: %v, want ErrMounted", err)
 	}
 }
+
+// TestFsyncPathFailsAfterAllowed: the named file's fsyncs succeed as
+// often as allowed, then answer EIO while its writes still land and read
+// back; other files' fsyncs are untouched; clearing the failure ends it.
+func TestFsyncPathFailsAfterAllowed(t *testing.T) {
+	f, dir := mountFS(t, Options{Tear: TearNone})
+	p, other := filepath.Join(dir, "db"), filepath.Join(dir, "other")
+	writeSync(t, p, []byte("one"), true)
+	writeSync(t, other, []byte("x"), true)
+	if err := f.SetFailure(Failure{FsyncPath: "db", FsyncsAllowed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	fh, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	var errs []error
+	for _, b := range []string{"two", "six"} {
+		if _, err := fh.WriteAt([]byte(b), 0); err != nil {
+			t.Fatalf("write %s: %v", b, err)
+		}
+		errs = append(errs, fh.Sync())
+	}
+	if errs[0] != nil || !errors.Is(errs[1], syscall.EIO) {
+		t.Fatalf("fsyncs: %v, want the first to succeed and the second to fail with EIO", errs)
+	}
+	if got, err := os.ReadFile(p); err != nil || string(got) != "six" {
+		t.Fatalf("after the failed fsync the file reads %q (%v), want the write that was not synced", got, err)
+	}
+	writeSync(t, other, []byte("y"), true) // another file's fsync still succeeds
+	if err := f.SetFailure(Failure{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fh.Sync(); err != nil {
+		t.Fatalf("fsync after the failure was cleared: %v", err)
+	}
+	if st := f.Stats(); st.FailedFsyncs != 1 {
+		t.Fatalf("FailedFsyncs = %d, want 1", st.FailedFsyncs)
+	}
+	if err := f.SetFailure(Failure{FsyncPath: "missing"}); err == nil {
+		t.Fatal("a failure naming no file was accepted")
+	}
+}
