@@ -105,8 +105,11 @@ func TestUnaskedProbesWaitJitter(t *testing.T) {
 	}
 	// 3. Another send fails while that probe runs: the re-probe after
 	// its success waits the jitter too.
-	b := enq(t, e.q, outbox.KindKasa, "kasa:b", 1, true)
-	e.s.ScriptID(b.ID, outbox.Result{Verdict: outbox.Retry, Reason: "dial tcp: connection reset"})
+	// Scripted by key before the enqueue: the running queue may send the
+	// record before Enqueue has returned its id (it was then delivered,
+	// no failure came, and no re-probe: 4 runs of 360 under load).
+	e.s.ScriptKey("kasa:b", outbox.Result{Verdict: outbox.Retry, Reason: "dial tcp: connection reset"})
+	enq(t, e.q, outbox.KindKasa, "kasa:b", 1, true)
 	waitSend(t, e, 2, "second record")
 	testrig.WaitFor(t, "failure noted", 15*time.Second, func() bool { return stats(t, e.q).InFlight == 0 })
 	close(g.gate)
