@@ -300,7 +300,14 @@ func (e *matrixEnv) applied() bool {
 		if heads[it.Key] != it.ID {
 			continue
 		}
-		if !it.InFlight && !it.NextAttempt.After(now) && now.Sub(e.start) > startHold {
+		// From the end of the start hold on (that instant included: the
+		// start's probe runs then, and until its goroutine reaches the
+		// recorder nothing shows it), a due record not in flight means
+		// the loop has a probe or a dispatch to make. With ">" the clock
+		// could move on at the hold's end while the first sends were
+		// about to fail, and their backoff was counted from the next
+		// timer (+30 s instead of +15 s; once under wine).
+		if !it.InFlight && !it.NextAttempt.After(now) && now.Sub(e.start) >= startHold {
 			return false // due and not yet sent: the loop has a dispatch to make
 		}
 		if !it.InFlight && it.NextAttempt.After(now) && (due.IsZero() || it.NextAttempt.Before(due)) {
