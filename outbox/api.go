@@ -93,7 +93,7 @@ func (q *Queue) view(fn func(t *txb) error) error {
 	}
 	err := q.fileShort() // a fault on the mapping is an error (faults.go)
 	if err == nil {
-		err = guard(func() error { return q.db.View(read) })
+		err = q.guard(func() error { return q.db.View(read) })
 	}
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		q.mu.Lock()

@@ -177,12 +177,16 @@ func (q *Queue) resolveCards(ops []request) {
 	}
 	overlay := map[string]string{}
 	stored := map[string]bool{} // keys of the commit's earlier entries: pending once it commits
-	err := q.db.View(func(tx *bolt.Tx) error {
-		for _, r := range reqs {
-			resolveEntry(tx, &r.e, overlay, stored)
-			stored[r.e.Key] = true
-		}
-		return nil
+	// guard: bbolt panics on a damaged page; that is an error here, not
+	// the agent's end (faults.go).
+	err := q.guard(func() error {
+		return q.db.View(func(tx *bolt.Tx) error {
+			for _, r := range reqs {
+				resolveEntry(tx, &r.e, overlay, stored)
+				stored[r.e.Key] = true
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		q.log.Debug("outbox: card links unreadable; entries keep their names", "err", err)

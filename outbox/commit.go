@@ -147,7 +147,7 @@ func (q *Queue) runCommit(job *commitJob) commitResult {
 		applied := false // the function ran through: an error after it is bbolt's commit to the disk
 		// guard: a fault on the mapping (EIO, the file cut short) is this
 		// commit's error, not the agent's end (faults.go).
-		err := guard(func() error {
+		err := q.guard(func() error {
 			return q.db.Update(func(tx *bolt.Tx) error {
 				t, err := openTxb(tx)
 				if err != nil {

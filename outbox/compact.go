@@ -27,11 +27,11 @@ func (q *Queue) maybeCompact() {
 		return
 	}
 	var used int64
-	_ = guard(func() error { return q.db.View(func(tx *bolt.Tx) error { used = usedBytes(q.db, tx); return nil }) })
+	_ = q.guard(func() error { return q.db.View(func(tx *bolt.Tx) error { used = usedBytes(q.db, tx); return nil }) })
 	if used*4 > fi.Size() {
 		return
 	}
-	if err := guard(q.compact); err != nil {
+	if err := q.guard(q.compact); err != nil {
 		q.log.Error("outbox compaction failed", "err", err)
 		q.noteFileFault(err)
 		return

@@ -32,6 +32,7 @@ func (q *Queue) tick() {
 	now := q.clock.Now()
 	q.forgetFarFuture(now)
 	q.remapIfNeeded()
+	q.abandonStuckCommit() // faults.go
 	q.reopenAfterFault()
 	q.retryUnrecorded(now)
 	if ls.reopenErr != "" {
@@ -222,7 +223,7 @@ func (q *Queue) dispatch(now time.Time) {
 	// guard: a fault on the mapping is an error, not the agent's end.
 	err := q.fileShort()
 	if err == nil {
-		err = guard(func() error { return q.db.View(scan) })
+		err = q.guard(func() error { return q.db.View(scan) })
 	}
 	if err != nil {
 		q.noteFileFault(err) // a fault or a panic: open the file again the full way

@@ -105,7 +105,10 @@
 //     memory and the counters are not trusted; it is reopened (checked,
 //     counters read back) before the next commit, and while that open fails
 //     the queue is closed (Stats.Closed), retried every second for ten
-//     tries, then every five.
+//     tries, then every five. A panic recovered inside bbolt can leave its
+//     locks held: that DB is never entered again (calls fail at once), a
+//     commit stuck in it is abandoned after a second, and the file is
+//     opened again.
 //     Enqueue waits at most Options.EnqueueTimeout for its commit
 //     (ErrCommitTimeout, ErrMaybeStored); Close abandons a commit that does
 //     not finish within Options.CloseTimeout (ErrCommitAbandoned).

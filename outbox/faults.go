@@ -318,6 +318,70 @@ func guard(fn func() error) (err error) {
 	return fn()
 }
 
+// errPoisoned: the DB a panic was recovered from is not entered again.
+var errPoisoned = fmt.Errorf("%w: bbolt may still hold its locks after an earlier fault in this file, which is being opened again", errFault)
+
+// guard is guard for a call into the queue's current DB. A panic that
+// guard recovers inside bbolt (a fault on the mapping, a damaged page)
+// can leave bbolt's own locks held: beginTx reads the meta page with its
+// meta lock taken and no deferred unlock, so a file cut short under it
+// left every later transaction on that DB waiting for ever (the loop,
+// Stats, the janitor; once in about 40 runs of TestFileFaultsWhileRunning).
+// So the DB is marked: no call enters it again (each fails at once with
+// errPoisoned), the loop is told, a commit stuck inside it is abandoned
+// (abandonStuckCommit) and the file is opened again the full way.
+func (q *Queue) guard(fn func() error) error {
+	db := q.db
+	if db != nil && q.poisoned.Load() == db {
+		q.hintFault()
+		return errPoisoned
+	}
+	err := guard(fn)
+	if db != nil && (errors.Is(err, errFault) || errors.Is(err, errBoltPanic)) {
+		q.poisoned.Store(db)
+		q.hintFault()
+	}
+	return err
+}
+
+// hintFault wakes the loop after a DB was poisoned (any goroutine).
+func (q *Queue) hintFault() {
+	select {
+	case q.faultHint <- struct{}{}:
+	default:
+	}
+}
+
+// onFaultHint is the loop's side of hintFault: the file is opened again
+// once no commit runs; a commit that runs now gets a second to end
+// before it is abandoned.
+func (q *Queue) onFaultHint() {
+	if q.poisoned.Load() != q.db {
+		return // opened again already
+	}
+	q.noteFileFault(errPoisoned)
+	if q.ls.committing {
+		q.retryOpenIn(time.Second)
+	}
+}
+
+// abandonStuckCommit answers the requests of a commit that has run for a
+// second inside a poisoned DB: it may wait for ever on a lock the fault
+// left held. Its goroutine is left behind; should it ever end, its
+// result is ignored (loop) and it cannot write: the file handle it
+// writes through is closed by closeAfterFault.
+func (q *Queue) abandonStuckCommit() {
+	ls := &q.ls
+	job := ls.sf.job
+	if !ls.committing || job == nil || q.poisoned.Load() != q.db || time.Since(ls.sf.commitStart) < time.Second {
+		return
+	}
+	q.log.Error("OUTBOX COMMIT ABANDONED after a fault: bbolt holds a lock the fault left; its requests are answered with an error and the file is opened again",
+		"requests", len(job.ops), "running_for", time.Since(ls.sf.commitStart).Round(time.Millisecond))
+	q.finishCommit(commitResult{job: job, c: job.c, results: make([]any, len(job.ops)), failed: make([]error, len(job.ops)),
+		err: fmt.Errorf("commit outbox batch: %w", errPoisoned)})
+}
+
 // noteFileFault: a read or commit met a fault or a panic; the loop opens
 // the file again the full way (reopenAfterFault) once no commit runs.
 func (q *Queue) noteFileFault(err error) {

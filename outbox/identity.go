@@ -87,7 +87,7 @@ func (q *Queue) rescue(what string) (string, error) {
 	}
 	tmp := q.path + ".rescue-tmp"
 	_ = os.Remove(tmp)
-	err := q.db.View(func(tx *bolt.Tx) error { return tx.CopyFile(tmp, 0o600) })
+	err := q.guard(func() error { return q.db.View(func(tx *bolt.Tx) error { return tx.CopyFile(tmp, 0o600) }) })
 	if err == nil {
 		err = syncFile(tmp)
 	}

@@ -207,6 +207,11 @@ func (q *Queue) loop() {
 				q.startCommit()
 			}
 		case res := <-q.commitDone:
+			if res.job != ls.sf.job {
+				// A commit abandoned after a fault ended after all.
+				q.log.Warn("outbox: a commit abandoned after a fault ended late; its result is ignored", "err", res.err)
+				break
+			}
 			q.finishCommit(res)
 			// The callers just answered send their next requests at once:
 			// let them run and take what has arrived into this commit
@@ -237,6 +242,8 @@ func (q *Queue) loop() {
 			if what := q.fileGone(); what != "" && !ls.committing {
 				q.onFileGone(what)
 			}
+		case <-q.faultHint:
+			q.onFaultHint()
 		case <-q.goneHint:
 			// Stats saw it from another goroutine: look again from here.
 			if what := q.fileGone(); what != "" && !ls.committing {
@@ -257,7 +264,11 @@ func (q *Queue) loop() {
 				wait := time.NewTimer(q.opts.CloseTimeout)
 				select {
 				case res := <-q.commitDone:
-					q.finishCommit(res)
+					if res.job == ls.sf.job {
+						q.finishCommit(res)
+					} else {
+						q.abandonCommit() // the one that ended was abandoned after a fault
+					}
 				case <-wait.C:
 					q.abandonCommit()
 				}

@@ -96,12 +96,14 @@ func (q *Queue) savePause(until time.Time) {
 	if !until.IsZero() {
 		v = uint64(until.UnixNano())
 	}
-	err := q.db.Update(func(tx *bolt.Tx) error {
-		t, err := openTxb(tx)
-		if err != nil {
-			return err
-		}
-		return putCounter(t.meta, metaPausedUntil, v)
+	err := q.guard(func() error {
+		return q.db.Update(func(tx *bolt.Tx) error {
+			t, err := openTxb(tx)
+			if err != nil {
+				return err
+			}
+			return putCounter(t.meta, metaPausedUntil, v)
+		})
 	})
 	if err != nil {
 		q.log.Warn("outbox: cannot store the server's pause; a restart would not wait it out", "err", err)
@@ -114,13 +116,15 @@ func (q *Queue) savePause(until time.Time) {
 // passed is none.
 func (q *Queue) loadPause(now time.Time) {
 	var v uint64
-	err := q.db.View(func(tx *bolt.Tx) error {
-		t, err := openTxb(tx)
-		if err != nil {
-			return err
-		}
-		v = getCounter(t.meta, metaPausedUntil)
-		return nil
+	err := q.guard(func() error {
+		return q.db.View(func(tx *bolt.Tx) error {
+			t, err := openTxb(tx)
+			if err != nil {
+				return err
+			}
+			v = getCounter(t.meta, metaPausedUntil)
+			return nil
+		})
 	})
 	if err != nil || v == 0 {
 		return
@@ -356,5 +360,5 @@ func (q *Queue) resetBackoff(now time.Time) error {
 		}
 		return nil
 	}
-	return guard(func() error { return q.db.Update(reset) }) // faults.go
+	return q.guard(func() error { return q.db.Update(reset) }) // faults.go
 }

@@ -59,8 +59,12 @@ type Queue struct {
 	dirDirty atomic.Bool
 	// hung: Close abandoned a commit that did not finish; the file is
 	// left open (faults.go).
-	hung  atomic.Bool
-	state *stateWriter // <path>.state (state.go)
+	hung atomic.Bool
+	// poisoned is a DB a panic was recovered from (faults.go q.guard):
+	// bbolt may hold its locks, so no call enters it again.
+	poisoned  atomic.Pointer[bolt.DB]
+	faultHint chan struct{} // q.guard poisoned the DB: the loop opens the file again
+	state     *stateWriter  // <path>.state (state.go)
 	// boltSize is the size bbolt's pages reach (fileShort); dbFile the
 	// handle bbolt opened for db (closeAfterFault). faults.go.
 	boltSize atomic.Int64
@@ -99,7 +103,7 @@ func Open(opts Options) (*Queue, error) {
 	opts.setDefaults()
 	q := &Queue{
 		opts: opts, path: opts.Path, log: opts.Logger, clock: opts.Clock, rnd: opts.Rand,
-		reqs: make(chan request, 1024), kick: make(chan struct{}, 1), commitDone: make(chan commitResult, 1), goneHint: make(chan string, 1),
+		reqs: make(chan request, 1024), kick: make(chan struct{}, 1), commitDone: make(chan commitResult, 1), goneHint: make(chan string, 1), faultHint: make(chan struct{}, 1),
 		quit: make(chan struct{}), done: make(chan struct{}), maxBatch: opts.batchLimit,
 	}
 	if q.rnd == nil {

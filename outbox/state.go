@@ -46,7 +46,7 @@ func statePath(path string) string { return path + StateFileSuffix }
 // with dbMu held: not through view).
 func (q *Queue) fileLastID() (uint64, error) {
 	var seq uint64
-	err := guard(func() error {
+	err := q.guard(func() error {
 		return q.db.View(func(tx *bolt.Tx) error {
 			if b := tx.Bucket(bucketItems); b != nil {
 				seq = b.Sequence()
