@@ -43,11 +43,7 @@ func (q *Queue) tick() {
 			// Try again in a second (later after many refused commits,
 			// faults.go), woken by a real timer: the queue may get no
 			// request meanwhile.
-			d := time.Second
-			if ls.reopenWhy == reopenAfterCommitWhy {
-				d = q.reopenDelay()
-			}
-			q.retryOpenIn(d)
+			q.retryOpenLater()
 			q.publish()
 			return
 		}

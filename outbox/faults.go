@@ -434,6 +434,16 @@ func (q *Queue) reopenDelay() time.Duration {
 	return 5 * time.Second
 }
 
+// retryOpenLater arms the next try to open the file: in a second, or
+// after reopenDelay when the file was closed for a refused commit.
+func (q *Queue) retryOpenLater() {
+	d := time.Second
+	if q.ls.reopenWhy == reopenAfterCommitWhy {
+		d = q.reopenDelay()
+	}
+	q.retryOpenIn(d)
+}
+
 // retryOpenIn arms the loop's real-time wake for the next try to open
 // the file: the queue may get no request meanwhile.
 func (q *Queue) retryOpenIn(d time.Duration) {
@@ -481,11 +491,7 @@ func (q *Queue) reopenAfterFault() {
 	q.closeAfterFault()
 	ls.reopenErr, ls.reopenWhy, ls.openAtStart = closed+why, kind, true
 	if err := q.openLate(); err != nil {
-		d := time.Second
-		if afterCommit {
-			d = q.reopenDelay()
-		}
-		q.retryOpenIn(d)
+		q.retryOpenLater()
 		return
 	}
 }

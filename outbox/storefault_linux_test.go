@@ -87,6 +87,38 @@ func code(t *testing.T, q *outbox.Queue, i int) outbox.Item {
 	return it
 }
 
+// runUntilGated runs q with s and waits until s's gated send has started.
+func runUntilGated(t *testing.T, q *outbox.Queue, s *gatedSender) (stop func()) {
+	t.Helper()
+	stop = testrig.Run(t, "run", 10*time.Second, func(ctx context.Context) error { return q.Run(ctx, s) })
+	select {
+	case <-s.started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first record was never sent")
+	}
+	return stop
+}
+
+// waitDrained polls q's stats until done says so, for at most 30 s after
+// the disk came back; a timeout reports the stats, the sends and logs.
+func waitDrained(t *testing.T, q *outbox.Queue, s *gatedSender, logs *testrig.Buffer, done func(outbox.Stats) bool) outbox.Stats {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		st, err := q.Stats()
+		if err == nil && done(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			total, _ := s.counts()
+			var l string
+			if logs != nil {
+				l = logs.String()
+			}
+			t.Fatalf("the queue did not drain in 30 s after the disk came back: %d sends; stats %+v (err %v)\n%s", total, st, err, l)
+		}
+	}
+}
+
 // TestUnrecordedResultNotSentAgain: the commit that records a delivery
 // fails (the disk answers EIO) while the server is up. The item is not
 // handed out again (its key stays busy), no other send starts while the
@@ -109,12 +141,7 @@ func TestUnrecordedResultNotSentAgain(t *testing.T) {
 	s := newGatedSender()
 	s.gateID = first.ID
 	// Only the first record may go before the disk fails.
-	stop := testrig.Run(t, "run", 10*time.Second, func(ctx context.Context) error { return q.Run(ctx, s) })
-	select {
-	case <-s.started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the first record was never sent")
-	}
+	stop := runUntilGated(t, q, s)
 	// The disk fails while the send is at the server; the others of
 	// the first batch of sends are already recorded or not.
 	if err := fsys.SetFailure(lossyfs.Failure{Writes: true}); err != nil {
@@ -164,16 +191,7 @@ func TestUnrecordedResultNotSentAgain(t *testing.T) {
 	if err := fsys.SetFailure(lossyfs.Failure{}); err != nil {
 		t.Fatal(err)
 	}
-	var last outbox.Stats
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if last, err = q.Stats(); err == nil && last.Pending == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			total, _ := s.counts()
-			t.Fatalf("the queue did not drain in 30 s after the disk came back: %d sends; stats %+v (err %v)", total, last, err)
-		}
-	}
+	waitDrained(t, q, s, nil, func(st outbox.Stats) bool { return st.Pending == 0 })
 	stop()
 	total, per = s.counts()
 	for _, id := range append(ids, first.ID) {
@@ -203,8 +221,7 @@ func TestUnrecordedResultAtClose(t *testing.T) {
 	it := code(t, q, 1)
 	s := newGatedSender()
 	s.gateID = it.ID
-	stop := testrig.Run(t, "run", 10*time.Second, func(ctx context.Context) error { return q.Run(ctx, s) })
-	<-s.started
+	stop := runUntilGated(t, q, s)
 	if err := fsys.SetFailure(lossyfs.Failure{Writes: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -262,12 +279,7 @@ func TestRefusedCommitReopensFile(t *testing.T) {
 	ids := []uint64{first.ID, code(t, q, 1).ID, code(t, q, 2).ID}
 	s := newGatedSender()
 	s.gateID = first.ID
-	stop := testrig.Run(t, "run", 10*time.Second, func(ctx context.Context) error { return q.Run(ctx, s) })
-	select {
-	case <-s.started:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the first record was never sent")
-	}
+	stop := runUntilGated(t, q, s)
 	// The commit of its result: the pages and their fsync, then the meta
 	// page, whose fsync fails.
 	if err := fsys.SetFailure(lossyfs.Failure{FsyncPath: "outbox.db", FsyncsAllowed: 1}); err != nil {
@@ -285,15 +297,7 @@ func TestRefusedCommitReopensFile(t *testing.T) {
 	if err := fsys.SetFailure(lossyfs.Failure{}); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if st, err = q.Stats(); err == nil && st.Pending == 0 && st.Delivered == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			total, _ := s.counts()
-			t.Fatalf("not drained 30 s after the disk came back: %d sends; stats %+v (err %v)\n%s", total, st, err, logs.String())
-		}
-	}
+	st = waitDrained(t, q, s, &logs, func(st outbox.Stats) bool { return st.Pending == 0 && st.Delivered == 3 })
 	stop()
 	_, per := s.counts()
 	for _, id := range ids {
